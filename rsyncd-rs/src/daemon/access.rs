@@ -1,0 +1,1 @@
+//! `hosts allow` / `hosts deny` (upstream: access.c).

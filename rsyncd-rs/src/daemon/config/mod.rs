@@ -1,0 +1,1 @@
+//! `rsyncd.conf` into a typed [`DaemonConfig`] (upstream: params.c, loadparm.c).

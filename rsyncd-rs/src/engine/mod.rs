@@ -1,0 +1,1 @@
+//! The transfer roles (generator, receiver, sender) driving `protocol` over a byte transport.

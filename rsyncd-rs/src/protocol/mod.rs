@@ -1,0 +1,48 @@
+//! The rsync wire protocol, sans-IO: every decoder takes bytes already read and answers
+//! "need more" or "done, used n"; nothing here opens a socket or a file.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod codec;
+pub mod handshake;
+pub mod mux;
+
+/// The outcome of a sans-IO decode step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded<T> {
+    /// At least this many more bytes are needed before the value can be decoded.
+    Needed(usize),
+    /// The value, and how many bytes of the input it used.
+    Done { value: T, used: usize },
+}
+
+impl<T> Decoded<T> {
+    /// Maps the decoded value, keeping `used`.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Decoded<U> {
+        match self {
+            Decoded::Needed(n) => Decoded::Needed(n),
+            Decoded::Done { value, used } => Decoded::Done {
+                value: f(value),
+                used,
+            },
+        }
+    }
+}
+
+/// Bytes from the peer that do not parse, or parse to something not allowed here.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum WireError {
+    /// The bytes do not form a valid value of the expected type.
+    #[error("malformed {what}")]
+    Malformed { what: &'static str },
+    /// A length or count exceeds the bound this implementation accepts.
+    #[error("{what} of {got} exceeds the limit of {limit}")]
+    TooLarge {
+        what: &'static str,
+        got: u64,
+        limit: u64,
+    },
+    /// A multiplex frame carries a message code that does not exist.
+    #[error("unexpected tag {0}")]
+    UnknownTag(i32),
+}
