@@ -4,8 +4,10 @@
 
 pub mod auth;
 pub mod codec;
+pub mod compat;
 pub mod handshake;
 pub mod mux;
+pub mod options;
 
 /// The outcome of a sans-IO decode step.
 #[derive(Debug, Clone, PartialEq, Eq)]
