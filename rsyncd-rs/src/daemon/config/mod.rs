@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 mod expand;
+mod syntax;
 mod values;
 
 pub use expand::{ExpandError, expand_vars, expand_vars_for_shell};
