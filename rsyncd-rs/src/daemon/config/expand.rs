@@ -265,7 +265,10 @@ mod tests {
         let e = |s| expand_vars_for_shell(s, &env);
         assert_eq!(e("echo %RSYNC_USER_NAME%"), Ok("echo 'alice'".into()));
         assert_eq!(e("echo '%RSYNC_USER_NAME%'"), Ok("echo 'alice'".into()));
-        assert_eq!(e("echo \"%RSYNC_USER_NAME%\""), Ok("echo \"'alice'\"".into()));
+        assert_eq!(
+            e("echo \"%RSYNC_USER_NAME%\""),
+            Ok("echo \"'alice'\"".into())
+        );
         // After a closed quote the context is unquoted again.
         assert_eq!(e("'a' %RSYNC_USER_NAME%"), Ok("'a' 'alice'".into()));
         // A single quote inside "..." does not open a '...' run.

@@ -73,7 +73,9 @@ fn line_of(text: &str, at: usize) -> u32 {
         .iter()
         .filter(|b| **b == b'\n')
         .count();
-    u32::try_from(newlines).unwrap_or(u32::MAX).saturating_add(1)
+    u32::try_from(newlines)
+        .unwrap_or(u32::MAX)
+        .saturating_add(1)
 }
 
 /// A `getc()`-style cursor that counts lines.
@@ -281,7 +283,11 @@ mod tests {
         let text = "a = 1\n[mod]\n  b   c =  x  y  \n";
         assert_eq!(
             lex(text),
-            [param("a", "1", 1), section("mod", 2), param("b c", "x  y", 3)]
+            [
+                param("a", "1", 1),
+                section("mod", 2),
+                param("b c", "x  y", 3)
+            ]
         );
     }
 
@@ -305,12 +311,15 @@ mod tests {
 
     #[test]
     fn continuation_lines() {
-        assert_eq!(lex("a = one \\\n  two\nb = 3\n"), [
-            param("a", "one   two", 1),
-            param("b", "3", 3)
-        ]);
+        assert_eq!(
+            lex("a = one \\\n  two\nb = 3\n"),
+            [param("a", "one   two", 1), param("b", "3", 3)]
+        );
         assert_eq!(lex("a = x\\  \ny\n"), [param("a", "xy", 1)]);
-        assert_eq!(lex("max \\\nconnections = 4\n"), [param("max connections", "4", 1)]);
+        assert_eq!(
+            lex("max \\\nconnections = 4\n"),
+            [param("max connections", "4", 1)]
+        );
         assert_eq!(lex("a = \\\n\\\nz\n"), [param("a", "z", 1)]);
         // Spaces before a continuation stay even when nothing follows.
         assert_eq!(lex("a = x  \\\n   \n"), [param("a", "x  ", 1)]);
@@ -321,19 +330,18 @@ mod tests {
 
     #[test]
     fn carriage_returns_are_dropped() {
-        assert_eq!(lex("a = 1\r\n[m]\r\nb = x\ry\r\n"), [
-            param("a", "1", 1),
-            section("m", 2),
-            param("b", "xy", 3)
-        ]);
+        assert_eq!(
+            lex("a = 1\r\n[m]\r\nb = x\ry\r\n"),
+            [param("a", "1", 1), section("m", 2), param("b", "xy", 3)]
+        );
     }
 
     #[test]
     fn section_names_fold_whitespace_and_ignore_the_rest_of_the_line() {
-        assert_eq!(lex("[  my \t module ] trailing junk\n"), [section(
-            "my module",
-            1
-        )]);
+        assert_eq!(
+            lex("[  my \t module ] trailing junk\n"),
+            [section("my module", 1)]
+        );
     }
 
     #[test]
@@ -357,33 +365,38 @@ mod tests {
     #[test]
     fn problems() {
         let p = |problem, line| Item::Problem { problem, line };
-        assert_eq!(lex("ignore errors\nx = 1\n"), [
-            p(Problem::NoEquals("ignore errors".into()), 1),
-            param("x", "1", 2)
-        ]);
+        assert_eq!(
+            lex("ignore errors\nx = 1\n"),
+            [
+                p(Problem::NoEquals("ignore errors".into()), 1),
+                param("x", "1", 2)
+            ]
+        );
         assert_eq!(lex("at eof"), [p(Problem::NoEquals("at eof".into()), 1)]);
         assert_eq!(lex("= v\n"), [p(Problem::EmptyName("v".into()), 1)]);
-        assert_eq!(lex("[]\n[ ]\n"), [
-            p(Problem::EmptySection, 1),
-            p(Problem::EmptySection, 2)
-        ]);
-        assert_eq!(lex("[mod\nx = 1\n"), [
-            p(Problem::UnclosedSection("mod".into()), 1),
-            param("x", "1", 2)
-        ]);
+        assert_eq!(
+            lex("[]\n[ ]\n"),
+            [p(Problem::EmptySection, 1), p(Problem::EmptySection, 2)]
+        );
+        assert_eq!(
+            lex("[mod\nx = 1\n"),
+            [
+                p(Problem::UnclosedSection("mod".into()), 1),
+                param("x", "1", 2)
+            ]
+        );
         assert_eq!(lex("[mod"), [p(Problem::UnclosedSection("mod".into()), 1)]);
-        assert_eq!(lex("a = 1\nb = 2\0c = 3\n"), [
-            param("a", "1", 1),
-            param("b", "2", 2),
-            p(Problem::Nul, 2)
-        ]);
+        assert_eq!(
+            lex("a = 1\nb = 2\0c = 3\n"),
+            [param("a", "1", 1), param("b", "2", 2), p(Problem::Nul, 2)]
+        );
     }
 
     #[test]
     fn lines_count_across_continuations() {
-        assert_eq!(lex("a = 1 \\\n2\n\nb = 3\n"), [
-            param("a", "1 2", 1),
-            param("b", "3", 4)
-        ]);
+        assert_eq!(
+            lex("a = 1 \\\n2\n\nb = 3\n"),
+            [param("a", "1 2", 1), param("b", "3", 4)]
+        );
     }
 }
