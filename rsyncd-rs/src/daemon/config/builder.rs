@@ -10,12 +10,13 @@
 //! params.c, include_config(), parse_directives().
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::params::{self, Found, Globals, MarkSet, ModuleParams, Spec};
 use super::source::{IncludeKind, IncludeSource};
 use super::syntax::{self, Item, Problem};
-use super::values::{Env, is_space, names_match};
+use super::values::{Env, is_space, name_key, names_match};
 use super::{ConfigError, ConfigErrors, ConfigWarning, DaemonConfig, Location, Module};
 
 /// How deeply `&include`/`&merge` may nest (upstream has no limit and loops forever
@@ -55,6 +56,10 @@ pub(crate) struct Builder<'a> {
     globals: Globals,
     defaults: ModuleParams,
     modules: Vec<Module>,
+    /// Module indices by [`name_key`] of the names they have had, so that finding a
+    /// repeated header is not a scan of all modules. Entries go stale when a `name`
+    /// line renames a module; lookups check the current name.
+    module_keys: HashMap<String, Vec<usize>>,
     context: Context,
     /// Receives the parameters of a refused section, so their values are still checked.
     scratch: ModuleParams,
@@ -86,6 +91,7 @@ impl<'a> Builder<'a> {
             globals: Globals::default(),
             defaults: ModuleParams::default(),
             modules: Vec::new(),
+            module_keys: HashMap::new(),
             context: Context::Global,
             scratch: ModuleParams::default(),
             stack: Vec::new(),
@@ -233,12 +239,7 @@ impl<'a> Builder<'a> {
             self.context = Context::Discard;
             return;
         }
-        let existing = self.modules.iter().rposition(|m| {
-            m.params
-                .name
-                .as_deref()
-                .is_some_and(|n| names_match(n, name))
-        });
+        let existing = self.find_module(name);
         if let Some(index) = existing {
             let first = self.modules.get(index).map(|m| m.location.clone());
             if let Some(first) = first {
@@ -253,12 +254,35 @@ impl<'a> Builder<'a> {
         let mut params = self.defaults.clone();
         params.name = Some(name.to_owned());
         params.unmark("name");
+        let index = self.modules.len();
         self.modules.push(Module {
             name: name.to_owned(),
             params,
             location: at,
         });
-        self.context = Context::Module(self.modules.len() - 1);
+        self.module_keys
+            .entry(name_key(name))
+            .or_default()
+            .push(index);
+        self.context = Context::Module(index);
+    }
+
+    /// The last module whose current name matches `name` as upstream compares them.
+    ///
+    /// Upstream: loadparm.c, getsectionbyname().
+    fn find_module(&self, name: &str) -> Option<usize> {
+        let candidates = self.module_keys.get(&name_key(name))?;
+        // Not necessarily in order: a rename appends an older module's index.
+        candidates
+            .iter()
+            .copied()
+            .filter(|&i| {
+                self.modules
+                    .get(i)
+                    .and_then(|m| m.params.name.as_deref())
+                    .is_some_and(|n| names_match(n, name))
+            })
+            .max()
     }
 
     /// Upstream: loadparm.c, do_parameter().
@@ -309,8 +333,18 @@ impl<'a> Builder<'a> {
                 assign(spec, target, value, env, at)
             }
         };
-        if let Err(e) = result {
-            self.errors.push(e);
+        match result {
+            Err(e) => self.errors.push(e),
+            // A `name` line renames the module: index it under its new name as well.
+            Ok(()) if found.name() == "name" => {
+                if let Context::Module(i) = self.context {
+                    let entry = self.module_keys.entry(name_key(value)).or_default();
+                    if entry.last() != Some(&i) {
+                        entry.push(i);
+                    }
+                }
+            }
+            Ok(()) => {}
         }
     }
 

@@ -208,6 +208,24 @@ fn module_lookup_is_exact_and_a_name_parameter_renames() {
 }
 
 #[test]
+fn a_header_reopens_the_last_module_with_that_name_even_after_renames() {
+    // [b] is renamed to "a"; the last header matches both modules and, as upstream
+    // searches from the end, reopens the later-defined [a].
+    let cfg = parse("[b]\n[a]\n[b]\nname = a\n[a]\ncomment = here\n");
+    assert_eq!(cfg.modules.len(), 2);
+    assert_eq!(cfg.modules[0].params.comment, None);
+    assert_eq!(cfg.modules[1].params.comment.as_deref(), Some("here"));
+    // A renamed module no longer answers to its header's name.
+    let cfg = parse("[old]\nname = new\n[old]\npath = /o\n");
+    assert_eq!(cfg.modules.len(), 2);
+    assert_eq!(
+        cfg.module("old").unwrap().params.path.as_deref(),
+        Some("/o")
+    );
+    assert_eq!(cfg.module("new").unwrap().params.path, None);
+}
+
+#[test]
 fn module_names_cannot_hold_a_slash_or_be_empty() {
     assert_eq!(
         errors("[a/b]\npath = /x\nport = 1\ntimeout = x\n[]\n[open\n"),

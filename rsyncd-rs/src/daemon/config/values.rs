@@ -126,6 +126,14 @@ pub(crate) fn names_match(a: &str, b: &str) -> bool {
     }
 }
 
+/// The form of a name that [`names_match`] compares: ASCII lower case, no whitespace.
+pub(crate) fn name_key(name: &str) -> String {
+    name.chars()
+        .filter(|c| !is_space(*c))
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
 /// A string parameter with no default: kept raw, `%VAR%` expanded later by callers.
 pub(crate) fn string(value: &str, _: &Env<'_>) -> Result<Option<String>, String> {
     Ok(Some(value.to_owned()))
@@ -236,6 +244,14 @@ mod tests {
         assert!(!names_match("post-xfer exec", "postxfer exec"));
         assert!(!names_match("list", "lists"));
         assert!(names_match("", " "));
+        for (a, b) in [
+            ("My Mod", "mymod"),
+            ("a b", "A\tB "),
+            ("x", "y"),
+            ("é", "É"),
+        ] {
+            assert_eq!(names_match(a, b), name_key(a) == name_key(b), "{a} {b}");
+        }
     }
 
     #[test]
