@@ -12,6 +12,7 @@
 //! [`expand_vars`] or [`expand_vars_for_shell`], when it uses them.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod builder;
 mod expand;
