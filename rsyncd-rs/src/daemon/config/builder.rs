@@ -147,6 +147,7 @@ impl<'a> Builder<'a> {
         }
         let mut modules = self.modules;
         for module in &mut modules {
+            module.params.inherit_late(&self.defaults);
             if let Some(name) = &module.params.name {
                 module.name.clone_from(name);
             }

@@ -63,7 +63,10 @@ pub struct Module {
     /// The name clients ask for: the header's name with its whitespace folded, or the
     /// value of a `name` parameter inside the section, which upstream lets rename it.
     pub name: String,
-    /// The module's parameters: the defaults at its header plus its own lines.
+    /// The module's parameters: the defaults in force at its header plus its own
+    /// lines. A string parameter still unset then takes the value of
+    /// [`DaemonConfig::defaults`] (the defaults at the end of the file), as upstream's
+    /// accessors fall back on the final global value.
     pub params: ModuleParams,
     /// Where the module's header first appears.
     pub location: Location,

@@ -36,7 +36,45 @@ pub(crate) struct Spec<T> {
     pub(crate) name: &'static str,
     /// Parses a raw value and stores it into the parameter's field.
     pub(crate) set: fn(&mut T, &str, &Env<'_>) -> Result<(), String>,
+    /// Gives the field the value of the same field of the final defaults if it has
+    /// none; returns whether it did. See [`LateDefault`].
+    pub(crate) inherit_late: fn(&mut T, &T) -> bool,
 }
+
+/// How a module's field falls back on the defaults as they stand at the end of the
+/// file. Upstream's accessors return a module's string value if it has one and
+/// otherwise the global one *as finally loaded* (loadparm.c, FN_LOCAL_STRING), so a
+/// string parameter that was unset when a module's header was read still picks up a
+/// value set in a later `[global]` section. Other types were copied at the header
+/// and never look again.
+pub(crate) trait LateDefault {
+    /// Takes `last`'s value if `self` has none; returns whether it did.
+    fn inherit_late(&mut self, last: &Self) -> bool;
+}
+
+impl LateDefault for Option<String> {
+    fn inherit_late(&mut self, last: &Self) -> bool {
+        if self.is_none() && last.is_some() {
+            self.clone_from(last);
+            return true;
+        }
+        false
+    }
+}
+
+macro_rules! copied_at_header {
+    ($($t:ty),*) => {
+        $(impl LateDefault for $t {
+            fn inherit_late(&mut self, _: &Self) -> bool {
+                false
+            }
+        })*
+    };
+}
+
+// Integers, booleans, the facility, and the strings with a built-in default (never
+// unset) are fixed when the module's header is read.
+copied_at_header!(bool, Option<bool>, i32, u16, String, SyslogFacility);
 
 /// A parameter struct that records which parameters were given a value, and where.
 pub(crate) trait MarkSet {
@@ -101,6 +139,7 @@ macro_rules! param_struct {
                 Spec {
                     name: $label,
                     set: |p: &mut $name, v: &str, env: &Env<'_>| store(&mut p.$field, $parse, v, env),
+                    inherit_late: |p: &mut $name, last: &$name| p.$field.inherit_late(&last.$field),
                 },
             )*
         ];
@@ -246,6 +285,18 @@ param_struct! {
 }
 
 impl ModuleParams {
+    /// Fills the string parameters this module never got a value for from the final
+    /// `defaults`, with their locations. See [`LateDefault`].
+    pub(crate) fn inherit_late(&mut self, defaults: &ModuleParams) {
+        for spec in LOCAL_PARAMS {
+            if (spec.inherit_late)(self, defaults) {
+                if let Some(at) = defaults.set_at.get(spec.name) {
+                    self.set_at.insert(spec.name, at.clone());
+                }
+            }
+        }
+    }
+
     /// Forgets that the parameter with canonical `name` was set (for the `name` a
     /// module inherits from the defaults and its header replaces).
     pub(crate) fn unmark(&mut self, name: &str) {

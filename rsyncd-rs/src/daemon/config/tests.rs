@@ -178,13 +178,39 @@ fn global_values_are_defaults_that_modules_override() {
 
 #[test]
 fn global_section_header_is_case_and_space_insensitive() {
-    let cfg = parse("[m]\n[ Glo Bal ]\ncomment = x\n[n]\n");
+    let cfg = parse("[m]\n[ Glo Bal ]\ntimeout = 9\n[n]\n");
     assert_eq!(cfg.modules.len(), 2);
-    assert_eq!(
-        cfg.module("n").unwrap().params.comment.as_deref(),
-        Some("x")
-    );
+    assert_eq!(cfg.module("n").unwrap().params.timeout, 9);
+    assert_eq!(cfg.module("m").unwrap().params.timeout, 0);
+}
+
+/// As upstream 3.5.0 lists it: an unset string parameter of a module falls back on
+/// the global value as it stands at the end of the file, even one set after the
+/// module; other types keep the defaults of the module's header.
+#[test]
+fn unset_strings_take_the_final_global_value() {
+    let cfg = parse("[m]\npath = /m\n[global]\ncomment = x\ntimeout = 9\n[n]\ncomment = own\n");
+    let m = &cfg.module("m").unwrap().params;
+    assert_eq!((m.comment.as_deref(), m.timeout), (Some("x"), 0));
+    assert_eq!(m.set_location("comment").unwrap().line, 4);
+    assert_eq!(m.set_location("timeout"), None);
+    let n = &cfg.module("n").unwrap().params;
+    assert_eq!((n.comment.as_deref(), n.timeout), (Some("own"), 9));
+    // An &include's defaults are gone by the end, so they are not the final ones.
+    let inc = MemoryIncludes::new().with_file("/i.conf", "comment = inc\n[i]\n");
+    let cfg = DaemonConfig::parse_with_env(
+        "[m]\n&include /i.conf\n",
+        Path::new("x"),
+        &inc,
+        &[],
+        &no_env,
+    )
+    .unwrap();
     assert_eq!(cfg.module("m").unwrap().params.comment, None);
+    assert_eq!(
+        cfg.module("i").unwrap().params.comment.as_deref(),
+        Some("inc")
+    );
 }
 
 #[test]
@@ -473,4 +499,46 @@ proptest! {
             }
         }
     }
+}
+
+/// Module names and comments as upstream 3.5.0 lists them (`rsync rsync://host/`)
+/// for the same file, run against the reference binary.
+#[test]
+fn lexing_matches_upstreams_module_listing() {
+    let text = "use chroot = no\n[m1]\npath = /tmp\ncomment = |one \\\n  two|\n\
+                [m2]\npath = /tmp\ncomment = |x  \\\n   \n[m3]\npath = /tmp\n\\ comment = lead\n\
+                [m4]\r\npath = /tmp\r\ncomment = crlf|\r\n[m5]\npath = /tmp\ncomment = \\\n   spaced|\n\
+                [ my \t module ] junk\npath = /tmp\n[mo\\\n  d]\npath = /tmp\nMAXCONNECTIONS = 3\n\
+                [m6]\npath=/tmp\ncomment = a\\b # c ; d\n";
+    let cfg = parse(text);
+    let listing: Vec<_> = cfg
+        .modules
+        .iter()
+        .map(|m| (m.name.as_str(), m.params.comment.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        listing,
+        [
+            ("m1", "|one   two|"),
+            ("m2", "|x  "),
+            ("m3", "lead"),
+            ("m4", "crlf|"),
+            ("m5", "   spaced|"),
+            ("my module", ""),
+            ("mo d", ""),
+            ("m6", "a\\b # c ; d"),
+        ]
+    );
+    assert_eq!(cfg.module("mo d").unwrap().params.max_connections, 3);
+    assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+}
+
+/// As upstream 3.5.0 lists it: --dparam applies at the first module header, and a
+/// later [global] section overrides it for the modules after it.
+#[test]
+fn dparams_then_a_later_global_section_as_upstream() {
+    let text = "comment = g\n[m1]\npath = /tmp\n[global]\ncomment = g2\n[m2]\npath = /tmp\n";
+    let cfg = try_parse(text, &["comment=D"]).unwrap();
+    let comment = |m| cfg.module(m).unwrap().params.comment.as_deref();
+    assert_eq!((comment("m1"), comment("m2")), (Some("D"), Some("g2")));
 }

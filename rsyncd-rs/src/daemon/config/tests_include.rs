@@ -235,3 +235,45 @@ fn dparams_apply_at_the_first_module_even_inside_an_include() {
     assert_eq!(timeout(&cfg, "later"), 1);
     assert_eq!(cfg.global.port, 2);
 }
+
+/// Module names and comments as upstream 3.5.0 lists them (`rsync rsync://host/`)
+/// for the same files, run against the reference binary: a repeated header continues
+/// the first module, `name` renames, each `*.conf` of a directory starts afresh, an
+/// unlisted module is hidden, and a line after an `&include` inside [q] sets the
+/// defaults of [r] and [after] instead of [q].
+#[test]
+fn includes_match_upstreams_module_listing() {
+    let inc = MemoryIncludes::new()
+        .with_file("/up/d/x.conf", "[x]\ncomment = x\n")
+        .with_file("/up/d/y.conf", "list = no\n[y]\ncomment = y\n")
+        .with_file("/up/d/z.conf", "[z]\ncomment = z\n")
+        .with_file("/up/e.conf", "# empty\n");
+    let text = "use chroot = no\npid file = /tmp/up/pid\nbind address = 1.2.3.4\n\
+                [b]\ncomment = B\npath = /tmp\n[a]\ncomment = A\npath = /tmp\n\
+                [old]\nname = new\ncomment = renamed\npath = /tmp\n[ A ]\ncomment = A2\n\
+                &include /up/d\n[q]\ncomment = q\npath = /tmp\n&include /up/e.conf\n\
+                comment = q2\n[r]\npath = /tmp\n[after]\npath = /tmp\n";
+    let cfg = load(text, &inc);
+    let listing: Vec<_> = cfg
+        .modules
+        .iter()
+        .filter(|m| m.params.list)
+        .map(|m| (m.name.as_str(), m.params.comment.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        listing,
+        [
+            ("b", "B"),
+            ("a", "A2"),
+            ("new", "renamed"),
+            ("x", "x"),
+            ("z", "z"),
+            ("q", "q"),
+            ("r", "q2"),
+            ("after", "q2"),
+        ]
+    );
+    assert!(!cfg.module("y").unwrap().params.list);
+    // Upstream logs "Unknown Parameter encountered: \"bind address\"".
+    assert_eq!(cfg.warnings[0].key.as_deref(), Some("bind address"));
+}
