@@ -119,7 +119,7 @@ pub enum Family {
 /// The name-service questions the access check asks.
 pub trait Resolver {
     /// The PTR name of `addr` (`getnameinfo()` with `NI_NAMEREQD`), `None` if none.
-    fn name_of(&self, addr: &ClientAddr) -> Option<String>;
+    fn name_of(&self, addr: &ClientAddr) -> Result<String, String>;
     /// The addresses (with IPv6 scope ids) `name` resolves to in `family`, `None` when
     /// the lookup fails.
     fn addrs_of(&self, name: &str, family: Family) -> Option<Vec<(IpAddr, u32)>>;
@@ -134,14 +134,14 @@ pub trait Resolver {
 pub struct SystemResolver;
 
 impl Resolver for SystemResolver {
-    fn name_of(&self, addr: &ClientAddr) -> Option<String> {
+    fn name_of(&self, addr: &ClientAddr) -> Result<String, String> {
         let sock = match addr.ip {
             IpAddr::V4(v4) => SocketAddr::from((v4, 0)),
             IpAddr::V6(v6) => std::net::SocketAddrV6::new(v6, 0, 0, addr.scope_id).into(),
         };
         dns_lookup::getnameinfo(&sock, libc::NI_NAMEREQD | libc::NI_NUMERICSERV)
-            .ok()
             .map(|(host, _)| host)
+            .map_err(|e| gai_text(&e))
     }
 
     fn addrs_of(&self, name: &str, family: Family) -> Option<Vec<(IpAddr, u32)>> {
@@ -222,10 +222,23 @@ mod netgroup {
     }
 }
 
-/// The client's host name by reverse lookup with the system resolver, or [`UNKNOWN`].
+/// The text glibc gives for a resolver failure (what upstream logs).
+fn gai_text(e: &dns_lookup::LookupError) -> String {
+    match e.kind() {
+        dns_lookup::LookupErrorKind::NoName => "Name or service not known".to_string(),
+        dns_lookup::LookupErrorKind::Again => "Temporary failure in name resolution".to_string(),
+        dns_lookup::LookupErrorKind::Fail => {
+            "Non-recoverable failure in name resolution".to_string()
+        }
+        _ => format!("{e:?}"),
+    }
+}
+
+/// The client's host name by reverse lookup with the system resolver; `Err` carries the
+/// line upstream logs, and the name to use is then [`UNKNOWN`].
 ///
 /// Upstream: clientname.c, client_name().
-pub fn reverse_lookup(addr: IpAddr) -> String {
+pub fn reverse_lookup(addr: IpAddr) -> Result<String, String> {
     reverse_lookup_with(&ClientAddr::from(addr), &SystemResolver)
 }
 
@@ -233,36 +246,32 @@ pub fn reverse_lookup(addr: IpAddr) -> String {
 /// family) back to the client's address, else [`UNKNOWN`]. `0.0.0.0` is not looked up.
 ///
 /// Upstream: clientname.c, client_name() and check_name().
-pub fn reverse_lookup_with(addr: &ClientAddr, resolver: &dyn Resolver) -> String {
+pub fn reverse_lookup_with(addr: &ClientAddr, resolver: &dyn Resolver) -> Result<String, String> {
     if addr.ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED) {
-        return UNKNOWN.to_string();
+        return Ok(UNKNOWN.to_string());
     }
     let name = match resolver.name_of(addr) {
-        Some(name) if !name.is_empty() && name.len() <= MAX_HOST_NAME && !name.contains('\0') => {
-            name
-        }
-        _ => {
-            tracing::info!("name lookup failed for {addr}");
-            return UNKNOWN.to_string();
-        }
+        Ok(name) if !name.is_empty() && name.len() <= MAX_HOST_NAME && !name.contains('\0') => name,
+        Ok(name) => return Err(format!("name lookup failed for {addr}: bad name {name:?}")),
+        Err(why) => return Err(format!("name lookup failed for {addr}: {why}")),
     };
     let family = match addr.ip {
         IpAddr::V4(_) => Family::V4,
         IpAddr::V6(_) => Family::V6,
     };
     let Some(found) = resolver.addrs_of(&name, family) else {
-        tracing::info!("forward name lookup for {name} failed");
-        return UNKNOWN.to_string();
+        return Err(format!("forward name lookup for {name} failed"));
     };
     let same = |&(ip, scope): &(IpAddr, u32)| match ip {
         IpAddr::V4(_) => ip == addr.ip,
         IpAddr::V6(_) => ip == addr.ip && scope == addr.scope_id,
     };
     if found.iter().any(same) {
-        name
+        Ok(name)
     } else {
-        tracing::info!("{addr} is not a known address for \"{name}\": spoofed address?");
-        UNKNOWN.to_string()
+        Err(format!(
+            "{addr} is not a known address for \"{name}\": spoofed address?"
+        ))
     }
 }
 
@@ -597,8 +606,11 @@ mod tests {
     }
 
     impl Resolver for Fake {
-        fn name_of(&self, addr: &ClientAddr) -> Option<String> {
-            self.ptr.get(&addr.ip()).cloned()
+        fn name_of(&self, addr: &ClientAddr) -> Result<String, String> {
+            self.ptr
+                .get(&addr.ip())
+                .cloned()
+                .ok_or_else(|| "Name or service not known".to_string())
         }
         fn addrs_of(&self, name: &str, family: Family) -> Option<Vec<(IpAddr, u32)>> {
             self.hosts
@@ -912,17 +924,27 @@ mod tests {
             fake.ptr.insert(ip.parse().unwrap(), name.to_string());
         }
         assert_eq!(
-            reverse_lookup_with(&client("192.0.2.1"), &fake),
+            reverse_lookup_with(&client("192.0.2.1"), &fake).unwrap(),
             "good.example"
         );
         assert_eq!(
-            reverse_lookup_with(&client("2001:db8::1"), &fake),
+            reverse_lookup_with(&client("2001:db8::1"), &fake).unwrap(),
             "six.example"
         );
-        assert_eq!(reverse_lookup_with(&client("192.0.2.2"), &fake), UNKNOWN);
-        assert_eq!(reverse_lookup_with(&client("192.0.2.3"), &fake), UNKNOWN);
-        assert_eq!(reverse_lookup_with(&client("192.0.2.4"), &fake), UNKNOWN);
-        assert_eq!(reverse_lookup_with(&client("0.0.0.0"), &fake), UNKNOWN);
+        assert!(
+            reverse_lookup_with(&client("192.0.2.2"), &fake)
+                .unwrap_err()
+                .contains("spoofed")
+        );
+        assert_eq!(
+            reverse_lookup_with(&client("192.0.2.3"), &fake).unwrap_err(),
+            "name lookup failed for 192.0.2.3: Name or service not known"
+        );
+        assert!(reverse_lookup_with(&client("192.0.2.4"), &fake).is_err());
+        assert_eq!(
+            reverse_lookup_with(&client("0.0.0.0"), &fake).unwrap(),
+            UNKNOWN
+        );
     }
 
     #[test]

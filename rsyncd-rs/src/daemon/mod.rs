@@ -4,3 +4,13 @@
 pub mod access;
 pub mod auth;
 pub mod config;
+pub mod exec;
+pub mod limits;
+pub mod listener;
+pub mod log;
+pub mod module;
+pub mod pidfile;
+pub mod privileges;
+mod server;
+pub mod session;
+pub mod startup;

@@ -1,1 +1,7 @@
-//! The transfer roles (generator, receiver, sender) driving `protocol` over a byte transport.
+//! The transfer roles (generator, receiver, sender) driving `protocol` over a byte
+//! transport, and the connection, set-up and exit codes they share.
+
+pub mod conn;
+pub mod exit;
+pub mod mux;
+pub mod setup;

@@ -5,9 +5,13 @@
 pub mod auth;
 pub mod codec;
 pub mod compat;
+pub mod flist;
 pub mod handshake;
 pub mod mux;
+pub mod ndx;
 pub mod options;
+#[cfg(test)]
+pub mod testutil;
 
 /// The outcome of a sans-IO decode step.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,244 @@
+//! `early exec`, `pre-xfer exec` and `post-xfer exec` (upstream: clientserver.c
+//! start_pre_exec(), write_pre_exec_args(), finish_pre_exec(), and the post-xfer fork in
+//! rsync_module()).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use nix::unistd::Pid;
+
+use super::config::{ModuleParams, expand_vars_for_shell};
+use super::privileges::{Forked, fork_process};
+use super::session::Session;
+use crate::engine::exit::ExitCode;
+
+/// The exec hooks of a module, expanded, and the running pre-xfer command.
+#[derive(Debug, Default)]
+pub struct Hooks {
+    early: Option<String>,
+    pre: Option<String>,
+    post: Option<String>,
+    env: Vec<(String, String)>,
+    pre_child: Option<PreXfer>,
+}
+
+/// A forked helper waiting for the request on a pipe before it runs `pre-xfer exec`.
+#[derive(Debug)]
+struct PreXfer {
+    pid: Pid,
+    args_out: File,
+    output_in: File,
+}
+
+impl Hooks {
+    /// Expands the module's hook commands; a `%RSYNC_*%` value that is unsafe in a shell
+    /// makes upstream refuse the session, and so do we.
+    pub fn from_module(
+        p: &ModuleParams,
+        vars: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Hooks, ExitCode> {
+        let expand = |v: &Option<String>| -> Result<Option<String>, ExitCode> {
+            match v.as_deref().filter(|c| !c.trim().is_empty()) {
+                Some(c) => expand_vars_for_shell(c, vars)
+                    .map(Some)
+                    .map_err(|_| ExitCode::UNSUPPORTED),
+                None => Ok(None),
+            }
+        };
+        // Upstream's escape hatch for running a config without its hooks.
+        if std::env::var_os("RSYNC_NO_XFER_EXEC").is_some() {
+            return Ok(Hooks::default());
+        }
+        Ok(Hooks {
+            early: expand(&p.early_exec)?,
+            pre: expand(&p.pre_xfer_exec)?,
+            post: expand(&p.post_xfer_exec)?,
+            env: Vec::new(),
+            pre_child: None,
+        })
+    }
+
+    /// Whether any hook is configured.
+    pub fn any(&self) -> bool {
+        self.early.is_some() || self.pre.is_some() || self.post.is_some()
+    }
+
+    /// Runs what must happen before privileges are dropped: the post-xfer fork (this
+    /// process becomes the waiting parent, the session continues in the child), the early
+    /// exec, and the start of the pre-xfer command.
+    pub(super) fn start(
+        &mut self,
+        s: &mut Session<'_>,
+        module: &str,
+        module_path: &Path,
+        user: &str,
+        early_input: Option<&[u8]>,
+    ) -> Result<(), ExitCode> {
+        if !self.any() {
+            return Ok(());
+        }
+        self.env = vec![
+            ("RSYNC_MODULE_NAME".into(), module.into()),
+            (
+                "RSYNC_MODULE_PATH".into(),
+                module_path.display().to_string(),
+            ),
+            ("RSYNC_HOST_ADDR".into(), s.peer.addr.clone()),
+            ("RSYNC_HOST_NAME".into(), s.peer.host.to_string()),
+            ("RSYNC_USER_NAME".into(), user.into()),
+            ("RSYNC_PID".into(), std::process::id().to_string()),
+        ];
+        if let Some(post) = self.post.clone() {
+            match fork_process() {
+                Ok(Forked::Parent(child)) => {
+                    s.conn.close();
+                    let status = nix::sys::wait::waitpid(child, None);
+                    let (raw, code) = match status {
+                        Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => (c << 8, c),
+                        Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => (sig as i32, -1),
+                        _ => (-1, -1),
+                    };
+                    let result = self
+                        .command(&post)
+                        .env("RSYNC_RAW_STATUS", raw.to_string())
+                        .env("RSYNC_EXIT_STATUS", code.to_string())
+                        .status();
+                    let exit = match result {
+                        Ok(st) => st.code().unwrap_or(-1),
+                        Err(_) => -1,
+                    };
+                    std::process::exit(exit);
+                }
+                Ok(Forked::Child) => {}
+                Err(e) => {
+                    s.log.line(&format!("fork failed: {e}"));
+                    return Err(s.fail("fork failed"));
+                }
+            }
+        }
+        if let Some(early) = self.early.clone() {
+            let mut stdin = b"(NONE)\0\0".to_vec();
+            if let Some(input) = early_input {
+                stdin.extend_from_slice(input);
+            }
+            let ok = self
+                .command(&early)
+                .stdin(Stdio::piped())
+                .spawn()
+                .and_then(|mut child| {
+                    if let Some(mut w) = child.stdin.take() {
+                        let _ = w.write_all(&stdin);
+                    }
+                    child.wait()
+                });
+            match ok {
+                Ok(st) if st.success() => {}
+                Ok(_) | Err(_) => {
+                    s.log.line("early exec failed");
+                    return Err(s.fail("early exec failed"));
+                }
+            }
+        }
+        if let Some(pre) = self.pre.clone() {
+            match self.spawn_pre_xfer(&pre) {
+                Ok(child) => self.pre_child = Some(child),
+                Err(e) => {
+                    s.log
+                        .line(&format!("pre-xfer exec preparation failed: {e}"));
+                    return Err(s.fail("pre-xfer exec preparation failed"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds the request and arguments to the pre-xfer command and waits for it. Returns
+    /// the message to send the client when it failed. Upstream: clientserver.c,
+    /// write_pre_exec_args() and finish_pre_exec().
+    pub fn finish_pre_xfer(&mut self, request: &str, args: &[String]) -> Option<String> {
+        let PreXfer {
+            pid,
+            mut args_out,
+            mut output_in,
+        } = self.pre_child.take()?;
+        let mut input = Vec::new();
+        input.extend_from_slice(request.as_bytes());
+        input.push(0);
+        for a in args {
+            input.extend_from_slice(a.as_bytes());
+            input.push(0);
+        }
+        input.push(0);
+        let _ = args_out.write_all(&input);
+        drop(args_out);
+        let mut output = Vec::new();
+        // Upstream keeps at most one buffer's worth of the hook's output.
+        let _ = Read::by_ref(&mut output_in)
+            .take(5119)
+            .read_to_end(&mut output);
+        let status = nix::sys::wait::waitpid(pid, None);
+        let text = String::from_utf8_lossy(&output).replace("\r\n", "\n");
+        match status {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => None,
+            Ok(nix::sys::wait::WaitStatus::Exited(_, c)) => Some(format!(
+                "pre-xfer exec returned failure ({}){}\n{text}",
+                c << 8,
+                if text.is_empty() { "" } else { ":" }
+            )),
+            _ => Some(format!(
+                "pre-xfer exec returned failure (-1){}\n{text}",
+                if text.is_empty() { "" } else { ":" }
+            )),
+        }
+    }
+
+    /// Forks the helper that waits for the request: it reads the NUL-separated request and
+    /// arguments, puts them in RSYNC_REQUEST and RSYNC_ARG0.. and runs the command with its
+    /// standard output piped back. Upstream: clientserver.c, start_pre_exec().
+    fn spawn_pre_xfer(&self, cmd: &str) -> std::io::Result<PreXfer> {
+        let (args_in, args_out) = nix::unistd::pipe()?;
+        let (output_in, output_out) = nix::unistd::pipe()?;
+        match fork_process()? {
+            Forked::Parent(pid) => Ok(PreXfer {
+                pid,
+                args_out: File::from(args_out),
+                output_in: File::from(output_in),
+            }),
+            Forked::Child => {
+                drop(args_out);
+                drop(output_in);
+                let mut reader = File::from(args_in);
+                let mut data = Vec::new();
+                let _ = Read::by_ref(&mut reader)
+                    .take(1 << 20)
+                    .read_to_end(&mut data);
+                let mut words = data
+                    .split(|b| *b == 0)
+                    .map(|w| String::from_utf8_lossy(w).into_owned());
+                let mut c = self.command(cmd);
+                c.env("RSYNC_REQUEST", words.next().unwrap_or_default());
+                for (i, w) in words.take_while(|w| !w.is_empty()).enumerate() {
+                    c.env(format!("RSYNC_ARG{i}"), w);
+                }
+                c.stdin(Stdio::null()).stdout(Stdio::from(output_out));
+                let code = match c.status() {
+                    Ok(st) => st.code().unwrap_or(1),
+                    Err(_) => 1,
+                };
+                std::process::exit(code);
+            }
+        }
+    }
+
+    fn command(&self, cmd: &str) -> Command {
+        let shell = std::env::var("RSYNC_SHELL").unwrap_or_else(|_| "/bin/sh".to_string());
+        let mut c = Command::new(shell);
+        c.arg("-c").arg(cmd);
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+}

@@ -1,0 +1,286 @@
+//! After `@RSYNCD: OK`: the argument list, the module's option policy, the binary set-up
+//! and the hand-off to the engine (upstream: clientserver.c rsync_module() from read_args()
+//! on; main.c start_server()).
+
+use super::config::Module;
+use super::module::ModuleSession;
+use super::session::Session;
+use crate::engine::conn::ConnError;
+use crate::engine::exit::{ExitCode, Origin};
+use crate::engine::setup::{ServerSetup, setup_protocol};
+use crate::protocol::handshake::{BIG_LINE_MAX, MAX_DAEMON_ARGS, decode_arg};
+use crate::protocol::options::{Options, Refusals, parse_server_args};
+
+/// Reads the argument list; `nul_separated` from protocol 30. Upstream: io.c, read_args().
+fn read_args(s: &mut Session<'_>, nul_separated: bool) -> Result<Vec<String>, ExitCode> {
+    let mut args = Vec::new();
+    loop {
+        let arg = s.conn.decode(|b| {
+            Ok::<_, std::convert::Infallible>(decode_arg(b, nul_separated, BIG_LINE_MAX))
+        });
+        let arg = match arg {
+            Ok(a) => a,
+            Err(ConnError::Timeout) => return Err(ExitCode::TIMEOUT),
+            Err(_) => return Err(ExitCode::SOCKETIO),
+        };
+        if arg.is_empty() {
+            return Ok(args);
+        }
+        if args.len() >= MAX_DAEMON_ARGS - 2 {
+            s.log.line("too many daemon arguments");
+            return Err(ExitCode::PROTOCOL);
+        }
+        args.push(String::from_utf8_lossy(&arg).into_owned());
+    }
+}
+
+/// Undoes the backslash escaping a 3.5.0 client applies to option values (`safe_arg`).
+/// Upstream: io.c, unbackslash_arg().
+fn unbackslash(arg: &str) -> String {
+    let mut out = String::with_capacity(arg.len());
+    let mut chars = arg.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(next) = chars.next() {
+                out.push(next);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Everything after `@RSYNCD: OK`.
+pub(super) fn run(
+    s: &mut Session<'_>,
+    m: &Module,
+    mut ms: ModuleSession,
+) -> Result<ExitCode, ExitCode> {
+    let nul = s.protocol >= 30;
+    let raw = read_args(s, nul)?;
+    // Option values were escaped by the client; paths after "." are left as they are.
+    let mut seen_dot = false;
+    let mut args: Vec<String> = raw
+        .into_iter()
+        .map(|a| {
+            if seen_dot {
+                a
+            } else {
+                seen_dot = a == ".";
+                unbackslash(&a)
+            }
+        })
+        .collect();
+    let refusals = Refusals::for_daemon(m.params.refuse_options.as_deref().unwrap_or(""));
+    for token in &refusals.unmatched {
+        s.log
+            .line(&format!("No match for refuse-options string \"{token}\""));
+    }
+    let mut parsed = parse_server_args(&args, &refusals);
+    if let Ok(o) = &parsed
+        && o.protect_args
+    {
+        // --secluded-args: the real list follows, always NUL-separated, with an argv[0].
+        let mut second = read_args(s, true)?;
+        if !second.is_empty() {
+            second.remove(0);
+        }
+        args = second;
+        parsed = parse_server_args(&args, &refusals);
+    }
+    s.conn.set_deadline(None);
+
+    let request = request_text(&args, &m.name);
+    let mut hook_args = vec!["rsyncd".to_string()];
+    hook_args.extend(args.iter().cloned());
+    let hook_error = ms.hooks.finish_pre_xfer(&request, &hook_args);
+
+    let am_sender = parsed
+        .as_ref()
+        .map(|o| o.am_sender)
+        .unwrap_or_else(|_| args.iter().any(|a| a == "--sender"));
+    let who = s
+        .user
+        .clone()
+        .filter(|u| !u.is_empty())
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
+    s.log.line(&format!(
+        "rsync {} {request} from {who}{} ({})",
+        if am_sender { "on" } else { "to" },
+        s.peer.host,
+        s.peer.addr
+    ));
+
+    let role = if am_sender { "sender" } else { "Receiver" };
+    let options = parsed
+        .as_ref()
+        .ok()
+        .cloned()
+        .unwrap_or_else(|| fallback_options(&args, am_sender));
+    let timeout = m.params.timeout;
+    let mut wire = setup_protocol(
+        &mut s.conn,
+        &ServerSetup {
+            protocol: s.protocol,
+            options: &options,
+            module_timeout: timeout,
+        },
+    )
+    .map_err(|e| {
+        s.log.line(&format!("protocol set-up failed: {e}"));
+        e.exit_code()
+    })?;
+
+    let fail = |s: &mut Session<'_>,
+                wire: &mut crate::engine::setup::Wire,
+                text: &str,
+                code: ExitCode,
+                origin: Origin| {
+        for line in text.lines() {
+            s.log.line(line);
+        }
+        s.log
+            .line(crate::engine::exit::error_line(code, origin, role).trim_end());
+        wire.fatal(&mut s.conn, text, code, origin, role);
+        // Upstream pauses after an option error so the messages reach the client first.
+        if code == ExitCode::UNSUPPORTED {
+            std::thread::sleep(std::time::Duration::from_millis(400));
+        }
+        code
+    };
+    if let Some(err) = hook_error {
+        return Err(fail(
+            s,
+            &mut wire,
+            &err,
+            ExitCode::UNSUPPORTED,
+            Origin {
+                file: "clientserver.c",
+                line: 1267,
+            },
+        ));
+    }
+    let options = match parsed {
+        Ok(o) => o,
+        Err(e) => {
+            return Err(fail(
+                s,
+                &mut wire,
+                &format!("rsync: {e}\n"),
+                ExitCode::UNSUPPORTED,
+                Origin {
+                    file: "clientserver.c",
+                    line: 1267,
+                },
+            ));
+        }
+    };
+    if !options.am_sender && ms.is_read_only {
+        return Err(fail(
+            s,
+            &mut wire,
+            "ERROR: module is read only\n",
+            ExitCode::SYNTAX,
+            Origin {
+                file: "main.c",
+                line: 1185,
+            },
+        ));
+    }
+    if options.am_sender && ms.is_write_only {
+        return Err(fail(
+            s,
+            &mut wire,
+            "ERROR: module is write only\n",
+            ExitCode::SYNTAX,
+            Origin {
+                file: "main.c",
+                line: 1010,
+            },
+        ));
+    }
+    if options.am_sender && options.remove_source_files > 0 && ms.is_read_only {
+        return Err(fail(
+            s,
+            &mut wire,
+            "ERROR: --remove-source-files cannot be used with a read-only module\n",
+            ExitCode::SYNTAX,
+            Origin {
+                file: "main.c",
+                line: 1015,
+            },
+        ));
+    }
+    let _ = &mut ms;
+    Err(fail(
+        s,
+        &mut wire,
+        "ERROR: rsyncd-rs: file transfers are not implemented yet\n",
+        ExitCode::UNSUPPORTED,
+        Origin {
+            file: "main.c",
+            line: 1185,
+        },
+    ))
+}
+
+/// What upstream logs as the request: the path arguments after `.`, space-separated.
+fn request_text(args: &[String], module: &str) -> String {
+    let paths: Vec<&str> = match args.iter().position(|a| a == ".") {
+        Some(i) => args[i + 1..].iter().map(String::as_str).collect(),
+        None => Vec::new(),
+    };
+    if paths.is_empty() {
+        format!("{module}/")
+    } else {
+        paths.join(" ")
+    }
+}
+
+/// When parsing failed, the set-up still has to happen so the error can be multiplexed:
+/// use what can be read of the list (the capability letters, compression).
+fn fallback_options(args: &[String], am_sender: bool) -> Options {
+    let mut o = Options {
+        am_sender,
+        ..Options::default()
+    };
+    for a in args {
+        if let Some(flags) = a.strip_prefix('-').filter(|f| !f.starts_with('-')) {
+            if let Some(i) = flags.find('e') {
+                o.client_info = flags[i + 1..]
+                    .trim_start_matches(|c: char| c != '.')
+                    .trim_start_matches('.')
+                    .to_string();
+            }
+            if flags.split('e').next().is_some_and(|f| f.contains('z')) {
+                o.compress = 1;
+            }
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unbackslash_undoes_safe_arg() {
+        assert_eq!(unbackslash(r"--filter=-\ \*.o"), "--filter=- *.o");
+        assert_eq!(unbackslash(r"a\\b"), r"a\b");
+    }
+
+    #[test]
+    fn request_is_the_paths() {
+        let args: Vec<String> = ["--server", "-r", ".", "backup/"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(request_text(&args, "backup"), "backup/");
+        let o = fallback_options(&["--server".into(), "-ulogDtprRze.iLsfxCIvu".into()], false);
+        assert_eq!(o.client_info, "iLsfxCIvu");
+        assert_eq!(o.compress, 1);
+    }
+}

@@ -1,0 +1,58 @@
+//! What the daemon tells the operator when it starts: the config's own warnings, and every
+//! parameter that is recognised but not acted on yet.
+
+use super::config::DaemonConfig;
+
+/// Module parameters this build parses but does not apply yet.
+pub const UNAPPLIED_MODULE_PARAMS: &[&str] = &[
+    "exclude",
+    "exclude from",
+    "include",
+    "include from",
+    "filter",
+    "incoming chmod",
+    "dont compress",
+    "transfer logging",
+    "temp dir",
+    "charset",
+    "name converter",
+    "open noatime",
+    "ignore nonreadable",
+    "insecure links",
+    "outgoing chmod",
+];
+
+/// Global parameters this build parses but does not apply yet.
+pub const UNAPPLIED_GLOBAL_PARAMS: &[&str] =
+    &["proxy protocol", "proxy protocol hosts", "socket options"];
+
+/// The startup warnings, one line each, with file and line.
+pub fn warnings(config: &DaemonConfig) -> Vec<String> {
+    let mut out: Vec<String> = config.warnings.iter().map(ToString::to_string).collect();
+    for (name, at) in config.global.explicitly_set() {
+        if UNAPPLIED_GLOBAL_PARAMS.contains(&name) {
+            out.push(format!(
+                "{}:{}: parameter `{name}` is recognised but not applied yet",
+                at.path.display(),
+                at.line
+            ));
+        }
+    }
+    let sections =
+        std::iter::once(&config.defaults).chain(config.modules.iter().map(|m| &m.params));
+    let mut seen = std::collections::HashSet::new();
+    for params in sections {
+        for (name, at) in params.explicitly_set() {
+            if UNAPPLIED_MODULE_PARAMS.contains(&name)
+                && seen.insert((name, at.path.clone(), at.line))
+            {
+                out.push(format!(
+                    "{}:{}: parameter `{name}` is recognised but not applied yet",
+                    at.path.display(),
+                    at.line
+                ));
+            }
+        }
+    }
+    out
+}

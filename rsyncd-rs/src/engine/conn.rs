@@ -1,0 +1,314 @@
+//! A byte connection with deadlines: the one place a session reads from or writes to its
+//! peer. Decoders from `protocol` run over its read buffer. It splits into an input half
+//! and an output half so that the receiver (the only reader) and the generator (the only
+//! writer) can run on their own threads, as rsync's two processes do.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use crate::protocol::Decoded;
+
+/// How much is read from the socket at a time.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Why reading or writing the connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError<E = std::convert::Infallible> {
+    /// The peer closed the connection.
+    #[error("connection closed by peer")]
+    Eof,
+    /// The deadline or the idle timeout passed.
+    #[error("timeout")]
+    Timeout,
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The bytes did not decode.
+    #[error("{0}")]
+    Decode(E),
+}
+
+impl ConnError {
+    /// Widens an I/O-level error into one that can also carry a decode error.
+    pub fn widen<E>(self) -> ConnError<E> {
+        match self {
+            ConnError::Eof => ConnError::Eof,
+            ConnError::Timeout => ConnError::Timeout,
+            ConnError::Io(e) => ConnError::Io(e),
+            ConnError::Decode(never) => match never {},
+        }
+    }
+}
+
+/// Deadline and idle timeout, shared by both halves' waits.
+#[derive(Debug, Clone, Copy, Default)]
+struct Limits {
+    deadline: Option<Instant>,
+    idle: Option<Duration>,
+}
+
+impl Limits {
+    fn wait(&self, fd: &File, flags: PollFlags) -> Result<(), ConnError> {
+        let mut wait = self.idle;
+        if let Some(d) = self.deadline {
+            let left = d
+                .checked_duration_since(Instant::now())
+                .ok_or(ConnError::Timeout)?;
+            wait = Some(wait.map_or(left, |w| w.min(left)));
+        }
+        let Some(wait) = wait else {
+            return Ok(());
+        };
+        let ms = wait.as_millis().min(i32::MAX as u128) as i32;
+        let mut fds = [PollFd::new(fd.as_fd(), flags)];
+        loop {
+            match poll(
+                &mut fds,
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+            ) {
+                Ok(0) => return Err(ConnError::Timeout),
+                Ok(_) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(ConnError::Io(e.into())),
+            }
+        }
+    }
+}
+
+/// The reading half: a buffer over the input descriptor.
+#[derive(Debug)]
+pub struct ConnIn {
+    file: File,
+    buf: Vec<u8>,
+    pos: usize,
+    limits: Limits,
+    bytes: Arc<AtomicU64>,
+}
+
+/// The writing half.
+#[derive(Debug)]
+pub struct ConnOut {
+    file: File,
+    limits: Limits,
+    bytes: Arc<AtomicU64>,
+}
+
+/// A connection to the peer: an input and an output descriptor (the same socket twice, or
+/// standard input and output).
+#[derive(Debug)]
+pub struct Conn {
+    pub rx: ConnIn,
+    pub tx: ConnOut,
+}
+
+impl Conn {
+    /// Wraps the two descriptors.
+    pub fn new(input: OwnedFd, output: OwnedFd) -> Conn {
+        Conn {
+            rx: ConnIn {
+                file: File::from(input),
+                buf: Vec::new(),
+                pos: 0,
+                limits: Limits::default(),
+                bytes: Arc::new(AtomicU64::new(0)),
+            },
+            tx: ConnOut {
+                file: File::from(output),
+                limits: Limits::default(),
+                bytes: Arc::new(AtomicU64::new(0)),
+            },
+        }
+    }
+
+    /// Sets (or clears) an absolute deadline for every read and write from now on.
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.rx.limits.deadline = deadline;
+        self.tx.limits.deadline = deadline;
+    }
+
+    /// Sets (or clears) the longest time a single read or write may wait.
+    pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
+        self.rx.limits.idle = timeout;
+        self.tx.limits.idle = timeout;
+    }
+
+    /// Total bytes received and sent so far.
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.rx.bytes.load(Ordering::Relaxed),
+            self.tx.bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Counters that stay valid after the halves are moved to other threads.
+    pub fn counters(&self) -> (Arc<AtomicU64>, Arc<AtomicU64>) {
+        (self.rx.bytes.clone(), self.tx.bytes.clone())
+    }
+
+    pub fn buffered(&self) -> &[u8] {
+        self.rx.buffered()
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.rx.consume(n);
+    }
+
+    pub fn fill(&mut self) -> Result<usize, ConnError> {
+        self.rx.fill()
+    }
+
+    pub fn decode<T, E>(
+        &mut self,
+        f: impl FnMut(&[u8]) -> Result<Decoded<T>, E>,
+    ) -> Result<T, ConnError<E>> {
+        self.rx.decode(f)
+    }
+
+    pub fn read_exact(&mut self, n: usize) -> Result<Vec<u8>, ConnError> {
+        self.rx.read_exact(n)
+    }
+
+    pub fn write_all(&mut self, data: &[u8]) -> Result<(), ConnError> {
+        self.tx.write_all(data)
+    }
+
+    /// Closes both descriptors in this process (a forked parent that must not keep the
+    /// peer's connection open), leaving `/dev/null` in their place.
+    pub fn close(&mut self) {
+        if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
+            if let Ok(copy) = null.try_clone() {
+                self.rx.file = copy;
+            }
+            self.tx.file = null;
+        }
+        self.rx.buf.clear();
+        self.rx.pos = 0;
+    }
+
+    /// Splits into the reading and the writing half.
+    pub fn into_halves(self) -> (ConnIn, ConnOut) {
+        (self.rx, self.tx)
+    }
+
+    /// Joins the halves again.
+    pub fn from_halves(rx: ConnIn, tx: ConnOut) -> Conn {
+        Conn { rx, tx }
+    }
+}
+
+impl ConnIn {
+    /// The bytes read but not yet consumed.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// Marks `n` buffered bytes as consumed.
+    pub fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.buf.len());
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+    }
+
+    /// Sets the idle timeout of this half.
+    pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
+        self.limits.idle = timeout;
+    }
+
+    /// Sets the deadline of this half.
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.limits.deadline = deadline;
+    }
+
+    /// Reads more bytes into the buffer; returns how many (never 0: EOF is an error).
+    pub fn fill(&mut self) -> Result<usize, ConnError> {
+        self.limits.wait(&self.file, PollFlags::POLLIN)?;
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        let start = self.buf.len();
+        self.buf.resize(start + READ_CHUNK, 0);
+        let got = loop {
+            match self.file.read(&mut self.buf[start..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.buf.truncate(start);
+                    return Err(ConnError::Io(e));
+                }
+            }
+        };
+        self.buf.truncate(start + got);
+        if got == 0 {
+            return Err(ConnError::Eof);
+        }
+        self.bytes.fetch_add(got as u64, Ordering::Relaxed);
+        Ok(got)
+    }
+
+    /// Runs a sans-IO decoder over the buffer, reading more until it is satisfied.
+    pub fn decode<T, E>(
+        &mut self,
+        mut f: impl FnMut(&[u8]) -> Result<Decoded<T>, E>,
+    ) -> Result<T, ConnError<E>> {
+        loop {
+            match f(self.buffered()).map_err(ConnError::Decode)? {
+                Decoded::Done { value, used } => {
+                    self.consume(used);
+                    return Ok(value);
+                }
+                Decoded::Needed(_) => {
+                    self.fill().map_err(ConnError::widen)?;
+                }
+            }
+        }
+    }
+
+    /// Reads exactly `n` bytes.
+    pub fn read_exact(&mut self, n: usize) -> Result<Vec<u8>, ConnError> {
+        while self.buffered().len() < n {
+            self.fill()?;
+        }
+        let out = self.buffered()[..n].to_vec();
+        self.consume(n);
+        Ok(out)
+    }
+}
+
+impl ConnOut {
+    /// Writes all of `data`.
+    pub fn write_all(&mut self, data: &[u8]) -> Result<(), ConnError> {
+        let mut rest = data;
+        while !rest.is_empty() {
+            self.limits.wait(&self.file, PollFlags::POLLOUT)?;
+            match self.file.write(rest) {
+                Ok(0) => return Err(ConnError::Eof),
+                Ok(n) => {
+                    self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    rest = &rest[n..];
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ConnError::Io(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the idle timeout of this half.
+    pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
+        self.limits.idle = timeout;
+    }
+
+    /// Half-closes the output side where possible, so the peer sees EOF.
+    pub fn shutdown(&self) {
+        let _ =
+            nix::sys::socket::shutdown(self.file.as_raw_fd(), nix::sys::socket::Shutdown::Write);
+    }
+}

@@ -1,0 +1,308 @@
+//! Multiplexed I/O over the connection halves: the reader separates the data stream from
+//! messages, the writer frames data and messages (upstream: io.c read_a_msg(),
+//! perform_io(), send_msg(), mplex_write()).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use super::conn::{ConnError, ConnIn, ConnOut};
+use crate::protocol::codec::get_int;
+use crate::protocol::mux::{MsgCode, decode_mux_header, put_frame, put_mux_header};
+use crate::protocol::{Decoded, WireError};
+
+/// A message that arrived between data frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Text for our log (errors, warnings, info from the peer).
+    Text(MsgCode, Vec<u8>),
+    /// The sender's io_error bits.
+    IoError(i32),
+    /// The sender could not open this index.
+    NoSend(i32),
+    /// The peer is exiting with this code (or asks us to, when empty).
+    ErrorExit(Option<i32>),
+    /// A received file (for `--remove-source-files`).
+    Success(i32),
+    /// A name deleted by the receiving side.
+    Deleted(Vec<u8>),
+}
+
+/// Why reading the data stream stopped.
+pub type ReadError = ConnError<WireError>;
+
+/// The reading side: multiplexed (frames) or raw bytes, with a data buffer decoders run on.
+#[derive(Debug)]
+pub struct MuxReader {
+    conn: ConnIn,
+    muxed: bool,
+    data: Vec<u8>,
+    pos: usize,
+    /// Messages seen since the caller last took them.
+    pub messages: Vec<Message>,
+}
+
+impl MuxReader {
+    /// Wraps the input half; `muxed` says whether the peer frames its output.
+    pub fn new(conn: ConnIn, muxed: bool) -> MuxReader {
+        MuxReader {
+            conn,
+            muxed,
+            data: Vec::new(),
+            pos: 0,
+            messages: Vec::new(),
+        }
+    }
+
+    /// The input half (for timeouts).
+    pub fn conn_mut(&mut self) -> &mut ConnIn {
+        &mut self.conn
+    }
+
+    /// Data bytes available without reading.
+    pub fn buffered(&self) -> &[u8] {
+        &self.data[self.pos..]
+    }
+
+    /// Marks data bytes as consumed.
+    pub fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.data.len());
+        if self.pos == self.data.len() {
+            self.data.clear();
+            self.pos = 0;
+        }
+    }
+
+    /// Reads until more data bytes are available (messages are queued on the way).
+    pub fn fill(&mut self) -> Result<(), ReadError> {
+        if self.pos > 0 {
+            self.data.drain(..self.pos);
+            self.pos = 0;
+        }
+        if !self.muxed {
+            if self.conn.buffered().is_empty() {
+                self.conn.fill().map_err(ConnError::widen)?;
+            }
+            let n = self.conn.buffered().len();
+            self.data.extend_from_slice(self.conn.buffered());
+            self.conn.consume(n);
+            return Ok(());
+        }
+        loop {
+            let header = self.conn.decode(decode_mux_header)?;
+            while self.conn.buffered().len() < header.len {
+                self.conn.fill().map_err(ConnError::widen)?;
+            }
+            if header.code == MsgCode::Data {
+                self.data
+                    .extend_from_slice(&self.conn.buffered()[..header.len]);
+                self.conn.consume(header.len);
+                // An empty frame is a keepalive: keep reading.
+                if header.len > 0 {
+                    return Ok(());
+                }
+                continue;
+            }
+            let payload = self.conn.buffered()[..header.len].to_vec();
+            self.conn.consume(header.len);
+            self.messages.push(parse_message(header.code, payload)?);
+        }
+    }
+
+    /// Runs a decoder over the data stream, reading until it is satisfied.
+    pub fn decode<T>(
+        &mut self,
+        mut f: impl FnMut(&[u8]) -> Result<Decoded<T>, WireError>,
+    ) -> Result<T, ReadError> {
+        loop {
+            match f(self.buffered()).map_err(ConnError::Decode)? {
+                Decoded::Done { value, used } => {
+                    self.consume(used);
+                    return Ok(value);
+                }
+                Decoded::Needed(_) => self.fill()?,
+            }
+        }
+    }
+
+    /// Like [`MuxReader::decode`] for decoders with their own error type.
+    pub fn decode_with<T, E>(
+        &mut self,
+        mut f: impl FnMut(&[u8]) -> Result<Decoded<T>, E>,
+    ) -> Result<T, ConnError<E>> {
+        loop {
+            match f(self.buffered()).map_err(ConnError::Decode)? {
+                Decoded::Done { value, used } => {
+                    self.consume(used);
+                    return Ok(value);
+                }
+                Decoded::Needed(_) => self.fill().map_err(|e| match e {
+                    ConnError::Eof => ConnError::Eof,
+                    ConnError::Timeout => ConnError::Timeout,
+                    ConnError::Io(io) => ConnError::Io(io),
+                    ConnError::Decode(w) => ConnError::Io(std::io::Error::other(w.to_string())),
+                })?,
+            }
+        }
+    }
+
+    /// Reads exactly `n` data bytes.
+    pub fn read_exact(&mut self, n: usize) -> Result<Vec<u8>, ReadError> {
+        while self.buffered().len() < n {
+            self.fill()?;
+        }
+        let out = self.buffered()[..n].to_vec();
+        self.consume(n);
+        Ok(out)
+    }
+
+    /// Takes the queued messages.
+    pub fn take_messages(&mut self) -> Vec<Message> {
+        std::mem::take(&mut self.messages)
+    }
+}
+
+fn parse_message(code: MsgCode, payload: Vec<u8>) -> Result<Message, ReadError> {
+    let int = |p: &[u8]| match get_int(p) {
+        Decoded::Done { value, .. } => Ok(value),
+        Decoded::Needed(_) => Err(ConnError::Decode(WireError::Malformed {
+            what: "message payload",
+        })),
+    };
+    Ok(match code {
+        MsgCode::IoError => Message::IoError(int(&payload)?),
+        MsgCode::NoSend => Message::NoSend(int(&payload)?),
+        MsgCode::Success => Message::Success(int(&payload)?),
+        MsgCode::ErrorExit => Message::ErrorExit(if payload.is_empty() {
+            None
+        } else {
+            Some(int(&payload)?)
+        }),
+        MsgCode::Deleted => Message::Deleted(payload),
+        MsgCode::Noop => Message::Text(MsgCode::Noop, Vec::new()),
+        MsgCode::ErrorXfer | MsgCode::Info | MsgCode::Error | MsgCode::Warning => {
+            Message::Text(code, payload)
+        }
+        // Codes only rsync's own processes exchange, and the daemon-only timeout: a peer
+        // must not send them (upstream: "invalid multi-message").
+        _ => {
+            return Err(ConnError::Decode(WireError::Malformed {
+                what: "multiplexed message code",
+            }));
+        }
+    })
+}
+
+/// How much data is gathered before a frame goes out.
+const DATA_FRAME: usize = 32 * 1024;
+
+/// The writing side: data is buffered into MSG_DATA frames, messages flush it first.
+#[derive(Debug)]
+pub struct MuxWriter {
+    conn: ConnOut,
+    muxed: bool,
+    buf: Vec<u8>,
+    protocol: i32,
+    last_write: Instant,
+}
+
+impl MuxWriter {
+    pub fn new(conn: ConnOut, muxed: bool, protocol: i32) -> MuxWriter {
+        MuxWriter {
+            conn,
+            muxed,
+            buf: Vec::with_capacity(DATA_FRAME + 8),
+            protocol,
+            last_write: Instant::now(),
+        }
+    }
+
+    /// Appends data-stream bytes.
+    pub fn data(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= DATA_FRAME {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Sends buffered data.
+    pub fn flush(&mut self) -> Result<(), ConnError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if self.muxed {
+            let mut out = Vec::with_capacity(self.buf.len() + 8);
+            for chunk in self.buf.chunks(crate::protocol::mux::MAX_FRAME_LEN) {
+                put_mux_header(&mut out, MsgCode::Data, chunk.len());
+                out.extend_from_slice(chunk);
+            }
+            self.conn.write_all(&out)?;
+        } else {
+            self.conn.write_all(&self.buf)?;
+        }
+        self.buf.clear();
+        self.last_write = Instant::now();
+        Ok(())
+    }
+
+    /// Sends a message frame (after any buffered data). Without multiplexing the message
+    /// cannot be sent and is dropped.
+    pub fn message(&mut self, code: MsgCode, payload: &[u8]) -> Result<(), ConnError> {
+        self.flush()?;
+        if !self.muxed {
+            return Ok(());
+        }
+        let mut out = Vec::new();
+        put_frame(&mut out, code, payload);
+        self.conn.write_all(&out)?;
+        self.last_write = Instant::now();
+        Ok(())
+    }
+
+    /// Sends text for the peer's terminal, as the right code for the protocol (errors are
+    /// MSG_ERROR_XFER and warnings MSG_INFO below 30), split to the size a peer accepts.
+    pub fn text(&mut self, code: MsgCode, text: &str) -> Result<(), ConnError> {
+        let code = match (code, self.protocol < 30) {
+            (MsgCode::Error, true) => MsgCode::ErrorXfer,
+            (MsgCode::Warning, true) => MsgCode::Info,
+            (c, _) => c,
+        };
+        for line in text.split_inclusive('\n') {
+            for piece in line.as_bytes().chunks(crate::protocol::mux::MAX_TEXT_LEN) {
+                self.message(code, piece)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a keepalive (an empty MSG_DATA) if nothing was written for `idle`.
+    pub fn keepalive_if_idle(&mut self, idle: std::time::Duration) -> Result<(), ConnError> {
+        if self.muxed && self.last_write.elapsed() >= idle {
+            self.flush()?;
+            let mut out = Vec::new();
+            put_mux_header(&mut out, MsgCode::Data, 0);
+            self.conn.write_all(&out)?;
+            self.last_write = Instant::now();
+        }
+        Ok(())
+    }
+
+    pub fn protocol(&self) -> i32 {
+        self.protocol
+    }
+
+    /// Gives the output half back.
+    pub fn into_conn(mut self) -> Result<ConnOut, ConnError> {
+        self.flush()?;
+        Ok(self.conn)
+    }
+}
+
+/// The writer shared by the generator and the receiver (who only sends messages).
+pub type SharedWriter = Arc<Mutex<MuxWriter>>;
+
+/// Locks the shared writer; a poisoned lock (a panicked thread) still yields the writer,
+/// since frames are written whole under the lock.
+pub fn lock(w: &SharedWriter) -> MutexGuard<'_, MuxWriter> {
+    w.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

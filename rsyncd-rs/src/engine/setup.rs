@@ -1,0 +1,230 @@
+//! The binary set-up after the argument list, server side: compat flags, checksum and
+//! compression names, checksum seed, then multiplexed output (upstream: compat.c
+//! setup_protocol(), negotiate_the_strings(); main.c start_server()).
+
+use std::time::Duration;
+
+use super::conn::{Conn, ConnError};
+use super::exit::{ExitCode, Origin, error_line};
+use crate::protocol::WireError;
+use crate::protocol::codec::{get_vstring, put_int, put_varint, put_vstring};
+use crate::protocol::compat::{
+    CF_INC_RECURSE, CHECKSUM_NAMES, COMPRESS_NAMES, MAX_NSTR_STRLEN, choose_name,
+    negotiates_strings, server_compat_flags,
+};
+use crate::protocol::mux::{MsgCode, put_frame};
+use crate::protocol::options::Options;
+
+/// Inputs of the set-up.
+#[derive(Debug)]
+pub struct ServerSetup<'a> {
+    pub protocol: i32,
+    pub options: &'a Options,
+    /// The module's `timeout` (0: none).
+    pub module_timeout: i32,
+}
+
+/// What both sides agreed on, and the state of the multiplexed output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wire {
+    pub protocol: i32,
+    pub compat_flags: u32,
+    pub inc_recurse: bool,
+    /// The negotiated (or implied) transfer checksum name.
+    pub checksum: String,
+    /// The negotiated (or implied) compression name; `None` without compression.
+    pub compression: Option<String>,
+    pub seed: i32,
+    /// The I/O timeout in seconds (0: none).
+    pub io_timeout: i32,
+}
+
+/// Why the set-up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("{0}")]
+    Conn(#[from] ConnError<WireError>),
+    #[error("Failed to negotiate a {0} choice.")]
+    NoCommonName(&'static str),
+    #[error("protocol version mismatch: {0}")]
+    Protocol(i32),
+}
+
+impl SetupError {
+    /// The exit code upstream ends with for this failure.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            SetupError::Conn(ConnError::Timeout) => ExitCode::TIMEOUT,
+            SetupError::Conn(ConnError::Decode(_)) => ExitCode::PROTOCOL,
+            SetupError::Conn(_) => ExitCode::SOCKETIO,
+            SetupError::NoCommonName(_) => ExitCode::UNSUPPORTED,
+            SetupError::Protocol(_) => ExitCode::PROTOCOL,
+        }
+    }
+}
+
+/// Whether incremental recursion may be used (upstream: compat.c, set_allow_inc_recurse()).
+fn allow_inc_recurse(o: &Options) -> bool {
+    if !o.recurse || o.use_qsort || !o.allow_inc_recurse {
+        return false;
+    }
+    if !o.am_sender
+        && (matches!(
+            o.delete,
+            crate::protocol::options::DeleteWhen::Before
+                | crate::protocol::options::DeleteWhen::After
+        ) || o.delay_updates
+            || o.prune_empty_dirs)
+    {
+        return false;
+    }
+    o.client_info.contains('i')
+}
+
+/// Runs the server side of the set-up and starts multiplexed output.
+pub fn setup_protocol(conn: &mut Conn, s: &ServerSetup<'_>) -> Result<Wire, SetupError> {
+    if s.protocol < crate::MIN_PROTOCOL_VERSION || s.protocol > crate::PROTOCOL_VERSION {
+        return Err(SetupError::Protocol(s.protocol));
+    }
+    let o = s.options;
+    let mut out = Vec::new();
+    let mut compat_flags = 0;
+    let mut negotiate = false;
+    if s.protocol >= 30 {
+        // A bare --delete means --delete-during at 30+, which keeps incremental recursion.
+        compat_flags = server_compat_flags(&o.client_info, allow_inc_recurse(o));
+        negotiate = negotiates_strings(&o.client_info);
+        if o.client_info.contains('V') {
+            out.push(compat_flags as u8);
+        } else {
+            put_varint(&mut out, compat_flags as i32);
+        }
+    }
+    let compressing = o.compresses();
+    let send_checksums = negotiate && o.checksum_choice.is_none();
+    let send_compress = negotiate && compressing && o.compress_choice.is_none();
+    if send_checksums {
+        put_vstring(&mut out, CHECKSUM_NAMES.as_bytes())
+            .map_err(|e| SetupError::Conn(ConnError::Decode(e)))?;
+    }
+    if send_compress {
+        put_vstring(&mut out, COMPRESS_NAMES.as_bytes())
+            .map_err(|e| SetupError::Conn(ConnError::Decode(e)))?;
+    }
+    // Our lists go out before we read the client's, as upstream does, so neither side waits.
+    conn.write_all(&out)
+        .map_err(|e| SetupError::Conn(e.widen()))?;
+    let checksum = if send_checksums {
+        let peer = read_vstring(conn)?;
+        choose_name(CHECKSUM_NAMES, &peer)
+            .ok_or(SetupError::NoCommonName("checksum"))?
+            .to_string()
+    } else if let Some(c) = &o.checksum_choice {
+        c.split(',').next().unwrap_or(c).to_string()
+    } else if s.protocol >= 30 {
+        "md5".to_string()
+    } else {
+        "md4".to_string()
+    };
+    let compression = if !compressing {
+        None
+    } else if send_compress {
+        let peer = read_vstring(conn)?;
+        Some(
+            choose_name(COMPRESS_NAMES, &peer)
+                .ok_or(SetupError::NoCommonName("compress"))?
+                .to_string(),
+        )
+    } else if let Some(c) = &o.compress_choice {
+        Some(c.clone())
+    } else {
+        Some("zlib".to_string())
+    };
+    let seed = o
+        .checksum_seed
+        .filter(|s| *s != 0)
+        .unwrap_or_else(default_seed);
+    let mut out = Vec::new();
+    put_int(&mut out, seed);
+    conn.write_all(&out)
+        .map_err(|e| SetupError::Conn(e.widen()))?;
+    let io_timeout = o.io_timeout.unwrap_or(0).max(0);
+    let io_timeout = match (s.module_timeout, io_timeout) {
+        (m, 0) if m > 0 => m,
+        (m, c) if m > 0 && m < c => m,
+        (_, c) => c,
+    };
+    if io_timeout > 0 {
+        conn.set_idle_timeout(Some(Duration::from_secs(io_timeout as u64)));
+    }
+    Ok(Wire {
+        protocol: s.protocol,
+        compat_flags,
+        inc_recurse: compat_flags & CF_INC_RECURSE != 0,
+        checksum,
+        compression: compression.filter(|c| c != "none"),
+        seed,
+        io_timeout,
+    })
+}
+
+/// `time() ^ (pid << 6)`, as upstream seeds when the client gave no `--checksum-seed`.
+fn default_seed() -> i32 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    (now as i32) ^ ((std::process::id() as i32) << 6)
+}
+
+fn read_vstring(conn: &mut Conn) -> Result<String, SetupError> {
+    let bytes = conn.decode(|b| get_vstring(b, MAX_NSTR_STRLEN))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+impl Wire {
+    /// The message code for an error text at this protocol: below 30 errors travel as
+    /// MSG_ERROR_XFER. Upstream: log.c, rwrite().
+    pub fn error_code(&self) -> MsgCode {
+        if self.protocol >= 30 {
+            MsgCode::Error
+        } else {
+            MsgCode::ErrorXfer
+        }
+    }
+
+    /// Sends a text message, split into lines a 3.5.0 peer accepts.
+    pub fn send_text(&self, conn: &mut Conn, code: MsgCode, text: &str) -> Result<(), ConnError> {
+        let mut out = Vec::new();
+        for line in text.split_inclusive('\n') {
+            for piece in line.as_bytes().chunks(crate::protocol::mux::MAX_TEXT_LEN) {
+                put_frame(&mut out, code, piece);
+            }
+        }
+        conn.write_all(&out)
+    }
+
+    /// Ends the session on an error as upstream's exit_cleanup() does on a server during
+    /// set-up: the message, the `rsync error:` line, MSG_ERROR_EXIT (protocol 31+). The
+    /// client's input is not read (upstream has not started reading it either), so the
+    /// close may reset the connection, exactly as with stock rsyncd.
+    pub fn fatal(
+        &mut self,
+        conn: &mut Conn,
+        text: &str,
+        code: ExitCode,
+        origin: Origin,
+        role: &str,
+    ) {
+        let mut full = text.to_string();
+        if !full.is_empty() && !full.ends_with('\n') {
+            full.push('\n');
+        }
+        full.push_str(&error_line(code, origin, role));
+        let _ = self.send_text(conn, self.error_code(), &full);
+        if self.protocol >= 31 {
+            let mut out = Vec::new();
+            put_frame(&mut out, MsgCode::ErrorExit, &code.0.to_le_bytes());
+            let _ = conn.write_all(&out);
+        }
+    }
+}

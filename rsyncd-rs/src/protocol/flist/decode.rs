@@ -1,0 +1,501 @@
+//! Decoding file-list entries (upstream: flist.c recv_file_entry(), recv_file_list();
+//! uidlist.c recv_id_list()).
+
+use super::{
+    FileEntry, FlistConfig, FlistError, FlistItem, HardLink, IOERR_VALID_MASK, MAXPATHLEN,
+    clean_received_name, mode, xmit,
+};
+use crate::protocol::codec::{get_int, get_longint, get_varint, get_varlong};
+use crate::protocol::{Decoded, WireError};
+
+/// The prefix a daemon with `munge symlinks` puts before received symlink targets.
+pub const SYMLINK_PREFIX: &[u8] = b"/rsyncd-munged/";
+
+/// The upper bound on a received nanosecond value (upstream: MAX_WIRE_NSEC).
+const MAX_NSEC: i32 = 999_999_999;
+
+/// The "previous entry" state both sides keep across the whole session.
+#[derive(Debug, Clone, Default)]
+struct Prev {
+    name: Vec<u8>,
+    mode: u32,
+    mtime: i64,
+    atime: i64,
+    crtime: i64,
+    uid: u32,
+    gid: u32,
+    rdev_major: u32,
+    /// The whole previous device number (protocol < 28 repeats it).
+    rdev: (u32, u32),
+    dev: i64,
+}
+
+/// Decodes entries one at a time; state is committed only when an entry is complete, so a
+/// call that answers `Needed` can be retried with more bytes.
+#[derive(Debug, Clone)]
+pub struct FlistDecoder {
+    cfg: FlistConfig,
+    prev: Prev,
+}
+
+/// A cursor over the input that turns "not enough bytes" into an early `Needed`.
+struct Cur<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+/// Internal: either more bytes are needed, or the input is bad.
+enum Stop {
+    Need(usize),
+    Bad(FlistError),
+}
+
+impl From<WireError> for Stop {
+    fn from(e: WireError) -> Stop {
+        Stop::Bad(FlistError::Wire(e))
+    }
+}
+
+impl From<FlistError> for Stop {
+    fn from(e: FlistError) -> Stop {
+        Stop::Bad(e)
+    }
+}
+
+impl<'a> Cur<'a> {
+    fn rest(&self) -> &'a [u8] {
+        &self.buf[self.pos.min(self.buf.len())..]
+    }
+
+    fn step<T>(&mut self, d: Decoded<T>) -> Result<T, Stop> {
+        match d {
+            Decoded::Done { value, used } => {
+                self.pos += used;
+                Ok(value)
+            }
+            Decoded::Needed(n) => Err(Stop::Need(n)),
+        }
+    }
+
+    fn byte(&mut self) -> Result<u8, Stop> {
+        match self.rest().first() {
+            Some(&b) => {
+                self.pos += 1;
+                Ok(b)
+            }
+            None => Err(Stop::Need(1)),
+        }
+    }
+
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], Stop> {
+        let rest = self.rest();
+        match rest.get(..n) {
+            Some(b) => {
+                self.pos += n;
+                Ok(b)
+            }
+            None => Err(Stop::Need(n - rest.len())),
+        }
+    }
+
+    fn int(&mut self) -> Result<i32, Stop> {
+        let d = get_int(self.rest());
+        self.step(d)
+    }
+
+    fn varint(&mut self) -> Result<i32, Stop> {
+        let d = get_varint(self.rest())?;
+        self.step(d)
+    }
+
+    /// varint30: an int32 before protocol 30.
+    fn varint30(&mut self, protocol: i32) -> Result<i32, Stop> {
+        if protocol < 30 {
+            self.int()
+        } else {
+            self.varint()
+        }
+    }
+
+    fn varlong(&mut self, min: u8) -> Result<i64, Stop> {
+        let d = get_varlong(self.rest(), min)?;
+        self.step(d)
+    }
+
+    fn longint(&mut self) -> Result<i64, Stop> {
+        let d = get_longint(self.rest());
+        self.step(d)
+    }
+
+    /// varlong30: a longint before protocol 30.
+    fn varlong30(&mut self, protocol: i32, min: u8) -> Result<i64, Stop> {
+        if protocol < 30 {
+            self.longint()
+        } else {
+            self.varlong(min)
+        }
+    }
+}
+
+fn finish<T>(r: Result<T, Stop>, used: usize) -> Result<Decoded<T>, FlistError> {
+    match r {
+        Ok(value) => Ok(Decoded::Done { value, used }),
+        Err(Stop::Need(n)) => Ok(Decoded::Needed(n.max(1))),
+        Err(Stop::Bad(e)) => Err(e),
+    }
+}
+
+impl FlistDecoder {
+    /// A decoder for a session with this configuration.
+    pub fn new(cfg: FlistConfig) -> FlistDecoder {
+        FlistDecoder {
+            cfg,
+            prev: Prev::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &FlistConfig {
+        &self.cfg
+    }
+
+    /// Decodes the next entry or the end of the list. `current` holds the entries of the
+    /// list being received so far and `ndx_start` its first index: a hard-link follower
+    /// pointing into it copies the first member's attributes.
+    pub fn decode(
+        &mut self,
+        buf: &[u8],
+        current: &[FileEntry],
+        ndx_start: i32,
+    ) -> Result<Decoded<FlistItem>, FlistError> {
+        let mut cur = Cur { buf, pos: 0 };
+        let mut prev = self.prev.clone();
+        let r = self.decode_inner(&mut cur, &mut prev, current, ndx_start);
+        let used = cur.pos;
+        let out = finish(r, used)?;
+        if let Decoded::Done {
+            value: FlistItem::Entry(_),
+            ..
+        } = &out
+        {
+            self.prev = prev;
+        }
+        Ok(out)
+    }
+
+    fn read_flags(&self, cur: &mut Cur<'_>) -> Result<Option<u32>, Stop> {
+        let c = &self.cfg;
+        if c.varint_flags {
+            let f = cur.varint()? as u32;
+            return Ok(if f == 0 { None } else { Some(f) });
+        }
+        let mut f = u32::from(cur.byte()?);
+        if f == 0 {
+            return Ok(None);
+        }
+        if c.protocol >= 28 && f & xmit::EXTENDED_FLAGS != 0 {
+            f |= u32::from(cur.byte()?) << 8;
+        }
+        Ok(Some(f))
+    }
+
+    fn decode_inner(
+        &self,
+        cur: &mut Cur<'_>,
+        prev: &mut Prev,
+        current: &[FileEntry],
+        ndx_start: i32,
+    ) -> Result<FlistItem, Stop> {
+        let c = &self.cfg;
+        let p = c.protocol;
+        let Some(xflags) = self.read_flags(cur)? else {
+            // End of list: varint mode carries the io_error after the zero.
+            let io_error = if c.varint_flags {
+                cur.varint()? & IOERR_VALID_MASK
+            } else {
+                0
+            };
+            return Ok(FlistItem::End { io_error });
+        };
+        if !c.varint_flags && xflags == xmit::EXTENDED_FLAGS | xmit::IO_ERROR_ENDLIST {
+            if !c.safe_flist {
+                return Err(FlistError::BadFlags(xflags).into());
+            }
+            let io_error = cur.varint()? & IOERR_VALID_MASK;
+            return Ok(FlistItem::End { io_error });
+        }
+
+        let l1 = if xflags & xmit::SAME_NAME != 0 {
+            usize::from(cur.byte()?)
+        } else {
+            0
+        };
+        let l2 = if xflags & xmit::LONG_NAME != 0 {
+            cur.varint30(p)?
+        } else {
+            i32::from(cur.byte()?)
+        };
+        let l2 = usize::try_from(l2).map_err(|_| {
+            FlistError::Wire(WireError::Malformed {
+                what: "name length",
+            })
+        })?;
+        if l1 > prev.name.len() || l2 >= MAXPATHLEN - l1 {
+            return Err(FlistError::Wire(WireError::TooLarge {
+                what: "file name",
+                got: (l1 + l2) as u64,
+                limit: MAXPATHLEN as u64,
+            })
+            .into());
+        }
+        let mut raw_name = prev.name[..l1].to_vec();
+        raw_name.extend_from_slice(cur.bytes(l2)?);
+        prev.name.clone_from(&raw_name);
+        let name = clean_received_name(&raw_name, c.relative)?;
+
+        let mut e = FileEntry {
+            name,
+            xflags,
+            ..FileEntry::default()
+        };
+
+        if c.preserve_hard_links
+            && p >= 30
+            && xflags & xmit::HLINKED != 0
+            && xflags & xmit::HLINK_FIRST == 0
+        {
+            let first = cur.varint()?;
+            let limit = ndx_start.saturating_add(current.len() as i32);
+            if first < 0 || first >= limit {
+                return Err(FlistError::BadHardLink(first).into());
+            }
+            e.hard_link = Some(HardLink::Follower(first));
+            if first >= ndx_start {
+                let f = &current[(first - ndx_start) as usize];
+                e.size = f.size;
+                e.mtime = f.mtime;
+                e.mtime_nsec = f.mtime_nsec;
+                e.mode = f.mode;
+                e.atime = f.atime;
+                e.crtime = f.crtime;
+                e.uid = f.uid;
+                e.gid = f.gid;
+                e.rdev = f.rdev;
+                e.link_target.clone_from(&f.link_target);
+                e.checksum.clone_from(&f.checksum);
+                prev.mode = f.mode;
+                prev.mtime = f.mtime;
+                if let Some(u) = f.uid {
+                    prev.uid = u;
+                }
+                if let Some(g) = f.gid {
+                    prev.gid = g;
+                }
+                if let Some(a) = f.atime {
+                    prev.atime = a;
+                }
+                self.check_entry(&e)?;
+                return Ok(FlistItem::Entry(Box::new(e)));
+            }
+        }
+
+        e.size = cur.varlong30(p, 3)?;
+        if e.size < 0 {
+            return Err(FlistError::Wire(WireError::Malformed {
+                what: "negative file length",
+            })
+            .into());
+        }
+        if xflags & xmit::SAME_TIME == 0 {
+            prev.mtime = if p >= 30 {
+                cur.varlong(4)?
+            } else {
+                i64::from(cur.int()? as u32)
+            };
+        }
+        e.mtime = prev.mtime;
+        if xflags & xmit::MOD_NSEC != 0 {
+            let n = cur.varint()?;
+            if !(0..=MAX_NSEC).contains(&n) {
+                return Err(FlistError::Wire(WireError::Malformed {
+                    what: "modtime_nsec",
+                })
+                .into());
+            }
+            e.mtime_nsec = n as u32;
+        }
+        if c.preserve_crtimes {
+            if xflags & xmit::CRTIME_EQ_MTIME == 0 {
+                prev.crtime = cur.varlong(4)?;
+            } else {
+                prev.crtime = e.mtime;
+            }
+            e.crtime = Some(prev.crtime);
+        }
+        if xflags & xmit::SAME_MODE == 0 {
+            prev.mode = cur.int()? as u32;
+        }
+        e.mode = prev.mode;
+        if !(mode::is_valid_type(e.mode) || (e.mode == 0 && c.missing_args_delete)) {
+            return Err(FlistError::BadMode {
+                mode: e.mode,
+                name: String::from_utf8_lossy(&e.name).into_owned(),
+            }
+            .into());
+        }
+        if c.preserve_atimes && !mode::is_dir(e.mode) {
+            if xflags & xmit::SAME_ATIME == 0 {
+                prev.atime = cur.varlong(4)?;
+            }
+            e.atime = Some(prev.atime);
+        }
+        if c.preserve_uid {
+            if xflags & xmit::SAME_UID == 0 {
+                prev.uid = cur.varint30(p)? as u32;
+                if p >= 30 && xflags & xmit::USER_NAME_FOLLOWS != 0 {
+                    let len = usize::from(cur.byte()?);
+                    e.user_name = Some(cur.bytes(len)?.to_vec());
+                }
+            }
+            e.uid = Some(prev.uid);
+        }
+        if c.preserve_gid {
+            if xflags & xmit::SAME_GID == 0 {
+                prev.gid = cur.varint30(p)? as u32;
+                if p >= 30 && xflags & xmit::GROUP_NAME_FOLLOWS != 0 {
+                    let len = usize::from(cur.byte()?);
+                    e.group_name = Some(cur.bytes(len)?.to_vec());
+                }
+            }
+            e.gid = Some(prev.gid);
+        }
+        let is_dev = mode::is_device(e.mode);
+        if (c.preserve_devices && is_dev)
+            || (c.preserve_specials && mode::is_special(e.mode) && p < 31)
+        {
+            if p < 28 {
+                if xflags & xmit::SAME_RDEV_PRE28 == 0 {
+                    // Old peers send the sender's dev_t as an int32 (Linux's layout).
+                    let rdev = cur.int()? as u32;
+                    prev.rdev = (
+                        (rdev >> 8) & 0xfff,
+                        (rdev & 0xff) | ((rdev >> 12) & 0xfff00),
+                    );
+                }
+                e.rdev = Some(prev.rdev);
+            } else {
+                if xflags & xmit::SAME_RDEV_MAJOR == 0 {
+                    prev.rdev_major = cur.varint30(p)? as u32;
+                }
+                let minor = if p >= 30 {
+                    cur.varint()? as u32
+                } else if xflags & xmit::RDEV_MINOR_8_PRE30 != 0 {
+                    u32::from(cur.byte()?)
+                } else {
+                    cur.int()? as u32
+                };
+                e.rdev = Some((prev.rdev_major, minor));
+                prev.rdev = (prev.rdev_major, minor);
+            }
+            e.size = 0;
+        } else if is_dev {
+            e.rdev = Some((0, 0));
+            e.size = 0;
+        }
+        if mode::is_lnk(e.mode) {
+            if c.preserve_links {
+                let len = cur.varint30(p)?;
+                let len = usize::try_from(len)
+                    .ok()
+                    .filter(|l| *l < MAXPATHLEN)
+                    .ok_or(Stop::Bad(FlistError::Wire(WireError::TooLarge {
+                        what: "symlink target",
+                        got: len as u64,
+                        limit: MAXPATHLEN as u64,
+                    })))?;
+                let target = cur.bytes(len)?;
+                let mut t = Vec::with_capacity(len + SYMLINK_PREFIX.len());
+                if c.munge_symlinks {
+                    t.extend_from_slice(SYMLINK_PREFIX);
+                }
+                t.extend_from_slice(target);
+                e.link_target = Some(t);
+            } else {
+                e.link_target = Some(Vec::new());
+            }
+        }
+        if c.preserve_hard_links {
+            let hlinked = xflags & xmit::HLINKED != 0 || (p < 28 && mode::is_reg(e.mode));
+            if p >= 30 {
+                if xflags & xmit::HLINKED != 0 && xflags & xmit::HLINK_FIRST != 0 {
+                    e.hard_link = Some(HardLink::First);
+                }
+            } else if hlinked {
+                let (dev, ino) = if p < 26 {
+                    (i64::from(cur.int()?), i64::from(cur.int()?))
+                } else {
+                    if xflags & xmit::SAME_DEV_PRE30 == 0 {
+                        prev.dev = cur.longint()?;
+                    }
+                    (prev.dev, cur.longint()?)
+                };
+                e.hard_link = Some(HardLink::DevIno { dev, ino });
+            }
+        }
+        if c.flist_csum_len > 0 && (mode::is_reg(e.mode) || p < 28) {
+            let sum = cur.bytes(c.flist_csum_len)?;
+            if mode::is_reg(e.mode) {
+                e.checksum = Some(sum.to_vec());
+            }
+        }
+        self.check_entry(&e)?;
+        Ok(FlistItem::Entry(Box::new(e)))
+    }
+
+    /// Checks that hold for every entry, whatever its encoding.
+    fn check_entry(&self, e: &FileEntry) -> Result<(), FlistError> {
+        if e.name == b"." && !e.is_dir() {
+            return Err(FlistError::DotNotDir(".".into()));
+        }
+        Ok(())
+    }
+}
+
+/// An id list: ids and the names the sender gave them.
+pub type IdList = Vec<(u32, Vec<u8>)>;
+
+/// Decodes one id list (uid or gid) sent after a non-incremental file list: pairs of id
+/// and name, ended by id 0 (followed by the name of id 0 when `id0_names`).
+/// Upstream: uidlist.c, recv_id_list().
+pub fn decode_id_list(
+    buf: &[u8],
+    protocol: i32,
+    id0_names: bool,
+) -> Result<Decoded<IdList>, FlistError> {
+    let mut cur = Cur { buf, pos: 0 };
+    let r = (|| -> Result<Vec<(u32, Vec<u8>)>, Stop> {
+        let mut out = Vec::new();
+        loop {
+            let id = cur.varint30(protocol)?;
+            if id == 0 {
+                if id0_names {
+                    let len = usize::from(cur.byte()?);
+                    out.push((0, cur.bytes(len)?.to_vec()));
+                }
+                return Ok(out);
+            }
+            let len = usize::from(cur.byte()?);
+            out.push((id as u32, cur.bytes(len)?.to_vec()));
+            // A list longer than any real set of ids is an attack on memory.
+            if out.len() > 1 << 20 {
+                return Err(Stop::Bad(FlistError::Wire(WireError::TooLarge {
+                    what: "id list",
+                    got: out.len() as u64,
+                    limit: 1 << 20,
+                })));
+            }
+        }
+    })();
+    let used = cur.pos;
+    finish(r, used)
+}
