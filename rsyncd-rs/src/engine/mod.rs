@@ -1,1 +1,2 @@
 //! The transfer roles (generator, receiver, sender) driving `protocol` over a byte transport.
+pub mod tree;
