@@ -23,6 +23,8 @@ mod tests_escape;
 mod tests_fakesuper;
 #[cfg(test)]
 mod tests_ops;
+#[cfg(test)]
+mod tests_util;
 
 use std::fs::File;
 use std::io::Read;
