@@ -2,12 +2,17 @@
 //!
 //! A [`Tree`] holds a descriptor for the module root and accepts only checked
 //! [`RelPath`]s. Each operation opens the entry's parent directory from the root
-//! without following symlinks (see [`open`]) and then acts on the final name with an
+//! without following symlinks (see `open.rs`) and then acts on the final name with an
 //! `*at()` call that does not follow it either, so no client-supplied name, planted
 //! symlink or `..` can make the server create, write, delete, chmod or read anything
 //! outside the root (the classes of CVE-2024-12087, CVE-2024-12088, CVE-2022-29154).
 //! File data is written to a temp name beside the destination and renamed over it.
 //! With `fake super`, what cannot be applied is kept in `user.rsync.%stat`.
+//!
+//! Everything here is reachable through safe `nix`/`xattr` calls, so the module
+//! forbids `unsafe` even though the style guide would allow it.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod error;
 mod fakesuper;
@@ -154,6 +159,8 @@ impl Tree {
 
     /// Opens a regular file for reading, never following a final symlink. Errors:
     /// `WrongKind` for anything but a regular file, resolver refusals, `Io`.
+    ///
+    /// Upstream: syscall.c, do_open_at() / secure_relative_open().
     pub fn open_read(&self, p: &RelPath) -> Result<File, TreeError> {
         let (dir, name) = self.locate_entry(p, "open")?;
         // O_NONBLOCK: a fifo planted under the name must not hang us.
@@ -211,7 +218,9 @@ impl Tree {
     }
 
     /// The names in directory `p` (without `.` and `..`), in directory order.
-    /// Errors: resolver refusals (a symlink is not listed), `Io`.
+    /// `p` itself is resolved like a directory component: a symlink is refused, or
+    /// with `keep_dirlinks` followed when it leads to a directory beneath the root.
+    /// Errors: resolver refusals, `Io`.
     pub fn read_dir(&self, p: &RelPath) -> Result<Vec<Vec<u8>>, TreeError> {
         let dir = self.open_dir(p)?;
         let listing = reopen_dir(&dir, p)?;
@@ -255,6 +264,8 @@ impl Tree {
 
     /// Creates directory `p` with permissions `mode & 07777` (owner `rwx` added with
     /// fake super); the process umask applies as with mkdir(2).
+    ///
+    /// Upstream: syscall.c, do_mkdir_at().
     pub fn mkdir(&self, p: &RelPath, mode: u32) -> Result<(), TreeError> {
         let (dir, name) = self.locate_entry(p, "mkdir")?;
         let added = if self.opts.fake_super { 0o700 } else { 0 };
@@ -268,6 +279,8 @@ impl Tree {
 
     /// Creates symlink `p` → `target` (stored verbatim, never resolved). With fake
     /// super: a regular file holding the target, recorded as `120777`.
+    ///
+    /// Upstream: syscall.c, do_symlink_at().
     pub fn symlink(&self, target: &[u8], p: &RelPath) -> Result<(), TreeError> {
         if target.is_empty() || target.len() > MAX_LINK_LEN || target.contains(&0) {
             return Err(TreeError::bad_path(target, "unusable symlink target"));
@@ -282,6 +295,8 @@ impl Tree {
     /// Creates device, fifo or socket `p` (`mode` includes the type bits). With fake
     /// super: an empty regular file with the mode and `rdev` recorded.
     /// Errors: `WrongKind` when `mode` names another type.
+    ///
+    /// Upstream: syscall.c, do_mknod_at().
     pub fn mknod(&self, p: &RelPath, mode: u32, rdev: u64) -> Result<(), TreeError> {
         let kind = FileKind::from_mode(mode);
         let special = matches!(
@@ -349,6 +364,8 @@ impl Tree {
 
     /// Makes `new` a hard link to `existing` (a symlink is linked itself, not its
     /// target).
+    ///
+    /// Upstream: syscall.c, do_link_at().
     pub fn hard_link(&self, existing: &RelPath, new: &RelPath) -> Result<(), TreeError> {
         let (odir, oname) = self.locate_entry(existing, "link")?;
         let (ndir, nname) = self.locate_entry(new, "link")?;
@@ -357,6 +374,8 @@ impl Tree {
     }
 
     /// Removes the non-directory `p` (a symlink itself, never its target).
+    ///
+    /// Upstream: syscall.c, do_unlink_at().
     pub fn unlink(&self, p: &RelPath) -> Result<(), TreeError> {
         let (dir, name) = self.locate_entry(p, "unlink")?;
         unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir)
@@ -364,6 +383,8 @@ impl Tree {
     }
 
     /// Removes the empty directory `p`.
+    ///
+    /// Upstream: syscall.c, do_rmdir_at().
     pub fn rmdir(&self, p: &RelPath) -> Result<(), TreeError> {
         let (dir, name) = self.locate_entry(p, "rmdir")?;
         unlinkat(&dir, name, UnlinkatFlags::RemoveDir).map_err(|e| TreeError::errno("rmdir", p, e))
@@ -371,6 +392,8 @@ impl Tree {
 
     /// Renames `from` to `to`, both beneath the root; a symlink at either end is
     /// renamed or replaced itself.
+    ///
+    /// Upstream: syscall.c, do_rename_at().
     pub fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), TreeError> {
         let (fdir, fname) = self.locate_entry(from, "rename")?;
         let (tdir, tname) = self.locate_entry(to, "rename")?;

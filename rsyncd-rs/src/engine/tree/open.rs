@@ -126,26 +126,33 @@ impl Tree {
         let how = OpenHow::new()
             .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
             .resolve(resolve);
-        for _ in 0..OPENAT2_RETRIES {
-            return Some(match openat2(self.root.as_fd(), dir.as_bytes(), how) {
-                Ok(fd) => Ok(fd),
-                // A concurrent rename somewhere in the tree; the kernel asks us to retry.
-                Err(Errno::EAGAIN) => continue,
-                // No openat2 (before 5.6), or a seccomp filter that hides it.
-                Err(Errno::ENOSYS | Errno::EPERM | Errno::EINVAL | Errno::E2BIG) => {
+        let mut retries = 0;
+        loop {
+            let err = match openat2(self.root.as_fd(), dir.as_bytes(), how) {
+                Ok(fd) => return Some(Ok(fd)),
+                Err(e) => e,
+            };
+            let path = || shown.to_string();
+            return Some(Err(match err {
+                // A rename elsewhere in the tree raced the lookup; the kernel asks us
+                // to retry. If it keeps happening, let the walk answer instead.
+                Errno::EAGAIN if retries < OPENAT2_RETRIES => {
+                    retries += 1;
+                    continue;
+                }
+                Errno::EAGAIN => return None,
+                // No openat2 (before Linux 5.6), or a seccomp filter hiding it.
+                Errno::ENOSYS | Errno::EPERM | Errno::EINVAL | Errno::E2BIG => {
                     self.use_openat2.store(false, Ordering::Relaxed);
                     return None;
                 }
-                Err(Errno::EXDEV) => Err(TreeError::Escape {
-                    path: shown.to_string(),
-                }),
-                Err(Errno::ELOOP) if !self.opts.keep_dirlinks => Err(TreeError::SymlinkInPath {
-                    path: shown.to_string(),
-                }),
-                Err(e) => Err(TreeError::errno("open", shown, e)),
-            });
+                Errno::EXDEV => TreeError::Escape { path: path() },
+                Errno::ELOOP if !self.opts.keep_dirlinks => {
+                    TreeError::SymlinkInPath { path: path() }
+                }
+                e => TreeError::errno("open", shown, e),
+            }));
         }
-        None
     }
 
     /// Component walk refusing every symlink.
