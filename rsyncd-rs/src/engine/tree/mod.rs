@@ -70,7 +70,9 @@ pub struct TreeOptions {
     /// `user.rsync.%stat` and stand-in files instead of applying them.
     pub fake_super: bool,
     /// Follow a symlink met as a *directory component* when it leads to a directory
-    /// beneath the root (`--keep-dirlinks`); final components are never followed.
+    /// beneath the root (`--keep-dirlinks`); absolute targets and targets climbing out
+    /// are refused. The entry an operation acts on is never followed (only
+    /// [`Tree::read_dir`] treats its path wholly as directories).
     pub keep_dirlinks: bool,
     /// Which resolver to use.
     pub resolver: Resolver,
@@ -278,7 +280,9 @@ impl Tree {
     }
 
     /// Creates symlink `p` → `target` (stored verbatim, never resolved). With fake
-    /// super: a regular file holding the target, recorded as `120777`.
+    /// super: a regular file holding the target, recorded as `120777`. Like
+    /// symlink(2) it fails with `EEXIST` when `p` exists (fake super too: a planted
+    /// name is never opened). Errors: `BadPath` for an empty target or one with NUL.
     ///
     /// Upstream: syscall.c, do_symlink_at().
     pub fn symlink(&self, target: &[u8], p: &RelPath) -> Result<(), TreeError> {
@@ -294,7 +298,7 @@ impl Tree {
 
     /// Creates device, fifo or socket `p` (`mode` includes the type bits). With fake
     /// super: an empty regular file with the mode and `rdev` recorded.
-    /// Errors: `WrongKind` when `mode` names another type.
+    /// Errors: `WrongKind` when `mode` names another type; `EEXIST` when `p` exists.
     ///
     /// Upstream: syscall.c, do_mknod_at().
     pub fn mknod(&self, p: &RelPath, mode: u32, rdev: u64) -> Result<(), TreeError> {
