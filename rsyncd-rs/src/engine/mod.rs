@@ -5,3 +5,4 @@ pub mod conn;
 pub mod exit;
 pub mod mux;
 pub mod setup;
+pub mod tree;
