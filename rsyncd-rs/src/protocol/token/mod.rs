@@ -19,6 +19,9 @@ mod lz4;
 mod plain;
 mod zstd;
 
+#[cfg(test)]
+mod tests;
+
 use std::fmt;
 
 use super::{Decoded, WireError};
