@@ -21,6 +21,8 @@ mod zstd;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_roundtrip;
 
 use std::fmt;
 
