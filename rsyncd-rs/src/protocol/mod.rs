@@ -12,6 +12,7 @@ pub mod ndx;
 pub mod options;
 #[cfg(test)]
 pub mod testutil;
+pub mod token;
 
 /// The outcome of a sans-IO decode step.
 #[derive(Debug, Clone, PartialEq, Eq)]
