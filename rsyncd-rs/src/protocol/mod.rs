@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod checksum;
 pub mod codec;
 pub mod compat;
 pub mod handshake;
