@@ -9,6 +9,7 @@ pub mod compat;
 pub mod handshake;
 pub mod mux;
 pub mod options;
+pub mod sums;
 
 /// The outcome of a sans-IO decode step.
 #[derive(Debug, Clone, PartialEq, Eq)]
