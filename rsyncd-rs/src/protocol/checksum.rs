@@ -183,7 +183,12 @@ impl ChecksumSpec {
     /// `--checksum-choice` (`None` or "auto" when there was neither), or `None` when the
     /// name is unknown. `seed_fix` is whether CF_CHKSUM_SEED_FIX is in the compat flags.
     /// Upstream: checksum.c, parse_checksum_choice() (xfer_sum_nni).
-    pub fn for_transfer(name: Option<&str>, seed: i32, protocol: i32, seed_fix: bool) -> Option<Self> {
+    pub fn for_transfer(
+        name: Option<&str>,
+        seed: i32,
+        protocol: i32,
+        seed_fix: bool,
+    ) -> Option<Self> {
         let kind = match name {
             None => ChecksumKind::implied(protocol),
             Some(n) if n.eq_ignore_ascii_case("auto") => ChecksumKind::implied(protocol),
@@ -379,5 +384,444 @@ impl std::fmt::Debug for FileSum {
             FileSumState::None => "none",
         };
         f.debug_struct("FileSum").field("kind", &kind).finish()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod tests {
+    //! Known-answer vectors, property tests of the rolling sum, and whole-file sums
+    //! recomputed from the literal data of real sessions. The capture helpers are shared
+    //! with `sums`' tests.
+    use super::*;
+    use crate::protocol::Decoded;
+    use crate::protocol::mux::{MsgCode, decode_mux_header};
+    use proptest::prelude::*;
+
+    pub(crate) fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// One direction's data stream, with a map from raw capture offsets to data offsets.
+    pub(crate) struct Stream {
+        pub(crate) data: Vec<u8>,
+        /// (raw offset, data offset) where each run of contiguous data starts.
+        segs: Vec<(usize, usize)>,
+    }
+
+    impl Stream {
+        /// A stream that is not multiplexed, from raw offset `start`.
+        pub(crate) fn plain(raw: &[u8], start: usize) -> Self {
+            Stream {
+                data: raw[start..].to_vec(),
+                segs: vec![(start, 0)],
+            }
+        }
+
+        /// The MSG_DATA payloads of a multiplexed stream whose first header is at `first`.
+        pub(crate) fn demux(raw: &[u8], first: usize) -> Self {
+            let (mut data, mut segs, mut pos) = (Vec::new(), Vec::new(), first);
+            while let Ok(Decoded::Done { value: h, used }) = decode_mux_header(&raw[pos..]) {
+                let (start, end) = (pos + used, pos + used + h.len);
+                if h.code == MsgCode::Data {
+                    segs.push((start, data.len()));
+                    data.extend_from_slice(&raw[start..end.min(raw.len())]);
+                }
+                pos = end;
+            }
+            Stream { data, segs }
+        }
+
+        /// The data offset of raw offset `off` (which must lie in a data payload).
+        pub(crate) fn at(&self, off: usize) -> usize {
+            let &(raw, data) = self.segs.iter().rev().find(|s| s.0 <= off).unwrap();
+            data + off - raw
+        }
+    }
+
+    pub(crate) fn int_at(b: &[u8], pos: usize) -> i32 {
+        i32::from_le_bytes(b[pos..pos + 4].try_into().unwrap())
+    }
+
+    /// Rebuilds a file from a plain token stream starting at `pos` (just after the sum
+    /// head): literal runs, and matches copied from `basis` in `blength` blocks. Returns the
+    /// file and the position after the end token, where the whole-file sum starts.
+    pub(crate) fn apply_tokens(
+        d: &[u8],
+        mut pos: usize,
+        basis: &[u8],
+        blength: usize,
+    ) -> (Vec<u8>, usize) {
+        let mut out = Vec::new();
+        loop {
+            let t = int_at(d, pos);
+            pos += 4;
+            match t {
+                0 => return (out, pos),
+                n if n > 0 => {
+                    out.extend_from_slice(&d[pos..pos + n as usize]);
+                    pos += n as usize;
+                }
+                n => {
+                    let start = (-(n + 1)) as usize * blength;
+                    out.extend_from_slice(&basis[start..(start + blength).min(basis.len())]);
+                }
+            }
+        }
+    }
+
+    fn spec(kind: ChecksumKind, seed: i32) -> ChecksumSpec {
+        ChecksumSpec {
+            kind,
+            seed,
+            seed_fix: true,
+            protocol: 32,
+        }
+    }
+
+    fn whole(kind: ChecksumKind, seed: i32, data: &[u8]) -> Vec<u8> {
+        let mut f = FileSum::new(&spec(kind, seed));
+        f.update(data);
+        f.finish().to_vec()
+    }
+
+    #[test]
+    fn known_answers() {
+        let rfc_msgs: [&[u8]; 4] = [
+            b"",
+            b"abc",
+            b"message digest",
+            b"12345678901234567890123456789012345678901234567890123456789012345678901234567890",
+        ];
+        // RFC 1320 appendix A.5 and RFC 1321 appendix A.5.
+        let md4 = [
+            "31d6cfe0d16ae931b73c59d7e0c089c0",
+            "a448017aaf21d8525fc10ae87aa6729d",
+            "d9130a8164549fe818874806e1c7014b",
+            "e33b4ddc9c38f2199c3e7b164fcc0536",
+        ];
+        let md5 = [
+            "d41d8cd98f00b204e9800998ecf8427e",
+            "900150983cd24fb0d6963f7d28e17f72",
+            "f96b697d7cb7938d525a2f31aaf161d0",
+            "57edf4a22be3c955ac49da2e2107b67a",
+        ];
+        for (m, (h4, h5)) in rfc_msgs.iter().zip(md4.iter().zip(md5)) {
+            assert_eq!(whole(ChecksumKind::Md4, 0, m), hex(h4));
+            assert_eq!(block_sum(&spec(ChecksumKind::Md4, 0), m).to_vec(), hex(h4));
+            assert_eq!(whole(ChecksumKind::Md5, 0, m), hex(h5));
+            assert_eq!(block_sum(&spec(ChecksumKind::Md5, 0), m).to_vec(), hex(h5));
+        }
+        // FIPS 180 / RFC 3174.
+        let sha1 = whole(ChecksumKind::Sha1, 0, b"abc");
+        assert_eq!(sha1, hex("a9993e364706816aba3e25717850c26c9cd0d89d"));
+        // xxHash reference values (XXH64, XXH3_64bits, XXH3_128bits of ""), stored LE.
+        let le = |v: u128, n: usize| v.to_le_bytes()[..n].to_vec();
+        assert_eq!(
+            whole(ChecksumKind::Xxh64, 0, b""),
+            le(0xef46db3751d8e999, 8)
+        );
+        assert_eq!(
+            whole(ChecksumKind::Xxh64, 0, b"abc"),
+            le(0x44bc2cf5ad770999, 8)
+        );
+        assert_eq!(whole(ChecksumKind::Xxh3, 0, b""), le(0x2d06800538d394c2, 8));
+        let empty128 = 0x99aa06d3014798d86001c324468d497f;
+        assert_eq!(whole(ChecksumKind::Xxh128, 0, b""), le(empty128, 16));
+        assert_eq!(
+            block_sum(&spec(ChecksumKind::Xxh128, 0), b"").to_vec(),
+            le(empty128, 16)
+        );
+        // The empty file's sum in b-a-push-p32 c2s@205296 is the same value: low half first.
+        assert_eq!(le(empty128, 16), hex("7f498d4624c30160d8984701d306aa99"));
+        assert_eq!(whole(ChecksumKind::None, 0, b"x"), [0]);
+    }
+
+    #[test]
+    fn upstream_xxh3_self_test() {
+        // checksum.c, verify_digest(): four updates of a patterned buffer.
+        let buf: Vec<u8> = (0..32816).map(|j| b' ' + (j % 96) as u8).collect();
+        let mut f = FileSum::new(&spec(ChecksumKind::Xxh3, 0));
+        for n in [32816, 31152, 32474, 9322] {
+            f.update(&buf[..n]);
+        }
+        assert_eq!(f.finish().to_vec(), 0xadbcf16d4678d1de_u64.to_le_bytes());
+    }
+
+    #[test]
+    fn seed_placement() {
+        let (block, seed) = (b"some block data".as_slice(), 0x6b0e672f_i32);
+        let s = seed.to_le_bytes();
+        let cat = |a: &[u8], b: &[u8]| [a, b].concat();
+        let md4_old = ChecksumSpec::for_transfer(None, seed, 29, false).unwrap();
+        assert_eq!(md4_old.kind, ChecksumKind::Md4Old);
+        assert_eq!(
+            block_sum(&md4_old, block).to_vec(),
+            whole(ChecksumKind::Md4, 0, &cat(block, &s))
+        );
+        let mut f = FileSum::new(&md4_old);
+        f.update(block);
+        assert_eq!(
+            f.finish().to_vec(),
+            whole(ChecksumKind::Md4, 0, &cat(&s, block))
+        );
+        // Seed 0 is still fed to the old MD4 whole-file sum, but not to its block sums.
+        let zero = ChecksumSpec { seed: 0, ..md4_old };
+        assert_eq!(
+            whole(ChecksumKind::Md4Old, 0, block),
+            whole(ChecksumKind::Md4, 0, &cat(&[0; 4], block))
+        );
+        assert_eq!(
+            block_sum(&zero, block).to_vec(),
+            whole(ChecksumKind::Md4, 0, block)
+        );
+        let md5 = ChecksumSpec::for_transfer(Some("auto"), seed, 31, true).unwrap();
+        assert_eq!(
+            block_sum(&md5, block).to_vec(),
+            whole(ChecksumKind::Md5, 0, &cat(&s, block))
+        );
+        let md5_30 = ChecksumSpec {
+            seed_fix: false,
+            ..md5
+        };
+        assert_eq!(
+            block_sum(&md5_30, block).to_vec(),
+            whole(ChecksumKind::Md5, 0, &cat(block, &s))
+        );
+        assert_eq!(
+            whole(ChecksumKind::Md5, seed, block),
+            whole(ChecksumKind::Md5, 0, block)
+        );
+        let sha1 = spec(ChecksumKind::Sha1, seed);
+        assert_eq!(
+            block_sum(&sha1, block).to_vec(),
+            whole(ChecksumKind::Sha1, 0, &cat(&s, block))
+        );
+        // xxhash: the C int seed converts to a 64-bit unsigned seed by sign extension.
+        let neg = block_sum(&spec(ChecksumKind::Xxh64, -2), block);
+        assert_eq!(
+            neg.to_vec(),
+            xxh64::xxh64(block, u64::MAX - 1).to_le_bytes()
+        );
+        let x3 = block_sum(&spec(ChecksumKind::Xxh3, seed), block);
+        assert_eq!(
+            x3.to_vec(),
+            xxh3::xxh3_64_with_seed(block, seed as u64).to_le_bytes()
+        );
+    }
+
+    #[test]
+    fn names_and_specs() {
+        for kind in [
+            ChecksumKind::Md4,
+            ChecksumKind::Md5,
+            ChecksumKind::Xxh64,
+            ChecksumKind::Xxh3,
+            ChecksumKind::Xxh128,
+            ChecksumKind::Sha1,
+            ChecksumKind::None,
+        ] {
+            assert_eq!(ChecksumKind::from_name(kind.name()), Some(kind));
+            assert_eq!(whole(kind, 7, b"abc").len(), kind.digest_len());
+        }
+        assert_eq!(ChecksumKind::from_name("XXHASH"), Some(ChecksumKind::Xxh64));
+        assert_eq!(ChecksumKind::from_name("sha256"), None);
+        assert_eq!(
+            ChecksumSpec::for_transfer(Some("blake3"), 1, 32, true),
+            None
+        );
+        assert_eq!(
+            ChecksumSpec::for_transfer(None, 1, 30, false).unwrap().kind,
+            ChecksumKind::Md5
+        );
+        assert_eq!(
+            ChecksumSpec::for_transfer(Some("md4"), 1, 29, false)
+                .unwrap()
+                .kind,
+            ChecksumKind::Md4
+        );
+        // --checksum sums: the old MD4 becomes plain unseeded MD4.
+        let fs = file_checksum_spec(None, 29).unwrap();
+        assert_eq!((fs.kind, fs.seed), (ChecksumKind::Md4, 0));
+        assert_eq!(
+            file_checksum_spec(Some("xxh3"), 32).unwrap().kind,
+            ChecksumKind::Xxh3
+        );
+    }
+
+    /// The whole-file sum after each new file's literal data in real sessions. Each entry:
+    /// capture, stream of the sender's data, the seed's raw offset in s2c, the digest name,
+    /// protocol and the raw offsets of the (all-zero) sum heads.
+    #[test]
+    fn whole_file_sums_of_captured_new_files() {
+        type Case = (
+            &'static [u8],
+            &'static [u8],
+            Option<usize>,
+            bool,
+            usize,
+            Option<&'static str>,
+            i32,
+            &'static [usize],
+        );
+        let cases: [Case; 6] = [
+            (
+                include_bytes!("../../testdata/captures/b-a-push-p32-c2s.bin"),
+                include_bytes!("../../testdata/captures/b-a-push-p32-s2c.bin"),
+                Some(122),
+                false,
+                91,
+                Some("xxh128"),
+                32,
+                &[334, 389, 205276, 205325],
+            ),
+            (
+                include_bytes!("../../testdata/captures/b-f-pull-p32-c2s.bin"),
+                include_bytes!("../../testdata/captures/b-f-pull-p32-s2c.bin"),
+                Some(95),
+                true,
+                91,
+                Some("xxh128"),
+                32,
+                &[295, 350, 205237, 205286],
+            ),
+            (
+                include_bytes!("../../testdata/captures/b-h-push-p30-c2s.bin"),
+                include_bytes!("../../testdata/captures/b-h-push-p30-s2c.bin"),
+                Some(124),
+                false,
+                91,
+                Some("xxh128"),
+                30,
+                &[291, 346, 395],
+            ),
+            (
+                include_bytes!("../../testdata/captures/b-b-push-p29-c2s.bin"),
+                include_bytes!("../../testdata/captures/b-b-push-p29-s2c.bin"),
+                None,
+                false,
+                53,
+                None,
+                29,
+                &[301, 359, 205229, 205283],
+            ),
+            (
+                include_bytes!("../../testdata/captures/b-h-push-p28-c2s.bin"),
+                include_bytes!("../../testdata/captures/b-h-push-p28-s2c.bin"),
+                None,
+                false,
+                53,
+                None,
+                28,
+                &[278, 334, 374],
+            ),
+            (
+                include_bytes!("../../testdata/captures/b-h-push-p27-c2s.bin"),
+                include_bytes!("../../testdata/captures/b-h-push-p27-s2c.bin"),
+                None,
+                false,
+                53,
+                None,
+                27,
+                &[280, 336, 376],
+            ),
+        ];
+        let mut files = 0;
+        for (c2s, s2c, mux, pull, seed_off, name, protocol, heads) in cases {
+            let raw = if pull { s2c } else { c2s };
+            let stream = match mux {
+                Some(first) => Stream::demux(raw, first),
+                None => Stream::plain(raw, 0),
+            };
+            let seed = int_at(s2c, seed_off);
+            let spec = ChecksumSpec::for_transfer(name, seed, protocol, true).unwrap();
+            for &head in heads {
+                let pos = stream.at(head);
+                assert_eq!(
+                    stream.data[pos..pos + 16],
+                    [0; 16],
+                    "protocol {protocol} head @{head}"
+                );
+                let (file, end) = apply_tokens(&stream.data, pos + 16, &[], 0);
+                let mut sum = FileSum::new(&spec);
+                // Uneven pieces, as a receiver would feed them.
+                for piece in file.chunks(1000) {
+                    sum.update(piece);
+                }
+                let want = &stream.data[end..end + spec.digest_len()];
+                assert_eq!(&*sum.finish(), want, "protocol {protocol} head @{head}");
+                files += 1;
+            }
+        }
+        assert_eq!(files, 21);
+    }
+
+    /// Python-style reference: signed bytes, wide arithmetic, truncated at the end.
+    fn reference_sum1(b: &[u8]) -> u32 {
+        let n = b.len() as i64;
+        let s1: i64 = b.iter().map(|&x| i64::from(x as i8)).sum();
+        let s2: i64 = b
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| (n - i as i64) * i64::from(x as i8))
+            .sum();
+        ((s1 as u32) & 0xffff) | ((s2 as u32) << 16)
+    }
+
+    #[test]
+    fn rolling_sum_signed_bytes() {
+        assert_eq!(rolling_checksum(&[0x80]), 0xff80_ff80);
+        assert_eq!(rolling_checksum(&[1, 2, 3]), 6 | (10 << 16));
+        assert_eq!(rolling_checksum(&[]), 0);
+    }
+
+    proptest! {
+        #[test]
+        fn rolling_sum_matches_direct_computation(b in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            prop_assert_eq!(rolling_checksum(&b), reference_sum1(&b));
+        }
+
+        #[test]
+        fn roll_and_shrink_match_recomputation(
+            b in proptest::collection::vec(any::<u8>(), 1..600),
+            k in 1usize..100,
+        ) {
+            let k = k.min(b.len());
+            let mut r = Rolling::new(&b[..k]);
+            for start in 1..=b.len() - k {
+                r.roll(b[start - 1], b[start + k - 1]);
+                prop_assert_eq!(r.value(), rolling_checksum(&b[start..start + k]));
+            }
+            // At the end of the file the window shrinks from the front.
+            let tail = b.len() - k;
+            for start in tail..b.len() {
+                r.shrink(b[start]);
+                prop_assert_eq!(r.window_len(), b.len() - start - 1);
+                prop_assert_eq!(r.value(), rolling_checksum(&b[start + 1..]));
+            }
+        }
+
+        #[test]
+        fn file_sum_is_independent_of_update_sizes(
+            b in proptest::collection::vec(any::<u8>(), 0..3000),
+            cut in proptest::collection::vec(0usize..3000, 0..6),
+            seed in any::<i32>(),
+        ) {
+            for kind in [ChecksumKind::Md4Old, ChecksumKind::Md4, ChecksumKind::Md5, ChecksumKind::Xxh64,
+                ChecksumKind::Xxh3, ChecksumKind::Xxh128, ChecksumKind::Sha1] {
+                let mut cuts: Vec<usize> = cut.iter().map(|&c| c.min(b.len())).collect();
+                cuts.sort_unstable();
+                let mut f = FileSum::new(&spec(kind, seed));
+                let mut prev = 0;
+                for c in cuts.into_iter().chain([b.len()]) {
+                    f.update(&b[prev..c]);
+                    prev = c;
+                }
+                prop_assert_eq!(f.finish().to_vec(), whole(kind, seed, &b));
+            }
+        }
     }
 }
