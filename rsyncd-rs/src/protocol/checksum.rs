@@ -405,6 +405,27 @@ pub(crate) mod tests {
             .collect()
     }
 
+    /// A capture's raw streams: the sender's data direction, then s2c (where the seed is).
+    pub(crate) type Capture = (&'static [u8], &'static [u8]);
+
+    /// The streams of a push capture (the client sends data, c2s).
+    macro_rules! push {
+        ($name:literal) => {
+            (
+                include_bytes!(concat!("../../testdata/captures/", $name, "-c2s.bin")).as_slice(),
+                include_bytes!(concat!("../../testdata/captures/", $name, "-s2c.bin")).as_slice(),
+            )
+        };
+    }
+    /// The streams of a pull capture (the server sends data, s2c).
+    macro_rules! pull {
+        ($name:literal) => {{
+            let s2c = include_bytes!(concat!("../../testdata/captures/", $name, "-s2c.bin"));
+            (s2c.as_slice(), s2c.as_slice())
+        }};
+    }
+    pub(crate) use push;
+
     /// One direction's data stream, with a map from raw capture offsets to data offsets.
     pub(crate) struct Stream {
         pub(crate) data: Vec<u8>,
@@ -413,6 +434,11 @@ pub(crate) mod tests {
     }
 
     impl Stream {
+        /// The data of `raw`: demultiplexed from the header at `mux`, or all of it.
+        pub(crate) fn new(raw: &[u8], mux: Option<usize>) -> Self {
+            mux.map_or_else(|| Self::plain(raw, 0), |first| Self::demux(raw, first))
+        }
+
         /// A stream that is not multiplexed, from raw offset `start`.
         pub(crate) fn plain(raw: &[u8], start: usize) -> Self {
             Stream {
@@ -653,15 +679,13 @@ pub(crate) mod tests {
     }
 
     /// The whole-file sum after each new file's literal data in real sessions. Each entry:
-    /// capture, stream of the sender's data, the seed's raw offset in s2c, the digest name,
-    /// protocol and the raw offsets of the (all-zero) sum heads.
+    /// capture (sender's stream, s2c), first mux header of the sender's stream (`None`:
+    /// not multiplexed), the seed's offset in s2c, digest name, protocol, sum heads.
     #[test]
     fn whole_file_sums_of_captured_new_files() {
         type Case = (
-            &'static [u8],
-            &'static [u8],
+            Capture,
             Option<usize>,
-            bool,
             usize,
             Option<&'static str>,
             i32,
@@ -669,90 +693,54 @@ pub(crate) mod tests {
         );
         let cases: [Case; 6] = [
             (
-                include_bytes!("../../testdata/captures/b-a-push-p32-c2s.bin"),
-                include_bytes!("../../testdata/captures/b-a-push-p32-s2c.bin"),
+                push!("b-a-push-p32"),
                 Some(122),
-                false,
                 91,
                 Some("xxh128"),
                 32,
                 &[334, 389, 205276, 205325],
             ),
             (
-                include_bytes!("../../testdata/captures/b-f-pull-p32-c2s.bin"),
-                include_bytes!("../../testdata/captures/b-f-pull-p32-s2c.bin"),
+                pull!("b-f-pull-p32"),
                 Some(95),
-                true,
                 91,
                 Some("xxh128"),
                 32,
                 &[295, 350, 205237, 205286],
             ),
             (
-                include_bytes!("../../testdata/captures/b-h-push-p30-c2s.bin"),
-                include_bytes!("../../testdata/captures/b-h-push-p30-s2c.bin"),
+                push!("b-h-push-p30"),
                 Some(124),
-                false,
                 91,
                 Some("xxh128"),
                 30,
                 &[291, 346, 395],
             ),
             (
-                include_bytes!("../../testdata/captures/b-b-push-p29-c2s.bin"),
-                include_bytes!("../../testdata/captures/b-b-push-p29-s2c.bin"),
+                push!("b-b-push-p29"),
                 None,
-                false,
                 53,
                 None,
                 29,
                 &[301, 359, 205229, 205283],
             ),
-            (
-                include_bytes!("../../testdata/captures/b-h-push-p28-c2s.bin"),
-                include_bytes!("../../testdata/captures/b-h-push-p28-s2c.bin"),
-                None,
-                false,
-                53,
-                None,
-                28,
-                &[278, 334, 374],
-            ),
-            (
-                include_bytes!("../../testdata/captures/b-h-push-p27-c2s.bin"),
-                include_bytes!("../../testdata/captures/b-h-push-p27-s2c.bin"),
-                None,
-                false,
-                53,
-                None,
-                27,
-                &[280, 336, 376],
-            ),
+            (push!("b-h-push-p28"), None, 53, None, 28, &[278, 334, 374]),
+            (push!("b-h-push-p27"), None, 53, None, 27, &[280, 336, 376]),
         ];
         let mut files = 0;
-        for (c2s, s2c, mux, pull, seed_off, name, protocol, heads) in cases {
-            let raw = if pull { s2c } else { c2s };
-            let stream = match mux {
-                Some(first) => Stream::demux(raw, first),
-                None => Stream::plain(raw, 0),
-            };
-            let seed = int_at(s2c, seed_off);
-            let spec = ChecksumSpec::for_transfer(name, seed, protocol, true).unwrap();
+        for ((sender, s2c), mux, seed_at, name, protocol, heads) in cases {
+            let stream = Stream::new(sender, mux);
+            let spec =
+                ChecksumSpec::for_transfer(name, int_at(s2c, seed_at), protocol, true).unwrap();
             for &head in heads {
                 let pos = stream.at(head);
-                assert_eq!(
-                    stream.data[pos..pos + 16],
-                    [0; 16],
-                    "protocol {protocol} head @{head}"
-                );
+                assert_eq!(stream.data[pos..pos + 16], [0; 16], "p{protocol} @{head}");
                 let (file, end) = apply_tokens(&stream.data, pos + 16, &[], 0);
                 let mut sum = FileSum::new(&spec);
                 // Uneven pieces, as a receiver would feed them.
-                for piece in file.chunks(1000) {
-                    sum.update(piece);
-                }
+                file.chunks(1000).for_each(|piece| sum.update(piece));
                 let want = &stream.data[end..end + spec.digest_len()];
-                assert_eq!(&*sum.finish(), want, "protocol {protocol} head @{head}");
+                assert_eq!(&*sum.finish(), want, "p{protocol} @{head}");
                 files += 1;
             }
         }
