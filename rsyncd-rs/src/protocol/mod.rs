@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod checksum;
 pub mod codec;
 pub mod compat;
 pub mod flist;
@@ -13,6 +14,7 @@ pub mod options;
 #[cfg(test)]
 pub mod testutil;
 pub mod token;
+pub mod sums;
 
 /// The outcome of a sans-IO decode step.
 #[derive(Debug, Clone, PartialEq, Eq)]
