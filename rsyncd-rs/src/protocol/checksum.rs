@@ -89,8 +89,9 @@ pub enum ChecksumKind {
     /// MD4 as protocols 27–29 use it without negotiation (CSUM_MD4_OLD): the seed is appended
     /// to each block and prepended (always, even 0) to the whole-file sum.
     Md4Old,
-    /// MD4 chosen by name ("md4"): seed appended to blocks as rsync's built-in MD4 does,
-    /// whole-file sum unseeded.
+    /// MD4 chosen by name ("md4"): whole-file sum unseeded, seed appended to blocks as
+    /// rsync's built-in MD4 does. That is what stock 3.5.0 on OpenSSL 3 (no MD4 by default)
+    /// computes; a build whose OpenSSL provides MD4 prepends the seed instead.
     Md4,
     /// MD5: the seed's place in block sums depends on CF_CHKSUM_SEED_FIX.
     Md5,

@@ -455,7 +455,7 @@ fn read_or_zero(data: &mut impl Read, buf: &mut [u8]) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::protocol::checksum::FileSum;
-    use crate::protocol::checksum::tests::{Capture, Stream, apply_tokens, int_at, push};
+    use crate::protocol::checksum::tests::{Capture, Stream, apply_tokens, hex, int_at, push};
     use proptest::prelude::*;
 
     /// The bytes of Python's `random.Random(seed)` drawn as `getrandbits(8)` one at a time,
@@ -820,6 +820,68 @@ mod tests {
         let file = [&comp[..87 * 700], &literal, &comp[88 * 700..]].concat();
         assert_eq!(file.len(), 122_536);
         assert_eq!(sum(&file), s.data[p + 172..p + 188]);
+    }
+
+    /// Recorded from stock rsync 3.5.0 (OpenSSL 3 build) through a remote-shell pipe, not
+    /// kept in testdata: `rsync -a --no-whole-file --checksum-choice=NAME --checksum-seed=S`
+    /// pushing Random(5)'s 65 836 bytes with bytes 30000..31000 zeroed over the original.
+    /// The first 4 of its 95 block sums, and the new file's whole-file sum. This pins what
+    /// the b-* captures lack: negotiated md4 (seed appended, as rsync's built-in MD4 does
+    /// when OpenSSL 3 has no MD4), sha1, xxh64, xxh3, and a negative seed (sign-extended).
+    #[test]
+    fn negotiated_digests_from_stock_rsync() {
+        let basis = python_random_bytes(5, 65_836);
+        let mut new = basis.clone();
+        new[30_000..31_000].fill(0);
+        let h = head(95, 700, 2, 36);
+        let (sha1_sums, sha1_whole) = (
+            "2a09056c359d5409eb5bc158a3058bce0efec4ff185d7894",
+            "7a45d867a0dda785f66628ac6d1480f6fd74bed2",
+        );
+        let cases = [
+            (
+                "md4",
+                -5,
+                "2a09056cdfaf5409eb5bdc18a3058bce9fd3c4ff185dde93",
+                "7c515aebfb4f7ccdbbb3df8f0324c8c2",
+            ),
+            ("sha1", 0x1234_5678, sha1_sums, sha1_whole),
+            (
+                "xxh64",
+                -5,
+                "2a09056c49125409eb5b6645a3058bceefadc4ff185d9235",
+                "6761b23e46fd5bb0",
+            ),
+            (
+                "xxh3",
+                -5,
+                "2a09056c19df5409eb5bbdb6a3058bce76abc4ff185d4c5e",
+                "158800d13cc5258c",
+            ),
+            (
+                "xxh128",
+                -5,
+                "2a09056c19df5409eb5bbdb6a3058bce76abc4ff185d4c5e",
+                "158800d13cc5258c22363407fef1543b",
+            ),
+            (
+                "md5",
+                -5,
+                "2a09056c62ed5409eb5beab7a3058bce06eec4ff185d3e0c",
+                "c3b8d34d743c0d6c180f4a99cc64ad82",
+            ),
+        ];
+        for (name, seed, sums, whole) in cases {
+            let spec = ChecksumSpec::for_transfer(Some(name), seed, 32, true).unwrap();
+            let mut got = compute_block_sums(&h, &spec, &mut &basis[..]).unwrap();
+            got.sums.truncate(4);
+            let mut wire = Vec::new();
+            encode_block_sums(&mut wire, &got);
+            assert_eq!(wire, hex(sums), "{name}");
+            let mut f = FileSum::new(&spec);
+            f.update(&new);
+            assert_eq!(f.finish().to_vec(), hex(whole), "{name}");
+        }
     }
 
     #[test]
