@@ -602,6 +602,15 @@ mod tests {
         assert!(!ok(head(1, 700, -1, 0), 32, 16));
         assert!(!ok(head(1, 700, 2, 701), 32, 16));
         assert!(!ok(head(1, 700, 2, -1), 32, 16));
+        // Helpers stay panic-free on heads that fail validation (a proptest once found
+        // blength - remainder overflowing).
+        let bad = head(i32::MAX, i32::MIN, i32::MIN, i32::MAX);
+        let _ = (
+            bad.basis_len(),
+            bad.block_len(0),
+            bad.sums_wire_len(),
+            bad.block_offset(9),
+        );
         // Below protocol 27 the head has three ints and s2length is 2.
         let old = [2, 0, 0, 0, 0, 2, 0, 0, 5, 0, 0, 0];
         let want = Decoded::Done {
