@@ -89,8 +89,9 @@ pub enum ChecksumKind {
     /// MD4 as protocols 27–29 use it without negotiation (CSUM_MD4_OLD): the seed is appended
     /// to each block and prepended (always, even 0) to the whole-file sum.
     Md4Old,
-    /// MD4 chosen by name ("md4"): seed appended to blocks as rsync's built-in MD4 does,
-    /// whole-file sum unseeded.
+    /// MD4 chosen by name ("md4"): whole-file sum unseeded, seed appended to blocks as
+    /// rsync's built-in MD4 does. That is what stock 3.5.0 on OpenSSL 3 (no MD4 by default)
+    /// computes; a build whose OpenSSL provides MD4 prepends the seed instead.
     Md4,
     /// MD5: the seed's place in block sums depends on CF_CHKSUM_SEED_FIX.
     Md5,
@@ -393,6 +394,7 @@ pub(crate) mod tests {
     //! Known-answer vectors, property tests of the rolling sum, and whole-file sums
     //! recomputed from the literal data of real sessions. The capture helpers are shared
     //! with `sums`' tests.
+    use super::ChecksumKind::{Md4, Md4Old, Md5, Sha1, Xxh3, Xxh64, Xxh128};
     use super::*;
     use crate::protocol::Decoded;
     use crate::protocol::mux::{MsgCode, decode_mux_header};
@@ -516,53 +518,32 @@ pub(crate) mod tests {
 
     #[test]
     fn known_answers() {
-        let rfc_msgs: [&[u8]; 4] = [
-            b"",
-            b"abc",
-            b"message digest",
-            b"12345678901234567890123456789012345678901234567890123456789012345678901234567890",
+        let long =
+            b"12345678901234567890123456789012345678901234567890123456789012345678901234567890";
+        // RFC 1320 and RFC 1321 appendix A.5, FIPS 180 / RFC 3174, and xxHash's reference
+        // values (XXH64, XXH3_64bits, XXH3_128bits) stored little-endian, low half first.
+        #[rustfmt::skip]
+        let cases: [(ChecksumKind, &[u8], &str); 13] = [
+            (Md4, b"", "31d6cfe0d16ae931b73c59d7e0c089c0"),
+            (Md4, b"abc", "a448017aaf21d8525fc10ae87aa6729d"),
+            (Md4, b"message digest", "d9130a8164549fe818874806e1c7014b"),
+            (Md4, long, "e33b4ddc9c38f2199c3e7b164fcc0536"),
+            (Md5, b"", "d41d8cd98f00b204e9800998ecf8427e"),
+            (Md5, b"abc", "900150983cd24fb0d6963f7d28e17f72"),
+            (Md5, b"message digest", "f96b697d7cb7938d525a2f31aaf161d0"),
+            (Md5, long, "57edf4a22be3c955ac49da2e2107b67a"),
+            (Sha1, b"abc", "a9993e364706816aba3e25717850c26c9cd0d89d"),
+            (Xxh64, b"", "99e9d85137db46ef"),
+            (Xxh64, b"abc", "990977adf52cbc44"),
+            (Xxh3, b"", "c294d3380580062d"),
+            // XXH3_128("") = 99aa06d3014798d8_6001c324468d497f; also the sum of the empty
+            // file in b-a-push-p32 c2s@205296.
+            (Xxh128, b"", "7f498d4624c30160d8984701d306aa99"),
         ];
-        // RFC 1320 appendix A.5 and RFC 1321 appendix A.5.
-        let md4 = [
-            "31d6cfe0d16ae931b73c59d7e0c089c0",
-            "a448017aaf21d8525fc10ae87aa6729d",
-            "d9130a8164549fe818874806e1c7014b",
-            "e33b4ddc9c38f2199c3e7b164fcc0536",
-        ];
-        let md5 = [
-            "d41d8cd98f00b204e9800998ecf8427e",
-            "900150983cd24fb0d6963f7d28e17f72",
-            "f96b697d7cb7938d525a2f31aaf161d0",
-            "57edf4a22be3c955ac49da2e2107b67a",
-        ];
-        for (m, (h4, h5)) in rfc_msgs.iter().zip(md4.iter().zip(md5)) {
-            assert_eq!(whole(ChecksumKind::Md4, 0, m), hex(h4));
-            assert_eq!(block_sum(&spec(ChecksumKind::Md4, 0), m).to_vec(), hex(h4));
-            assert_eq!(whole(ChecksumKind::Md5, 0, m), hex(h5));
-            assert_eq!(block_sum(&spec(ChecksumKind::Md5, 0), m).to_vec(), hex(h5));
+        for (kind, msg, want) in cases {
+            assert_eq!(whole(kind, 0, msg), hex(want), "{kind:?} {msg:?}");
+            assert_eq!(block_sum(&spec(kind, 0), msg).to_vec(), hex(want));
         }
-        // FIPS 180 / RFC 3174.
-        let sha1 = whole(ChecksumKind::Sha1, 0, b"abc");
-        assert_eq!(sha1, hex("a9993e364706816aba3e25717850c26c9cd0d89d"));
-        // xxHash reference values (XXH64, XXH3_64bits, XXH3_128bits of ""), stored LE.
-        let le = |v: u128, n: usize| v.to_le_bytes()[..n].to_vec();
-        assert_eq!(
-            whole(ChecksumKind::Xxh64, 0, b""),
-            le(0xef46db3751d8e999, 8)
-        );
-        assert_eq!(
-            whole(ChecksumKind::Xxh64, 0, b"abc"),
-            le(0x44bc2cf5ad770999, 8)
-        );
-        assert_eq!(whole(ChecksumKind::Xxh3, 0, b""), le(0x2d06800538d394c2, 8));
-        let empty128 = 0x99aa06d3014798d86001c324468d497f;
-        assert_eq!(whole(ChecksumKind::Xxh128, 0, b""), le(empty128, 16));
-        assert_eq!(
-            block_sum(&spec(ChecksumKind::Xxh128, 0), b"").to_vec(),
-            le(empty128, 16)
-        );
-        // The empty file's sum in b-a-push-p32 c2s@205296 is the same value: low half first.
-        assert_eq!(le(empty128, 16), hex("7f498d4624c30160d8984701d306aa99"));
         assert_eq!(whole(ChecksumKind::None, 0, b"x"), [0]);
     }
 
@@ -581,58 +562,39 @@ pub(crate) mod tests {
     fn seed_placement() {
         let (block, seed) = (b"some block data".as_slice(), 0x6b0e672f_i32);
         let s = seed.to_le_bytes();
-        let cat = |a: &[u8], b: &[u8]| [a, b].concat();
+        let (seeded_last, seeded_first) = ([block, &s].concat(), [&s, block].concat());
         let md4_old = ChecksumSpec::for_transfer(None, seed, 29, false).unwrap();
-        assert_eq!(md4_old.kind, ChecksumKind::Md4Old);
-        assert_eq!(
-            block_sum(&md4_old, block).to_vec(),
-            whole(ChecksumKind::Md4, 0, &cat(block, &s))
-        );
-        let mut f = FileSum::new(&md4_old);
-        f.update(block);
-        assert_eq!(
-            f.finish().to_vec(),
-            whole(ChecksumKind::Md4, 0, &cat(&s, block))
-        );
-        // Seed 0 is still fed to the old MD4 whole-file sum, but not to its block sums.
-        let zero = ChecksumSpec { seed: 0, ..md4_old };
-        assert_eq!(
-            whole(ChecksumKind::Md4Old, 0, block),
-            whole(ChecksumKind::Md4, 0, &cat(&[0; 4], block))
-        );
-        assert_eq!(
-            block_sum(&zero, block).to_vec(),
-            whole(ChecksumKind::Md4, 0, block)
-        );
         let md5 = ChecksumSpec::for_transfer(Some("auto"), seed, 31, true).unwrap();
+        assert_eq!((md4_old.kind, md5.kind), (Md4Old, Md5));
+        // (spec, the digest computed plainly, over what)
+        #[rustfmt::skip]
+        let cases = [
+            (md4_old, Md4, &seeded_last),
+            (ChecksumSpec { seed: 0, ..md4_old }, Md4, &block.to_vec()),
+            (spec(Md4, seed), Md4, &seeded_last),
+            (md5, Md5, &seeded_first),
+            (ChecksumSpec { seed_fix: false, ..md5 }, Md5, &seeded_last),
+            (spec(Sha1, seed), Sha1, &seeded_first),
+        ];
+        for (spec, plain, input) in cases {
+            assert_eq!(block_sum(&spec, block).to_vec(), whole(plain, 0, input));
+        }
+        // Whole-file sums: only the old MD4 is seeded, first, even with seed 0.
+        assert_eq!(whole(Md4Old, seed, block), whole(Md4, 0, &seeded_first));
         assert_eq!(
-            block_sum(&md5, block).to_vec(),
-            whole(ChecksumKind::Md5, 0, &cat(&s, block))
+            whole(Md4Old, 0, block),
+            whole(Md4, 0, &[&[0; 4], block].concat())
         );
-        let md5_30 = ChecksumSpec {
-            seed_fix: false,
-            ..md5
-        };
-        assert_eq!(
-            block_sum(&md5_30, block).to_vec(),
-            whole(ChecksumKind::Md5, 0, &cat(block, &s))
-        );
-        assert_eq!(
-            whole(ChecksumKind::Md5, seed, block),
-            whole(ChecksumKind::Md5, 0, block)
-        );
-        let sha1 = spec(ChecksumKind::Sha1, seed);
-        assert_eq!(
-            block_sum(&sha1, block).to_vec(),
-            whole(ChecksumKind::Sha1, 0, &cat(&s, block))
-        );
+        for kind in [Md4, Md5, Sha1, Xxh64, Xxh3, Xxh128] {
+            assert_eq!(whole(kind, seed, block), whole(kind, 0, block));
+        }
         // xxhash: the C int seed converts to a 64-bit unsigned seed by sign extension.
-        let neg = block_sum(&spec(ChecksumKind::Xxh64, -2), block);
+        let neg = block_sum(&spec(Xxh64, -2), block);
         assert_eq!(
             neg.to_vec(),
             xxh64::xxh64(block, u64::MAX - 1).to_le_bytes()
         );
-        let x3 = block_sum(&spec(ChecksumKind::Xxh3, seed), block);
+        let x3 = block_sum(&spec(Xxh3, seed), block);
         assert_eq!(
             x3.to_vec(),
             xxh3::xxh3_64_with_seed(block, seed as u64).to_le_bytes()
@@ -641,40 +603,24 @@ pub(crate) mod tests {
 
     #[test]
     fn names_and_specs() {
-        for kind in [
-            ChecksumKind::Md4,
-            ChecksumKind::Md5,
-            ChecksumKind::Xxh64,
-            ChecksumKind::Xxh3,
-            ChecksumKind::Xxh128,
-            ChecksumKind::Sha1,
-            ChecksumKind::None,
-        ] {
+        for kind in [Md4, Md5, Xxh64, Xxh3, Xxh128, Sha1, ChecksumKind::None] {
             assert_eq!(ChecksumKind::from_name(kind.name()), Some(kind));
             assert_eq!(whole(kind, 7, b"abc").len(), kind.digest_len());
         }
-        assert_eq!(ChecksumKind::from_name("XXHASH"), Some(ChecksumKind::Xxh64));
+        assert_eq!(ChecksumKind::from_name("XXHASH"), Some(Xxh64));
         assert_eq!(ChecksumKind::from_name("sha256"), None);
-        assert_eq!(
-            ChecksumSpec::for_transfer(Some("blake3"), 1, 32, true),
-            None
-        );
-        assert_eq!(
-            ChecksumSpec::for_transfer(None, 1, 30, false).unwrap().kind,
-            ChecksumKind::Md5
-        );
-        assert_eq!(
-            ChecksumSpec::for_transfer(Some("md4"), 1, 29, false)
-                .unwrap()
-                .kind,
-            ChecksumKind::Md4
-        );
+        let kind =
+            |name, protocol| ChecksumSpec::for_transfer(name, 1, protocol, true).map(|s| s.kind);
+        assert_eq!(kind(Some("blake3"), 32), None);
+        assert_eq!(kind(None, 30), Some(Md5));
+        assert_eq!(kind(None, 27), Some(Md4Old));
+        assert_eq!(kind(Some("md4"), 29), Some(Md4));
         // --checksum sums: the old MD4 becomes plain unseeded MD4.
         let fs = file_checksum_spec(None, 29).unwrap();
-        assert_eq!((fs.kind, fs.seed), (ChecksumKind::Md4, 0));
+        assert_eq!((fs.kind, fs.seed), (Md4, 0));
         assert_eq!(
-            file_checksum_spec(Some("xxh3"), 32).unwrap().kind,
-            ChecksumKind::Xxh3
+            file_checksum_spec(Some("xxh3"), 32).map(|s| s.kind),
+            Some(Xxh3)
         );
     }
 
@@ -691,39 +637,12 @@ pub(crate) mod tests {
             i32,
             &'static [usize],
         );
+        #[rustfmt::skip]
         let cases: [Case; 6] = [
-            (
-                push!("b-a-push-p32"),
-                Some(122),
-                91,
-                Some("xxh128"),
-                32,
-                &[334, 389, 205276, 205325],
-            ),
-            (
-                pull!("b-f-pull-p32"),
-                Some(95),
-                91,
-                Some("xxh128"),
-                32,
-                &[295, 350, 205237, 205286],
-            ),
-            (
-                push!("b-h-push-p30"),
-                Some(124),
-                91,
-                Some("xxh128"),
-                30,
-                &[291, 346, 395],
-            ),
-            (
-                push!("b-b-push-p29"),
-                None,
-                53,
-                None,
-                29,
-                &[301, 359, 205229, 205283],
-            ),
+            (push!("b-a-push-p32"), Some(122), 91, Some("xxh128"), 32, &[334, 389, 205276, 205325]),
+            (pull!("b-f-pull-p32"), Some(95), 91, Some("xxh128"), 32, &[295, 350, 205237, 205286]),
+            (push!("b-h-push-p30"), Some(124), 91, Some("xxh128"), 30, &[291, 346, 395]),
+            (push!("b-b-push-p29"), None, 53, None, 29, &[301, 359, 205229, 205283]),
             (push!("b-h-push-p28"), None, 53, None, 28, &[278, 334, 374]),
             (push!("b-h-push-p27"), None, 53, None, 27, &[280, 336, 376]),
         ];
@@ -798,8 +717,7 @@ pub(crate) mod tests {
             cut in proptest::collection::vec(0usize..3000, 0..6),
             seed in any::<i32>(),
         ) {
-            for kind in [ChecksumKind::Md4Old, ChecksumKind::Md4, ChecksumKind::Md5, ChecksumKind::Xxh64,
-                ChecksumKind::Xxh3, ChecksumKind::Xxh128, ChecksumKind::Sha1] {
+            for kind in [Md4Old, Md4, Md5, Xxh64, Xxh3, Xxh128, Sha1] {
                 let mut cuts: Vec<usize> = cut.iter().map(|&c| c.min(b.len())).collect();
                 cuts.sort_unstable();
                 let mut f = FileSum::new(&spec(kind, seed));

@@ -455,7 +455,7 @@ fn read_or_zero(data: &mut impl Read, buf: &mut [u8]) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::protocol::checksum::FileSum;
-    use crate::protocol::checksum::tests::{Capture, Stream, apply_tokens, int_at, push};
+    use crate::protocol::checksum::tests::{Capture, Stream, apply_tokens, hex, int_at, push};
     use proptest::prelude::*;
 
     /// The bytes of Python's `random.Random(seed)` drawn as `getrandbits(8)` one at a time,
@@ -547,20 +547,14 @@ mod tests {
     fn block_sizes() {
         let h = |c, b, s, r| Some(head(c, b, s, r));
         // (file length, protocol, --block-size, digest length, redo, expected head)
+        #[rustfmt::skip]
         let cases = [
             // TRANSFER.md 4.5's examples, each confirmed by a capture's sum head.
             (1_048_576, 32, None, 16, false, h(1024, 1024, 2, 0)),
             (122_356, 32, None, 16, false, h(175, 700, 2, 556)),
             (65_836, 29, None, 16, false, h(95, 700, 2, 36)),
             // sqrt(1e9) = 31622.8: the largest multiple of 8 below is 31616; 54 bits: 3 bytes.
-            (
-                1_000_000_000,
-                31,
-                None,
-                16,
-                false,
-                h(31630, 31616, 3, 17536),
-            ),
+            (1_000_000_000, 31, None, 16, false, h(31630, 31616, 3, 17536)),
             (0, 32, None, 16, false, h(0, 700, 2, 0)),
             // The redo pass sends full sums, never longer than the digest.
             (65_836, 32, None, 16, true, h(95, 700, 16, 36)),
@@ -577,14 +571,7 @@ mod tests {
             // --block-size wins, within the protocol's maximum.
             (10_000, 32, Some(4096), 16, false, h(3, 4096, 2, 1808)),
             (10_000, 32, Some(1 << 18), 16, false, None),
-            (
-                10_000,
-                29,
-                Some(1 << 18),
-                16,
-                false,
-                h(1, 1 << 18, 2, 10_000),
-            ),
+            (10_000, 29, Some(1 << 18), 16, false, h(1, 1 << 18, 2, 10_000)),
         ];
         for (len, p, bs, d, redo, want) in cases {
             assert_eq!(
@@ -615,6 +602,15 @@ mod tests {
         assert!(!ok(head(1, 700, -1, 0), 32, 16));
         assert!(!ok(head(1, 700, 2, 701), 32, 16));
         assert!(!ok(head(1, 700, 2, -1), 32, 16));
+        // Helpers stay panic-free on heads that fail validation (a proptest once found
+        // blength - remainder overflowing).
+        let bad = head(i32::MAX, i32::MIN, i32::MIN, i32::MAX);
+        let _ = (
+            bad.basis_len(),
+            bad.block_len(0),
+            bad.sums_wire_len(),
+            bad.block_offset(9),
+        );
         // Below protocol 27 the head has three ints and s2length is 2.
         let old = [2, 0, 0, 0, 0, 2, 0, 0, 5, 0, 0, 0];
         let want = Decoded::Done {
@@ -630,80 +626,43 @@ mod tests {
     }
 
     /// Every sum head and block sum the generator sent in the delta captures, recomputed from
-    /// the basis file: (capture, s2c's first mux header, seed offset, name, protocol, sum
-    /// head offset, basis).
+    /// the regenerated basis; and for plain token streams the new file, rebuilt from basis
+    /// and tokens, against the whole-file sum that follows it. Columns: capture, first mux
+    /// header of s2c and of c2s, seed offset in s2c, name, protocol, sum head offsets in s2c
+    /// (generator) and c2s (the sender's echo; `None` for compressed tokens), basis.
     #[test]
-    fn block_sums_of_captured_bases() {
+    fn captured_deltas() {
         let sdelta = python_random_bytes(31337, 65_836);
         let (comp, _) = comp_txt();
         let delta = python_random_bytes(777, 1 << 20);
         type Case<'a> = (
             Capture,
             usize,
+            Option<usize>,
             usize,
-            Option<&'static str>,
+            Option<&'a str>,
             i32,
             usize,
+            Option<usize>,
             &'a [u8],
         );
+        #[rustfmt::skip]
         let cases: [Case; 6] = [
-            (
-                push!("b-c-delta-p32"),
-                95,
-                91,
-                Some("xxh128"),
-                32,
-                102,
-                &delta,
-            ),
-            (
-                push!("b-c-delta-p30"),
-                95,
-                91,
-                Some("xxh128"),
-                30,
-                102,
-                &sdelta,
-            ),
-            (
-                push!("b-c-delta-p31-md5"),
-                59,
-                55,
-                Some("md5"),
-                31,
-                66,
-                &sdelta,
-            ),
-            (push!("b-c-delta-p29"), 57, 53, None, 29, 67, &sdelta),
-            (
-                push!("b-d-delta-zlib"),
-                95,
-                91,
-                Some("xxh128"),
-                32,
-                102,
-                &comp,
-            ),
-            (
-                push!("b-d-delta-zlibx"),
-                95,
-                91,
-                Some("xxh128"),
-                32,
-                102,
-                &comp,
-            ),
+            (push!("b-c-delta-p32"), 95, Some(122), 91, Some("xxh128"), 32, 102, Some(170), &delta),
+            (push!("b-c-delta-p30"), 95, Some(124), 91, Some("xxh128"), 30, 102, Some(170), &sdelta),
+            (push!("b-c-delta-p31-md5"), 59, Some(115), 55, Some("md5"), 31, 66, Some(161), &sdelta),
+            (push!("b-c-delta-p29"), 57, None, 53, None, 29, 67, Some(128), &sdelta),
+            (push!("b-d-delta-zlib"), 95, None, 91, Some("xxh128"), 32, 102, None, &comp),
+            (push!("b-d-delta-zlibx"), 95, None, 91, Some("xxh128"), 32, 102, None, &comp),
         ];
-        let mut blocks = 0;
-        for ((_, s2c), mux, seed_at, name, protocol, at, basis) in cases {
-            // compat flags 0x1ff include CF_CHKSUM_SEED_FIX; protocol 29 has none.
-            let spec =
-                ChecksumSpec::for_transfer(name, int_at(s2c, seed_at), protocol, true).unwrap();
-            let s = Stream::new(s2c, Some(mux));
+        let (mut blocks, mut files) = (0, 0);
+        for ((c2s, s2c), s2c_mux, c2s_mux, seed_at, name, protocol, at, echo, basis) in cases {
+            // Compat flags 0x1ff include CF_CHKSUM_SEED_FIX; protocol 29 has none.
+            let seed = int_at(s2c, seed_at);
+            let spec = ChecksumSpec::for_transfer(name, seed, protocol, true).unwrap();
+            let s = Stream::new(s2c, Some(s2c_mux));
             let wire = &s.data[s.at(at)..];
-            let Ok(Decoded::Done { value: h, used }) =
-                decode_sum_head(wire, protocol, spec.digest_len())
-            else {
+            let Ok(Decoded::Done { value: h, used }) = decode_sum_head(wire, protocol, 16) else {
                 panic!("sum head of p{protocol} @{at}");
             };
             let chosen = sum_sizes(basis.len() as i64, protocol, None, spec.digest_len(), false);
@@ -723,72 +682,19 @@ mod tests {
             encode_block_sums(&mut out, &computed);
             assert_eq!(out, wire[..used + n]);
             blocks += got.sums.len();
-        }
-        assert_eq!(int_at(push!("b-c-delta-p32").1, 91), 0x6b0e_672f);
-        assert_eq!(blocks, 1024 + 3 * 95 + 2 * 175);
-    }
-
-    /// The new files of the plain delta captures, rebuilt from basis and tokens, against the
-    /// whole-file sum that follows them: (capture, c2s's first mux header, seed offset in
-    /// s2c, name, protocol, offset of the sum head echo).
-    #[test]
-    fn whole_file_sums_of_captured_deltas() {
-        let sdelta = python_random_bytes(31337, 65_836);
-        let delta = python_random_bytes(777, 1 << 20);
-        type Case<'a> = (
-            Capture,
-            Option<usize>,
-            usize,
-            Option<&'static str>,
-            i32,
-            usize,
-            &'a [u8],
-        );
-        let cases: [Case; 4] = [
-            (
-                push!("b-c-delta-p32"),
-                Some(122),
-                91,
-                Some("xxh128"),
-                32,
-                170,
-                &delta,
-            ),
-            (
-                push!("b-c-delta-p30"),
-                Some(124),
-                91,
-                Some("xxh128"),
-                30,
-                170,
-                &sdelta,
-            ),
-            (
-                push!("b-c-delta-p31-md5"),
-                Some(115),
-                55,
-                Some("md5"),
-                31,
-                161,
-                &sdelta,
-            ),
-            (push!("b-c-delta-p29"), None, 53, None, 29, 128, &sdelta),
-        ];
-        for ((c2s, s2c), mux, seed_at, name, protocol, at, basis) in cases {
-            let spec =
-                ChecksumSpec::for_transfer(name, int_at(s2c, seed_at), protocol, true).unwrap();
-            let s = Stream::new(c2s, mux);
-            let pos = s.at(at);
-            let Ok(Decoded::Done { value: h, .. }) = decode_sum_head(&s.data[pos..], protocol, 16)
-            else {
-                panic!("sum head echo of p{protocol}");
-            };
-            let (file, end) = apply_tokens(&s.data, pos + 16, basis, h.blength as usize);
+            let Some(echo) = echo else { continue };
+            let c = Stream::new(c2s, c2s_mux);
+            let pos = c.at(echo);
+            assert_eq!(c.data[pos..pos + 16], wire[..16], "echo of p{protocol}");
+            let (file, end) = apply_tokens(&c.data, pos + 16, basis, h.blength as usize);
             assert_eq!(file.len(), basis.len());
             let mut sum = FileSum::new(&spec);
             sum.update(&file);
-            assert_eq!(&*sum.finish(), &s.data[end..end + 16], "p{protocol}");
+            assert_eq!(&*sum.finish(), &c.data[end..end + 16], "p{protocol}");
+            files += 1;
         }
+        assert_eq!(int_at(push!("b-c-delta-p32").1, 91), 0x6b0e_672f);
+        assert_eq!((blocks, files), (1024 + 3 * 95 + 2 * 175, 4));
     }
 
     /// comp.txt's sum is the same in every push of it although each session had its own
@@ -820,6 +726,48 @@ mod tests {
         let file = [&comp[..87 * 700], &literal, &comp[88 * 700..]].concat();
         assert_eq!(file.len(), 122_536);
         assert_eq!(sum(&file), s.data[p + 172..p + 188]);
+    }
+
+    /// Recorded from stock rsync 3.5.0 (OpenSSL 3 build) through a remote-shell pipe, not
+    /// kept in testdata: `rsync -a --no-whole-file --checksum-choice=NAME --checksum-seed=S`
+    /// pushing Random(5)'s 65 836 bytes with bytes 30000..31000 zeroed over the original;
+    /// for MD5 without CF_CHKSUM_SEED_FIX the server's `-e` letters lost `C` and `v` (no
+    /// negotiation: implied md5). Kept: the sum2 of the first 4 of 95 blocks, and the new
+    /// file's whole-file sum. This pins what the b-* captures lack: negotiated md4 (seed
+    /// appended, as rsync's built-in MD4 does when OpenSSL 3 has no MD4), sha1, xxh64, xxh3,
+    /// MD5 with the seed appended, and a negative seed (sign-extended for xxhash).
+    #[test]
+    fn negotiated_digests_from_stock_rsync() {
+        let basis = python_random_bytes(5, 65_836);
+        let mut new = basis.clone();
+        new[30_000..31_000].fill(0);
+        let h = head(95, 700, 2, 36);
+        let sha1 = "7a45d867a0dda785f66628ac6d1480f6fd74bed2";
+        let md5 = "c3b8d34d743c0d6c180f4a99cc64ad82";
+        #[rustfmt::skip]
+        let cases = [
+            (Some("md4"), -5, true, "dfafdc189fd3de93", "7c515aebfb4f7ccdbbb3df8f0324c8c2"),
+            (Some("sha1"), 305_419_896, true, "359dc1580efe7894", sha1),
+            (Some("xxh64"), -5, true, "49126645efad9235", "6761b23e46fd5bb0"),
+            (Some("xxh3"), -5, true, "19dfbdb676ab4c5e", "158800d13cc5258c"),
+            (Some("xxh128"), -5, true, "19dfbdb676ab4c5e", "158800d13cc5258c22363407fef1543b"),
+            (Some("md5"), -5, true, "62edeab706ee3e0c", md5),
+            (None, 305_419_896, false, "51f38477413395b3", md5),
+        ];
+        for (name, seed, seed_fix, want, whole) in cases {
+            let spec = ChecksumSpec::for_transfer(name, seed, 32, seed_fix).unwrap();
+            let got = compute_block_sums(&h, &spec, &mut &basis[..]).unwrap();
+            let sum1: Vec<u32> = got.sums[..4].iter().map(|s| s.sum1).collect();
+            assert_eq!(sum1, [0x6c05_092a, 0x5beb_0954, 0xce8b_05a3, 0x5d18_ffc4]);
+            let sum2: Vec<u8> = got.sums[..4]
+                .iter()
+                .flat_map(|s| s.sum2[..2].to_vec())
+                .collect();
+            assert_eq!(sum2, hex(want), "{name:?}");
+            let mut f = FileSum::new(&spec);
+            f.update(&new);
+            assert_eq!(f.finish().to_vec(), hex(whole), "{name:?}");
+        }
     }
 
     #[test]
