@@ -3,5 +3,6 @@
 
 pub mod conn;
 pub mod exit;
+pub mod filter;
 pub mod mux;
 pub mod setup;

@@ -87,6 +87,38 @@ pub fn decode_filter_list(
     })
 }
 
+/// Whether the client sends a filter list after the seed: always to a sending server;
+/// to a receiving one only for `--prune-empty-dirs` or a delete mode (before protocol
+/// 29 not with `--delete-excluded`). Upstream: exclude.c, recv_filter_list()
+/// (`receiver_wants_list`).
+pub fn filter_list_expected(
+    server_sends: bool,
+    prune_empty_dirs: bool,
+    delete: bool,
+    delete_excluded: bool,
+    protocol: i32,
+) -> bool {
+    server_sends || prune_empty_dirs || (delete && (!delete_excluded || protocol >= 29))
+}
+
+/// The rules a server adds after the received list when its arguments include `-C`:
+/// the `:C` per-directory `.cvsignore` rule when it sends or before protocol 29, and
+/// the `-C` list when it sends (a pushing client sends those itself from 29 on).
+/// Upstream: exclude.c, the end of recv_filter_list().
+pub fn server_cvs_rules(am_sender: bool, protocol: i32) -> Vec<FilterRule> {
+    let mut texts: Vec<&[u8]> = Vec::new();
+    if am_sender || protocol < 29 {
+        texts.push(b":C");
+    }
+    if am_sender {
+        texts.push(b"-C");
+    }
+    texts
+        .into_iter()
+        .flat_map(|t| parse_rules(t, &RuleTemplate::EXCLUDE, XFlags::NONE).unwrap_or_default())
+        .collect()
+}
+
 /// Appends the filter list for the peer, ended by the zero length, as a client's
 /// send_filter_list() does. `for_receiver` says the peer receives (we send files): rules
 /// for the sender only then stay here, and a `-C` rule is sent as the default CVS

@@ -423,3 +423,28 @@ proptest! {
         prop_assert_eq!(decode_filter_list(&bytes, 32), whole);
     }
 }
+
+#[test]
+fn when_the_list_is_sent_and_server_cvs_rules() {
+    // (server sends, prune, delete, delete-excluded, protocol)
+    assert!(filter_list_expected(true, false, false, false, 32));
+    assert!(!filter_list_expected(false, false, false, false, 32)); // b-a-push-p32
+    assert!(filter_list_expected(false, false, true, false, 32)); // b-g-push-delete
+    assert!(filter_list_expected(false, true, false, false, 27));
+    assert!(filter_list_expected(false, false, true, true, 29));
+    assert!(!filter_list_expected(false, false, true, true, 28));
+
+    let names = |v: Vec<FilterRule>| {
+        v.iter()
+            .map(|r| (r.action, r.pattern.clone()))
+            .collect::<Vec<_>>()
+    };
+    let dir = (
+        Action::DirMerge(MergeLines::Excludes),
+        b".cvsignore".to_vec(),
+    );
+    let list = (Action::Exclude, Vec::new());
+    assert_eq!(names(server_cvs_rules(true, 32)), [dir.clone(), list]);
+    assert_eq!(names(server_cvs_rules(false, 32)), []);
+    assert_eq!(names(server_cvs_rules(false, 28)), [dir]);
+}
