@@ -343,6 +343,12 @@ fn wire_rule(protocol: i32) -> impl Strategy<Value = FilterRule> {
     );
     let kind = 0u8..9;
     (pattern, kind, any::<[bool; 8]>()).prop_filter_map("valid", move |(pat, kind, b)| {
+        // Before 29 only plain includes and excludes can be said at all.
+        let (kind, b) = if protocol < 29 {
+            (kind % 2, [false; 8])
+        } else {
+            (kind, b)
+        };
         let text = match kind {
             0..=5 => {
                 let prefix = ["+", "-", "H", "S", "P", "R"][kind as usize];
