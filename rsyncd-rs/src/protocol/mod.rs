@@ -6,6 +6,7 @@ pub mod auth;
 pub mod checksum;
 pub mod codec;
 pub mod compat;
+pub mod filter;
 pub mod flist;
 pub mod handshake;
 pub mod mux;
