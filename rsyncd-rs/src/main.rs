@@ -122,6 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         log_file: cli.log_file.clone(),
         kind,
         bwlimit,
+        log_file_format: cli.log_file_format.clone(),
     };
 
     if cli.server {

@@ -206,109 +206,46 @@ fn utf8_len(first: u8) -> usize {
     }
 }
 
-/// The per-file values `log format` escapes can refer to.
-#[derive(Debug, Clone, Default)]
-pub struct LogFileInfo<'a> {
-    /// `%o`: send, recv or del.
-    pub operation: &'a str,
-    /// `%n`: the file name (directories with a trailing `/`).
-    pub name: &'a str,
-    /// `%f`: the name with the module path prefix as upstream shows it.
-    pub full_name: &'a str,
-    /// `%L`: ` -> target` for symlinks, ` => target` for hard links, else empty.
-    pub link: &'a str,
-    /// `%l`: the file length.
-    pub length: i64,
-    /// `%b`: bytes transferred; `%c`: checksum bytes.
-    pub bytes: i64,
-    pub checksum_bytes: i64,
-    /// `%i`: the itemize string.
-    pub itemize: &'a str,
-    /// `%B`: permission bits as `rwxr-xr-x`; `%M`: mtime as text; `%U`/`%G`: uid and gid.
-    pub perms: &'a str,
-    pub mtime: &'a str,
-    pub uid: u32,
-    pub gid: Option<u32>,
-    /// `%C`: the full-file checksum as hex, when known.
-    pub checksum: &'a str,
-}
+pub use crate::engine::logfmt::{LogFileInfo, LogSessionInfo, format_log_line};
 
-/// The per-session values `log format` escapes can refer to.
-#[derive(Debug, Clone, Default)]
-pub struct LogSessionInfo<'a> {
-    /// `%h`, `%a`: the peer's host name and address.
-    pub host: &'a str,
-    pub addr: &'a str,
-    /// `%m`, `%P`, `%u`: module name, module path, authenticated user.
-    pub module: &'a str,
-    pub module_path: &'a str,
-    pub user: &'a str,
-}
+/// A daemon log shared with the transfer threads.
+#[derive(Debug, Clone)]
+pub struct SharedLog(std::sync::Arc<std::sync::Mutex<DaemonLog>>);
 
-/// Expands a `log format` string. Supports upstream's escapes, each optionally with a
-/// printf-style width (`%-10n`, `%'l`). Upstream: log.c, log_formatted().
-pub fn format_log_line(format: &str, s: &LogSessionInfo<'_>, f: &LogFileInfo<'_>) -> String {
-    let mut out = String::new();
-    let mut chars = format.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        let mut left = false;
-        let mut width = String::new();
-        while let Some(&d) = chars.peek() {
-            match d {
-                '-' => left = true,
-                '\'' => {}
-                '0'..='9' => width.push(d),
-                _ => break,
-            }
-            chars.next();
-        }
-        let Some(esc) = chars.next() else {
-            out.push('%');
-            break;
-        };
-        let value: String = match esc {
-            'h' => s.host.to_string(),
-            'a' => s.addr.to_string(),
-            'm' => s.module.to_string(),
-            'P' => s.module_path.to_string(),
-            'u' => s.user.to_string(),
-            't' => chrono::Local::now().format("%Y/%m/%d %H:%M:%S").to_string(),
-            'p' => std::process::id().to_string(),
-            'o' => f.operation.to_string(),
-            'n' => f.name.to_string(),
-            'f' => f.full_name.to_string(),
-            'L' => f.link.to_string(),
-            'l' => f.length.to_string(),
-            'b' => f.bytes.to_string(),
-            'c' => f.checksum_bytes.to_string(),
-            'i' => f.itemize.to_string(),
-            'B' => f.perms.to_string(),
-            'M' => f.mtime.to_string(),
-            'U' => f.uid.to_string(),
-            'G' => f
-                .gid
-                .map_or_else(|| "DEFAULT".to_string(), |g| g.to_string()),
-            'C' => f.checksum.to_string(),
-            '%' => "%".to_string(),
-            other => {
-                // Unknown escapes are kept as written.
-                out.push('%');
-                out.push(other);
-                continue;
-            }
-        };
-        let w: usize = width.parse().unwrap_or(0);
-        if left {
-            out.push_str(&format!("{value:<w$}"));
-        } else {
-            out.push_str(&format!("{value:>w$}"));
-        }
+impl SharedLog {
+    pub fn new(log: DaemonLog) -> SharedLog {
+        SharedLog(std::sync::Arc::new(std::sync::Mutex::new(log)))
     }
-    out
+
+    /// Writes one line (see [`DaemonLog::line`]).
+    pub fn line(&self, message: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .line(message);
+    }
+
+    /// Whether the log already writes to `target`.
+    pub fn is_target(&self, target: &LogTarget) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_target(target)
+    }
+
+    /// Replaces the destination (a module's own `log file`).
+    pub fn replace(&self, log: DaemonLog) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = log;
+    }
+}
+
+impl crate::engine::recv::LogSink for SharedLog {
+    fn line(&self, text: &str) {
+        SharedLog::line(self, text);
+    }
 }
 
 /// The log target for a `log file` value: empty means syslog.
@@ -333,33 +270,6 @@ mod tests {
         assert_eq!(escape_controls("x\\#123"), "x\\#134#123");
         assert_eq!(escape_controls("caf\u{e9}"), "caf\u{e9}");
         assert_eq!(escape_controls("\u{85}"), "\\#302\\#205");
-    }
-
-    #[test]
-    fn log_format_escapes() {
-        let s = LogSessionInfo {
-            host: "localhost",
-            addr: "127.0.0.1",
-            module: "backup",
-            module_path: "/b",
-            user: "u",
-        };
-        let f = LogFileInfo {
-            operation: "recv",
-            name: "1.txt",
-            length: 13,
-            itemize: ">f+++++++++",
-            ..Default::default()
-        };
-        assert_eq!(
-            format_log_line("%o %h [%a] %m (%u) %f %l", &s, &f),
-            "recv localhost [127.0.0.1] backup (u)  13"
-        );
-        assert_eq!(format_log_line("%i %n%L", &s, &f), ">f+++++++++ 1.txt");
-        assert_eq!(
-            format_log_line("%-8n|%5l|%%|%q", &s, &f),
-            "1.txt   |   13|%|%q"
-        );
     }
 
     #[test]

@@ -14,3 +14,5 @@ pub mod privileges;
 mod server;
 pub mod session;
 pub mod startup;
+mod transfer;
+mod unsupported;

@@ -153,7 +153,7 @@ pub(super) fn open_module(
     if !s.log.is_target(&target)
         && let Ok(log) = super::log::DaemonLog::open(&target)
     {
-        s.log = log;
+        s.log.replace(log);
     }
 
     let mut hooks = Hooks::from_module(p, &vars)?;

@@ -177,16 +177,26 @@ pub(super) fn run(
             ));
         }
     };
+    if wire.protocol >= 31 && wire.io_timeout > 0 {
+        let mut out = Vec::new();
+        crate::protocol::mux::put_frame(
+            &mut out,
+            crate::protocol::mux::MsgCode::IoTimeout,
+            &wire.io_timeout.to_le_bytes(),
+        );
+        let _ = s.conn.write_all(&out);
+    }
+    let main_c = |line| Origin {
+        file: "main.c",
+        line,
+    };
     if !options.am_sender && ms.is_read_only {
         return Err(fail(
             s,
             &mut wire,
             "ERROR: module is read only\n",
             ExitCode::SYNTAX,
-            Origin {
-                file: "main.c",
-                line: 1185,
-            },
+            main_c(1185),
         ));
     }
     if options.am_sender && ms.is_write_only {
@@ -195,10 +205,7 @@ pub(super) fn run(
             &mut wire,
             "ERROR: module is write only\n",
             ExitCode::SYNTAX,
-            Origin {
-                file: "main.c",
-                line: 1010,
-            },
+            main_c(1010),
         ));
     }
     if options.am_sender && options.remove_source_files > 0 && ms.is_read_only {
@@ -207,23 +214,31 @@ pub(super) fn run(
             &mut wire,
             "ERROR: --remove-source-files cannot be used with a read-only module\n",
             ExitCode::SYNTAX,
+            main_c(1015),
+        ));
+    }
+    if let Some(text) = super::unsupported::check(&options) {
+        return Err(fail(
+            s,
+            &mut wire,
+            &text,
+            ExitCode::UNSUPPORTED,
             Origin {
-                file: "main.c",
-                line: 1015,
+                file: "clientserver.c",
+                line: 1267,
             },
         ));
     }
-    let _ = &mut ms;
-    Err(fail(
-        s,
-        &mut wire,
-        "ERROR: rsyncd-rs: file transfers are not implemented yet\n",
-        ExitCode::UNSUPPORTED,
-        Origin {
-            file: "main.c",
-            line: 1185,
-        },
-    ))
+    if options.am_sender {
+        return Err(fail(
+            s,
+            &mut wire,
+            "ERROR: rsyncd-rs: sending files (a pull) is not implemented yet\n",
+            ExitCode::UNSUPPORTED,
+            main_c(1012),
+        ));
+    }
+    super::transfer::receive(s, m, ms, options, wire)
 }
 
 /// What upstream logs as the request: the path arguments after `.`, space-separated.

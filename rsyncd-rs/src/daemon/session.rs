@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::access::{HostName, UNKNOWN};
 use super::config::{DaemonConfig, Module};
-use super::log::{DaemonLog, target_for};
+use super::log::{DaemonLog, SharedLog, target_for};
 use super::module::{ModuleSession, open_module};
 use crate::engine::conn::{Conn, ConnError};
 use crate::engine::exit::ExitCode;
@@ -40,6 +40,8 @@ pub struct SessionSetup {
     pub kind: SessionKind,
     /// `--bwlimit` of the daemon command line (KiB/s).
     pub bwlimit: Option<u64>,
+    /// `--log-file-format` of the daemon command line.
+    pub log_file_format: Option<String>,
 }
 
 /// Upstream's DAEMON_HANDSHAKE_TIMEOUT: the longest any handshake phase may take.
@@ -103,7 +105,7 @@ pub(super) struct Session<'a> {
     pub setup: &'a SessionSetup,
     pub config: DaemonConfig,
     pub conn: Conn,
-    pub log: DaemonLog,
+    pub log: SharedLog,
     pub peer: Peer,
     pub protocol: i32,
     pub peer_greeting: Option<PeerGreeting>,
@@ -129,7 +131,7 @@ impl<'a> Session<'a> {
                 &config.defaults.syslog_tag,
             ),
         };
-        let log = DaemonLog::open(&target).unwrap_or_else(|_| DaemonLog::nowhere());
+        let log = SharedLog::new(DaemonLog::open(&target).unwrap_or_else(|_| DaemonLog::nowhere()));
         let (addr, ip) = peer_address(setup.kind, peer);
         Ok(Session {
             setup,

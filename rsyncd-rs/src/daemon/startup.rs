@@ -5,14 +5,7 @@ use super::config::DaemonConfig;
 
 /// Module parameters this build parses but does not apply yet.
 pub const UNAPPLIED_MODULE_PARAMS: &[&str] = &[
-    "exclude",
-    "exclude from",
-    "include",
-    "include from",
-    "filter",
-    "incoming chmod",
     "dont compress",
-    "transfer logging",
     "temp dir",
     "charset",
     "name converter",

@@ -10,7 +10,7 @@
 //! relative to `curr_dir`); merge files are read through a callback that gets a path
 //! from the module root (no leading slash), so the caller can confine it to the module.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use super::exit::ExitCode;
 use crate::protocol::WireError;
@@ -96,14 +96,14 @@ struct MergeList {
     /// Still defined (upstream clears `mergelist_parents[i]` when its rule is freed).
     active: bool,
     /// The rules in force, innermost directory first; shared with saved states.
-    chain: Vec<Rc<[Entry]>>,
+    chain: Vec<Arc<[Entry]>>,
 }
 
 /// The state [`FilterSet::enter_dir`] replaced, to be given back to
 /// [`FilterSet::leave_dir`].
 #[derive(Debug)]
 pub struct DirToken {
-    saved: Vec<Vec<Rc<[Entry]>>>,
+    saved: Vec<Vec<Arc<[Entry]>>>,
     count: usize,
 }
 
@@ -435,7 +435,7 @@ impl FilterSet {
                 list.chain.clear();
             }
             if !entries.is_empty() {
-                list.chain.insert(0, Rc::from(entries));
+                list.chain.insert(0, Arc::from(entries));
             }
         }
     }

@@ -1,10 +1,14 @@
 //! The transfer roles (generator, receiver, sender) driving `protocol` over a byte
-//! transport, and the connection, set-up and exit codes they share.
+//! transport, and the connection, set-up, filters and exit codes they share.
 
 pub mod chmod;
 pub mod conn;
 pub mod exit;
 pub mod filter;
+pub mod flist;
+pub mod itemize;
+pub mod logfmt;
 pub mod mux;
+pub mod recv;
 pub mod setup;
 pub mod tree;

@@ -37,6 +37,8 @@ pub struct MuxReader {
     muxed: bool,
     data: Vec<u8>,
     pos: usize,
+    /// Data bytes consumed so far (for `%b` in the transfer log).
+    consumed: u64,
     /// Messages seen since the caller last took them.
     pub messages: Vec<Message>,
 }
@@ -49,6 +51,7 @@ impl MuxReader {
             muxed,
             data: Vec::new(),
             pos: 0,
+            consumed: 0,
             messages: Vec::new(),
         }
     }
@@ -63,9 +66,16 @@ impl MuxReader {
         &self.data[self.pos..]
     }
 
+    /// Data bytes consumed since the reader was made.
+    pub fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
     /// Marks data bytes as consumed.
     pub fn consume(&mut self, n: usize) {
-        self.pos = (self.pos + n).min(self.data.len());
+        let n = n.min(self.data.len() - self.pos);
+        self.consumed += n as u64;
+        self.pos += n;
         if self.pos == self.data.len() {
             self.data.clear();
             self.pos = 0;

@@ -30,7 +30,7 @@ pub struct Wire {
     pub protocol: i32,
     pub compat_flags: u32,
     pub inc_recurse: bool,
-    /// The negotiated (or implied) transfer checksum name.
+    /// The negotiated transfer checksum name, or `auto` for the one the protocol implies.
     pub checksum: String,
     /// The negotiated (or implied) compression name; `None` without compression.
     pub compression: Option<String>,
@@ -121,10 +121,9 @@ pub fn setup_protocol(conn: &mut Conn, s: &ServerSetup<'_>) -> Result<Wire, Setu
             .to_string()
     } else if let Some(c) = &o.checksum_choice {
         c.split(',').next().unwrap_or(c).to_string()
-    } else if s.protocol >= 30 {
-        "md5".to_string()
     } else {
-        "md4".to_string()
+        // Nothing negotiated: md5 from protocol 30, the seeded old MD4 before.
+        "auto".to_string()
     };
     let compression = if !compressing {
         None

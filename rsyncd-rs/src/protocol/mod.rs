@@ -12,10 +12,10 @@ pub mod handshake;
 pub mod mux;
 pub mod ndx;
 pub mod options;
+pub mod sums;
 #[cfg(test)]
 pub mod testutil;
 pub mod token;
-pub mod sums;
 
 /// The outcome of a sans-IO decode step.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,6 +13,19 @@ pub const NDX_DEL_STATS: i32 = -3;
 /// Sub-list markers are `NDX_FLIST_OFFSET - dir_index`.
 pub const NDX_FLIST_OFFSET: i32 = -101;
 
+/// The basis a transfer request names (upstream: rsync.h FNAMECMP_*): 0..=0x7f are
+/// `--*-dest` directories.
+pub mod basis {
+    /// The destination file itself (the default, never sent).
+    pub const FNAME: u8 = 0x80;
+    /// The file in `--partial-dir`.
+    pub const PARTIAL_DIR: u8 = 0x81;
+    /// The backup copy (`--inplace` with `--backup`).
+    pub const BACKUP: u8 = 0x82;
+    /// A similar file (`--fuzzy`), plus N for the N-th basis directory.
+    pub const FUZZY: u8 = 0x83;
+}
+
 /// Item flags (`ITEM_*`): what changed, and what the request asks for.
 pub mod iflags {
     pub const REPORT_ATIME: u32 = 1 << 0;

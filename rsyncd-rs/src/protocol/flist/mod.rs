@@ -8,7 +8,7 @@ mod sort;
 
 pub use decode::{FlistDecoder, decode_id_list};
 pub use encode::{FlistEncoder, encode_id_list};
-pub use sort::{compare_names, sort_and_clean};
+pub use sort::{compare_names, mark_duplicates, sort_and_clean};
 
 /// `XMIT_*` flags of a file-list entry (upstream: rsync.h).
 pub mod xmit {

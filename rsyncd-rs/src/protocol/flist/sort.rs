@@ -60,6 +60,12 @@ pub fn compare_names(
 /// entries and whether each is active; indexes refer to this order.
 pub fn sort_and_clean(mut entries: Vec<FileEntry>, protocol: i32) -> (Vec<FileEntry>, Vec<bool>) {
     entries.sort_by(|x, y| compare_names(&x.name, x.is_dir(), &y.name, y.is_dir(), protocol));
+    let active = mark_duplicates(&entries);
+    (entries, active)
+}
+
+/// Marks duplicates in a sorted list inactive (see [`sort_and_clean`]).
+pub fn mark_duplicates(entries: &[FileEntry]) -> Vec<bool> {
     let mut active = vec![true; entries.len()];
     // Same names are adjacent after sorting, except a directory and a non-directory of the
     // same name, which sort apart (files first): find those by name.
@@ -81,7 +87,7 @@ pub fn sort_and_clean(mut entries: Vec<FileEntry>, protocol: i32) -> (Vec<FileEn
             }
         }
     }
-    (entries, active)
+    active
 }
 
 #[cfg(test)]

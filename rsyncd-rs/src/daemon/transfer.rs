@@ -1,0 +1,188 @@
+//! Handing an accepted session to the transfer engine: the module's policy (chroot,
+//! fake super, munging, filters, chmod, transfer log) turned into the engine's inputs
+//! (upstream: clientserver.c rsync_module() tail and main.c start_server()).
+
+use std::sync::Arc;
+
+use super::config::{Module, expand_vars};
+use super::module::ModuleSession;
+use super::session::Session;
+use crate::engine::exit::ExitCode;
+use crate::engine::mux::{MuxReader, MuxWriter};
+use crate::engine::recv::{Policy, RecvSession};
+use crate::engine::setup::Wire;
+use crate::engine::tree::{Tree, TreeOptions};
+use crate::protocol::filter::{DaemonParam, FilterRule, parse_daemon_param};
+use crate::protocol::options::Options;
+
+/// Runs the receiving side of a push into the module.
+pub(super) fn receive(
+    s: &mut Session<'_>,
+    m: &Module,
+    ms: ModuleSession,
+    options: Options,
+    wire: Wire,
+) -> Result<ExitCode, ExitCode> {
+    let p = &m.params;
+    let tree = match Tree::open(
+        &ms.root,
+        TreeOptions {
+            fake_super: ms.fake_super,
+            keep_dirlinks: options.keep_dirlinks,
+            ..TreeOptions::default()
+        },
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            s.log.line(&format!("opening module root failed: {e}"));
+            return Err(ExitCode::FILEIO);
+        }
+    };
+    let dest_arg = options.paths().first().map(|a| strip_module(a, &m.name));
+    let vars = |k: &str| std::env::var(k).ok();
+    let daemon_rules = match module_filters(m, &vars) {
+        Ok(f) => f,
+        Err(e) => {
+            s.log.line(&format!("invalid daemon filter rules: {e}"));
+            return Err(ExitCode::SYNTAX);
+        }
+    };
+    let incoming_chmod = match p.incoming_chmod.as_deref().filter(|c| !c.trim().is_empty()) {
+        Some(text) => match crate::engine::chmod::parse_chmod(text, current_umask()) {
+            Ok(rules) => Some(rules),
+            Err(_) => {
+                s.log
+                    .line(&format!("Invalid \"incoming chmod\" directive: {text}"));
+                None
+            }
+        },
+        None => None,
+    };
+    let transfer_log_format = match (&s.setup.log_file_format, p.transfer_logging) {
+        (Some(f), _) => Some(f.clone()),
+        (None, true) => Some(p.log_format.clone()),
+        (None, false) => None,
+    }
+    .filter(|f| !f.is_empty());
+    let policy = Policy {
+        am_root: ms.am_root,
+        fake_super: ms.fake_super,
+        numeric_ids: options.numeric_ids || ms.numeric_ids,
+        munge_symlinks: ms.munge_symlinks,
+        ignore_errors: p.ignore_errors || options.ignore_errors,
+        is_daemon: true,
+        daemon_rules,
+        incoming_chmod,
+        transfer_log_format,
+        log_host: s.peer.host.to_string(),
+        log_addr: s.peer.addr.clone(),
+        log_module: m.name.clone(),
+        log_module_path: ms.full_path.display().to_string(),
+        log_user: s.user.clone().unwrap_or_default(),
+    };
+    let conn = s.conn.take().map_err(|e| {
+        s.log.line(&format!("cannot duplicate the connection: {e}"));
+        ExitCode::FILEIO
+    })?;
+    let (read, written) = conn.counters();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    // Like upstream's stats, the totals leave out the handshake and protocol setup.
+    let (read_before, written_before) =
+        (load(&read) - conn.buffered().len() as u64, load(&written));
+    let (rx, tx) = conn.into_halves();
+    let reader = MuxReader::new(rx, wire.protocol >= 30);
+    let writer = MuxWriter::new(tx, true, wire.protocol);
+    let session = RecvSession {
+        opts: options,
+        wire,
+        policy,
+        tree,
+        dest_arg,
+        log: Arc::new(s.log.clone()),
+    };
+    let outcome = crate::engine::recv::run(session, reader, writer);
+    let (got, sent) = (load(&read) - read_before, load(&written) - written_before);
+    match outcome {
+        Ok(o) => {
+            s.log.line(&format!(
+                "sent {sent} bytes  received {got} bytes  total size {}",
+                o.total_size
+            ));
+            if o.code == ExitCode::OK {
+                Ok(o.code)
+            } else {
+                Err(o.code)
+            }
+        }
+        Err(e) => {
+            s.log.line(&format!("{e}"));
+            Err(e.code())
+        }
+    }
+}
+
+/// A path argument with the module name taken off its front, as upstream's
+/// glob_expand_module() does (`backup/dir` → `/dir`).
+fn strip_module(arg: &str, module: &str) -> Vec<u8> {
+    arg.strip_prefix(module).unwrap_or(arg).as_bytes().to_vec()
+}
+
+/// The process umask (read by setting and restoring it).
+fn current_umask() -> u32 {
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    nix::sys::stat::umask(old);
+    old.bits()
+}
+
+/// The module's `filter`, `include from`, `include`, `exclude from` and `exclude` rules, in
+/// upstream's order; the `from` files are read now, as the operator's own files.
+/// Upstream: clientserver.c, rsync_module().
+fn module_filters(
+    m: &Module,
+    vars: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<FilterRule>, String> {
+    let p = &m.params;
+    let expand = |v: &Option<String>| {
+        v.as_deref()
+            .map(|x| expand_vars(x, vars))
+            .filter(|x| !x.trim().is_empty())
+    };
+    let mut rules = Vec::new();
+    for (param, value) in [
+        (DaemonParam::Filter, expand(&p.filter)),
+        (
+            DaemonParam::IncludeFrom,
+            expand(&p.include_from).map(read_list_file).transpose()?,
+        ),
+        (DaemonParam::Include, expand(&p.include)),
+        (
+            DaemonParam::ExcludeFrom,
+            expand(&p.exclude_from).map(read_list_file).transpose()?,
+        ),
+        (DaemonParam::Exclude, expand(&p.exclude)),
+    ] {
+        if let Some(text) = value {
+            rules.extend(parse_daemon_param(param, text.as_bytes()).map_err(|e| e.to_string())?);
+        }
+    }
+    Ok(rules)
+}
+
+/// The contents of an `include from` / `exclude from` file.
+fn read_list_file(path: String) -> Result<String, String> {
+    std::fs::read(&path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .map_err(|e| format!("{path}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_prefix() {
+        assert_eq!(strip_module("backup/", "backup"), b"/");
+        assert_eq!(strip_module("backup/a/b", "backup"), b"/a/b");
+        assert_eq!(strip_module("backup", "backup"), b"");
+    }
+}

@@ -1,0 +1,86 @@
+//! Client options this server does not implement: refused with rsync's own wording, never
+//! ignored (upstream: options.c create_refuse_error(), and the "not supported on this
+//! server" texts of a build without ACLs or xattrs).
+
+use crate::protocol::options::Options;
+
+/// The error text for the first option we cannot honour, if any.
+pub fn check(o: &Options) -> Option<String> {
+    if o.preserve_acls {
+        return Some("rsync: ACLs are not supported on this server\n".into());
+    }
+    if o.preserve_xattrs > 0 {
+        return Some("rsync: extended attributes are not supported on this server\n".into());
+    }
+    let refused = |name: &str| {
+        Some(format!(
+            "rsync: The server is configured to refuse --{name}\n"
+        ))
+    };
+    if !o.link_dest.is_empty() {
+        return refused("link-dest");
+    }
+    if !o.copy_dest.is_empty() {
+        return refused("copy-dest");
+    }
+    if !o.compare_dest.is_empty() {
+        return refused("compare-dest");
+    }
+    if o.fuzzy > 0 {
+        return refused("fuzzy");
+    }
+    if o.delay_updates {
+        return refused("delay-updates");
+    }
+    if o.prune_empty_dirs {
+        return refused("prune-empty-dirs");
+    }
+    if o.files_from.is_some() {
+        return refused("files-from");
+    }
+    if o.usermap.is_some() {
+        return refused("usermap");
+    }
+    if o.groupmap.is_some() {
+        return refused("groupmap");
+    }
+    if o.temp_dir.is_some() {
+        return refused("temp-dir");
+    }
+    if o.remove_source_files > 0 {
+        return refused("remove-source-files");
+    }
+    if o.one_file_system > 0 && o.deletes() {
+        return refused("one-file-system");
+    }
+    if o.write_devices {
+        return refused("write-devices");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals() {
+        assert_eq!(check(&Options::default()), None);
+        let o = Options {
+            preserve_acls: true,
+            ..Options::default()
+        };
+        assert_eq!(
+            check(&o).as_deref(),
+            Some("rsync: ACLs are not supported on this server\n")
+        );
+        let o = Options {
+            link_dest: vec!["x".into()],
+            ..Options::default()
+        };
+        assert_eq!(
+            check(&o).as_deref(),
+            Some("rsync: The server is configured to refuse --link-dest\n")
+        );
+    }
+}

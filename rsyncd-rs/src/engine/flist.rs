@@ -1,0 +1,320 @@
+//! File lists as the receiving side holds them: received, sorted, cleaned, with the
+//! directory index incremental recursion refers to (upstream: flist.c recv_file_list(),
+//! flist_sort_and_clean(); uidlist.c id mapping).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::mux::{MuxReader, ReadError};
+use crate::engine::conn::ConnError;
+use crate::protocol::Decoded;
+use crate::protocol::codec::get_int;
+use crate::protocol::flist::{
+    FileEntry, FlistConfig, FlistDecoder, FlistError, FlistItem, HardLink, IOERR_VALID_MASK,
+    compare_names, decode_id_list, mark_duplicates,
+};
+
+/// The most entries one list may hold (a bound on memory; upstream has none, but a list
+/// this size would need tens of GiB there too).
+pub const MAX_LIST_ENTRIES: usize = 50_000_000;
+
+/// One received file list, sorted; indexes are `ndx_start + position`.
+#[derive(Debug, Clone)]
+pub struct FileList {
+    pub ndx_start: i32,
+    pub entries: Vec<FileEntry>,
+    /// Duplicates removed by cleaning stay as inactive slots so indexes do not move.
+    pub active: Vec<bool>,
+    /// The hard-link group of each entry (its first member's index), when linked.
+    pub hlink_group: Vec<Option<i64>>,
+    /// The directory this list holds the contents of (incremental recursion): its index in
+    /// the directory list and its entry. The first list's parent is `.` when it has one.
+    pub parent: Option<(usize, FileEntry)>,
+}
+
+impl FileList {
+    /// The entry for an index in this list, if it is one of ours and active.
+    pub fn get(&self, ndx: i32) -> Option<&FileEntry> {
+        let i = usize::try_from(ndx.checked_sub(self.ndx_start)?).ok()?;
+        if *self.active.get(i)? {
+            self.entries.get(i)
+        } else {
+            None
+        }
+    }
+
+    /// Whether `ndx` falls inside this list (active or not).
+    pub fn contains(&self, ndx: i32) -> bool {
+        ndx >= self.ndx_start && ((ndx - self.ndx_start) as usize) < self.entries.len()
+    }
+
+    /// The index after the last entry: the next list starts one past this (the skipped
+    /// number names the next list's directory).
+    pub fn end(&self) -> i32 {
+        self.ndx_start + self.entries.len() as i32
+    }
+}
+
+/// Why a list could not be received.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error("{0}")]
+    Read(#[from] ReadError),
+    #[error("{0}")]
+    Flist(#[from] FlistError),
+    #[error("ABORTING due to invalid path from sender: {0}")]
+    OutsideDir(String),
+    #[error("file list too long")]
+    TooLong,
+    #[error("{0}")]
+    Protocol(String),
+}
+
+impl From<ConnError<FlistError>> for ListError {
+    fn from(e: ConnError<FlistError>) -> ListError {
+        match e {
+            ConnError::Decode(f) => ListError::Flist(f),
+            ConnError::Eof => ListError::Read(ConnError::Eof),
+            ConnError::Timeout => ListError::Read(ConnError::Timeout),
+            ConnError::Io(io) => ListError::Read(ConnError::Io(io)),
+        }
+    }
+}
+
+/// Maps the sender's ids to ours by name (upstream: uidlist.c recv_add_id()).
+#[derive(Debug, Default, Clone)]
+pub struct IdMap {
+    uids: HashMap<u32, u32>,
+    gids: HashMap<u32, u32>,
+}
+
+impl IdMap {
+    /// Records a name the sender gave for a uid; returns our uid for it.
+    pub fn add_user(&mut self, id: u32, name: &[u8]) -> u32 {
+        let local = std::str::from_utf8(name)
+            .ok()
+            .filter(|n| !n.is_empty() && id != 0)
+            .and_then(uzers::get_user_by_name)
+            .map_or(id, |u| u.uid());
+        *self.uids.entry(id).or_insert(local)
+    }
+
+    /// Records a name the sender gave for a gid; returns our gid for it.
+    pub fn add_group(&mut self, id: u32, name: &[u8]) -> u32 {
+        let local = std::str::from_utf8(name)
+            .ok()
+            .filter(|n| !n.is_empty() && id != 0)
+            .and_then(uzers::get_group_by_name)
+            .map_or(id, |g| g.gid());
+        *self.gids.entry(id).or_insert(local)
+    }
+
+    pub fn uid(&self, id: u32) -> u32 {
+        self.uids.get(&id).copied().unwrap_or(id)
+    }
+
+    pub fn gid(&self, id: u32) -> u32 {
+        self.gids.get(&id).copied().unwrap_or(id)
+    }
+}
+
+/// Receives file lists: the decoder state shared by all lists of a session, the directory
+/// index for incremental recursion, and id names.
+#[derive(Debug)]
+pub struct ListReceiver {
+    decoder: FlistDecoder,
+    /// Every directory entry seen so far, in the order sub-lists refer to them.
+    pub dirs: Vec<FileEntry>,
+    /// Which of `dirs` already had their sub-list.
+    got_list: Vec<bool>,
+    next_ndx: i32,
+    pub ids: IdMap,
+    /// Names map to local ids (not with `--numeric-ids`).
+    map_names: bool,
+    /// The sender's io_error bits, accumulated.
+    pub io_error: i32,
+}
+
+impl ListReceiver {
+    pub fn new(cfg: FlistConfig, map_names: bool) -> ListReceiver {
+        let first_ndx = if cfg.inc_recurse { 1 } else { 0 };
+        ListReceiver {
+            decoder: FlistDecoder::new(cfg),
+            dirs: Vec::new(),
+            got_list: Vec::new(),
+            next_ndx: first_ndx,
+            ids: IdMap::default(),
+            map_names,
+            io_error: 0,
+        }
+    }
+
+    pub fn config(&self) -> &FlistConfig {
+        self.decoder.config()
+    }
+
+    /// Receives one list; `parent` is the directory index of a sub-list (`None` for the
+    /// first list). Upstream: flist.c, recv_file_list().
+    pub fn receive(
+        &mut self,
+        r: &mut MuxReader,
+        parent: Option<usize>,
+    ) -> Result<Arc<FileList>, ListError> {
+        let cfg = self.decoder.config().clone();
+        if let Some(d) = parent {
+            match self.got_list.get_mut(d) {
+                Some(got) if !*got => *got = true,
+                Some(_) => {
+                    return Err(ListError::Protocol(format!(
+                        "refusing malicious duplicate flist for dir {d}"
+                    )));
+                }
+                None => return Err(ListError::Protocol(format!("refusing invalid dir_ndx {d}"))),
+            }
+        }
+        let ndx_start = self.next_ndx;
+        let mut entries: Vec<FileEntry> = Vec::new();
+        let io_error = loop {
+            let dec = &mut self.decoder;
+            let item = r.decode_with(|b| dec.decode(b, &entries, ndx_start))?;
+            match item {
+                FlistItem::End { io_error } => break io_error,
+                FlistItem::Entry(e) => {
+                    if entries.len() >= MAX_LIST_ENTRIES {
+                        return Err(ListError::TooLong);
+                    }
+                    entries.push(*e);
+                }
+            }
+        };
+        self.io_error |= io_error & IOERR_VALID_MASK;
+        if let Some(d) = parent {
+            let dir = self.dirs[d].name.clone();
+            for e in &entries {
+                if e.dirname() != dir.as_slice() && !(dir == b"." && e.dirname().is_empty()) {
+                    return Err(ListError::OutsideDir(
+                        String::from_utf8_lossy(&e.name).into_owned(),
+                    ));
+                }
+            }
+        }
+        // Names that rode inline with the entries (incremental recursion).
+        for e in &mut entries {
+            if let (Some(uid), Some(name)) = (e.uid, e.user_name.take()) {
+                let local = self.ids.add_user(uid, &name);
+                e.uid = Some(if self.map_names { local } else { uid });
+            }
+            if let (Some(gid), Some(name)) = (e.gid, e.group_name.take()) {
+                let local = self.ids.add_group(gid, &name);
+                e.gid = Some(if self.map_names { local } else { gid });
+            }
+        }
+        if !cfg.inc_recurse {
+            self.receive_id_lists(r, &cfg, &mut entries)?;
+        }
+        // Hard-link groups are numbered by the sender's unsorted positions: fix them now.
+        let groups: Vec<Option<i64>> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| match &e.hard_link {
+                Some(HardLink::First) => Some(i64::from(ndx_start) + i as i64),
+                Some(HardLink::Follower(first)) => Some(i64::from(*first)),
+                Some(HardLink::DevIno { dev, ino }) => Some(dev.wrapping_mul(1 << 32) ^ ino),
+                None => None,
+            })
+            .collect();
+        let (sorted, hlink_group) = sort_with(entries, groups, cfg.protocol);
+        let active = mark_duplicates(&sorted);
+        if cfg.protocol < 30 {
+            let mut io = [0u8; 4];
+            let v = r.read_exact(4)?;
+            io.copy_from_slice(&v);
+            if let Decoded::Done { value, .. } = get_int(&io) {
+                self.io_error |= value & IOERR_VALID_MASK;
+            }
+        }
+        if cfg.inc_recurse {
+            for (e, a) in sorted.iter().zip(&active) {
+                if *a && e.is_dir() {
+                    self.dirs.push(e.clone());
+                    self.got_list.push(false);
+                }
+            }
+        }
+        self.next_ndx = ndx_start + sorted.len() as i32 + 1;
+        let parent_entry =
+            match parent {
+                Some(d) => Some((d, self.dirs[d].clone())),
+                None if cfg.inc_recurse => sorted
+                    .first()
+                    .filter(|e| e.name == b"." && e.is_dir())
+                    .map(|e| {
+                        if let Some(g) = self.got_list.first_mut() {
+                            *g = true;
+                        }
+                        (0, e.clone())
+                    }),
+                None => None,
+            };
+        Ok(Arc::new(FileList {
+            ndx_start,
+            entries: sorted,
+            active,
+            hlink_group,
+            parent: parent_entry,
+        }))
+    }
+
+    /// The uid and gid lists after a non-incremental list. Upstream: uidlist.c,
+    /// recv_id_list().
+    fn receive_id_lists(
+        &mut self,
+        r: &mut MuxReader,
+        cfg: &FlistConfig,
+        entries: &mut [FileEntry],
+    ) -> Result<(), ListError> {
+        let p = cfg.protocol;
+        if cfg.preserve_uid {
+            let list = r.decode_with(|b| decode_id_list(b, p, cfg.id0_names))?;
+            for (id, name) in &list {
+                self.ids.add_user(*id, name);
+            }
+        }
+        if cfg.preserve_gid {
+            let list = r.decode_with(|b| decode_id_list(b, p, cfg.id0_names))?;
+            for (id, name) in &list {
+                self.ids.add_group(*id, name);
+            }
+        }
+        if self.map_names {
+            for e in entries.iter_mut() {
+                e.uid = e.uid.map(|u| self.ids.uid(u));
+                e.gid = e.gid.map(|g| self.ids.gid(g));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sorts entries into list order, carrying a value per entry along.
+fn sort_with<T: Copy>(
+    entries: Vec<FileEntry>,
+    extra: Vec<T>,
+    protocol: i32,
+) -> (Vec<FileEntry>, Vec<T>) {
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (&entries[a], &entries[b]);
+        compare_names(&x.name, x.is_dir(), &y.name, y.is_dir(), protocol)
+    });
+    let mut slots: Vec<Option<FileEntry>> = entries.into_iter().map(Some).collect();
+    let mut sorted = Vec::with_capacity(slots.len());
+    let mut sorted_extra = Vec::with_capacity(slots.len());
+    for i in order {
+        if let Some(e) = slots[i].take() {
+            sorted.push(e);
+            sorted_extra.push(extra[i]);
+        }
+    }
+    (sorted, sorted_extra)
+}

@@ -1,0 +1,1249 @@
+//! The generator's decision for one file-list entry (upstream: generator.c
+//! recv_generator(), itemize(), quick_check_ok(); rsync.c set_file_attrs(), dest_mode()).
+
+use std::collections::HashMap;
+use std::io::BufReader;
+
+use super::generator::{Generator, write_err};
+use super::{RecvError, Shared};
+use crate::engine::exit::ExitCode;
+use crate::engine::flist::FileList;
+use crate::engine::itemize::{ItemizeCtx, is_significant};
+use crate::engine::mux::lock;
+use crate::engine::tree::{AttrChanges, AttrTarget, FileKind, Meta, RelPath, TreeError, WantAttrs};
+use crate::protocol::codec::put_shortint;
+use crate::protocol::flist::{FileEntry, mode};
+use crate::protocol::ndx::iflags as it;
+use crate::protocol::sums::{
+    SumHead, compute_block_sums, encode_block_sums, encode_sum_head, sum_sizes,
+};
+
+/// Permission bits (upstream: CHMOD_BITS).
+pub const CHMOD_BITS: u32 = 0o7777;
+
+/// State the generator keeps across entries.
+pub(super) struct EntryCtx {
+    /// A directory whose contents are skipped (missing, refused, or failed to create).
+    skip_dir: Option<Vec<u8>>,
+    /// Directories whose times (and permissions) are fixed after their contents.
+    dirs_to_touch: Vec<(RelPath, FileEntry)>,
+    /// Directories this session created (their `.` counts as new).
+    created_dirs: std::collections::HashSet<Vec<u8>>,
+    /// Directories that do not exist at the destination after all (for deletion).
+    missing_dirs: std::collections::HashSet<Vec<u8>>,
+    /// `ACCESSPERMS & ~umask`: permissions of new files without `--perms`.
+    dflt_perms: u32,
+    /// Generating a redo request (full-length sums, no skipping rules).
+    pub redo: bool,
+    /// Deletions held back by --max-delete.
+    pub skipped_deletes: u64,
+}
+
+impl EntryCtx {
+    pub fn new() -> EntryCtx {
+        let umask = {
+            let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+            nix::sys::stat::umask(old);
+            old.bits()
+        };
+        EntryCtx {
+            skip_dir: None,
+            dirs_to_touch: Vec::new(),
+            created_dirs: Default::default(),
+            missing_dirs: Default::default(),
+            dflt_perms: 0o777 & !umask,
+            redo: false,
+            skipped_deletes: 0,
+        }
+    }
+
+    /// Whether a directory was found or created at the destination.
+    pub fn dir_exists(&self, dir: &FileEntry) -> bool {
+        !self.missing_dirs.contains(&dir.name)
+    }
+
+    /// Per-directory filter files for a directory that is not deleted in.
+    pub fn enter_dir_filters(&mut self, _dir: &FileEntry) {}
+
+    /// Re-applies a directory's time and permissions after its contents were written.
+    /// Upstream: generator.c, touch_up_dirs() for one list's directory.
+    pub fn touch_up_dir(&mut self, sh: &Shared, dir: &FileEntry) {
+        if let Some(pos) = self
+            .dirs_to_touch
+            .iter()
+            .position(|(_, e)| e.name == dir.name)
+        {
+            let (path, e) = self.dirs_to_touch.remove(pos);
+            touch_one(sh, &path, &e);
+        }
+    }
+
+    /// The final pass over every directory. Upstream: generator.c, touch_up_dirs(-1).
+    pub fn touch_up_all_dirs(&mut self, sh: &Shared) {
+        for (path, e) in std::mem::take(&mut self.dirs_to_touch) {
+            touch_one(sh, &path, &e);
+        }
+    }
+}
+
+fn touch_one(sh: &Shared, path: &RelPath, e: &FileEntry) {
+    let o = &sh.opts;
+    let fix_perms = !sh.policy.am_root && !sh.policy.fake_super && e.mode & 0o200 == 0;
+    let want_time = o.preserve_mtimes && !o.omit_dir_times;
+    if !(want_time || fix_perms) {
+        return;
+    }
+    let want = WantAttrs {
+        mode: fix_perms.then_some(e.mode & CHMOD_BITS),
+        mtime: want_time.then_some((e.mtime, e.mtime_nsec)),
+        ..WantAttrs::default()
+    };
+    let _ = sh.tree.set_attrs(AttrTarget::Path(path), &want);
+}
+
+/// The mode a received entry gets. Upstream: rsync.c, dest_mode().
+pub(super) fn dest_mode(
+    o: &crate::protocol::options::Options,
+    flist_mode: u32,
+    stat_mode: Option<u32>,
+    dflt_perms: u32,
+) -> u32 {
+    if o.preserve_perms {
+        return flist_mode;
+    }
+    match stat_mode {
+        Some(st) => {
+            let mut m = (flist_mode & !CHMOD_BITS) | (st & CHMOD_BITS);
+            if o.preserve_executability && mode::is_reg(flist_mode) {
+                if flist_mode & 0o111 == 0 {
+                    m &= !0o111;
+                } else if st & 0o111 == 0 {
+                    m |= (m & 0o444) >> 2;
+                }
+            }
+            m
+        }
+        None => flist_mode & (!CHMOD_BITS | dflt_perms),
+    }
+}
+
+/// Hard-link bookkeeping (upstream: hlink.c match_hard_links(), hard_link_check(),
+/// finish_hard_link()).
+#[derive(Debug, Default)]
+pub(super) struct Hlinks {
+    /// Per index: the previous member of its group, and state flags.
+    nodes: HashMap<i32, Node>,
+    /// Group number -> the path of its finished leader (incremental lists refer back).
+    done_groups: HashMap<i64, RelPath>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Node {
+    group: i64,
+    prev: Option<i32>,
+    first: bool,
+    last: bool,
+    done: bool,
+    sent: bool,
+}
+
+impl Hlinks {
+    /// Chains each group's members of a new list in sorted order; the last member is the
+    /// one transferred. Upstream: hlink.c, match_gnums().
+    pub fn match_list(&mut self, list: &FileList, _inc_recurse: bool) {
+        let mut by_group: HashMap<i64, Vec<i32>> = HashMap::new();
+        for (i, g) in list.hlink_group.iter().enumerate() {
+            if let Some(g) = g
+                && list.active[i]
+                && !list.entries[i].is_dir()
+            {
+                by_group
+                    .entry(*g)
+                    .or_default()
+                    .push(list.ndx_start + i as i32);
+            }
+        }
+        for (g, members) in by_group {
+            let n = members.len();
+            let mut prev = None;
+            for (k, ndx) in members.into_iter().enumerate() {
+                let first = k == 0 && !self.done_groups.contains_key(&g);
+                self.nodes.insert(
+                    ndx,
+                    Node {
+                        group: g,
+                        prev,
+                        first,
+                        last: k + 1 == n,
+                        ..Node::default()
+                    },
+                );
+                prev = Some(ndx);
+            }
+        }
+    }
+
+    fn node(&mut self, ndx: i32) -> Option<&mut Node> {
+        self.nodes.get_mut(&ndx)
+    }
+}
+
+/// What the generator found at an entry's destination.
+struct Found {
+    path: RelPath,
+    meta: Option<Meta>,
+}
+
+impl Generator<'_> {
+    /// Decides what to do with one entry. `as_parent` is the directory of an incremental
+    /// list handled before its contents (its full treatment); a directory met inside a
+    /// list is only created there. Upstream: generator.c, recv_generator().
+    pub(super) fn generate_entry(
+        &mut self,
+        list: &FileList,
+        e: &FileEntry,
+        ndx: i32,
+        as_parent: bool,
+    ) -> Result<(), RecvError> {
+        let sh = self.sh;
+        let o = &sh.opts;
+        let is_dir = e.is_dir();
+        let inner_dir = is_dir && sh.wire.inc_recurse && !as_parent;
+        if let Some(skip) = &self.entry.skip_dir {
+            if is_below(&e.name, skip) {
+                if is_dir {
+                    self.entry.missing_dirs.insert(e.name.clone());
+                }
+                return Ok(());
+            }
+            self.entry.skip_dir = None;
+        }
+        let path = match sh.dest.path_of(&e.name) {
+            Ok(p) => p,
+            Err(err) => {
+                sh.error(&format!("rsync: invalid name {}: {err}", show(&e.name)));
+                return Ok(());
+            }
+        };
+        if e.name != b"."
+            && sh
+                .filters
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .daemon_refuses(&e.name, is_dir)
+        {
+            if inner_dir {
+                return Ok(());
+            }
+            sh.error(&format!(
+                "ERROR: daemon refused to receive {} \"{}\"",
+                if is_dir { "directory" } else { "file" },
+                show(&e.name)
+            ));
+            if is_dir {
+                self.skip_contents(e);
+            }
+            return Ok(());
+        }
+        let meta = match self.stat_dest(&path, is_dir) {
+            Ok(m) => m,
+            Err(err) => {
+                sh.error(&format!(
+                    "rsync: recv_generator: failed to stat \"{}\": {err}",
+                    show(&e.name)
+                ));
+                return Ok(());
+            }
+        };
+        let found = Found { path, meta };
+        if o.missing_args == 2 && e.mode == 0 {
+            if let Some(m) = found.meta {
+                self.delete_item(&found.path, &e.name, m, true)?;
+            }
+            return Ok(());
+        }
+        if o.ignore_non_existing && found.meta.is_none() && !self.entry.redo {
+            if is_dir {
+                if inner_dir {
+                    return Ok(());
+                }
+                self.skip_contents(e);
+            }
+            return Ok(());
+        }
+        if o.ignore_existing
+            && found.meta.is_some()
+            && !self.entry.redo
+            && !(is_dir && found.meta.is_some_and(|m| m.kind == FileKind::Dir))
+        {
+            return Ok(());
+        }
+        if is_dir {
+            return self.generate_dir(e, ndx, found, inner_dir, as_parent);
+        }
+        if o.hard_links > 0 && self.hlink_not_first(ndx) && self.hard_link_check(e, ndx, &found)? {
+            return Ok(());
+        }
+        if mode::is_lnk(e.mode) {
+            if o.preserve_links {
+                return self.generate_symlink(e, ndx, &found);
+            }
+            return Ok(());
+        }
+        if mode::is_device(e.mode) || mode::is_special(e.mode) {
+            let allowed = (mode::is_device(e.mode)
+                && o.preserve_devices
+                && (sh.policy.am_root || sh.policy.fake_super))
+                || (mode::is_special(e.mode) && o.preserve_specials);
+            if allowed {
+                return self.generate_special(e, ndx, &found);
+            }
+            return Ok(());
+        }
+        if !mode::is_reg(e.mode) {
+            return Ok(());
+        }
+        self.generate_file(list, e, ndx, found)
+    }
+
+    fn skip_contents(&mut self, e: &FileEntry) {
+        self.entry.skip_dir = Some(e.name.clone());
+        self.entry.missing_dirs.insert(e.name.clone());
+    }
+
+    /// `lstat`, or with `--keep-dirlinks` a symlink to a directory seen as that directory.
+    fn stat_dest(&self, path: &RelPath, is_dir: bool) -> Result<Option<Meta>, TreeError> {
+        let m = self.sh.tree.lstat(path)?;
+        if is_dir
+            && self.sh.opts.keep_dirlinks
+            && m.is_some_and(|m| m.kind == FileKind::Symlink)
+            && let Some(dm) = follow_dirlink(&self.sh.tree, path)
+        {
+            return Ok(Some(dm));
+        }
+        Ok(m)
+    }
+
+    fn generate_dir(
+        &mut self,
+        e: &FileEntry,
+        ndx: i32,
+        found: Found,
+        inner_dir: bool,
+        as_parent: bool,
+    ) -> Result<(), RecvError> {
+        let sh = self.sh;
+        let o = &sh.opts;
+        let added = if sh.policy.fake_super { 0o700 } else { 0 };
+        if !o.implied_dirs && e.is_implied_dir(sh.wire.protocol) {
+            return Ok(());
+        }
+        if inner_dir {
+            // Created now (so the parent's time can be fixed early); treated in full with
+            // its own list.
+            if !o.preserve_mtimes || o.omit_dir_times {
+                return Ok(());
+            }
+            if let Some(m) = found.meta {
+                if m.kind == FileKind::Dir || self.delete_item(&found.path, &e.name, m, false)? {
+                    return Ok(());
+                }
+            }
+            if sh.tree.mkdir(&found.path, (e.mode | added) & 0o700).is_ok() {
+                self.entry.created_dirs.insert(e.name.clone());
+            }
+            return Ok(());
+        }
+        let mut meta = found.meta;
+        if let Some(m) = meta
+            && m.kind != FileKind::Dir
+        {
+            if !self.delete_item(&found.path, &e.name, m, false)? {
+                self.skip_contents(e);
+                return Ok(());
+            }
+            meta = None;
+        }
+        let created_earlier =
+            self.entry.created_dirs.contains(&e.name) || (e.name == b"." && sh.dest.created);
+        let statret_new = meta.is_none() || created_earlier;
+        let want_mode = dest_mode(o, e.mode, meta.map(|m| m.mode), self.entry.dflt_perms);
+        let mut entry = e.clone();
+        entry.mode = want_mode;
+        let cmp = if statret_new { None } else { meta };
+        self.itemize(
+            &entry,
+            ndx,
+            cmp,
+            if statret_new { it::LOCAL_CHANGE } else { 0 },
+            None,
+        )?;
+        if meta.is_none()
+            && let Err(err) = sh.tree.mkdir(&found.path, (want_mode | added) & 0o7777)
+            && !matches!(err.raw_os_error(), Some(libc::EEXIST))
+        {
+            sh.error(&format!(
+                "rsync: recv_generator: mkdir \"{}\" failed: {err}",
+                show(&e.name)
+            ));
+            sh.error("*** Skipping any contents from this failed directory ***");
+            self.skip_contents(e);
+            return Ok(());
+        }
+        if let Err(err) = self.set_attrs(&found.path, &entry, meta) {
+            sh.error(&format!(
+                "rsync: set attributes of \"{}\" failed: {err}",
+                show(&e.name)
+            ));
+        }
+        // Keep the directory writable for its contents; fix permissions and time later.
+        if !sh.policy.am_root && !sh.policy.fake_super && want_mode & 0o700 != 0o700 {
+            let _ = sh.tree.set_attrs(
+                AttrTarget::Path(&found.path),
+                &WantAttrs {
+                    mode: Some(want_mode | 0o700),
+                    ..WantAttrs::default()
+                },
+            );
+        }
+        self.entry.dirs_to_touch.push((found.path.clone(), entry));
+        if !sh.wire.inc_recurse && super::delete_during(o) && self.phase == 0 && !as_parent {
+            if e.is_content_dir(sh.wire.protocol) {
+                self.delete_in_dir(e)?;
+            } else {
+                self.entry.enter_dir_filters(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn generate_symlink(
+        &mut self,
+        e: &FileEntry,
+        ndx: i32,
+        found: &Found,
+    ) -> Result<(), RecvError> {
+        let sh = self.sh;
+        let target = e.link_target.as_deref().unwrap_or(&[]);
+        if sh.opts.safe_links && is_unsafe_symlink(target, &e.name) {
+            return Ok(());
+        }
+        if let Some(m) = found.meta
+            && m.kind == FileKind::Symlink
+            && sh.tree.read_link(&found.path).is_ok_and(|t| t == target)
+        {
+            let _ = self.set_attrs(&found.path, e, Some(m));
+            self.itemize(e, ndx, Some(m), 0, None)?;
+            self.hlink_leader_ready(e, ndx, &found.path)?;
+            return Ok(());
+        }
+        match self.replace_with(&found.path, &e.name, found.meta, |tree, tmp| {
+            tree.symlink(target, tmp)
+        }) {
+            Ok(()) => {
+                let _ = self.set_attrs(&found.path, e, None);
+                let cmp = found.meta.filter(|m| m.kind == FileKind::Symlink);
+                self.itemize(e, ndx, cmp, it::LOCAL_CHANGE | it::REPORT_CHANGE, None)?;
+                self.hlink_leader_ready(e, ndx, &found.path)?;
+            }
+            Err(err) => sh.error(&format!(
+                "rsync: symlink \"{}\" -> \"{}\" failed: {err}",
+                show(&e.name),
+                show(target)
+            )),
+        }
+        Ok(())
+    }
+
+    fn generate_special(
+        &mut self,
+        e: &FileEntry,
+        ndx: i32,
+        found: &Found,
+    ) -> Result<(), RecvError> {
+        let sh = self.sh;
+        let rdev = e.rdev.map_or(0, |(ma, mi)| {
+            nix::sys::stat::makedev(u64::from(ma), u64::from(mi))
+        });
+        let rdev = if mode::is_device(e.mode) { rdev } else { 0 };
+        if let Some(m) = found.meta
+            && m.mode & mode::S_IFMT == e.mode & mode::S_IFMT
+            && (!mode::is_device(e.mode) || m.rdev == rdev)
+        {
+            let _ = self.set_attrs(&found.path, e, Some(m));
+            self.itemize(e, ndx, Some(m), 0, None)?;
+            self.hlink_leader_ready(e, ndx, &found.path)?;
+            return Ok(());
+        }
+        let want = e.mode;
+        match self.replace_with(&found.path, &e.name, found.meta, |tree, tmp| {
+            tree.mknod(tmp, want, rdev)
+        }) {
+            Ok(()) => {
+                let _ = self.set_attrs(&found.path, e, None);
+                let cmp = found
+                    .meta
+                    .filter(|m| m.mode & mode::S_IFMT == e.mode & mode::S_IFMT);
+                self.itemize(e, ndx, cmp, it::LOCAL_CHANGE | it::REPORT_CHANGE, None)?;
+                self.hlink_leader_ready(e, ndx, &found.path)?;
+            }
+            Err(err) => sh.error(&format!("rsync: mknod \"{}\" failed: {err}", show(&e.name))),
+        }
+        Ok(())
+    }
+
+    /// Creates an entry under a temporary name and renames it over whatever is there.
+    /// Upstream: generator.c, atomic_create().
+    fn replace_with(
+        &mut self,
+        path: &RelPath,
+        name: &[u8],
+        existing: Option<Meta>,
+        create: impl Fn(&crate::engine::tree::Tree, &RelPath) -> Result<(), TreeError>,
+    ) -> Result<(), TreeError> {
+        let tree = &self.sh.tree;
+        if let Some(m) = existing
+            && m.kind == FileKind::Dir
+        {
+            // A directory in the way goes first (with its contents, as --force would).
+            if !self.delete_item(path, name, m, false).unwrap_or(false) {
+                return Err(TreeError::WrongKind {
+                    path: show(path.as_bytes()),
+                    expected: "removable directory",
+                });
+            }
+        }
+        if tree.lstat(path)?.is_none() {
+            return create(tree, path);
+        }
+        let tmp = temp_sibling(path)?;
+        create(tree, &tmp)?;
+        tree.rename(&tmp, path).inspect_err(|_| {
+            let _ = tree.unlink(&tmp);
+        })
+    }
+
+    fn generate_file(
+        &mut self,
+        list: &FileList,
+        e: &FileEntry,
+        ndx: i32,
+        found: Found,
+    ) -> Result<(), RecvError> {
+        let sh = self.sh;
+        let o = &sh.opts;
+        let redo = self.entry.redo;
+        if !redo {
+            if o.max_size.is_some_and(|m| e.size > m) || o.min_size.is_some_and(|m| e.size < m) {
+                return Ok(());
+            }
+            if o.update_only
+                && let Some(m) = found.meta
+                && m.kind == FileKind::Regular
+                && e.mtime - m.mtime < i64::from(o.modify_window.unwrap_or(0))
+            {
+                return self.hlink_skipped(ndx);
+            }
+        }
+        let mut meta = found.meta;
+        if let Some(m) = meta
+            && m.kind != FileKind::Regular
+            && !(o.write_devices && matches!(m.kind, FileKind::BlockDev | FileKind::CharDev))
+        {
+            if !self.delete_item(&found.path, &e.name, m, false)? {
+                return Ok(());
+            }
+            meta = None;
+        }
+        let mut entry = e.clone();
+        entry.mode = dest_mode(o, e.mode, meta.map(|m| m.mode), self.entry.dflt_perms);
+        // A partial file from an earlier interrupted transfer is a better basis.
+        let partial = self.partial_basis(&found.path)?;
+        if meta.is_none() && partial.is_none() {
+            if o.hard_links > 0 && self.hlink_not_last(ndx) {
+                self.defer_hlink(list, ndx);
+                return Ok(());
+            }
+            return self.request(&entry, ndx, None, None, redo);
+        }
+        if let Some(m) = meta
+            && !redo
+            && self.quick_check_ok(&entry, &found.path, &m)
+        {
+            if partial.is_some()
+                && let Some(pd) = &self.partial_path(&found.path)
+            {
+                let _ = sh.tree.unlink(pd);
+            }
+            let _ = self.set_attrs(&found.path, &entry, Some(m));
+            self.itemize(&entry, ndx, Some(m), 0, None)?;
+            self.hlink_leader_ready(&entry, ndx, &found.path)?;
+            return Ok(());
+        }
+        if o.append_mode > 0
+            && let Some(m) = meta
+            && m.size >= e.size.max(0) as u64
+        {
+            return self.hlink_skipped(ndx);
+        }
+        let basis = match (partial, meta) {
+            (Some((pp, pm)), _) => Some((pp, pm, crate::protocol::ndx::basis::PARTIAL_DIR)),
+            (None, Some(m)) => Some((found.path.clone(), m, crate::protocol::ndx::basis::FNAME)),
+            (None, None) => None,
+        };
+        self.request(&entry, ndx, meta, basis, redo)
+    }
+
+    /// The quick check: same size and time (or checksum with `-c`), unless
+    /// `--ignore-times`. Upstream: generator.c, quick_check_ok().
+    fn quick_check_ok(&self, e: &FileEntry, path: &RelPath, m: &Meta) -> bool {
+        let o = &self.sh.opts;
+        if m.size != e.size.max(0) as u64 {
+            return false;
+        }
+        if let (Some(spec), Some(want)) = (&self.sh.sums.file, &e.checksum) {
+            return file_checksum(&self.sh.tree, path, spec)
+                .is_some_and(|s| s.as_slice() == want.as_slice());
+        }
+        if o.size_only {
+            return true;
+        }
+        if o.ignore_times {
+            return false;
+        }
+        !mtime_differs(m, e, o.modify_window.unwrap_or(0))
+    }
+
+    /// Sends a transfer request: index, item flags, then the sum head and block sums of the
+    /// basis (or an empty head for a whole-file transfer). Upstream: generator.c,
+    /// recv_generator() "notify_others" and generate_and_send_sums().
+    fn request(
+        &mut self,
+        e: &FileEntry,
+        ndx: i32,
+        meta: Option<Meta>,
+        basis: Option<(RelPath, Meta, u8)>,
+        redo: bool,
+    ) -> Result<(), RecvError> {
+        let sh = self.sh;
+        let o = &sh.opts;
+        if sh.wire.inc_recurse
+            && let Some(ls) = self.lists.iter_mut().find(|l| l.list.contains(ndx))
+        {
+            ls.in_progress += 1;
+        }
+        if let Some(n) = self.hlinks.node(ndx) {
+            n.sent = true;
+        }
+        let mut iflags = it::TRANSFER;
+        if o.always_checksum {
+            iflags |= it::REPORT_CHANGE;
+        }
+        let basis_type = basis
+            .as_ref()
+            .map_or(crate::protocol::ndx::basis::FNAME, |b| b.2);
+        if basis_type != crate::protocol::ndx::basis::FNAME {
+            iflags |= it::BASIS_TYPE_FOLLOWS;
+        }
+        let iflags = self.item_flags(e, meta, iflags);
+        let whole = o.whole_file == Some(true) || basis.is_none();
+        let sums = if whole {
+            None
+        } else if let Some((bpath, bmeta, _)) = &basis {
+            self.block_sums(bpath, bmeta, redo)
+        } else {
+            None
+        };
+        let mut out = Vec::with_capacity(64);
+        self.ndx.encode(ndx, &mut out);
+        if sh.wire.protocol >= 29 {
+            put_shortint(&mut out, (iflags & 0xffff) as u16);
+            if iflags & it::BASIS_TYPE_FOLLOWS != 0 {
+                out.push(basis_type);
+            }
+        }
+        match &sums {
+            Some(s) => {
+                encode_sum_head(&mut out, &s.head, sh.wire.protocol);
+                encode_block_sums(&mut out, s);
+            }
+            None => encode_sum_head(&mut out, &SumHead::default(), sh.wire.protocol),
+        }
+        lock(&sh.writer).data(&out).map_err(write_err)?;
+        self.log_item(e, iflags, None);
+        Ok(())
+    }
+
+    /// Block sums of the basis, or `None` to send the file whole when it cannot be read.
+    fn block_sums(
+        &self,
+        path: &RelPath,
+        meta: &Meta,
+        redo: bool,
+    ) -> Option<crate::protocol::sums::BlockSums> {
+        let sh = self.sh;
+        if meta.size == 0 {
+            return None;
+        }
+        let head = sum_sizes(
+            meta.size as i64,
+            sh.wire.protocol,
+            sh.opts.block_size,
+            self.sh.sums.xfer.digest_len(),
+            redo,
+        )?;
+        let file = match sh.tree.open_read(path) {
+            Ok(f) => f,
+            Err(err) => {
+                sh.error(&format!(
+                    "rsync: failed to open \"{}\", continuing: {err}",
+                    show(path.as_bytes())
+                ));
+                return None;
+            }
+        };
+        let mut reader = BufReader::with_capacity(256 * 1024, file);
+        compute_block_sums(&head, &self.sh.sums.xfer, &mut reader).ok()
+    }
+
+    /// The item flags for an entry compared with what is at the destination.
+    /// Upstream: generator.c, itemize() (the flag computation).
+    pub(super) fn item_flags(&self, e: &FileEntry, meta: Option<Meta>, mut iflags: u32) -> u32 {
+        let sh = self.sh;
+        let o = &sh.opts;
+        let Some(m) = meta else {
+            return iflags | it::IS_NEW;
+        };
+        let keep_time = if !o.preserve_mtimes {
+            false
+        } else if e.is_dir() {
+            !o.omit_dir_times
+        } else if mode::is_lnk(e.mode) {
+            !o.omit_link_times
+        } else {
+            true
+        };
+        if mode::is_reg(e.mode) && m.size != e.size.max(0) as u64 {
+            iflags |= it::REPORT_SIZE;
+        }
+        let time_differs = mtime_differs(&m, e, o.modify_window.unwrap_or(0));
+        if (keep_time && time_differs)
+            || (!keep_time
+                && iflags & (it::TRANSFER | it::LOCAL_CHANGE) != 0
+                && iflags & it::XNAME_FOLLOWS == 0)
+        {
+            iflags |= it::REPORT_TIME;
+        }
+        if !mode::is_lnk(e.mode) {
+            if o.preserve_perms {
+                if m.mode & CHMOD_BITS != e.mode & CHMOD_BITS {
+                    iflags |= it::REPORT_PERMS;
+                }
+            } else if o.preserve_executability && ((m.mode & 0o111 != 0) != (e.mode & 0o111 != 0)) {
+                iflags |= it::REPORT_PERMS;
+            }
+        }
+        if o.preserve_uid
+            && (sh.policy.am_root || sh.policy.fake_super)
+            && e.uid.is_some_and(|u| u != m.uid)
+        {
+            iflags |= it::REPORT_OWNER;
+        }
+        if o.preserve_gid && e.gid.is_some_and(|g| g != m.gid) {
+            iflags |= it::REPORT_GROUP;
+        }
+        iflags
+    }
+
+    /// Sends a non-transfer item record when it is significant, and logs it.
+    /// Upstream: generator.c, itemize() (the output).
+    pub(super) fn itemize(
+        &mut self,
+        e: &FileEntry,
+        ndx: i32,
+        meta: Option<Meta>,
+        base: u32,
+        xname: Option<&[u8]>,
+    ) -> Result<(), RecvError> {
+        let sh = self.sh;
+        let iflags = self.item_flags(e, meta, base) & 0xffff;
+        let xname_nonempty = xname.is_some_and(|x| !x.is_empty());
+        let wanted = is_significant(iflags)
+            || iflags & it::REPORT_XATTR != 0
+            || sh.opts.itemize_changes > 1
+            || xname_nonempty;
+        if !wanted {
+            return Ok(());
+        }
+        if sh.wire.protocol >= 29 {
+            let mut out = Vec::with_capacity(16);
+            self.ndx.encode(ndx, &mut out);
+            put_shortint(&mut out, iflags as u16);
+            if iflags & it::XNAME_FOLLOWS != 0 {
+                let x = xname.unwrap_or(&[]);
+                crate::protocol::codec::put_vstring(&mut out, x)
+                    .map_err(|e| RecvError::fatal(e.to_string(), ExitCode::PROTOCOL))?;
+            }
+            lock(&sh.writer).data(&out).map_err(write_err)?;
+        } else if sh
+            .policy
+            .transfer_log_format
+            .as_deref()
+            .is_some_and(|f| f.contains("%i"))
+        {
+            // Below 29 a daemon reports items as text.
+            let name = if e.is_dir() {
+                format!("{}/", show(&e.name))
+            } else {
+                show(&e.name)
+            };
+            sh.info(&name);
+        }
+        self.log_item(e, iflags, xname);
+        Ok(())
+    }
+
+    /// The transfer-log line for an item, when `transfer logging` is on.
+    pub(super) fn log_item(&self, e: &FileEntry, iflags: u32, hlink: Option<&[u8]>) {
+        let sh = self.sh;
+        let Some(fmt) = &sh.policy.transfer_log_format else {
+            return;
+        };
+        // Transferred files are logged by the receiver once they arrive; other items only
+        // when the format itemizes (%i), and from protocol 29 on only once the sender has
+        // echoed them back (receiver.rs). Upstream: generator.c itemize(), log.c
+        // maybe_log_item().
+        if iflags & it::TRANSFER != 0 || !fmt.contains("%i") || sh.wire.protocol >= 29 {
+            return;
+        }
+        if !is_significant(iflags) && hlink.is_none_or(<[u8]>::is_empty) {
+            return;
+        }
+        super::translog::line(
+            sh,
+            fmt,
+            e,
+            &super::translog::Logged {
+                iflags,
+                hlink,
+                ..super::translog::Logged::recv()
+            },
+        );
+    }
+
+    /// Applies an entry's attributes to what is now at `path`. Upstream: rsync.c,
+    /// set_file_attrs().
+    pub(super) fn set_attrs(
+        &self,
+        path: &RelPath,
+        e: &FileEntry,
+        _existing: Option<Meta>,
+    ) -> Result<AttrChanges, TreeError> {
+        self.sh
+            .tree
+            .set_attrs(AttrTarget::Path(path), &want_attrs(self.sh, e))
+    }
+
+    /// `--partial-dir`: an earlier partial file to use as the basis.
+    fn partial_basis(&self, path: &RelPath) -> Result<Option<(RelPath, Meta)>, RecvError> {
+        let Some(pp) = self.partial_path(path) else {
+            return Ok(None);
+        };
+        match self.sh.tree.lstat(&pp) {
+            Ok(Some(m)) if m.kind == FileKind::Regular => Ok(Some((pp, m))),
+            _ => Ok(None),
+        }
+    }
+
+    fn partial_path(&self, path: &RelPath) -> Option<RelPath> {
+        partial_dir_path(&self.sh.opts, path)
+    }
+
+    fn hlink_not_first(&self, ndx: i32) -> bool {
+        self.hlinks.nodes.get(&ndx).is_some_and(|n| !n.first)
+    }
+
+    fn hlink_not_last(&self, ndx: i32) -> bool {
+        self.hlinks.nodes.get(&ndx).is_some_and(|n| !n.last)
+    }
+
+    fn defer_hlink(&mut self, _list: &FileList, ndx: i32) {
+        if self.sh.wire.inc_recurse
+            && let Some(ls) = self.lists.iter_mut().find(|l| l.list.contains(ndx))
+        {
+            ls.in_progress += 1;
+        }
+    }
+
+    fn hlink_skipped(&mut self, _ndx: i32) -> Result<(), RecvError> {
+        Ok(())
+    }
+
+    /// A hard-link member that is not its group's first: link it to a finished earlier
+    /// member, or wait for the one being transferred. Returns whether it was handled.
+    /// Upstream: hlink.c, hard_link_check().
+    fn hard_link_check(
+        &mut self,
+        e: &FileEntry,
+        ndx: i32,
+        found: &Found,
+    ) -> Result<bool, RecvError> {
+        let Some(node) = self.hlinks.nodes.get(&ndx).cloned() else {
+            return Ok(false);
+        };
+        let leader_path = match node
+            .prev
+            .and_then(|p| self.hlinks.nodes.get(&p).cloned().map(|n| (p, n)))
+        {
+            Some((p, prev)) if prev.done => self.entry_path(p),
+            Some((p, prev)) if prev.sent => {
+                // Wait for the transfer in progress; we are linked when it finishes.
+                if let Some(n) = self.hlinks.node(ndx) {
+                    n.sent = true;
+                    n.prev = prev.prev;
+                }
+                if let Some(pn) = self.hlinks.node(p) {
+                    pn.prev = Some(ndx);
+                }
+                if self.sh.wire.inc_recurse
+                    && let Some(ls) = self.lists.iter_mut().find(|l| l.list.contains(ndx))
+                {
+                    ls.in_progress += 1;
+                }
+                return Ok(true);
+            }
+            Some(_) => return Ok(false),
+            None => self.hlinks.done_groups.get(&node.group).cloned(),
+        };
+        let Some(leader) = leader_path else {
+            return Ok(false);
+        };
+        self.link_to(e, ndx, &found.path, found.meta, &leader)?;
+        Ok(true)
+    }
+
+    /// Creates (or confirms) a hard link from `path` to `leader`, and itemizes it.
+    /// Upstream: hlink.c, maybe_hard_link().
+    fn link_to(
+        &mut self,
+        e: &FileEntry,
+        ndx: i32,
+        path: &RelPath,
+        meta: Option<Meta>,
+        leader: &RelPath,
+    ) -> Result<(), RecvError> {
+        let sh = self.sh;
+        let Ok(Some(lm)) = sh.tree.lstat(leader) else {
+            sh.error(&format!(
+                "rsync: stat \"{}\" failed",
+                show(leader.as_bytes())
+            ));
+            return Ok(());
+        };
+        let xname = leader_name(&sh.dest, leader);
+        if let Some(m) = meta
+            && m.dev == lm.dev
+            && m.ino == lm.ino
+        {
+            self.itemize(
+                e,
+                ndx,
+                Some(m),
+                it::LOCAL_CHANGE | it::XNAME_FOLLOWS,
+                Some(b""),
+            )?;
+            if let Some(n) = self.hlinks.node(ndx) {
+                n.done = true;
+            }
+            return Ok(());
+        }
+        let leader_clone = leader.clone();
+        match self.replace_with(path, &e.name, meta, move |tree, tmp| {
+            tree.hard_link(&leader_clone, tmp)
+        }) {
+            Ok(()) => {
+                self.itemize(
+                    e,
+                    ndx,
+                    meta,
+                    it::LOCAL_CHANGE | it::XNAME_FOLLOWS,
+                    Some(&xname),
+                )?;
+                if let Some(n) = self.hlinks.node(ndx) {
+                    n.done = true;
+                }
+            }
+            Err(err) => sh.error(&format!(
+                "rsync: link \"{}\" => {} failed: {err}",
+                show(&e.name),
+                show(&xname)
+            )),
+        }
+        Ok(())
+    }
+
+    /// The path of an entry by index in a live list.
+    fn entry_path(&self, ndx: i32) -> Option<RelPath> {
+        let l = self.lists.iter().find(|l| l.list.contains(ndx))?;
+        let e = l.list.get(ndx)?;
+        self.sh.dest.path_of(&e.name).ok()
+    }
+
+    /// A group member is in place (transferred, or already up to date): link the members
+    /// that waited for it. Upstream: hlink.c, finish_hard_link().
+    pub(super) fn hlink_leader_ready(
+        &mut self,
+        e: &FileEntry,
+        ndx: i32,
+        path: &RelPath,
+    ) -> Result<(), RecvError> {
+        let Some(node) = self.hlinks.nodes.get(&ndx).cloned() else {
+            return Ok(());
+        };
+        let _ = e;
+        if let Some(n) = self.hlinks.node(ndx) {
+            n.done = true;
+            n.first = true;
+        }
+        let mut prev = node.prev;
+        while let Some(p) = prev {
+            let Some(pn) = self.hlinks.nodes.get(&p).cloned() else {
+                break;
+            };
+            prev = pn.prev;
+            let Some(list) = self
+                .lists
+                .iter()
+                .find(|l| l.list.contains(p))
+                .map(|l| l.list.clone())
+            else {
+                continue;
+            };
+            let Some(pe) = list.get(p).cloned() else {
+                continue;
+            };
+            let Ok(ppath) = self.sh.dest.path_of(&pe.name) else {
+                continue;
+            };
+            let pmeta = self.sh.tree.lstat(&ppath).ok().flatten();
+            self.link_to(&pe, p, &ppath, pmeta, path)?;
+            if let Some(n) = self.hlinks.node(p) {
+                n.prev = Some(ndx);
+            }
+            // Every member in the chain was counted when it was deferred or set waiting.
+            if self.sh.wire.inc_recurse
+                && let Some(ls) = self.lists.iter_mut().find(|l| l.list.contains(p))
+            {
+                ls.in_progress = ls.in_progress.saturating_sub(1);
+            }
+        }
+        self.hlinks.done_groups.insert(node.group, path.clone());
+        Ok(())
+    }
+
+    /// After the receiver reported on a hard-linked file.
+    pub(super) fn finish_hlink(&mut self, ndx: i32, received: bool) -> Result<(), RecvError> {
+        let Some(list) = self
+            .lists
+            .iter()
+            .find(|l| l.list.contains(ndx))
+            .map(|l| l.list.clone())
+        else {
+            return Ok(());
+        };
+        let Some(e) = list.get(ndx).cloned() else {
+            return Ok(());
+        };
+        if !received {
+            return Ok(());
+        }
+        let Ok(path) = self.sh.dest.path_of(&e.name) else {
+            return Ok(());
+        };
+        self.hlink_leader_ready(&e, ndx, &path)
+    }
+}
+
+/// The attributes an entry should end up with.
+pub(super) fn want_attrs(sh: &Shared, e: &FileEntry) -> WantAttrs {
+    let o = &sh.opts;
+    let owner_ok = sh.policy.am_root || sh.policy.fake_super;
+    let mut m = e.mode;
+    if let Some(chmod) = &sh.policy.incoming_chmod
+        && !mode::is_lnk(m)
+    {
+        m = chmod.apply(m);
+    }
+    let keep_time = if !o.preserve_mtimes {
+        false
+    } else if e.is_dir() {
+        !o.omit_dir_times
+    } else if mode::is_lnk(e.mode) {
+        !o.omit_link_times
+    } else {
+        true
+    };
+    WantAttrs {
+        mode: (!mode::is_lnk(m)).then_some(m & CHMOD_BITS),
+        uid: if o.preserve_uid && owner_ok {
+            e.uid
+        } else {
+            None
+        },
+        gid: if o.preserve_gid { e.gid } else { None },
+        mtime: keep_time.then_some((e.mtime, e.mtime_nsec)),
+        atime: if o.preserve_atimes > 0 && !e.is_dir() {
+            e.atime.map(|a| (a, 0))
+        } else {
+            None
+        },
+        rdev: if sh.policy.fake_super && mode::is_device(e.mode) {
+            e.rdev
+                .map(|(a, b)| nix::sys::stat::makedev(u64::from(a), u64::from(b)))
+        } else {
+            None
+        },
+    }
+}
+
+/// Whether an entry's mtime differs from the destination's (seconds, nanoseconds when
+/// both sides have them, and `--modify-window`). Upstream: util1.c, same_time().
+pub(super) fn mtime_differs(m: &Meta, e: &FileEntry, window: i32) -> bool {
+    if window > 0 {
+        return (m.mtime - e.mtime).abs() > i64::from(window);
+    }
+    if m.mtime != e.mtime {
+        return true;
+    }
+    // Nanoseconds count only when the sender sent them (protocol 31+).
+    e.mtime_nsec != 0 && m.mtime_nsec != e.mtime_nsec
+}
+
+/// `--partial-dir` location of a file: `DIR/NAME` in the file's directory (relative
+/// `--partial-dir`), as upstream's partial_dir_fname().
+pub(super) fn partial_dir_path(
+    o: &crate::protocol::options::Options,
+    path: &RelPath,
+) -> Option<RelPath> {
+    let dir = o.partial_dir.as_deref()?;
+    if dir.starts_with('/') {
+        return None;
+    }
+    let parent = path.parent().unwrap_or_else(RelPath::root);
+    let mut p = parent;
+    for part in dir.split('/').filter(|s| !s.is_empty() && *s != ".") {
+        p = p.join(part.as_bytes()).ok()?;
+    }
+    p.join(path.file_name()).ok()
+}
+
+/// The `--checksum` sum of an existing file.
+fn file_checksum(
+    tree: &crate::engine::tree::Tree,
+    path: &RelPath,
+    spec: &crate::protocol::checksum::ChecksumSpec,
+) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut f = tree.open_read(path).ok()?;
+    let mut sum = crate::protocol::checksum::FileSum::new(spec);
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        sum.update(&buf[..n]);
+    }
+    Some(sum.finish().to_vec())
+}
+
+/// A symlink that leads outside the transfer (`--safe-links`). Upstream: util1.c,
+/// unsafe_symlink().
+pub(super) fn is_unsafe_symlink(target: &[u8], name: &[u8]) -> bool {
+    if target.is_empty() || target.starts_with(b"/") {
+        return true;
+    }
+    let mut depth: i64 = name.iter().filter(|&&b| b == b'/').count() as i64;
+    for part in target.split(|&b| b == b'/') {
+        match part {
+            b".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return true;
+                }
+            }
+            b"" | b"." => {}
+            _ => depth += 1,
+        }
+    }
+    false
+}
+
+/// A fresh temporary name beside `path` (for entries created then renamed into place).
+fn temp_sibling(path: &RelPath) -> Result<RelPath, TreeError> {
+    let mut random = [0u8; 6];
+    let _ = getrandom::fill(&mut random);
+    let name = crate::engine::tree::temp_name(path.file_name(), &random);
+    path.parent().unwrap_or_else(RelPath::root).join(&name)
+}
+
+/// `--keep-dirlinks`: the directory a symlink at `path` leads to, when it stays beneath
+/// the root (a relative target resolved against the link's directory).
+fn follow_dirlink(tree: &crate::engine::tree::Tree, path: &RelPath) -> Option<Meta> {
+    let target = tree.read_link(path).ok()?;
+    if target.starts_with(b"/") {
+        return None;
+    }
+    let mut parts: Vec<Vec<u8>> = path
+        .parent()
+        .map(|p| p.components().map(<[u8]>::to_vec).collect())
+        .unwrap_or_default();
+    for c in target.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop()?;
+            }
+            c => parts.push(c.to_vec()),
+        }
+    }
+    let p = if parts.is_empty() {
+        RelPath::root()
+    } else {
+        RelPath::parse(&parts.join(&b'/')).ok()?
+    };
+    tree.lstat(&p)
+        .ok()
+        .flatten()
+        .filter(|m| m.kind == FileKind::Dir)
+}
+
+/// Whether `name` is `dir` or inside it.
+fn is_below(name: &[u8], dir: &[u8]) -> bool {
+    dir == b"." || name == dir || (name.starts_with(dir) && name.get(dir.len()) == Some(&b'/'))
+}
+
+/// How a leader's path is named in an `hf` line: relative to the destination root.
+fn leader_name(dest: &super::Destination, leader: &RelPath) -> Vec<u8> {
+    let root = dest.root.as_bytes();
+    let l = leader.as_bytes();
+    if dest.root.is_root() {
+        return l.to_vec();
+    }
+    l.strip_prefix(root)
+        .and_then(|r| r.strip_prefix(b"/"))
+        .map_or_else(|| l.to_vec(), <[u8]>::to_vec)
+}
+
+pub(super) fn show(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The itemize context of the receiving side.
+pub(super) fn item_ctx(sh: &Shared) -> ItemizeCtx {
+    ItemizeCtx {
+        sending: false,
+        preserve_mtimes: sh.opts.preserve_mtimes,
+        symlink_times: true,
+    }
+}

@@ -1,0 +1,456 @@
+//! The receiving side of a transfer (a push into the daemon, or a pull by the client):
+//! the file list, then a generator thread that decides what to ask for and a receiver
+//! (this thread) that rebuilds files, joined by a channel as rsync's two processes are by
+//! a pipe (upstream: main.c do_server_recv(), do_recv()).
+
+mod delete;
+mod delta;
+mod dest;
+mod entry;
+mod generator;
+mod receiver;
+mod translog;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use super::exit::ExitCode;
+use super::filter::{FilterContext, FilterSet, RuleOrigin};
+use super::flist::{FileList, ListError, ListReceiver};
+use super::mux::{MuxReader, MuxWriter, SharedWriter, lock};
+use super::setup::Wire;
+use super::tree::{RelPath, Tree};
+use crate::protocol::checksum::ChecksumSpec;
+use crate::protocol::compat::{CF_CHKSUM_SEED_FIX, CF_ID0_NAMES, CF_SAFE_FLIST};
+use crate::protocol::filter::{
+    FilterRule, decode_filter_list, filter_list_expected, server_cvs_rules,
+};
+use crate::protocol::flist::FlistConfig;
+use crate::protocol::mux::MsgCode;
+use crate::protocol::options::{DeleteWhen, Options};
+
+pub use dest::Destination;
+
+/// Where transfer log lines go (the daemon's log); the engine knows nothing else of it.
+pub trait LogSink: Send + Sync {
+    /// Writes one line.
+    fn line(&self, text: &str);
+}
+
+/// A sink that drops everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoLog;
+
+impl LogSink for NoLog {
+    fn line(&self, _: &str) {}
+}
+
+/// What the module (or the local side) decides beyond the client's options.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// The session may give files away (root, and not under fake super).
+    pub am_root: bool,
+    /// Ownership and special files go into xattrs (`fake super`).
+    pub fake_super: bool,
+    /// Ids are not mapped through names (`--numeric-ids`, or the module's `numeric ids`).
+    pub numeric_ids: bool,
+    /// Received symlink targets get the `/rsyncd-munged/` prefix.
+    pub munge_symlinks: bool,
+    /// Delete even after the sender reported I/O errors (`ignore errors`).
+    pub ignore_errors: bool,
+    /// A daemon module is being served (daemon-only refusals and log lines apply).
+    pub is_daemon: bool,
+    /// The module's own `filter`, `include from`, `include`, `exclude from` and `exclude`
+    /// rules, parsed, in that order.
+    pub daemon_rules: Vec<FilterRule>,
+    /// The module's `incoming chmod`, applied after any client `--chmod`.
+    pub incoming_chmod: Option<super::chmod::ChmodRules>,
+    /// `log format` when `transfer logging` is on.
+    pub transfer_log_format: Option<String>,
+    /// For `log format` escapes.
+    pub log_host: String,
+    pub log_addr: String,
+    pub log_module: String,
+    pub log_module_path: String,
+    pub log_user: String,
+}
+
+/// Statistics of the receiving side.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub total_size: AtomicU64,
+    pub literal_bytes: AtomicU64,
+    pub matched_bytes: AtomicU64,
+    pub files_transferred: AtomicU64,
+    pub deleted: [AtomicU64; 5],
+}
+
+impl Stats {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Everything the two threads share.
+pub(crate) struct Shared {
+    pub opts: Options,
+    pub wire: Wire,
+    pub policy: Policy,
+    pub tree: Tree,
+    pub dest: Destination,
+    pub writer: SharedWriter,
+    pub log: Arc<dyn LogSink>,
+    pub stats: Stats,
+    /// The daemon's rules and the client's (for refusals and deletion), with the state of
+    /// per-directory merge files.
+    pub filters: Mutex<FilterSet>,
+    /// Worst exit code seen so far (23 for partial transfers, etc.).
+    pub exit: Mutex<ExitCode>,
+    /// The session's checksums.
+    pub sums: Sums,
+}
+
+/// The checksums of a session: the transfer (whole-file) sum, and the `--checksum` file-list
+/// sum when that option is on. Upstream: checksum.c, parse_checksum_choice() (xfer_sum_nni
+/// and file_sum_nni).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sums {
+    pub xfer: ChecksumSpec,
+    pub file: Option<ChecksumSpec>,
+}
+
+impl Sums {
+    /// From `--checksum-choice=X[,Y]` or the negotiated name; an unknown name is fatal.
+    fn for_session(o: &Options, w: &Wire) -> Result<Sums, RecvError> {
+        let mut parts = o.checksum_choice.as_deref().map(|c| c.split(','));
+        let xfer_name = match &mut parts {
+            Some(p) => p.next(),
+            None => Some(w.checksum.as_str()),
+        };
+        let file_name = match &mut parts {
+            Some(p) => p.next().or(xfer_name),
+            None => xfer_name,
+        };
+        let unknown = |n: Option<&str>| {
+            RecvError::fatal(
+                format!("unknown checksum name: {}", n.unwrap_or("")),
+                ExitCode::UNSUPPORTED,
+            )
+        };
+        let xfer = ChecksumSpec::for_transfer(xfer_name, w.seed, w.protocol, seed_fix(w))
+            .ok_or_else(|| unknown(xfer_name))?;
+        let file = if o.always_checksum {
+            Some(
+                crate::protocol::checksum::file_checksum_spec(file_name, w.protocol)
+                    .ok_or_else(|| unknown(file_name))?,
+            )
+        } else {
+            None
+        };
+        Ok(Sums { xfer, file })
+    }
+}
+
+impl Shared {
+    /// Sends an error line to the client and the log, and marks the transfer partial.
+    pub fn error(&self, text: &str) {
+        self.log.line(text.trim_end());
+        let _ = lock(&self.writer).text(MsgCode::Error, &with_newline(text));
+        self.set_exit(ExitCode::PARTIAL);
+    }
+
+    /// Sends an informational line to the client.
+    pub fn info(&self, text: &str) {
+        let _ = lock(&self.writer).text(MsgCode::Info, &with_newline(text));
+    }
+
+    /// Raises the exit code (the first error of the highest kind wins).
+    pub fn set_exit(&self, code: ExitCode) {
+        let mut e = self
+            .exit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if e.0 == 0 {
+            *e = code;
+        }
+    }
+}
+
+fn with_newline(text: &str) -> String {
+    if text.ends_with('\n') {
+        text.to_string()
+    } else {
+        format!("{text}\n")
+    }
+}
+
+/// Messages from the receiver thread to the generator (upstream: the error pipe).
+#[derive(Debug)]
+pub(crate) enum ToGenerator {
+    List(Arc<FileList>),
+    FlistEof,
+    /// A file was received and put in place (MSG_SUCCESS on the pipe).
+    Done(i32),
+    /// A file failed its checksum: ask again with full sums (MSG_REDO).
+    Redo(i32),
+    /// A file could not be received (MSG_NO_SEND).
+    Failed(i32),
+    /// The receiver finished a phase (its NDX_DONE on the pipe).
+    PhaseDone,
+    /// The sender's io_error bits.
+    IoError(i32),
+    /// The receiver hit a fatal error; the generator stops.
+    Abort,
+}
+
+/// Why the receiving side stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum RecvError {
+    #[error("{0}")]
+    List(#[from] ListError),
+    #[error("{msg}")]
+    Fatal { msg: String, code: ExitCode },
+}
+
+impl RecvError {
+    pub fn code(&self) -> ExitCode {
+        match self {
+            RecvError::List(ListError::Flist(crate::protocol::flist::FlistError::UnsafeName(
+                _,
+            ))) => ExitCode::UNSUPPORTED,
+            RecvError::List(ListError::OutsideDir(_)) => ExitCode::UNSUPPORTED,
+            RecvError::List(ListError::Read(crate::engine::conn::ConnError::Timeout)) => {
+                ExitCode::TIMEOUT
+            }
+            RecvError::List(ListError::Read(crate::engine::conn::ConnError::Decode(_))) => {
+                ExitCode::PROTOCOL
+            }
+            RecvError::List(ListError::Read(_)) => ExitCode::STREAMIO,
+            RecvError::List(_) => ExitCode::PROTOCOL,
+            RecvError::Fatal { code, .. } => *code,
+        }
+    }
+
+    pub(crate) fn fatal(msg: impl Into<String>, code: ExitCode) -> RecvError {
+        RecvError::Fatal {
+            msg: msg.into(),
+            code,
+        }
+    }
+}
+
+/// The inputs of a receiving session.
+pub struct RecvSession {
+    pub opts: Options,
+    pub wire: Wire,
+    pub policy: Policy,
+    pub tree: Tree,
+    /// The destination argument (module-relative, sanitized): `None` for the root.
+    pub dest_arg: Option<Vec<u8>>,
+    pub log: Arc<dyn LogSink>,
+}
+
+impl std::fmt::Debug for RecvSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvSession")
+            .field("wire", &self.wire)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of a receiving session.
+#[derive(Debug)]
+pub struct RecvOutcome {
+    pub code: ExitCode,
+    pub total_size: u64,
+}
+
+/// Runs the receiving side to its end. `reader`/`writer` are the two halves of the
+/// connection (multiplexed as the protocol says).
+pub fn run(
+    mut s: RecvSession,
+    mut reader: MuxReader,
+    writer: MuxWriter,
+) -> Result<RecvOutcome, RecvError> {
+    let sums = Sums::for_session(&s.opts, &s.wire)?;
+    let cfg = flist_config(&s.opts, &s.wire, &s.policy, &sums);
+    apply_protocol_defaults(&mut s.opts, s.wire.protocol);
+    let writer: SharedWriter = Arc::new(Mutex::new(writer));
+
+    let peer_rules = receive_filters(&mut reader, &s.opts, s.wire.protocol)?;
+    let mut lists = ListReceiver::new(cfg.clone(), !s.policy.numeric_ids);
+    s.log.line("receiving file list");
+    let first = lists.receive(&mut reader, None)?;
+    let dest = Destination::prepare(
+        &s.tree,
+        s.dest_arg.as_deref(),
+        &first,
+        &s.opts,
+        &s.policy,
+        &writer,
+    )?;
+    let filters = build_filters(&s, &dest, peer_rules)?;
+    let shared = Arc::new(Shared {
+        opts: s.opts,
+        wire: s.wire,
+        policy: s.policy,
+        tree: s.tree,
+        dest,
+        writer: writer.clone(),
+        log: s.log,
+        stats: Stats::default(),
+        filters: Mutex::new(filters),
+        exit: Mutex::new(ExitCode::OK),
+        sums,
+    });
+    Stats::add(&shared.stats.total_size, total_size(&first));
+
+    let (to_gen, from_receiver) = mpsc::channel::<ToGenerator>();
+    let _ = to_gen.send(ToGenerator::List(first.clone()));
+    if lists.io_error != 0 {
+        let _ = to_gen.send(ToGenerator::IoError(lists.io_error));
+    }
+    let gen_shared = shared.clone();
+    let generator = std::thread::Builder::new()
+        .name("generator".into())
+        .spawn(move || generator::run(&gen_shared, from_receiver))
+        .map_err(|e| {
+            RecvError::fatal(format!("failed to start the generator: {e}"), ExitCode::IPC)
+        })?;
+
+    let received = receiver::run(&shared, &mut reader, &mut lists, first, &to_gen);
+    if received.is_err() {
+        let _ = to_gen.send(ToGenerator::Abort);
+    }
+    let generated = generator
+        .join()
+        .unwrap_or_else(|_| Err(RecvError::fatal("generator crashed", ExitCode::CRASHED)));
+    received?;
+    generated?;
+    let code = *shared
+        .exit
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Ok(RecvOutcome {
+        code,
+        total_size: shared.stats.total_size.load(Ordering::Relaxed),
+    })
+}
+
+/// The total size of regular files and symlinks in a list (the `total size` statistic).
+fn total_size(list: &FileList) -> u64 {
+    list.entries
+        .iter()
+        .zip(&list.active)
+        .filter(|(e, a)| {
+            **a && (crate::protocol::flist::mode::is_reg(e.mode)
+                || crate::protocol::flist::mode::is_lnk(e.mode))
+        })
+        .map(|(e, _)| e.size.max(0) as u64)
+        .sum()
+}
+
+/// The file-list settings of this session.
+fn flist_config(o: &Options, w: &Wire, p: &Policy, sums: &Sums) -> FlistConfig {
+    FlistConfig {
+        protocol: w.protocol,
+        varint_flags: w.compat_flags & crate::protocol::compat::CF_VARINT_FLIST_FLAGS != 0,
+        inc_recurse: w.inc_recurse,
+        safe_flist: w.protocol >= 31 || w.compat_flags & CF_SAFE_FLIST != 0,
+        preserve_uid: o.preserve_uid,
+        preserve_gid: o.preserve_gid,
+        preserve_links: o.preserve_links,
+        preserve_devices: o.preserve_devices,
+        preserve_specials: o.preserve_specials,
+        preserve_hard_links: o.hard_links > 0,
+        preserve_atimes: o.preserve_atimes > 0,
+        preserve_crtimes: o.preserve_crtimes,
+        relative: o.relative,
+        flist_csum_len: sums.file.map_or(0, |f| f.digest_len()),
+        id0_names: w.compat_flags & CF_ID0_NAMES != 0,
+        missing_args_delete: o.missing_args == 2,
+        munge_symlinks: p.munge_symlinks,
+    }
+}
+
+/// What depends on the negotiated protocol (upstream: compat.c, setup_protocol()).
+fn apply_protocol_defaults(o: &mut Options, protocol: i32) {
+    o.apply_protocol(protocol);
+}
+
+/// Reads the client's filter list when one comes our way. Upstream: exclude.c,
+/// recv_filter_list().
+fn receive_filters(
+    r: &mut MuxReader,
+    o: &Options,
+    protocol: i32,
+) -> Result<Vec<FilterRule>, RecvError> {
+    if !filter_list_expected(
+        false,
+        o.prune_empty_dirs,
+        o.deletes(),
+        o.delete_excluded,
+        protocol,
+    ) {
+        return Ok(Vec::new());
+    }
+    r.decode_with(|b| decode_filter_list(b, protocol))
+        .map_err(|e| RecvError::fatal(format!("filter list: {e}"), ExitCode::PROTOCOL))
+}
+
+/// The session's filter set: the daemon's rules, then the client's (and `-C`'s).
+fn build_filters(
+    s: &RecvSession,
+    dest: &Destination,
+    peer: Vec<FilterRule>,
+) -> Result<FilterSet, RecvError> {
+    let ctx = FilterContext {
+        protocol: s.wire.protocol,
+        am_sender: false,
+        root: dest.root.as_bytes().to_vec(),
+        delete_excluded: s.opts.delete_excluded,
+        eol_nulls: s.opts.from0,
+    };
+    let mut set = FilterSet::new(ctx);
+    let tree = &s.tree;
+    let mut read = |p: &[u8]| -> Option<Vec<u8>> { read_rule_file(tree, p) };
+    let fail = |e: crate::protocol::filter::FilterError| {
+        RecvError::fatal(e.to_string(), crate::engine::filter::exit_code(&e))
+    };
+    set.add_daemon_rules(s.policy.daemon_rules.clone(), &mut read)
+        .map_err(fail)?;
+    let mut rules = peer;
+    if s.opts.cvs_exclude {
+        rules.extend(server_cvs_rules(false, s.wire.protocol));
+    }
+    set.add_rules(rules, RuleOrigin::Peer, &mut read)
+        .map_err(fail)?;
+    Ok(set)
+}
+
+/// Reads a merge file named relative to the module root, through the confined tree.
+pub(crate) fn read_rule_file(tree: &Tree, path: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let rel = RelPath::parse(path).ok()?;
+    let mut f = tree.open_read(&rel).ok()?;
+    let mut buf = Vec::new();
+    // Filter files are small; a huge one is not read past this.
+    f.by_ref().take(16 << 20).read_to_end(&mut buf).ok()?;
+    Some(buf)
+}
+
+/// Whether MD5 block sums put the seed first (CF_CHKSUM_SEED_FIX).
+pub(crate) fn seed_fix(w: &Wire) -> bool {
+    w.compat_flags & CF_CHKSUM_SEED_FIX != 0
+}
+
+/// `--delete` modes the generator runs in.
+pub(crate) fn delete_during(o: &Options) -> bool {
+    matches!(o.delete, DeleteWhen::During | DeleteWhen::Delay)
+}
+
+/// The relative path of the destination root, for tests and logs.
+pub fn dest_root(d: &Destination) -> &RelPath {
+    &d.root
+}

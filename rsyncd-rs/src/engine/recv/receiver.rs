@@ -1,0 +1,686 @@
+//! The receiver: the only reader of the socket on the receiving side. It takes the file
+//! lists that arrive during the transfer, the sender's replies and file data, rebuilds
+//! each file under a temporary name and renames it into place (upstream: receiver.c
+//! recv_files(), finish_transfer(); rsync.c read_ndx_and_attrs()).
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+
+use super::delta::{Output, Received, discard_data, receive_data};
+use super::entry::{partial_dir_path, show, want_attrs};
+use super::translog::{self, Logged};
+use super::{RecvError, Shared, Stats, ToGenerator};
+use crate::engine::exit::ExitCode;
+use crate::engine::flist::{FileList, ListReceiver};
+use crate::engine::mux::{Message, MuxReader};
+use crate::engine::tree::{AttrTarget, FileKind, RelPath, TempFile, TreeError};
+use crate::protocol::checksum::ChecksumSpec;
+use crate::protocol::codec::{get_shortint, get_varint};
+use crate::protocol::flist::FileEntry;
+use crate::protocol::mux::MsgCode;
+use crate::protocol::ndx::basis::{
+    BACKUP as FNAMECMP_BACKUP, FNAME as FNAMECMP_FNAME, FUZZY as FNAMECMP_FUZZY,
+    PARTIAL_DIR as FNAMECMP_PARTIAL_DIR,
+};
+use crate::protocol::ndx::{
+    NDX_DEL_STATS, NDX_DONE, NDX_FLIST_EOF, NDX_FLIST_OFFSET, NdxCodec, iflags as it,
+};
+use crate::protocol::sums::{SumHead, decode_sum_head};
+use crate::protocol::token::{Compression, TokenDecoder};
+
+/// The receiver's state.
+struct Receiver<'a, 'r> {
+    sh: &'a Shared,
+    r: &'r mut MuxReader,
+    to_gen: &'a Sender<ToGenerator>,
+    live: VecDeque<Arc<FileList>>,
+    ndx: NdxCodec,
+    tokens: TokenDecoder,
+    spec: ChecksumSpec,
+    /// Files received once already: a second request is the redo pass.
+    sent_once: HashSet<i32>,
+}
+
+/// Runs the receiver until the sender's last phase ends. Upstream: receiver.c,
+/// recv_files(), and the receiver half of main.c do_recv().
+pub(super) fn run(
+    sh: &Shared,
+    r: &mut MuxReader,
+    lists: &mut ListReceiver,
+    first: Arc<FileList>,
+    to_gen: &Sender<ToGenerator>,
+) -> Result<(), RecvError> {
+    let w = &sh.wire;
+    let spec = sh.sums.xfer;
+    let compression = match &w.compression {
+        Some(name) => Compression::from_name(name).ok_or_else(|| {
+            RecvError::fatal(
+                format!("unknown compress name: {name}"),
+                ExitCode::UNSUPPORTED,
+            )
+        })?,
+        None => Compression::None,
+    };
+    let mut rc = Receiver {
+        sh,
+        r,
+        to_gen,
+        live: VecDeque::from([first.clone()]),
+        ndx: NdxCodec::new(w.protocol),
+        tokens: TokenDecoder::new(compression, w.protocol),
+        spec,
+        sent_once: HashSet::new(),
+    };
+    if w.inc_recurse && first.active.iter().filter(|a| **a).count() == 1 {
+        // A single-entry first list is followed at once by the next list or the end.
+        let ndx = rc.read_ndx()?;
+        rc.list_marker(ndx, lists)?;
+    }
+    let result = rc.files(lists);
+    if let Err(e) = &result {
+        sh.log.line(&e.to_string());
+    }
+    result?;
+    let _ = to_gen.send(ToGenerator::PhaseDone);
+    rc.goodbye();
+    Ok(())
+}
+
+impl Receiver<'_, '_> {
+    fn read_ndx(&mut self) -> Result<i32, RecvError> {
+        let codec = &mut self.ndx;
+        let n = self.r.decode(|b| codec.decode(b)).map_err(read_err)?;
+        self.messages()?;
+        Ok(n)
+    }
+
+    /// Handles messages the sender interleaved with the data.
+    fn messages(&mut self) -> Result<(), RecvError> {
+        for m in self.r.take_messages() {
+            match m {
+                Message::IoError(e) => {
+                    let _ = self.to_gen.send(ToGenerator::IoError(e));
+                }
+                Message::NoSend(ndx) => {
+                    let _ = self.to_gen.send(ToGenerator::Failed(ndx));
+                }
+                Message::ErrorExit(code) => {
+                    return Err(RecvError::fatal(
+                        "the sender exited with an error",
+                        crate::engine::exit::ExitCode(code.unwrap_or(12)),
+                    ));
+                }
+                Message::Text(_, text) => {
+                    self.sh.log.line(String::from_utf8_lossy(&text).trim_end())
+                }
+                Message::Success(_) | Message::Deleted(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// A negative index that is not NDX_DONE: the end of the lists, or a sub-list.
+    fn list_marker(&mut self, ndx: i32, lists: &mut ListReceiver) -> Result<(), RecvError> {
+        if ndx == NDX_FLIST_EOF {
+            let _ = self.to_gen.send(ToGenerator::FlistEof);
+            return Ok(());
+        }
+        let d = NDX_FLIST_OFFSET - ndx;
+        if !self.sh.wire.inc_recurse || d < 0 || d as usize >= lists.dirs.len() {
+            return Err(RecvError::fatal(
+                format!("Invalid file index: {ndx}"),
+                ExitCode::PROTOCOL,
+            ));
+        }
+        let list = lists.receive(self.r, Some(d as usize))?;
+        Stats::add(&self.sh.stats.total_size, super::total_size(&list));
+        if lists.io_error != 0 {
+            let _ = self.to_gen.send(ToGenerator::IoError(lists.io_error));
+        }
+        self.live.push_back(list.clone());
+        let _ = self.to_gen.send(ToGenerator::List(list));
+        Ok(())
+    }
+
+    fn files(&mut self, lists: &mut ListReceiver) -> Result<(), RecvError> {
+        let sh = self.sh;
+        let p = sh.wire.protocol;
+        let max_phase = if p >= 29 { 2 } else { 1 };
+        let mut phase = 0;
+        loop {
+            let ndx = self.read_ndx()?;
+            if ndx == NDX_DONE {
+                if sh.wire.inc_recurse && !self.live.is_empty() {
+                    self.live.pop_front();
+                    if !self.live.is_empty() {
+                        continue;
+                    }
+                }
+                phase += 1;
+                if phase > max_phase {
+                    return Ok(());
+                }
+                let _ = self.to_gen.send(ToGenerator::PhaseDone);
+                continue;
+            }
+            if ndx == NDX_DEL_STATS {
+                for _ in 0..5 {
+                    self.r.decode(get_varint).map_err(read_err)?;
+                }
+                continue;
+            }
+            if ndx < 0 {
+                self.list_marker(ndx, lists)?;
+                continue;
+            }
+            let iflags = if p >= 29 {
+                u32::from(self.r.decode(|b| Ok(get_shortint(b))).map_err(read_err)?)
+            } else {
+                it::TRANSFER | it::MISSING_DATA
+            };
+            let Some((list, entry)) = self.find(ndx) else {
+                // Protocol 29's keepalive: the list's length with IS_NEW.
+                if p < 30 && iflags == it::IS_NEW {
+                    continue;
+                }
+                return Err(RecvError::fatal(
+                    format!("rsync: refusing transfer of cleared or invalid file index {ndx}"),
+                    ExitCode::PROTOCOL,
+                ));
+            };
+            let basis_type = if iflags & it::BASIS_TYPE_FOLLOWS != 0 {
+                self.r.read_exact(1).map_err(read_err)?[0]
+            } else {
+                FNAMECMP_FNAME
+            };
+            let xname = if iflags & it::XNAME_FOLLOWS != 0 {
+                Some(
+                    self.r
+                        .decode(|b| crate::protocol::codec::get_vstring(b, 4096))
+                        .map_err(read_err)?,
+                )
+            } else {
+                None
+            };
+            let _ = list;
+            if iflags & it::TRANSFER == 0 {
+                if let Some(fmt) = &sh.policy.transfer_log_format
+                    && (crate::engine::itemize::is_significant(iflags)
+                        || xname.as_deref().is_some_and(|x| !x.is_empty()))
+                    && fmt.contains("%i")
+                {
+                    translog::line(
+                        sh,
+                        fmt,
+                        &entry,
+                        &Logged {
+                            iflags,
+                            hlink: xname.as_deref(),
+                            ..Logged::recv()
+                        },
+                    );
+                }
+                continue;
+            }
+            if phase == 2 {
+                return Err(RecvError::fatal(
+                    "got transfer request in phase 2 [receiver]",
+                    ExitCode::PROTOCOL,
+                ));
+            }
+            self.receive_file(ndx, &entry, iflags, basis_type)?;
+        }
+    }
+
+    /// The entry an index names: in a live list, or a list's own directory.
+    fn find(&self, ndx: i32) -> Option<(Arc<FileList>, FileEntry)> {
+        for l in &self.live {
+            if let Some(e) = l.get(ndx) {
+                return Some((l.clone(), e.clone()));
+            }
+            if ndx == l.ndx_start - 1
+                && let Some((_, d)) = &l.parent
+            {
+                return Some((l.clone(), d.clone()));
+            }
+        }
+        None
+    }
+
+    /// Receives one file. Upstream: receiver.c, recv_files() for an ITEM_TRANSFER record.
+    fn receive_file(
+        &mut self,
+        ndx: i32,
+        e: &FileEntry,
+        iflags: u32,
+        basis_type: u8,
+    ) -> Result<(), RecvError> {
+        let sh = self.sh;
+        let o = &sh.opts;
+        let redo = !self.sent_once.insert(ndx);
+        // Upstream's %b counts what this file's data took on the wire, sum head included.
+        let wire_start = self.r.consumed();
+        let head = self.read_sum_head()?;
+        let dest = match sh.dest.path_of(&e.name) {
+            Ok(p) => p,
+            Err(err) => {
+                return self.skip_file(
+                    ndx,
+                    &head,
+                    &format!("rsync: invalid name {}: {err}", show(&e.name)),
+                );
+            }
+        };
+        if e.name != b"."
+            && sh
+                .filters
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .daemon_refuses(&e.name, false)
+        {
+            return Err(RecvError::fatal(
+                format!(
+                    "ERROR: rejecting file transfer request for daemon excluded file: {}",
+                    show(&e.name)
+                ),
+                ExitCode::PROTOCOL,
+            ));
+        }
+        let partial = partial_dir_path(o, &dest);
+        let basis_path = match basis_type {
+            FNAMECMP_FNAME => Some(dest.clone()),
+            FNAMECMP_PARTIAL_DIR => partial.clone(),
+            FNAMECMP_BACKUP => backup_path(sh, &dest),
+            t if t >= FNAMECMP_FUZZY => {
+                return Err(RecvError::fatal(
+                    "rsync: refusing malicious fuzzy operation",
+                    ExitCode::PROTOCOL,
+                ));
+            }
+            t => {
+                return Err(RecvError::fatal(
+                    format!("invalid basis_dir index: {t}."),
+                    ExitCode::PROTOCOL,
+                ));
+            }
+        };
+        let basis = basis_path.as_ref().and_then(|bp| match sh.tree.lstat(bp) {
+            Ok(Some(m)) if m.kind == FileKind::Regular => sh.tree.open_read(bp).ok(),
+            _ => None,
+        });
+        if let Ok(Some(m)) = sh.tree.lstat(&dest)
+            && m.kind == FileKind::Dir
+        {
+            return self.skip_file(
+                ndx,
+                &head,
+                &format!("rsync: recv_files: {} is a directory", show(&e.name)),
+            );
+        }
+        // Upstream's one_inplace (a partial-dir basis updated in place) only saves a copy;
+        // staging a temporary file gives the same result, so only --inplace writes in place.
+        let inplace = o.inplace;
+        let mut want = want_attrs(sh, e);
+        if !o.preserve_perms {
+            let existing = sh.tree.lstat(&dest).ok().flatten().map(|m| m.mode);
+            want.mode =
+                Some(super::entry::dest_mode(o, e.mode, existing, 0o777 & !umask()) & 0o7777);
+        }
+        let outcome = if inplace {
+            self.receive_inplace(e, &dest, &head, basis.as_ref(), &want)
+        } else {
+            self.receive_to_temp(e, &dest, &head, basis.as_ref(), &want, partial.as_ref())
+        };
+        let got = match outcome {
+            Ok(g) => g,
+            Err(Fail::Skip(msg)) => return self.skip_file(ndx, &head, &msg),
+            Err(Fail::Fatal(err)) => return Err(err),
+        };
+        match got {
+            Some(received) if received.verified => {
+                Stats::add(&sh.stats.files_transferred, 1);
+                Stats::add(&sh.stats.literal_bytes, received.literal_bytes);
+                Stats::add(&sh.stats.matched_bytes, received.matched_bytes);
+                if let Some(fmt) = &sh.policy.transfer_log_format {
+                    let wire_bytes = self.r.consumed() - wire_start;
+                    translog::line(
+                        sh,
+                        fmt,
+                        e,
+                        &Logged {
+                            iflags,
+                            bytes: wire_bytes,
+                            sum: Some(&received.sum),
+                            ..Logged::recv()
+                        },
+                    );
+                }
+                let _ = self.to_gen.send(ToGenerator::Done(ndx));
+            }
+            Some(_) => {
+                let kept = if o.inplace {
+                    "retained"
+                } else if o.keep_partial && o.partial_dir.is_some() {
+                    "put into partial-dir"
+                } else if o.keep_partial {
+                    "retained"
+                } else {
+                    "discarded"
+                };
+                if redo {
+                    sh.error(&format!(
+                        "ERROR: {} failed verification -- update {kept}.",
+                        show(&e.name)
+                    ));
+                    let _ = self.to_gen.send(ToGenerator::Failed(ndx));
+                } else {
+                    if o.verbose > 0 || o.itemize_changes > 0 {
+                        let _ = crate::engine::mux::lock(&sh.writer)
+                            .text(MsgCode::Warning, &format!("WARNING: {} failed verification -- update {kept} (will try again).\n", show(&e.name)));
+                    }
+                    let _ = self.to_gen.send(ToGenerator::Redo(ndx));
+                }
+            }
+            None => {
+                let _ = self.to_gen.send(ToGenerator::Failed(ndx));
+            }
+        }
+        Ok(())
+    }
+
+    fn read_sum_head(&mut self) -> Result<SumHead, RecvError> {
+        let p = self.sh.wire.protocol;
+        let max = self.spec.digest_len();
+        self.r
+            .decode(|b| decode_sum_head(b, p, max))
+            .map_err(read_err)
+    }
+
+    /// Reads past a file that cannot be received, reports it and tells the generator.
+    fn skip_file(&mut self, ndx: i32, head: &SumHead, msg: &str) -> Result<(), RecvError> {
+        self.sh.error(msg);
+        discard_data(self.r, &mut self.tokens, head, &self.spec).map_err(delta_err)?;
+        let _ = self.to_gen.send(ToGenerator::Failed(ndx));
+        Ok(())
+    }
+
+    /// Writes into a temp file beside the destination and renames it into place when the
+    /// checksum matched. Upstream: receiver.c recv_files() and rsync.c finish_transfer().
+    fn receive_to_temp(
+        &mut self,
+        e: &FileEntry,
+        dest: &RelPath,
+        head: &SumHead,
+        basis: Option<&std::fs::File>,
+        want: &crate::engine::tree::WantAttrs,
+        partial: Option<&RelPath>,
+    ) -> Result<Option<Received>, Fail> {
+        let sh = self.sh;
+        let o = &sh.opts;
+        let temp_mode = (e.mode | 0o200) & 0o700 | if sh.policy.fake_super { 0o600 } else { 0 };
+        let mut tmp: TempFile = match sh.tree.create_temp(dest, temp_mode) {
+            Ok(t) => t,
+            Err(err) => {
+                return Err(Fail::Skip(format!(
+                    "rsync: mkstemp \"{}\" failed: {err}",
+                    show(&e.name)
+                )));
+            }
+        };
+        if o.preallocate && e.size > 0 {
+            let _ =
+                nix::fcntl::fallocate(tmp.file(), nix::fcntl::FallocateFlags::empty(), 0, e.size);
+        }
+        let received = {
+            let mut out = Output::new(tmp.file_mut(), o.sparse);
+            let r = receive_data(
+                self.r,
+                &mut self.tokens,
+                head,
+                &self.spec,
+                basis,
+                &mut out,
+                false,
+            );
+            match r {
+                Ok(got) => {
+                    out.finish(o.sparse).map_err(|err| {
+                        Fail::Skip(format!(
+                            "rsync: write failed on \"{}\": {err}",
+                            show(&e.name)
+                        ))
+                    })?;
+                    got
+                }
+                Err(err) => {
+                    drop(out);
+                    // The connection broke mid-file: keep what arrived with --partial.
+                    if o.keep_partial && !matches!(err, super::delta::DeltaError::Write(_)) {
+                        self.keep_partial(tmp, dest, partial);
+                    } else {
+                        sh.tree.discard(tmp);
+                    }
+                    return Err(match err {
+                        super::delta::DeltaError::Write(w) => Fail::Fatal(RecvError::fatal(
+                            format!("rsync: write failed on \"{}\": {w}", show(&e.name)),
+                            ExitCode::FILEIO,
+                        )),
+                        other => Fail::Fatal(delta_err(other)),
+                    });
+                }
+            }
+        };
+        if !received.verified {
+            if o.keep_partial {
+                self.keep_partial(tmp, dest, partial);
+            } else {
+                sh.tree.discard(tmp);
+            }
+            return Ok(Some(received));
+        }
+        if let Err(err) = sh.tree.set_attrs(AttrTarget::Temp(&tmp), want) {
+            sh.error(&format!(
+                "rsync: set attributes of \"{}\" failed: {err}",
+                show(&e.name)
+            ));
+        }
+        if o.make_backups
+            && let Err(err) = make_backup(sh, dest)
+        {
+            sh.tree.discard(tmp);
+            return Err(Fail::Skip(format!(
+                "rsync: backup of \"{}\" failed: {err}",
+                show(&e.name)
+            )));
+        }
+        if let Err(err) = sh.tree.commit(tmp, dest) {
+            return Err(Fail::Skip(format!(
+                "rsync: rename \"{}\" failed: {err}",
+                show(&e.name)
+            )));
+        }
+        if let Some(pp) = partial {
+            let _ = sh.tree.unlink(pp);
+        }
+        Ok(Some(received))
+    }
+
+    /// `--partial`: a partial file replaces the destination (or goes to `--partial-dir`).
+    fn keep_partial(&self, tmp: TempFile, dest: &RelPath, partial: Option<&RelPath>) {
+        let sh = self.sh;
+        let target = match partial {
+            Some(pp) => {
+                if let Some(dir) = pp.parent()
+                    && sh.tree.lstat(&dir).ok().flatten().is_none()
+                {
+                    let _ = sh.tree.mkdir(&dir, 0o700);
+                }
+                pp.clone()
+            }
+            None => dest.clone(),
+        };
+        if sh.tree.commit(tmp, &target).is_err() {
+            // Nothing better to do: the temp file was removed by the failed commit or stays.
+        }
+    }
+
+    /// `--inplace`: writes straight into the destination. Upstream: receiver.c with
+    /// inplace set.
+    fn receive_inplace(
+        &mut self,
+        e: &FileEntry,
+        dest: &RelPath,
+        head: &SumHead,
+        basis: Option<&std::fs::File>,
+        want: &crate::engine::tree::WantAttrs,
+    ) -> Result<Option<Received>, Fail> {
+        let sh = self.sh;
+        let o = &sh.opts;
+        let mut file = match sh.tree.open_inplace(dest) {
+            Ok(f) => f,
+            Err(err) => {
+                return Err(Fail::Skip(format!(
+                    "rsync: open \"{}\" failed: {err}",
+                    show(&e.name)
+                )));
+            }
+        };
+        let received = {
+            let mut out = Output::new(&mut file, o.sparse);
+            let got = receive_data(
+                self.r,
+                &mut self.tokens,
+                head,
+                &self.spec,
+                basis,
+                &mut out,
+                true,
+            )
+            .map_err(|err| Fail::Fatal(delta_err(err)))?;
+            out.finish(true).map_err(|err| {
+                Fail::Skip(format!(
+                    "rsync: write failed on \"{}\": {err}",
+                    show(&e.name)
+                ))
+            })?;
+            got
+        };
+        drop(file);
+        if let Err(err) = sh.tree.set_attrs(AttrTarget::Path(dest), want) {
+            sh.error(&format!(
+                "rsync: set attributes of \"{}\" failed: {err}",
+                show(&e.name)
+            ));
+        }
+        Ok(Some(received))
+    }
+
+    /// After the last phase: the sender's final NDX_DONE (at 31+, passed on to the
+    /// generator, which then says goodbye), until the sender hangs up.
+    /// Upstream: main.c, read_final_goodbye().
+    fn goodbye(&mut self) {
+        if self.sh.wire.protocol < 29 {
+            return;
+        }
+        self.r
+            .conn_mut()
+            .set_idle_timeout(Some(std::time::Duration::from_secs(60)));
+        let mut first = true;
+        while let Ok(ndx) = self.read_ndx() {
+            if ndx != NDX_DONE {
+                self.sh
+                    .log
+                    .line(&format!("Invalid packet at end of run ({ndx}) [receiver]"));
+                return;
+            }
+            if first && self.sh.wire.protocol >= 31 {
+                let _ = self.to_gen.send(ToGenerator::PhaseDone);
+            }
+            first = false;
+        }
+    }
+}
+
+/// How receiving a file failed: skip just it, or end the session.
+enum Fail {
+    Skip(String),
+    Fatal(RecvError),
+}
+
+fn read_err(e: crate::engine::mux::ReadError) -> RecvError {
+    use crate::engine::conn::ConnError;
+    match e {
+        ConnError::Timeout => RecvError::fatal("timeout in data send/receive", ExitCode::TIMEOUT),
+        ConnError::Decode(w) => {
+            RecvError::fatal(format!("protocol error: {w}"), ExitCode::PROTOCOL)
+        }
+        ConnError::Eof => RecvError::fatal("connection unexpectedly closed", ExitCode::STREAMIO),
+        ConnError::Io(io) => RecvError::fatal(format!("read error: {io}"), ExitCode::STREAMIO),
+    }
+}
+
+fn delta_err(e: super::delta::DeltaError) -> RecvError {
+    match e {
+        super::delta::DeltaError::Read(r) => read_err(r),
+        other => RecvError::fatal(other.to_string(), ExitCode::FILEIO),
+    }
+}
+
+fn umask() -> u32 {
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    nix::sys::stat::umask(old);
+    old.bits()
+}
+
+/// Where `--backup` puts the old version of `dest`: `--backup-dir` (relative to the module)
+/// or beside it with the suffix (default `~`).
+pub(super) fn backup_path(sh: &Shared, dest: &RelPath) -> Option<RelPath> {
+    let o = &sh.opts;
+    let suffix = o.backup_suffix.clone().unwrap_or_else(|| {
+        if o.backup_dir.is_some() {
+            String::new()
+        } else {
+            "~".to_string()
+        }
+    });
+    let rel = dest.as_bytes();
+    let mut name = rel.to_vec();
+    name.extend_from_slice(suffix.as_bytes());
+    match &o.backup_dir {
+        Some(dir) => {
+            let base = super::dest::sanitize(dir.as_bytes());
+            let mut p = base;
+            for part in name.split(|&b| b == b'/') {
+                p = p.join(part).ok()?;
+            }
+            Some(p)
+        }
+        None => RelPath::parse(&name).ok(),
+    }
+}
+
+/// Moves the current version of `dest` aside (`--backup`); `Ok(false)` when there was
+/// nothing to back up. Upstream: backup.c, make_backup().
+pub(super) fn make_backup(sh: &Shared, dest: &RelPath) -> Result<bool, TreeError> {
+    let Some(m) = sh.tree.lstat(dest)? else {
+        return Ok(false);
+    };
+    if m.kind == FileKind::Dir {
+        return Ok(false);
+    }
+    let Some(bp) = backup_path(sh, dest) else {
+        return Ok(false);
+    };
+    // Missing directories of --backup-dir are created as needed.
+    let mut cur = RelPath::root();
+    let parts: Vec<Vec<u8>> = bp.components().map(<[u8]>::to_vec).collect();
+    for part in parts.iter().take(parts.len().saturating_sub(1)) {
+        cur = cur.join(part)?;
+        if sh.tree.lstat(&cur)?.is_none() {
+            sh.tree.mkdir(&cur, 0o700)?;
+        }
+    }
+    sh.tree.rename(dest, &bp)?;
+    Ok(true)
+}

@@ -1,0 +1,143 @@
+//! The daemon's transfer log (`transfer logging` with `log format`): one line per received,
+//! deleted or (with `%i`) changed entry. Upstream: log.c, log_item() and log_formatted().
+
+use super::Shared;
+use super::entry::{item_ctx, show};
+use crate::engine::itemize::itemize_string;
+use crate::engine::logfmt::{
+    LogFileInfo, LogSessionInfo, format_log_line, mtime_string, perm_string,
+};
+use crate::protocol::checksum::ChecksumKind;
+use crate::protocol::flist::{FileEntry, mode};
+use crate::protocol::ndx::iflags as it;
+
+/// What is being logged about an entry, beyond the entry itself.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Logged<'a> {
+    /// `%o`: "recv" or "del.".
+    pub op: &'static str,
+    pub iflags: u32,
+    /// The hard-link leader an entry was linked to.
+    pub hlink: Option<&'a [u8]>,
+    /// `%b`: bytes this entry's data took on the wire.
+    pub bytes: u64,
+    /// The sender's whole-file checksum of a transferred file.
+    pub sum: Option<&'a [u8]>,
+}
+
+impl Logged<'_> {
+    /// A received entry with nothing transferred.
+    pub fn recv() -> Self {
+        Logged {
+            op: "recv",
+            iflags: 0,
+            hlink: None,
+            bytes: 0,
+            sum: None,
+        }
+    }
+}
+
+/// Writes the transfer-log line for `e`.
+pub(super) fn line(sh: &Shared, fmt: &str, e: &FileEntry, what: &Logged<'_>) {
+    let p = &sh.policy;
+    let name = if e.is_dir() && !e.name.ends_with(b"/") {
+        format!("{}/", show(&e.name))
+    } else {
+        show(&e.name)
+    };
+    let link = match (what.hlink, &e.link_target) {
+        (Some(h), _) if !h.is_empty() => format!(" => {}", show(h)),
+        (_, Some(t)) if mode::is_lnk(e.mode) => format!(" -> {}", show(t)),
+        _ => String::new(),
+    };
+    let item = itemize_string(what.iflags, e.mode, item_ctx(sh));
+    // %f is the name relative to the module (upstream joins the current directory past the
+    // module path): a destination subdirectory shows, a solo file's new name does not.
+    // Unlike %n, directories get no trailing slash.
+    let plain = show(&e.name);
+    let plain = plain.strip_suffix('/').unwrap_or(&plain);
+    let full = if sh.dest.root.is_root() {
+        plain.to_string()
+    } else {
+        format!("{}/{plain}", show(sh.dest.root.as_bytes()))
+    };
+    let (perms, mtime) = (perm_string(e.mode), mtime_string(e.mtime));
+    let checksum = checksum_field(sh, e, what);
+    let line = format_log_line(
+        fmt,
+        &LogSessionInfo {
+            host: &p.log_host,
+            addr: &p.log_addr,
+            module: &p.log_module,
+            module_path: &p.log_module_path,
+            user: &p.log_user,
+        },
+        &LogFileInfo {
+            operation: what.op,
+            name: &name,
+            full_name: &full,
+            link: &link,
+            length: e.size,
+            bytes: i64::try_from(what.bytes).unwrap_or(i64::MAX),
+            checksum_bytes: 0,
+            itemize: &item,
+            perms: &perms,
+            mtime: &mtime,
+            uid: e.uid.unwrap_or(0),
+            gid: e.gid,
+            checksum: &checksum,
+        },
+    );
+    sh.log.line(&line);
+}
+
+/// `%C`: the `--checksum` sum of a regular file, else the transfer sum of a transferred
+/// one, in hex; blanks of the same width otherwise.
+fn checksum_field(sh: &Shared, e: &FileEntry, what: &Logged<'_>) -> String {
+    let (list_sum, xfer) = (sh.sums.file, sh.sums.xfer);
+    let hex = if !mode::is_reg(e.mode) {
+        None
+    } else if let Some(spec) = list_sum.filter(|_| what.iflags & it::DELETED == 0) {
+        e.checksum.as_deref().and_then(|s| sum_hex(spec.kind, s))
+    } else if what.iflags & it::TRANSFER != 0 {
+        what.sum.and_then(|s| sum_hex(xfer.kind, s))
+    } else {
+        None
+    };
+    hex.unwrap_or_else(|| " ".repeat(2 * list_sum.unwrap_or(xfer).digest_len()))
+}
+
+/// A checksum as hex in its canonical byte order (the xxHash family is stored
+/// little-endian, so it is reversed); `None` for sums with no canonical form.
+/// Upstream: util2.c, sum_as_hex(), and checksum.c, canonical_checksum().
+fn sum_hex(kind: ChecksumKind, sum: &[u8]) -> Option<String> {
+    let hex = |bytes: &mut dyn Iterator<Item = &u8>| {
+        bytes.map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    match kind {
+        ChecksumKind::Md4 | ChecksumKind::Md5 | ChecksumKind::Sha1 => Some(hex(&mut sum.iter())),
+        ChecksumKind::Xxh64 | ChecksumKind::Xxh3 | ChecksumKind::Xxh128 => {
+            Some(hex(&mut sum.iter().rev()))
+        }
+        ChecksumKind::Md4Old | ChecksumKind::None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_print_in_canonical_order() {
+        assert_eq!(
+            sum_hex(ChecksumKind::Md5, &[0x01, 0xab]).as_deref(),
+            Some("01ab")
+        );
+        assert_eq!(
+            sum_hex(ChecksumKind::Xxh64, &[0x01, 0xab]).as_deref(),
+            Some("ab01")
+        );
+        assert_eq!(sum_hex(ChecksumKind::Md4Old, &[0x01]), None);
+    }
+}
