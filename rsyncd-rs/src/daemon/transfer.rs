@@ -71,6 +71,7 @@ pub(super) fn receive(
         munge_symlinks: ms.munge_symlinks,
         ignore_errors: p.ignore_errors || options.ignore_errors,
         is_daemon: true,
+        show_absolute_args: ms.use_chroot && ms.root == std::path::Path::new("/"),
         daemon_rules,
         incoming_chmod,
         transfer_log_format,

@@ -205,7 +205,7 @@ fn parse_message(code: MsgCode, payload: Vec<u8>) -> Result<Message, ReadError> 
 /// How much data is gathered before a frame goes out.
 const DATA_FRAME: usize = 32 * 1024;
 
-/// The writing side: data is buffered into MSG_DATA frames, messages flush it first.
+/// The writing side: data is buffered into MSG_DATA frames, messages go out at once.
 #[derive(Debug)]
 pub struct MuxWriter {
     conn: ConnOut,
@@ -255,10 +255,11 @@ impl MuxWriter {
         Ok(())
     }
 
-    /// Sends a message frame (after any buffered data). Without multiplexing the message
-    /// cannot be sent and is dropped.
+    /// Sends a message frame at once, ahead of data still buffered (upstream keeps messages
+    /// in their own buffer and writes it first, which is where clients expect e.g. a
+    /// generator's name lines). Without multiplexing the message cannot be sent and is
+    /// dropped.
     pub fn message(&mut self, code: MsgCode, payload: &[u8]) -> Result<(), ConnError> {
-        self.flush()?;
         if !self.muxed {
             return Ok(());
         }

@@ -1,12 +1,10 @@
 //! Where received files go: the destination argument resolved inside the module, created
 //! when the transfer needs a directory (upstream: main.c get_local_name()).
 
-use super::{Policy, RecvError};
+use super::{Policy, RecvError, Said};
 use crate::engine::exit::ExitCode;
 use crate::engine::flist::FileList;
-use crate::engine::mux::{SharedWriter, lock};
 use crate::engine::tree::{FileKind, RelPath, Tree};
-use crate::protocol::mux::MsgCode;
 use crate::protocol::options::Options;
 
 /// The destination of a receiving session.
@@ -45,18 +43,19 @@ impl Destination {
         first: &FileList,
         opts: &Options,
         policy: &Policy,
-        writer: &SharedWriter,
+        say: &dyn Fn(Said, &str),
     ) -> Result<Destination, RecvError> {
-        let _ = policy;
         let raw = arg.unwrap_or(b"");
         let trailing_slash = raw.ends_with(b"/");
         let path = sanitize(raw);
-        let shown = String::from_utf8_lossy(if path.is_root() {
-            b"."
-        } else {
-            path.as_bytes()
-        })
-        .into_owned();
+        let shown = match (
+            path.is_root(),
+            policy.show_absolute_args && raw.starts_with(b"/"),
+        ) {
+            (true, false) => ".".to_string(),
+            (_, true) => format!("/{}", String::from_utf8_lossy(path.as_bytes())),
+            (false, false) => String::from_utf8_lossy(path.as_bytes()).into_owned(),
+        };
         let meta = tree.lstat(&path).map_err(|e| {
             RecvError::fatal(
                 format!("ERROR: cannot stat destination {shown}: {e}"),
@@ -107,7 +106,7 @@ impl Destination {
                     .as_deref()
                     .is_some_and(|f| f.contains("%i"))
             {
-                let _ = lock(writer).text(MsgCode::Info, &format!("created directory {shown}\n"));
+                say(Said::Both, &format!("created directory {shown}"));
             }
             return Ok(Destination {
                 root: path,

@@ -390,11 +390,18 @@ impl Generator<'_> {
             self.skip_contents(e);
             return Ok(());
         }
-        if let Err(err) = self.set_attrs(&found.path, &entry, meta) {
-            sh.error(&format!(
+        match self.set_attrs(&found.path, &entry, meta) {
+            Ok(changes) => {
+                if changes.any()
+                    && let Some(to) = sh.name_lines()
+                {
+                    sh.say(to, &format!("{}/", show(&e.name)));
+                }
+            }
+            Err(err) => sh.error(&format!(
                 "rsync: set attributes of \"{}\" failed: {err}",
                 show(&e.name)
-            ));
+            )),
         }
         // Keep the directory writable for its contents; fix permissions and time later.
         if !sh.policy.am_root && !sh.policy.fake_super && want_mode & 0o700 != 0o700 {
@@ -444,6 +451,9 @@ impl Generator<'_> {
                 let _ = self.set_attrs(&found.path, e, None);
                 let cmp = found.meta.filter(|m| m.kind == FileKind::Symlink);
                 self.itemize(e, ndx, cmp, it::LOCAL_CHANGE | it::REPORT_CHANGE, None)?;
+                if let Some(to) = sh.name_lines() {
+                    sh.say(to, &format!("{} -> {}", show(&e.name), show(target)));
+                }
                 self.hlink_leader_ready(e, ndx, &found.path)?;
             }
             Err(err) => sh.error(&format!(
@@ -485,6 +495,9 @@ impl Generator<'_> {
                     .meta
                     .filter(|m| m.mode & mode::S_IFMT == e.mode & mode::S_IFMT);
                 self.itemize(e, ndx, cmp, it::LOCAL_CHANGE | it::REPORT_CHANGE, None)?;
+                if let Some(to) = sh.name_lines() {
+                    sh.say(to, &show(&e.name));
+                }
                 self.hlink_leader_ready(e, ndx, &found.path)?;
             }
             Err(err) => sh.error(&format!("rsync: mknod \"{}\" failed: {err}", show(&e.name))),
@@ -785,19 +798,6 @@ impl Generator<'_> {
                     .map_err(|e| RecvError::fatal(e.to_string(), ExitCode::PROTOCOL))?;
             }
             lock(&sh.writer).data(&out).map_err(write_err)?;
-        } else if sh
-            .policy
-            .transfer_log_format
-            .as_deref()
-            .is_some_and(|f| f.contains("%i"))
-        {
-            // Below 29 a daemon reports items as text.
-            let name = if e.is_dir() {
-                format!("{}/", show(&e.name))
-            } else {
-                show(&e.name)
-            };
-            sh.info(&name);
         }
         self.log_item(e, iflags, xname);
         Ok(())
@@ -969,6 +969,9 @@ impl Generator<'_> {
                     it::LOCAL_CHANGE | it::XNAME_FOLLOWS,
                     Some(&xname),
                 )?;
+                if let Some(to) = sh.name_lines() {
+                    sh.say(to, &format!("{} => {}", show(&e.name), show(&xname)));
+                }
                 if let Some(n) = self.hlinks.node(ndx) {
                     n.done = true;
                 }

@@ -61,6 +61,10 @@ pub struct Policy {
     pub ignore_errors: bool,
     /// A daemon module is being served (daemon-only refusals and log lines apply).
     pub is_daemon: bool,
+    /// Absolute path arguments are shown as the client gave them: a daemon chrooted at the
+    /// module root leaves them unsanitized, so "/sub" stays "/sub" in its messages
+    /// (upstream: clientserver.c, `sanitize_paths` only when `module_dirlen`).
+    pub show_absolute_args: bool,
     /// The module's own `filter`, `include from`, `include`, `exclude from` and `exclude`
     /// rules, parsed, in that order.
     pub daemon_rules: Vec<FilterRule>,
@@ -89,6 +93,27 @@ pub struct Stats {
 impl Stats {
     fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Where an informational line goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Said {
+    /// To the client only (upstream's FCLIENT).
+    Client,
+    /// To the daemon log only (FLOG).
+    Log,
+    /// To both (FINFO).
+    Both,
+}
+
+/// Sends `text` where `to` says.
+fn say(log: &dyn LogSink, writer: &SharedWriter, to: Said, text: &str) {
+    if matches!(to, Said::Log | Said::Both) {
+        log.line(text.trim_end());
+    }
+    if matches!(to, Said::Client | Said::Both) {
+        let _ = lock(writer).text(MsgCode::Info, &with_newline(text));
     }
 }
 
@@ -162,7 +187,34 @@ impl Shared {
 
     /// Sends an informational line to the client.
     pub fn info(&self, text: &str) {
-        let _ = lock(&self.writer).text(MsgCode::Info, &with_newline(text));
+        self.say(Said::Client, text);
+    }
+
+    /// An informational line to the client, the daemon log or both, as upstream's
+    /// rprintf() routes FCLIENT, FLOG and FINFO in a daemon (log.c, rwrite()).
+    pub fn say(&self, to: Said, text: &str) {
+        say(&*self.log, &self.writer, to, text);
+    }
+
+    /// Where the generator's `-v` name lines go ("dir/", "link -> target", "a => b"), if
+    /// anywhere: the log from protocol 29 on (the client itemizes for itself), the client
+    /// and the log before. A log format with `%i` logs the items instead.
+    /// Upstream: generator.c, generate_files() (`code`).
+    pub fn name_lines(&self) -> Option<Said> {
+        if self.opts.verbose == 0 {
+            return None;
+        }
+        let itemizing = self
+            .policy
+            .transfer_log_format
+            .as_deref()
+            .is_some_and(|f| f.contains("%i"));
+        match (self.wire.protocol >= 29, itemizing) {
+            (true, true) => None,
+            (true, false) => Some(Said::Log),
+            (false, true) => Some(Said::Client),
+            (false, false) => Some(Said::Both),
+        }
     }
 
     /// Raises the exit code (the first error of the highest kind wins).
@@ -288,7 +340,7 @@ pub fn run(
         &first,
         &s.opts,
         &s.policy,
-        &writer,
+        &|to, text| say(&*s.log, &writer, to, text),
     )?;
     let filters = build_filters(&s, &dest, peer_rules)?;
     let shared = Arc::new(Shared {

@@ -152,6 +152,13 @@ pub struct AttrChanges {
     pub time_failed: bool,
 }
 
+impl AttrChanges {
+    /// Something was changed (upstream's set_file_attrs() returning "updated").
+    pub fn any(&self) -> bool {
+        self.owner || self.group || self.mtime || self.atime || self.mode || self.stat_xattr
+    }
+}
+
 /// What [`Tree::set_attrs`] works on.
 #[derive(Debug, Clone, Copy)]
 pub enum AttrTarget<'a> {
