@@ -29,6 +29,7 @@ pub(super) fn receive(
         TreeOptions {
             fake_super: ms.fake_super,
             keep_dirlinks: options.keep_dirlinks,
+            dry_run: options.dry_run,
             ..TreeOptions::default()
         },
     ) {
@@ -115,10 +116,8 @@ pub(super) fn receive(
                 Err(o.code)
             }
         }
-        Err(e) => {
-            s.log.line(&format!("{e}"));
-            Err(e.code())
-        }
+        // The engine has told the client and the log already.
+        Err(e) => Err(e.code()),
     }
 }
 

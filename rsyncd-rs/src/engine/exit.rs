@@ -88,9 +88,39 @@ pub fn error_line(code: ExitCode, origin: Origin, role: &str) -> String {
     )
 }
 
+/// A system-call failure as upstream's rsyserr() words it:
+/// `rsync: [ROLE] WHAT: STRERROR (ERRNO)`. An error without an errno (a refusal of our
+/// own) keeps its own text in place of the strerror part.
+pub fn syserr(
+    role: &str,
+    what: &str,
+    errno: Option<i32>,
+    fallback: &dyn std::fmt::Display,
+) -> String {
+    match errno {
+        Some(n) => format!(
+            "rsync: [{role}] {what}: {} ({n})",
+            nix::errno::Errno::from_raw(n).desc()
+        ),
+        None => format!("rsync: [{role}] {what}: {fallback}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syserr_reads_like_rsyserr() {
+        assert_eq!(
+            syserr("Receiver", "mkdir \"a\" failed", Some(2), &""),
+            "rsync: [Receiver] mkdir \"a\" failed: No such file or directory (2)"
+        );
+        assert_eq!(
+            syserr("generator", "x", None, &"refused"),
+            "rsync: [generator] x: refused"
+        );
+    }
 
     #[test]
     fn lines_as_captured() {

@@ -39,6 +39,8 @@ pub struct MuxReader {
     pos: usize,
     /// Data bytes consumed so far (for `%b` in the transfer log).
     consumed: u64,
+    /// The peer sent MSG_ERROR_EXIT (with its code, if any): it sends nothing more.
+    peer_exit: Option<Option<i32>>,
     /// Messages seen since the caller last took them.
     pub messages: Vec<Message>,
 }
@@ -52,6 +54,7 @@ impl MuxReader {
             data: Vec::new(),
             pos: 0,
             consumed: 0,
+            peer_exit: None,
             messages: Vec::new(),
         }
     }
@@ -82,8 +85,18 @@ impl MuxReader {
         }
     }
 
-    /// Reads until more data bytes are available (messages are queued on the way).
+    /// Whether (and with what code) the peer announced its exit with MSG_ERROR_EXIT.
+    pub fn peer_exit(&self) -> Option<Option<i32>> {
+        self.peer_exit
+    }
+
+    /// Reads until more data bytes are available (messages are queued on the way). After
+    /// the peer's MSG_ERROR_EXIT no data will come: that read returns, and the next one
+    /// fails as if the connection had closed.
     pub fn fill(&mut self) -> Result<(), ReadError> {
+        if self.peer_exit.is_some() {
+            return Err(ConnError::Eof);
+        }
         if self.pos > 0 {
             self.data.drain(..self.pos);
             self.pos = 0;
@@ -114,7 +127,13 @@ impl MuxReader {
             }
             let payload = self.conn.buffered()[..header.len].to_vec();
             self.conn.consume(header.len);
-            self.messages.push(parse_message(header.code, payload)?);
+            let message = parse_message(header.code, payload)?;
+            if let Message::ErrorExit(code) = message {
+                self.peer_exit = Some(code);
+                self.messages.push(message);
+                return Ok(());
+            }
+            self.messages.push(message);
         }
     }
 

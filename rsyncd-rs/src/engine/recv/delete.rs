@@ -4,15 +4,26 @@
 
 use std::collections::HashSet;
 
-use super::RecvError;
 use super::entry::show;
 use super::generator::{Generator, write_err};
+use super::{RecvError, Said};
+use crate::engine::exit::syserr;
 use crate::engine::mux::lock;
 use crate::engine::tree::{FileKind, Meta, RelPath};
 use crate::protocol::flist::FileEntry;
+use crate::protocol::flist::compare_names;
 use crate::protocol::mux::MsgCode;
 use crate::protocol::ndx::iflags as it;
-use crate::protocol::options::DeleteWhen;
+use crate::protocol::options::{DeleteWhen, Info};
+
+/// How a deletion went (upstream: delete.c, enum delret).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DelRet {
+    Success,
+    Failure,
+    NotEmpty,
+    AtLimit,
+}
 
 /// Index of each kind in the delete statistics (files, dirs, symlinks, devices, specials).
 fn stat_slot(kind: FileKind) -> usize {
@@ -30,10 +41,13 @@ impl Generator<'_> {
     /// Upstream: generator.c, delete_in_dir().
     pub(super) fn delete_in_dir(&mut self, dir: &FileEntry) -> Result<(), RecvError> {
         let sh = self.sh;
+        if sh.dest.dry_missing {
+            return Ok(());
+        }
         if self.io_error & 1 != 0 && !sh.policy.ignore_errors {
             if !self.delete_warned {
                 self.delete_warned = true;
-                sh.info("IO error encountered -- skipping file deletion");
+                sh.say(Said::Both, "IO error encountered -- skipping file deletion");
             }
             return Ok(());
         }
@@ -128,8 +142,8 @@ impl Generator<'_> {
     }
 
     /// Deletes one entry (a directory with its contents); `counted` says whether it shows
-    /// in the statistics and the log (false when making room for a new entry). Returns
-    /// whether it is gone. Upstream: delete.c, delete_item().
+    /// in the statistics and the log and obeys --max-delete (false when making room for a
+    /// new entry). Returns whether it is gone. Upstream: delete.c, delete_item().
     pub(super) fn delete_item(
         &mut self,
         path: &RelPath,
@@ -137,72 +151,143 @@ impl Generator<'_> {
         meta: Meta,
         counted: bool,
     ) -> Result<bool, RecvError> {
+        let o = &self.sh.opts;
+        let recurse = counted || o.deletes() || o.force_delete;
+        Ok(self.delete_entry(path, rel, meta, counted, recurse, false)? == DelRet::Success)
+    }
+
+    /// Upstream's delete_item(): a directory's contents first (unless `dir_is_empty`, when
+    /// the caller already emptied it), then the --max-delete check, then the entry.
+    fn delete_entry(
+        &mut self,
+        path: &RelPath,
+        rel: &[u8],
+        meta: Meta,
+        counted: bool,
+        recurse: bool,
+        dir_is_empty: bool,
+    ) -> Result<DelRet, RecvError> {
         let sh = self.sh;
+        let is_dir = meta.kind == FileKind::Dir;
+        if is_dir && !dir_is_empty {
+            let ret = self.delete_dir_contents(path, rel, counted, recurse)?;
+            if matches!(ret, DelRet::NotEmpty | DelRet::AtLimit) {
+                return Ok(ret);
+            }
+        }
         if counted
             && let Some(max) = sh.opts.max_delete
             && self.deleted_count >= u64::try_from(max).unwrap_or(0)
         {
             self.entry.skipped_deletes += 1;
-            return Ok(false);
+            return Ok(DelRet::AtLimit);
         }
-        if meta.kind == FileKind::Dir {
-            // Contents first, each counted and reported as upstream does.
-            if let Ok(names) = sh.tree.read_dir(path) {
-                for name in names {
-                    let Ok(child) = path.join(&name) else {
-                        continue;
-                    };
-                    let Ok(Some(cm)) = sh.tree.lstat(&child) else {
-                        continue;
-                    };
-                    let crel = [rel, b"/", name.as_slice()].concat();
-                    if counted && self.protected_from_delete(&crel, cm.kind == FileKind::Dir, true)
-                    {
-                        continue;
-                    }
-                    self.delete_item(&child, &crel, cm, counted)?;
-                }
-            }
-            if let Err(err) = sh.tree.rmdir(path) {
-                if err.raw_os_error() == Some(libc::ENOTEMPTY) {
-                    sh.info(&format!("cannot delete non-empty directory: {}", show(rel)));
-                } else if !err.is_not_found() {
-                    sh.error(&format!(
-                        "rsync: delete_file: rmdir({}) failed: {err}",
-                        show(rel)
-                    ));
-                }
-                return Ok(false);
+        let (what, result) = if is_dir {
+            ("rmdir", sh.tree.rmdir(path))
+        } else if sh.opts.make_backups && !self.is_backup_name(rel) {
+            match super::receiver::make_backup(sh, path) {
+                Ok(true) => ("make_backup", Ok(())),
+                Ok(false) => ("unlink", sh.tree.unlink(path)),
+                Err(err) => ("make_backup", Err(err)),
             }
         } else {
-            if sh.opts.make_backups && !sh.opts.delete_excluded {
-                match super::receiver::make_backup(sh, path) {
-                    Ok(true) => {
-                        self.log_delete(rel, meta, counted)?;
-                        return Ok(true);
-                    }
-                    Ok(false) => {}
-                    Err(err) => {
-                        sh.error(&format!(
-                            "rsync: delete_file: make_backup({}) failed: {err}",
-                            show(rel)
-                        ));
-                        return Ok(false);
-                    }
-                }
+            ("unlink", sh.tree.unlink(path))
+        };
+        match result {
+            Ok(()) => {
+                self.log_delete(rel, meta, counted)?;
+                Ok(DelRet::Success)
             }
-            if let Err(err) = sh.tree.unlink(path) {
-                if !err.is_not_found() {
-                    sh.error(&format!(
-                        "rsync: delete_file: unlink({}) failed: {err}",
-                        show(rel)
-                    ));
-                    return Ok(false);
+            Err(err) if is_dir && err.raw_os_error() == Some(libc::ENOTEMPTY) => {
+                sh.say(
+                    Said::Both,
+                    &format!("cannot delete non-empty directory: {}", show(rel)),
+                );
+                Ok(DelRet::NotEmpty)
+            }
+            Err(err) if err.is_not_found() => Ok(DelRet::Success),
+            Err(err) => {
+                sh.error(&syserr(
+                    "generator",
+                    &format!("delete_file: {what}({}) failed", show(rel)),
+                    err.raw_os_error(),
+                    &err,
+                ));
+                Ok(DelRet::Failure)
+            }
+        }
+    }
+
+    /// Empties a directory that is being deleted: entries the filters keep (perishable
+    /// rules do not count here) make it non-empty; the rest go deepest first, in reverse
+    /// file-list order. Without `recurse` it only reports whether there is anything.
+    /// Upstream: delete.c, delete_dir_contents().
+    fn delete_dir_contents(
+        &mut self,
+        path: &RelPath,
+        rel: &[u8],
+        counted: bool,
+        recurse: bool,
+    ) -> Result<DelRet, RecvError> {
+        let sh = self.sh;
+        let mut ret = DelRet::Success;
+        let mut entries = Vec::new();
+        for name in sh.tree.read_dir(path).unwrap_or_default() {
+            let Ok(child) = path.join(&name) else {
+                continue;
+            };
+            let Ok(Some(cm)) = sh.tree.lstat(&child) else {
+                continue;
+            };
+            let crel = [rel, b"/", name.as_slice()].concat();
+            if self.protected_from_delete(&crel, cm.kind == FileKind::Dir, true) {
+                ret = DelRet::NotEmpty;
+                continue;
+            }
+            entries.push((name, child, crel, cm));
+        }
+        if !entries.is_empty() && !recurse {
+            ret = DelRet::NotEmpty;
+        } else {
+            let protocol = sh.wire.protocol;
+            entries.sort_by(|a, b| {
+                compare_names(
+                    &a.0,
+                    a.3.kind == FileKind::Dir,
+                    &b.0,
+                    b.3.kind == FileKind::Dir,
+                    protocol,
+                )
+            });
+            for (_, child, crel, cm) in entries.into_iter().rev() {
+                if cm.kind == FileKind::Dir
+                    && self.delete_dir_contents(&child, &crel, counted, true)? != DelRet::Success
+                {
+                    ret = DelRet::NotEmpty;
+                }
+                if self.delete_entry(&child, &crel, cm, counted, true, true)? != DelRet::Success {
+                    ret = DelRet::NotEmpty;
                 }
             }
         }
-        self.log_delete(rel, meta, counted)?;
-        Ok(true)
+        if ret == DelRet::NotEmpty {
+            sh.say(
+                Said::Both,
+                &format!("cannot delete non-empty directory: {}", show(rel)),
+            );
+        }
+        Ok(ret)
+    }
+
+    /// A name with the backup suffix (not backed up again when deleted, unless backups go
+    /// to a --backup-dir). Upstream: delete.c, is_backup_file().
+    fn is_backup_name(&self, rel: &[u8]) -> bool {
+        let o = &self.sh.opts;
+        if o.backup_dir.is_some() {
+            return false;
+        }
+        let suffix = o.backup_suffix.as_deref().unwrap_or("~").as_bytes();
+        rel.len() > suffix.len() && rel.ends_with(suffix)
     }
 
     /// Reports a deletion: MSG_DELETED to a client (protocol 29+), the log line, and the
@@ -226,14 +311,19 @@ impl Generator<'_> {
             lock(&sh.writer)
                 .message(MsgCode::Deleted, &payload)
                 .map_err(write_err)?;
-        } else if sh.opts.verbose > 0 {
+        } else if sh.opts.info.at_least(Info::Del, 1) {
             sh.info(&format!(
                 "deleting {}{}",
                 show(rel),
                 if meta.kind == FileKind::Dir { "/" } else { "" }
             ));
         }
-        if let Some(fmt) = &sh.policy.transfer_log_format {
+        if let Some(fmt) = sh
+            .policy
+            .transfer_log_format
+            .as_ref()
+            .filter(|_| !sh.opts.dry_run)
+        {
             let fmt = if fmt.contains("%i") || fmt.contains("%o") {
                 fmt.clone()
             } else {

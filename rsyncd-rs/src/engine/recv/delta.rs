@@ -121,9 +121,45 @@ pub(super) enum DeltaError {
     Basis(io::Error),
 }
 
+/// How a file is rebuilt.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Rebuild {
+    /// Writing into the destination itself: blocks already in place are skipped.
+    pub inplace: bool,
+    /// `--append`: this many leading bytes of the basis stay as they are and the sender's
+    /// data follows them.
+    pub keep: u64,
+    /// `--append-verify`: the kept bytes count towards the whole-file checksum.
+    pub verify_kept: bool,
+}
+
+/// The length `--append` keeps: what the sum head covered (upstream: receiver.c,
+/// receive_data(), `sum.flength` recomputed from count, blength and remainder).
+pub(super) fn append_len(head: &SumHead) -> u64 {
+    let blocks = u64::try_from(head.count).unwrap_or(0) * u64::try_from(head.blength).unwrap_or(0);
+    if head.remainder != 0 {
+        blocks - u64::try_from(head.blength - head.remainder).unwrap_or(0)
+    } else {
+        blocks
+    }
+}
+
+/// Feeds the first `len` bytes of `basis` to the whole-file checksum.
+fn sum_prefix(basis: &File, len: u64, sum: &mut FileSum) -> io::Result<()> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut at = 0u64;
+    while at < len {
+        let n = usize::try_from((len - at).min(buf.len() as u64)).unwrap_or(buf.len());
+        read_full_at(basis, &mut buf[..n], at)?;
+        sum.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(())
+}
+
 /// Reads the token stream of one file into `out`, copying matched blocks from `basis`, and
-/// compares the checksum that follows. With `inplace`, a block whose basis offset is where
-/// it would be written is skipped. Upstream: receiver.c, receive_data().
+/// compares the checksum that follows. In place, a block whose basis offset is where it
+/// would be written is skipped. Upstream: receiver.c, receive_data().
 #[allow(clippy::too_many_arguments)]
 pub(super) fn receive_data(
     r: &mut MuxReader,
@@ -132,10 +168,19 @@ pub(super) fn receive_data(
     spec: &ChecksumSpec,
     basis: Option<&File>,
     out: &mut Output<'_>,
-    inplace: bool,
+    how: Rebuild,
 ) -> Result<Received, DeltaError> {
     let mut sum = FileSum::new(spec);
     let mut got = Received::default();
+    if how.keep > 0 {
+        if how.verify_kept {
+            let basis = basis
+                .ok_or_else(|| DeltaError::Basis(io::Error::other("no basis file to append to")))?;
+            sum_prefix(basis, how.keep, &mut sum).map_err(DeltaError::Basis)?;
+        }
+        out.skip(how.keep).map_err(DeltaError::Write)?;
+    }
+    let inplace = how.inplace;
     let mut block = vec![0u8; usize::try_from(head.blength).unwrap_or(0)];
     loop {
         let step = next_token(r, dec, |ev| match ev {

@@ -2,10 +2,10 @@
 //! when the transfer needs a directory (upstream: main.c get_local_name()).
 
 use super::{Policy, RecvError, Said};
-use crate::engine::exit::ExitCode;
+use crate::engine::exit::{ExitCode, syserr};
 use crate::engine::flist::FileList;
 use crate::engine::tree::{FileKind, RelPath, Tree};
-use crate::protocol::options::Options;
+use crate::protocol::options::{Info, Options};
 
 /// The destination of a receiving session.
 #[derive(Debug, Clone)]
@@ -16,6 +16,9 @@ pub struct Destination {
     pub solo: Option<Vec<u8>>,
     /// The root was created by this session (the `.` entry then counts as new).
     pub created: bool,
+    /// A dry run would have created the root (or a --mkpath parent): nothing below it
+    /// exists, so nothing is looked at or deleted (upstream: `dry_run > 1`).
+    pub dry_missing: bool,
 }
 
 impl Destination {
@@ -34,17 +37,33 @@ impl Destination {
         Ok(p)
     }
 
+    /// A module path relative to the destination directory (`None` when outside it).
+    pub fn relative<'a>(&self, p: &'a RelPath) -> Option<&'a [u8]> {
+        if self.root.is_root() {
+            return Some(p.as_bytes());
+        }
+        p.as_bytes()
+            .strip_prefix(self.root.as_bytes())?
+            .strip_prefix(b"/")
+    }
+
     /// Resolves the destination argument as upstream's get_local_name() does: an existing
     /// directory is used as is; a transfer of several entries (or an argument ending in
     /// `/`) creates the directory; a single non-directory goes to the named path.
+    /// `refused` is the daemon's exclusion test (a destination it excludes is refused).
     pub fn prepare(
         tree: &Tree,
         arg: Option<&[u8]>,
         first: &FileList,
         opts: &Options,
         policy: &Policy,
+        refused: &dyn Fn(&[u8], bool) -> bool,
         say: &dyn Fn(Said, &str),
     ) -> Result<Destination, RecvError> {
+        const WHO: &str = "Receiver";
+        let fail = |msg: String, code: ExitCode, line: u32| {
+            RecvError::fatal(msg, code).at("main.c", line, WHO)
+        };
         let raw = arg.unwrap_or(b"");
         let trailing_slash = raw.ends_with(b"/");
         let path = sanitize(raw);
@@ -56,90 +75,154 @@ impl Destination {
             (_, true) => format!("/{}", String::from_utf8_lossy(path.as_bytes())),
             (false, false) => String::from_utf8_lossy(path.as_bytes()).into_owned(),
         };
-        let meta = tree.lstat(&path).map_err(|e| {
-            RecvError::fatal(
-                format!("ERROR: cannot stat destination {shown}: {e}"),
+        let quoted = policy.full_fname(&shown);
+        if !path.is_root() && (refused(path.as_bytes(), false) || refused(path.as_bytes(), true)) {
+            return Err(fail(
+                format!(
+                    "ERROR: daemon has excluded destination \"{}\"",
+                    show_arg(raw)
+                ),
                 ExitCode::FILESELECT,
-            )
-        })?;
+                735,
+            ));
+        }
+        let stat = |p: &RelPath, line: u32| {
+            tree.lstat(p).map_err(|e| {
+                fail(
+                    syserr(
+                        WHO,
+                        &format!("ERROR: cannot stat destination {quoted}"),
+                        e.raw_os_error(),
+                        &e,
+                    ),
+                    ExitCode::FILESELECT,
+                    line,
+                )
+            })
+        };
         let total = first.active.iter().filter(|a| **a).count();
+        let mut meta = stat(&path, 789)?;
+        let mkdir_failed = |e: crate::engine::tree::TreeError| {
+            fail(
+                syserr(WHO, &format!("mkdir {quoted} failed"), e.raw_os_error(), &e),
+                ExitCode::FILEIO,
+                808,
+            )
+        };
+        if opts.mkpath
+            && meta.is_none()
+            && (path.parent().is_some_and(|p| !p.is_root()) || total > 1)
+        {
+            let whole = total > 1 && !trailing_slash;
+            let made = make_parents(tree, &path, whole).map_err(mkdir_failed)?;
+            if made > 0 && (opts.info.at_least(Info::Name, 1) || itemizing(opts)) {
+                let named = if total == 1 || trailing_slash {
+                    shown.rsplit_once('/').map_or(shown.as_str(), |(d, _)| d)
+                } else {
+                    shown.as_str()
+                };
+                say(
+                    Said::Both,
+                    &format!(
+                        "created {made} director{} for {named}",
+                        if made == 1 { "y" } else { "ies" }
+                    ),
+                );
+                meta = stat(&path, 789)?;
+            }
+        }
         if let Some(m) = meta {
             if m.kind == FileKind::Dir {
                 return Ok(Destination {
                     root: path,
                     solo: None,
                     created: false,
+                    dry_missing: false,
                 });
             }
             if total > 1 {
-                return Err(RecvError::fatal(
-                    "ERROR: destination must be a directory when copying more than 1 file",
+                return Err(fail(
+                    "ERROR: destination must be a directory when copying more than 1 file".into(),
                     ExitCode::FILESELECT,
+                    777,
                 ));
             }
             if first.entries.first().is_some_and(|e| e.is_dir()) {
-                return Err(RecvError::fatal(
-                    "ERROR: cannot overwrite non-directory with a directory",
+                return Err(fail(
+                    "ERROR: cannot overwrite non-directory with a directory".into(),
                     ExitCode::FILESELECT,
+                    783,
                 ));
             }
         }
         if total > 1 || trailing_slash || path.is_root() {
             if meta.is_some() {
-                return Err(RecvError::fatal(
-                    "ERROR: destination path is not a directory",
+                return Err(fail(
+                    "ERROR: destination path is not a directory".into(),
                     ExitCode::SYNTAX,
+                    801,
                 ));
             }
-            if opts.mkpath {
-                make_parents(tree, &path).map_err(|e| {
-                    RecvError::fatal(format!("mkdir {shown} failed: {e}"), ExitCode::FILEIO)
-                })?;
-            }
-            tree.mkdir(&path, 0o777).map_err(|e| {
-                RecvError::fatal(format!("mkdir \"{shown}\" failed: {e}"), ExitCode::FILEIO)
-            })?;
-            if opts.verbose > 0
-                || opts.itemize_changes > 0
-                || opts
-                    .stdout_format
-                    .as_deref()
-                    .is_some_and(|f| f.contains("%i"))
-            {
+            tree.mkdir(&path, 0o777).map_err(mkdir_failed)?;
+            if opts.info.at_least(Info::Name, 1) || itemizing(opts) {
                 say(Said::Both, &format!("created directory {shown}"));
             }
             return Ok(Destination {
                 root: path,
                 solo: None,
                 created: true,
+                // A dry run made nothing: everything below counts as missing.
+                dry_missing: opts.dry_run,
             });
         }
         // A single file under the given name, in its parent directory.
         let parent = path.parent().unwrap_or_else(RelPath::root);
-        if opts.mkpath {
-            make_parents(tree, &path).map_err(|e| {
-                RecvError::fatal(format!("mkdir {shown} failed: {e}"), ExitCode::FILEIO)
-            })?;
-        }
+        let dry_missing = opts.dry_run && opts.mkpath && stat(&parent, 789)?.is_none();
         Ok(Destination {
             root: parent,
             solo: Some(path.file_name().to_vec()),
             created: false,
+            dry_missing,
         })
     }
 }
 
-/// `--mkpath`: creates the missing parents of `path`.
-fn make_parents(tree: &Tree, path: &RelPath) -> Result<(), crate::engine::tree::TreeError> {
+/// Whether the client itemizes (`-i` or a `--out-format` with `%i`).
+fn itemizing(opts: &Options) -> bool {
+    opts.itemize_changes > 0
+        || opts
+            .stdout_format
+            .as_deref()
+            .is_some_and(|f| f.contains("%i"))
+}
+
+fn show_arg(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw).into_owned()
+}
+
+/// `--mkpath`: creates the missing directories of `path` (all of it with `whole`, else
+/// its parents) and returns how many it made. Upstream: util1.c, make_path().
+fn make_parents(
+    tree: &Tree,
+    path: &RelPath,
+    whole: bool,
+) -> Result<usize, crate::engine::tree::TreeError> {
     let mut cur = RelPath::root();
     let parts: Vec<Vec<u8>> = path.components().map(<[u8]>::to_vec).collect();
-    for part in parts.iter().take(parts.len().saturating_sub(1)) {
+    let upto = if whole {
+        parts.len()
+    } else {
+        parts.len().saturating_sub(1)
+    };
+    let mut made = 0;
+    for part in parts.iter().take(upto) {
         cur = cur.join(part)?;
         if tree.lstat(&cur)?.is_none() {
             tree.mkdir(&cur, 0o777)?;
+            made += 1;
         }
     }
-    Ok(())
+    Ok(made)
 }
 
 /// Makes a client path safe inside the module: leading `/` and `..` that would climb out

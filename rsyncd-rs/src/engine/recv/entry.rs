@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::BufReader;
 
 use super::generator::{Generator, write_err};
-use super::{RecvError, Shared};
+use super::{RecvError, Said, Shared};
 use crate::engine::exit::ExitCode;
 use crate::engine::flist::FileList;
 use crate::engine::itemize::{ItemizeCtx, is_significant};
@@ -14,6 +14,7 @@ use crate::engine::tree::{AttrChanges, AttrTarget, FileKind, Meta, RelPath, Tree
 use crate::protocol::codec::put_shortint;
 use crate::protocol::flist::{FileEntry, mode};
 use crate::protocol::ndx::iflags as it;
+use crate::protocol::options::Info;
 use crate::protocol::sums::{
     SumHead, compute_block_sums, encode_block_sums, encode_sum_head, sum_sizes,
 };
@@ -37,6 +38,8 @@ pub(super) struct EntryCtx {
     pub redo: bool,
     /// Deletions held back by --max-delete.
     pub skipped_deletes: u64,
+    /// A dry run's first directory that does not exist (its contents are missing too).
+    pub dry_missing_dir: Option<Vec<u8>>,
 }
 
 impl EntryCtx {
@@ -54,6 +57,7 @@ impl EntryCtx {
             dflt_perms: 0o777 & !umask,
             redo: false,
             skipped_deletes: 0,
+            dry_missing_dir: None,
         }
     }
 
@@ -73,8 +77,15 @@ impl EntryCtx {
             .iter()
             .position(|(_, e)| e.name == dir.name)
         {
-            let (path, e) = self.dirs_to_touch.remove(pos);
-            touch_one(sh, &path, &e);
+            // Delayed deletions change directories at the very end: keep every directory
+            // for the final pass then (upstream: touch_up_dirs(-1) with delete_during 2).
+            if sh.opts.delete == crate::protocol::options::DeleteWhen::Delay {
+                let (path, e) = &self.dirs_to_touch[pos];
+                touch_one(sh, path, e);
+            } else {
+                let (path, e) = self.dirs_to_touch.remove(pos);
+                touch_one(sh, &path, &e);
+            }
         }
     }
 
@@ -245,7 +256,22 @@ impl Generator<'_> {
             }
             return Ok(());
         }
-        let meta = match self.stat_dest(&path, is_dir) {
+        // In a dry run, what is below a directory that was never made is missing too.
+        // Upstream: recv_generator(), `dry_run > 1` and dry_missing_dir.
+        let dry_missing = sh.dest.dry_missing
+            || self
+                .entry
+                .dry_missing_dir
+                .as_deref()
+                .is_some_and(|d| is_below(&e.name, d) && e.name != d);
+        if !dry_missing {
+            self.entry.dry_missing_dir = None;
+        }
+        let meta = match if dry_missing {
+            Ok(None)
+        } else {
+            self.stat_dest(&path, is_dir)
+        } {
             Ok(m) => m,
             Err(err) => {
                 sh.error(&format!(
@@ -281,14 +307,26 @@ impl Generator<'_> {
         if is_dir {
             return self.generate_dir(e, ndx, found, inner_dir, as_parent);
         }
+        // Without --perms a new entry gets default permissions and an existing one keeps
+        // its own (upstream: recv_generator(), before the per-type code).
+        let adjusted;
+        let e = if o.preserve_perms {
+            e
+        } else {
+            let existing = found
+                .meta
+                .filter(|m| m.kind != FileKind::Dir)
+                .map(|m| m.mode);
+            let mut a = e.clone();
+            a.mode = dest_mode(o, e.mode, existing, self.entry.dflt_perms);
+            adjusted = a;
+            &adjusted
+        };
         if o.hard_links > 0 && self.hlink_not_first(ndx) && self.hard_link_check(e, ndx, &found)? {
             return Ok(());
         }
-        if mode::is_lnk(e.mode) {
-            if o.preserve_links {
-                return self.generate_symlink(e, ndx, &found);
-            }
-            return Ok(());
+        if mode::is_lnk(e.mode) && o.preserve_links {
+            return self.generate_symlink(e, ndx, &found);
         }
         if mode::is_device(e.mode) || mode::is_special(e.mode) {
             let allowed = (mode::is_device(e.mode)
@@ -298,9 +336,14 @@ impl Generator<'_> {
             if allowed {
                 return self.generate_special(e, ndx, &found);
             }
-            return Ok(());
         }
         if !mode::is_reg(e.mode) {
+            if o.info.at_least(Info::Nonreg, 1) {
+                sh.say(
+                    Said::Both,
+                    &format!("skipping non-regular file \"{}\"", show(&e.name)),
+                );
+            }
             return Ok(());
         }
         self.generate_file(list, e, ndx, found)
@@ -364,10 +407,20 @@ impl Generator<'_> {
             }
             meta = None;
         }
+        if sh.opts.dry_run && meta.is_none() && self.entry.dry_missing_dir.is_none() {
+            self.entry.dry_missing_dir = Some(e.name.clone());
+        }
         let created_earlier =
             self.entry.created_dirs.contains(&e.name) || (e.name == b"." && sh.dest.created);
         let statret_new = meta.is_none() || created_earlier;
-        let want_mode = dest_mode(o, e.mode, meta.map(|m| m.mode), self.entry.dflt_perms);
+        // A directory this session made earlier (an incremental list's parent) counts as
+        // new: it gets default permissions, not the ones it was created with.
+        let want_mode = dest_mode(
+            o,
+            e.mode,
+            meta.filter(|_| !statret_new).map(|m| m.mode),
+            self.entry.dflt_perms,
+        );
         let mut entry = e.clone();
         entry.mode = want_mode;
         let cmp = if statret_new { None } else { meta };
@@ -433,6 +486,16 @@ impl Generator<'_> {
         let sh = self.sh;
         let target = e.link_target.as_deref().unwrap_or(&[]);
         if sh.opts.safe_links && is_unsafe_symlink(target, &e.name) {
+            if sh.opts.info.at_least(Info::Name, 1) {
+                sh.say(
+                    Said::Both,
+                    &format!(
+                        "ignoring unsafe symlink \"{}\" -> \"{}\"",
+                        show(&e.name),
+                        show(target)
+                    ),
+                );
+            }
             return Ok(());
         }
         if let Some(m) = found.meta
@@ -568,8 +631,7 @@ impl Generator<'_> {
             }
             meta = None;
         }
-        let mut entry = e.clone();
-        entry.mode = dest_mode(o, e.mode, meta.map(|m| m.mode), self.entry.dflt_perms);
+        let entry = e.clone();
         // A partial file from an earlier interrupted transfer is a better basis.
         let partial = self.partial_basis(&found.path)?;
         if meta.is_none() && partial.is_none() {
@@ -594,6 +656,7 @@ impl Generator<'_> {
             return Ok(());
         }
         if o.append_mode > 0
+            && !redo
             && let Some(m) = meta
             && m.size >= e.size.max(0) as u64
         {
@@ -640,7 +703,9 @@ impl Generator<'_> {
     ) -> Result<(), RecvError> {
         let sh = self.sh;
         let o = &sh.opts;
+        // A dry run transfers nothing, so nothing is waited for.
         if sh.wire.inc_recurse
+            && !o.dry_run
             && let Some(ls) = self.lists.iter_mut().find(|l| l.list.contains(ndx))
         {
             ls.in_progress += 1;
@@ -660,7 +725,7 @@ impl Generator<'_> {
         }
         let iflags = self.item_flags(e, meta, iflags);
         let whole = o.whole_file == Some(true) || basis.is_none();
-        let sums = if whole {
+        let sums = if whole || o.dry_run {
             None
         } else if let Some((bpath, bmeta, _)) = &basis {
             self.block_sums(bpath, bmeta, redo)
@@ -676,6 +741,14 @@ impl Generator<'_> {
             }
         }
         match &sums {
+            // A dry run sends no sums: the sender only echoes the item.
+            // Upstream: generator.c, recv_generator() (`!do_xfers`).
+            _ if o.dry_run => {}
+            // --append sends only the head: the sender skips what it covers.
+            // Upstream: generator.c, generate_and_send_sums().
+            Some(s) if o.append_mode > 0 && !redo => {
+                encode_sum_head(&mut out, &s.head, sh.wire.protocol);
+            }
             Some(s) => {
                 encode_sum_head(&mut out, &s.head, sh.wire.protocol);
                 encode_block_sums(&mut out, s);
@@ -684,6 +757,11 @@ impl Generator<'_> {
         }
         lock(&sh.writer).data(&out).map_err(write_err)?;
         self.log_item(e, iflags, None);
+        // A dry run receives nothing, so a hard-link group is complete at once.
+        // Upstream: recv_generator(), finish_hard_link() when `!do_xfers`.
+        if o.dry_run {
+            self.finish_hlink(ndx, true)?;
+        }
         Ok(())
     }
 
@@ -933,15 +1011,18 @@ impl Generator<'_> {
         leader: &RelPath,
     ) -> Result<(), RecvError> {
         let sh = self.sh;
-        let Ok(Some(lm)) = sh.tree.lstat(leader) else {
+        let leader_meta = sh.tree.lstat(leader).ok().flatten();
+        // A dry run made no leader; the link is only reported.
+        if leader_meta.is_none() && !sh.opts.dry_run {
             sh.error(&format!(
                 "rsync: stat \"{}\" failed",
                 show(leader.as_bytes())
             ));
             return Ok(());
-        };
+        }
         let xname = leader_name(&sh.dest, leader);
         if let Some(m) = meta
+            && let Some(lm) = leader_meta
             && m.dev == lm.dev
             && m.ino == lm.ino
         {
@@ -1082,12 +1163,14 @@ pub(super) fn want_attrs(sh: &Shared, e: &FileEntry) -> WantAttrs {
     } else if e.is_dir() {
         !o.omit_dir_times
     } else if mode::is_lnk(e.mode) {
-        !o.omit_link_times
+        // Upstream tests the entry on disk, and a fake-super symlink is a regular file.
+        !o.omit_link_times || sh.policy.fake_super
     } else {
         true
     };
     WantAttrs {
-        mode: (!mode::is_lnk(m)).then_some(m & CHMOD_BITS),
+        // A symlink's own permissions can only be recorded (fake super).
+        mode: (!mode::is_lnk(m) || sh.policy.fake_super).then_some(m & CHMOD_BITS),
         uid: if o.preserve_uid && owner_ok {
             e.uid
         } else {

@@ -400,7 +400,7 @@ impl Generator<'_> {
     fn report_max_delete(&mut self) {
         let skipped = self.entry.skipped_deletes;
         if skipped > 0 && self.sh.opts.max_delete.is_some() {
-            self.sh.info(&format!(
+            self.sh.warn(&format!(
                 "Deletions stopped due to --max-delete limit ({skipped} skipped)"
             ));
             self.sh.set_exit(ExitCode::DEL_LIMIT);

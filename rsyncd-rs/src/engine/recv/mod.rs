@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use super::exit::ExitCode;
+use super::exit::{ExitCode, Origin, error_line};
 use super::filter::{FilterContext, FilterSet, RuleOrigin};
 use super::flist::{FileList, ListError, ListReceiver};
 use super::mux::{MuxReader, MuxWriter, SharedWriter, lock};
@@ -28,7 +28,7 @@ use crate::protocol::filter::{
 };
 use crate::protocol::flist::FlistConfig;
 use crate::protocol::mux::MsgCode;
-use crate::protocol::options::{DeleteWhen, Options};
+use crate::protocol::options::{DeleteWhen, Info, Options};
 
 pub use dest::Destination;
 
@@ -80,6 +80,21 @@ pub struct Policy {
     pub log_user: String,
 }
 
+impl Policy {
+    /// A name quoted for a message as upstream's full_fname() does: in a daemon the
+    /// module-relative path and the module, `"dir/file" (in backup)`; otherwise the path
+    /// under the transfer root.
+    pub fn full_fname(&self, rel: &str) -> String {
+        if self.is_daemon {
+            format!("\"{rel}\" (in {})", self.log_module)
+        } else if self.log_module_path.is_empty() || rel.starts_with('/') {
+            format!("\"{rel}\"")
+        } else {
+            format!("\"{}/{rel}\"", self.log_module_path.trim_end_matches('/'))
+        }
+    }
+}
+
 /// Statistics of the receiving side.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -108,11 +123,12 @@ pub enum Said {
 }
 
 /// Sends `text` where `to` says.
-fn say(log: &dyn LogSink, writer: &SharedWriter, to: Said, text: &str) {
+fn say(log: &dyn LogSink, writer: &SharedWriter, quiet: bool, to: Said, text: &str) {
     if matches!(to, Said::Log | Said::Both) {
         log.line(text.trim_end());
     }
-    if matches!(to, Said::Client | Said::Both) {
+    // A quiet client gets no informational lines (upstream: rwrite() drops FINFO).
+    if matches!(to, Said::Client | Said::Both) && !quiet {
         let _ = lock(writer).text(MsgCode::Info, &with_newline(text));
     }
 }
@@ -185,6 +201,12 @@ impl Shared {
         self.set_exit(ExitCode::PARTIAL);
     }
 
+    /// A warning, to the log and the client (upstream's FWARNING).
+    pub fn warn(&self, text: &str) {
+        self.log.line(text.trim_end());
+        let _ = lock(&self.writer).text(MsgCode::Warning, &with_newline(text));
+    }
+
     /// Sends an informational line to the client.
     pub fn info(&self, text: &str) {
         self.say(Said::Client, text);
@@ -193,7 +215,7 @@ impl Shared {
     /// An informational line to the client, the daemon log or both, as upstream's
     /// rprintf() routes FCLIENT, FLOG and FINFO in a daemon (log.c, rwrite()).
     pub fn say(&self, to: Said, text: &str) {
-        say(&*self.log, &self.writer, to, text);
+        say(&*self.log, &self.writer, self.opts.quiet > 0, to, text);
     }
 
     /// Where the generator's `-v` name lines go ("dir/", "link -> target", "a => b"), if
@@ -201,7 +223,7 @@ impl Shared {
     /// and the log before. A log format with `%i` logs the items instead.
     /// Upstream: generator.c, generate_files() (`code`).
     pub fn name_lines(&self) -> Option<Said> {
-        if self.opts.verbose == 0 {
+        if !self.opts.info.at_least(Info::Name, 1) {
             return None;
         }
         let itemizing = self
@@ -262,7 +284,14 @@ pub enum RecvError {
     #[error("{0}")]
     List(#[from] ListError),
     #[error("{msg}")]
-    Fatal { msg: String, code: ExitCode },
+    Fatal {
+        msg: String,
+        code: ExitCode,
+        /// Where upstream ends the session in this case, and which of its processes
+        /// (for the `rsync error: ... at FILE(LINE) [ROLE=VERSION]` line).
+        at: Origin,
+        role: &'static str,
+    },
 }
 
 impl RecvError {
@@ -288,8 +317,74 @@ impl RecvError {
         RecvError::Fatal {
             msg: msg.into(),
             code,
+            at: Origin {
+                file: "receiver.c",
+                line: 868,
+            },
+            role: "receiver",
         }
     }
+
+    /// The same error, placed where upstream raises it.
+    pub(crate) fn at(self, file: &'static str, line: u32, who: &'static str) -> RecvError {
+        match self {
+            RecvError::Fatal { msg, code, .. } => RecvError::Fatal {
+                msg,
+                code,
+                at: Origin { file, line },
+                role: who,
+            },
+            other => other,
+        }
+    }
+
+    /// What the client is told: the message (if any), then the `rsync error:` line.
+    fn client_text(&self) -> String {
+        let (msg, at, role) = match self {
+            RecvError::Fatal { msg, at, role, .. } => (msg.clone(), *at, *role),
+            RecvError::List(e) => (
+                e.to_string(),
+                Origin {
+                    file: "flist.c",
+                    line: 2724,
+                },
+                "receiver",
+            ),
+        };
+        let mut text = msg;
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&error_line(self.code(), at, role));
+        text
+    }
+}
+
+/// Tells the client (and the log) why the session ends, as upstream's exit_cleanup() does
+/// on a server: the message, the `rsync error:` line, and MSG_ERROR_EXIT from protocol 31
+/// (or from the forked receiver at any protocol). Returns whether MSG_ERROR_EXIT went out,
+/// in which case upstream waits for the client to hang up.
+fn report_fatal(writer: &SharedWriter, log: &dyn LogSink, protocol: i32, err: &RecvError) -> bool {
+    let text = err.client_text();
+    for line in text.lines() {
+        log.line(line);
+    }
+    let mut w = lock(writer);
+    let _ = w.text(MsgCode::Error, &text);
+    let code = err.code();
+    let role = match err {
+        RecvError::Fatal { role, .. } => *role,
+        RecvError::List(_) => "receiver",
+    };
+    let exit_msg = !matches!(
+        code,
+        ExitCode::SOCKETIO | ExitCode::STREAMIO | ExitCode::TIMEOUT
+    ) && (protocol >= 31 || role == "receiver");
+    if exit_msg {
+        let _ = w.message(MsgCode::ErrorExit, &err.code().0.to_le_bytes());
+    }
+    let _ = w.flush();
+    exit_msg
 }
 
 /// The inputs of a receiving session.
@@ -321,26 +416,70 @@ pub struct RecvOutcome {
 /// Runs the receiving side to its end. `reader`/`writer` are the two halves of the
 /// connection (multiplexed as the protocol says).
 pub fn run(
-    mut s: RecvSession,
+    s: RecvSession,
     mut reader: MuxReader,
     writer: MuxWriter,
+) -> Result<RecvOutcome, RecvError> {
+    let writer: SharedWriter = Arc::new(Mutex::new(writer));
+    let log = s.log.clone();
+    let protocol = s.wire.protocol;
+    let outcome = run_session(s, &mut reader, writer.clone());
+    if let Err(e) = &outcome
+        && report_fatal(&writer, &*log, protocol, e)
+    {
+        drain(&mut reader, &writer);
+    }
+    outcome
+}
+
+/// Reads and drops what the client still sends until it hangs up or answers our
+/// MSG_ERROR_EXIT with an empty one, which is returned before we go (at most a minute of
+/// silence), so that the client reads our error instead of a reset connection.
+/// Upstream: io.c, noop_io_until_death() and read_a_msg() for MSG_ERROR_EXIT.
+fn drain(reader: &mut MuxReader, writer: &SharedWriter) {
+    reader
+        .conn_mut()
+        .set_idle_timeout(Some(std::time::Duration::from_secs(60)));
+    loop {
+        if let Some(code) = reader.peer_exit() {
+            if code.is_none() {
+                let mut w = lock(writer);
+                let _ = w.message(MsgCode::ErrorExit, &[]);
+                let _ = w.flush();
+            }
+            return;
+        }
+        if reader.fill().is_err() {
+            return;
+        }
+        let n = reader.buffered().len();
+        reader.consume(n);
+        drop(reader.take_messages());
+    }
+}
+
+fn run_session(
+    mut s: RecvSession,
+    reader: &mut MuxReader,
+    writer: SharedWriter,
 ) -> Result<RecvOutcome, RecvError> {
     let sums = Sums::for_session(&s.opts, &s.wire)?;
     let cfg = flist_config(&s.opts, &s.wire, &s.policy, &sums);
     apply_protocol_defaults(&mut s.opts, s.wire.protocol);
-    let writer: SharedWriter = Arc::new(Mutex::new(writer));
 
-    let peer_rules = receive_filters(&mut reader, &s.opts, s.wire.protocol)?;
+    let peer_rules = receive_filters(reader, &s.opts, s.wire.protocol)?;
     let mut lists = ListReceiver::new(cfg.clone(), !s.policy.numeric_ids);
     s.log.line("receiving file list");
-    let first = lists.receive(&mut reader, None)?;
+    let first = lists.receive(reader, None)?;
+    let daemon_only = daemon_filter_set(&s)?;
     let dest = Destination::prepare(
         &s.tree,
         s.dest_arg.as_deref(),
         &first,
         &s.opts,
         &s.policy,
-        &|to, text| say(&*s.log, &writer, to, text),
+        &|name, is_dir| daemon_only.daemon_refuses(name, is_dir),
+        &|to, text| say(&*s.log, &writer, s.opts.quiet > 0, to, text),
     )?;
     let filters = build_filters(&s, &dest, peer_rules)?;
     let shared = Arc::new(Shared {
@@ -371,7 +510,7 @@ pub fn run(
             RecvError::fatal(format!("failed to start the generator: {e}"), ExitCode::IPC)
         })?;
 
-    let received = receiver::run(&shared, &mut reader, &mut lists, first, &to_gen);
+    let received = receiver::run(&shared, reader, &mut lists, first, &to_gen);
     if received.is_err() {
         let _ = to_gen.send(ToGenerator::Abort);
     }
@@ -478,6 +617,22 @@ fn build_filters(
     }
     set.add_rules(rules, RuleOrigin::Peer, &mut read)
         .map_err(fail)?;
+    Ok(set)
+}
+
+/// The daemon's own rules alone, rooted at the module (to vet the destination argument).
+fn daemon_filter_set(s: &RecvSession) -> Result<FilterSet, RecvError> {
+    let mut set = FilterSet::new(FilterContext {
+        protocol: s.wire.protocol,
+        am_sender: false,
+        root: Vec::new(),
+        delete_excluded: false,
+        eol_nulls: false,
+    });
+    let tree = &s.tree;
+    let mut read = |p: &[u8]| -> Option<Vec<u8>> { read_rule_file(tree, p) };
+    set.add_daemon_rules(s.policy.daemon_rules.clone(), &mut read)
+        .map_err(|e| RecvError::fatal(e.to_string(), crate::engine::filter::exit_code(&e)))?;
     Ok(set)
 }
 

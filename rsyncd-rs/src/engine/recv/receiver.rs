@@ -7,7 +7,7 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 
-use super::delta::{Output, Received, discard_data, receive_data};
+use super::delta::{Output, Rebuild, Received, append_len, discard_data, receive_data};
 use super::entry::{partial_dir_path, show, want_attrs};
 use super::translog::{self, Logged};
 use super::{RecvError, Shared, Stats, ToGenerator};
@@ -18,7 +18,6 @@ use crate::engine::tree::{AttrTarget, FileKind, RelPath, TempFile, TreeError};
 use crate::protocol::checksum::ChecksumSpec;
 use crate::protocol::codec::{get_shortint, get_varint};
 use crate::protocol::flist::FileEntry;
-use crate::protocol::mux::MsgCode;
 use crate::protocol::ndx::basis::{
     BACKUP as FNAMECMP_BACKUP, FNAME as FNAMECMP_FNAME, FUZZY as FNAMECMP_FUZZY,
     PARTIAL_DIR as FNAMECMP_PARTIAL_DIR,
@@ -206,6 +205,7 @@ impl Receiver<'_, '_> {
             let _ = list;
             if iflags & it::TRANSFER == 0 {
                 if let Some(fmt) = &sh.policy.transfer_log_format
+                    && !sh.opts.dry_run
                     && (crate::engine::itemize::is_significant(iflags)
                         || xname.as_deref().is_some_and(|x| !x.is_empty()))
                     && fmt.contains("%i")
@@ -228,6 +228,10 @@ impl Receiver<'_, '_> {
                     "got transfer request in phase 2 [receiver]",
                     ExitCode::PROTOCOL,
                 ));
+            }
+            // A dry run gets no data: the item was only echoed.
+            if sh.opts.dry_run {
+                continue;
             }
             self.receive_file(ndx, &entry, iflags, basis_type)?;
         }
@@ -328,7 +332,15 @@ impl Receiver<'_, '_> {
                 Some(super::entry::dest_mode(o, e.mode, existing, 0o777 & !umask()) & 0o7777);
         }
         let outcome = if inplace {
-            self.receive_inplace(e, &dest, &head, basis.as_ref(), &want)
+            // --append keeps what the sum head covered, except when redoing a file whose
+            // checksum failed (upstream negates append_mode for the redo pass).
+            let append = o.append_mode > 0 && !redo;
+            let how = Rebuild {
+                inplace: true,
+                keep: if append { append_len(&head) } else { 0 },
+                verify_kept: append && o.append_mode == 2,
+            };
+            self.receive_inplace(e, &dest, &head, basis.as_ref(), &want, how)
         } else {
             self.receive_to_temp(e, &dest, &head, basis.as_ref(), &want, partial.as_ref())
         };
@@ -375,9 +387,11 @@ impl Receiver<'_, '_> {
                     ));
                     let _ = self.to_gen.send(ToGenerator::Failed(ndx));
                 } else {
-                    if o.verbose > 0 || o.itemize_changes > 0 {
-                        let _ = crate::engine::mux::lock(&sh.writer)
-                            .text(MsgCode::Warning, &format!("WARNING: {} failed verification -- update {kept} (will try again).\n", show(&e.name)));
+                    if o.info.at_least(crate::protocol::options::Info::Name, 1) {
+                        sh.warn(&format!(
+                            "WARNING: {} failed verification -- update {kept} (will try again).",
+                            show(&e.name)
+                        ));
                     }
                     let _ = self.to_gen.send(ToGenerator::Redo(ndx));
                 }
@@ -441,7 +455,7 @@ impl Receiver<'_, '_> {
                 &self.spec,
                 basis,
                 &mut out,
-                false,
+                Rebuild::default(),
             );
             match r {
                 Ok(got) => {
@@ -534,6 +548,7 @@ impl Receiver<'_, '_> {
         head: &SumHead,
         basis: Option<&std::fs::File>,
         want: &crate::engine::tree::WantAttrs,
+        how: Rebuild,
     ) -> Result<Option<Received>, Fail> {
         let sh = self.sh;
         let o = &sh.opts;
@@ -555,7 +570,7 @@ impl Receiver<'_, '_> {
                 &self.spec,
                 basis,
                 &mut out,
-                true,
+                how,
             )
             .map_err(|err| Fail::Fatal(delta_err(err)))?;
             out.finish(true).map_err(|err| {
@@ -567,7 +582,10 @@ impl Receiver<'_, '_> {
             got
         };
         drop(file);
-        if let Err(err) = sh.tree.set_attrs(AttrTarget::Path(dest), want) {
+        // A file that failed its checksum keeps its old attributes (it is redone).
+        if received.verified
+            && let Err(err) = sh.tree.set_attrs(AttrTarget::Path(dest), want)
+        {
             sh.error(&format!(
                 "rsync: set attributes of \"{}\" failed: {err}",
                 show(&e.name)
@@ -644,13 +662,17 @@ pub(super) fn backup_path(sh: &Shared, dest: &RelPath) -> Option<RelPath> {
             "~".to_string()
         }
     });
-    let rel = dest.as_bytes();
-    let mut name = rel.to_vec();
+    let mut name = dest.as_bytes().to_vec();
     name.extend_from_slice(suffix.as_bytes());
     match &o.backup_dir {
+        // Like upstream's (whose receiver works from inside the destination directory),
+        // a relative --backup-dir is below the destination; names keep their path there.
         Some(dir) => {
-            let base = super::dest::sanitize(dir.as_bytes());
-            let mut p = base;
+            let _ = dir;
+            let inside = sh.dest.relative(dest)?;
+            let mut p = backup_dir_root(sh)?;
+            let mut name = inside.to_vec();
+            name.extend_from_slice(suffix.as_bytes());
             for part in name.split(|&b| b == b'/') {
                 p = p.join(part).ok()?;
             }
@@ -672,15 +694,52 @@ pub(super) fn make_backup(sh: &Shared, dest: &RelPath) -> Result<bool, TreeError
     let Some(bp) = backup_path(sh, dest) else {
         return Ok(false);
     };
-    // Missing directories of --backup-dir are created as needed.
-    let mut cur = RelPath::root();
-    let parts: Vec<Vec<u8>> = bp.components().map(<[u8]>::to_vec).collect();
-    for part in parts.iter().take(parts.len().saturating_sub(1)) {
-        cur = cur.join(part)?;
-        if sh.tree.lstat(&cur)?.is_none() {
-            sh.tree.mkdir(&cur, 0o700)?;
-        }
-    }
+    make_backup_dirs(sh, &bp)?;
     sh.tree.rename(dest, &bp)?;
     Ok(true)
+}
+
+/// Creates the missing directories of a backup path. A directory that mirrors one of the
+/// destination gets that directory's permissions, owner and time, as upstream's
+/// backup.c, copy_valid_path() does; the --backup-dir itself gets default permissions.
+fn make_backup_dirs(sh: &Shared, backup: &RelPath) -> Result<(), TreeError> {
+    let Some(parent) = backup.parent() else {
+        return Ok(());
+    };
+    if sh.tree.lstat(&parent)?.is_some() {
+        return Ok(());
+    }
+    make_backup_dirs(sh, &parent)?;
+    sh.tree.mkdir(&parent, 0o777)?;
+    let mirrored = backup_dir_root(sh).and_then(|root| {
+        let inside = parent.as_bytes().strip_prefix(root.as_bytes())?;
+        let inside = inside.strip_prefix(b"/")?;
+        inside
+            .split(|&b| b == b'/')
+            .try_fold(sh.dest.root.clone(), |p, part| p.join(part).ok())
+    });
+    if let Some(orig) = mirrored
+        && let Ok(Some(m)) = sh.tree.lstat(&orig)
+        && m.kind == FileKind::Dir
+    {
+        let want = crate::engine::tree::WantAttrs {
+            mode: Some(m.mode & 0o7777),
+            uid: (sh.policy.am_root || sh.policy.fake_super).then_some(m.uid),
+            gid: (sh.policy.am_root || sh.policy.fake_super).then_some(m.gid),
+            mtime: Some((m.mtime, m.mtime_nsec)),
+            ..Default::default()
+        };
+        let _ = sh.tree.set_attrs(AttrTarget::Path(&parent), &want);
+    }
+    Ok(())
+}
+
+/// The --backup-dir as a module path.
+fn backup_dir_root(sh: &Shared) -> Option<RelPath> {
+    let dir = sh.opts.backup_dir.as_deref()?;
+    let mut p = sh.dest.root.clone();
+    for part in super::dest::sanitize(dir.as_bytes()).components() {
+        p = p.join(part).ok()?;
+    }
+    Some(p)
 }

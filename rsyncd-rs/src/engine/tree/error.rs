@@ -11,6 +11,13 @@ use nix::errno::Errno;
 /// allowed; `CorruptStatXattr` is bad data on disk; `Io` is the kernel saying no.
 #[derive(Debug, thiserror::Error)]
 pub enum TreeError {
+    /// A dry run asked for something that only makes sense when writing (a caller bug:
+    /// a dry run transfers no data).
+    #[error("cannot {op} in a dry run")]
+    DryRun {
+        /// What was attempted.
+        op: &'static str,
+    },
     /// The name is not a clean relative path (absolute, `..`, NUL, empty component…).
     #[error("invalid path {path:?}: {reason}")]
     BadPath {

@@ -230,6 +230,18 @@ impl Tree {
         target: AttrTarget<'_>,
         want: &WantAttrs,
     ) -> Result<AttrChanges, TreeError> {
+        // A dry run did not create the entry: everything would change (upstream's
+        // set_file_attrs() returns "updated" without looking).
+        if self.opts.dry_run
+            && let AttrTarget::Path(p) = target
+            && self.lstat(p)?.is_none()
+        {
+            return Ok(AttrChanges {
+                mtime: want.mtime.is_some(),
+                mode: want.mode.is_some(),
+                ..AttrChanges::default()
+            });
+        }
         match target {
             AttrTarget::Temp(tmp) => self.apply_attrs(Handle::Fd(tmp.file()), &tmp.display(), want),
             AttrTarget::Path(p) => match self.locate(p)? {
@@ -267,6 +279,9 @@ impl Tree {
             (Handle::Fd(f), true) => overlay_stat_xattr(f, &st, shown)?,
             _ => Meta::from_stat(&st),
         };
+        if self.opts.dry_run {
+            return Ok(self.would_change(&before, want));
+        }
         let mut changes = AttrChanges::default();
 
         let new_uid = want
@@ -304,6 +319,25 @@ impl Tree {
             }
         }
         Ok(changes)
+    }
+
+    /// What [`Tree::set_attrs`] would change, for a dry run.
+    fn would_change(&self, before: &Meta, want: &WantAttrs) -> AttrChanges {
+        let fake = self.opts.fake_super;
+        let differs =
+            |want: Option<(i64, u32)>, sec: i64, nsec: u32| want.is_some_and(|w| w != (sec, nsec));
+        AttrChanges {
+            owner: want
+                .uid
+                .is_some_and(|u| u != before.uid && (self.is_root || fake)),
+            group: want.gid.is_some_and(|g| g != before.gid),
+            mtime: differs(want.mtime, before.mtime, before.mtime_nsec),
+            atime: differs(want.atime, before.atime, before.atime_nsec),
+            mode: want.mode.is_some_and(|m| {
+                m & CHMOD_BITS != before.mode & CHMOD_BITS && before.kind != FileKind::Symlink
+            }),
+            ..AttrChanges::default()
+        }
     }
 
     fn apply_times(

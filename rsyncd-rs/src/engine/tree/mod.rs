@@ -76,6 +76,9 @@ pub struct TreeOptions {
     pub keep_dirlinks: bool,
     /// Which resolver to use.
     pub resolver: Resolver,
+    /// `--dry-run`: every change succeeds without touching anything, as upstream's
+    /// syscall wrappers do; [`Tree::set_attrs`] reports what it would change.
+    pub dry_run: bool,
 }
 
 /// The module root and every operation beneath it.
@@ -176,6 +179,11 @@ impl Tree {
     /// absent, never following a final symlink. Errors: `WrongKind` unless a regular
     /// file, resolver refusals, `Io`.
     pub fn open_inplace(&self, p: &RelPath) -> Result<File, TreeError> {
+        if self.opts.dry_run {
+            return Err(TreeError::DryRun {
+                op: "open for writing",
+            });
+        }
         let (dir, name) = self.locate_entry(p, "open")?;
         let flags = OFlag::O_WRONLY
             | OFlag::O_CREAT
@@ -269,6 +277,9 @@ impl Tree {
     ///
     /// Upstream: syscall.c, do_mkdir_at().
     pub fn mkdir(&self, p: &RelPath, mode: u32) -> Result<(), TreeError> {
+        if self.opts.dry_run {
+            return Ok(());
+        }
         let (dir, name) = self.locate_entry(p, "mkdir")?;
         let added = if self.opts.fake_super { 0o700 } else { 0 };
         mkdirat(
@@ -286,6 +297,9 @@ impl Tree {
     ///
     /// Upstream: syscall.c, do_symlink_at().
     pub fn symlink(&self, target: &[u8], p: &RelPath) -> Result<(), TreeError> {
+        if self.opts.dry_run {
+            return Ok(());
+        }
         if target.is_empty() || target.len() > MAX_LINK_LEN || target.contains(&0) {
             return Err(TreeError::bad_path(target, "unusable symlink target"));
         }
@@ -302,6 +316,9 @@ impl Tree {
     ///
     /// Upstream: syscall.c, do_mknod_at().
     pub fn mknod(&self, p: &RelPath, mode: u32, rdev: u64) -> Result<(), TreeError> {
+        if self.opts.dry_run {
+            return Ok(());
+        }
         let kind = FileKind::from_mode(mode);
         let special = matches!(
             kind,
@@ -371,6 +388,9 @@ impl Tree {
     ///
     /// Upstream: syscall.c, do_link_at().
     pub fn hard_link(&self, existing: &RelPath, new: &RelPath) -> Result<(), TreeError> {
+        if self.opts.dry_run {
+            return Ok(());
+        }
         let (odir, oname) = self.locate_entry(existing, "link")?;
         let (ndir, nname) = self.locate_entry(new, "link")?;
         linkat(&odir, oname, &ndir, nname, AtFlags::empty())
@@ -381,6 +401,9 @@ impl Tree {
     ///
     /// Upstream: syscall.c, do_unlink_at().
     pub fn unlink(&self, p: &RelPath) -> Result<(), TreeError> {
+        if self.opts.dry_run {
+            return Ok(());
+        }
         let (dir, name) = self.locate_entry(p, "unlink")?;
         unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir)
             .map_err(|e| TreeError::errno("unlink", p, e))
@@ -390,6 +413,9 @@ impl Tree {
     ///
     /// Upstream: syscall.c, do_rmdir_at().
     pub fn rmdir(&self, p: &RelPath) -> Result<(), TreeError> {
+        if self.opts.dry_run {
+            return Ok(());
+        }
         let (dir, name) = self.locate_entry(p, "rmdir")?;
         unlinkat(&dir, name, UnlinkatFlags::RemoveDir).map_err(|e| TreeError::errno("rmdir", p, e))
     }
@@ -399,6 +425,9 @@ impl Tree {
     ///
     /// Upstream: syscall.c, do_rename_at().
     pub fn rename(&self, from: &RelPath, to: &RelPath) -> Result<(), TreeError> {
+        if self.opts.dry_run {
+            return Ok(());
+        }
         let (fdir, fname) = self.locate_entry(from, "rename")?;
         let (tdir, tname) = self.locate_entry(to, "rename")?;
         nix::fcntl::renameat(&fdir, fname, &tdir, tname)

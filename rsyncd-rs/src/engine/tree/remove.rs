@@ -31,6 +31,9 @@ impl Tree {
     /// Errors: `IsRoot` for `.`, resolver refusals, `Io` for the first failure (what
     /// was removed before it stays removed).
     pub fn remove_all(&self, p: &RelPath) -> Result<(), TreeError> {
+        if self.opts.dry_run {
+            return Ok(());
+        }
         let (parent, name) = self.locate_entry(p, "delete")?;
         let st = stat_at(&parent, name).map_err(|e| TreeError::errno("lstat", p, e))?;
         if !is_type(&st, SFlag::S_IFDIR) {

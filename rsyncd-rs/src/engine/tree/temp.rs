@@ -142,6 +142,11 @@ impl Tree {
     ///
     /// Upstream: receiver.c, open_tmpfile(); syscall.c, do_mkstemp_atfd().
     pub fn create_temp(&self, beside: &RelPath, mode: u32) -> Result<TempFile, TreeError> {
+        if self.opts.dry_run {
+            return Err(TreeError::DryRun {
+                op: "create a temporary file",
+            });
+        }
         let (dir, base) = self.locate_entry(beside, "create temp file")?;
         let added = if self.opts.fake_super { 0o600 } else { 0o200 };
         let perms = Mode::from_bits_truncate((mode | added) & 0o700);

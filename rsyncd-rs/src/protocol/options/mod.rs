@@ -2,10 +2,12 @@
 //! parse_arguments(), as run with `--server`). This is the only reader of client flags;
 //! everything downstream takes `&Options`.
 
+mod info;
 mod parse;
 pub mod refuse;
 pub mod table;
 
+pub use info::{Info, InfoLevels};
 pub use parse::parse_server_args;
 pub use refuse::Refusals;
 
@@ -39,6 +41,8 @@ pub struct Options {
     pub am_sender: bool,
     pub verbose: u8,
     pub quiet: u8,
+    /// `--info` levels (from `-v` and the client's `--info=` words).
+    pub info: InfoLevels,
     pub dry_run: bool,
     pub recurse: bool,
     /// Upstream's xfer_dirs after implications (1 = transfer directories).
@@ -155,6 +159,7 @@ impl Default for Options {
             am_sender: false,
             verbose: 0,
             quiet: 0,
+            info: InfoLevels::default(),
             dry_run: false,
             recurse: false,
             xfer_dirs: false,

@@ -342,9 +342,9 @@ fn apply(
                 None => v,
             };
         }
+        "OPT_INFO" => o.info.apply_user(&v),
         // Accepted and without effect on a server.
-        "OPT_INFO"
-        | "OPT_DEBUG"
+        "OPT_DEBUG"
         | "OPT_STDERR"
         | "msgs2stderr=1"
         | "msgs2stderr=0"
@@ -381,6 +381,7 @@ fn apply(
 
 /// The implications upstream applies after the loop, for a server.
 fn finish(o: &mut Options, st: &Implied, refusals: &Refusals) -> Result<(), OptionError> {
+    o.info.apply_verbosity(o.verbose);
     if let Some(choice) = &o.compress_choice {
         if choice.eq_ignore_ascii_case("auto") {
             o.compress_choice = None;
@@ -482,6 +483,15 @@ fn finish(o: &mut Options, st: &Implied, refusals: &Refusals) -> Result<(), Opti
         return Err(OptionError::Invalid(format!(
             "--suffix cannot contain slashes: {s}"
         )));
+    }
+    if o.make_backups && o.backup_dir.is_none() {
+        if o.backup_suffix.as_deref() == Some("") && !o.am_sender {
+            return Err(OptionError::Invalid(
+                "--suffix cannot be empty without a --backup-dir".into(),
+            ));
+        }
+        // Backups beside the files change the directories after their times were set.
+        o.omit_dir_times = true;
     }
     if o.append_mode > 0 || o.write_devices {
         if o.append_mode > 0 && o.whole_file == Some(true) {
