@@ -9,10 +9,45 @@ use std::process::{Command, Stdio};
 
 use nix::unistd::Pid;
 
-use super::config::{ModuleParams, expand_vars_for_shell};
+use super::config::{ExpandError, ModuleParams, expand_vars_for_shell};
 use super::privileges::{Forked, fork_process};
 use super::session::Session;
-use crate::engine::exit::ExitCode;
+use crate::engine::exit::{ExitCode, Origin, error_line};
+
+/// A hook command that could not be expanded, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookExpandError {
+    /// The command as configured, before expansion.
+    pub template: String,
+    pub error: ExpandError,
+}
+
+impl HookExpandError {
+    /// The lines upstream logs before it ends the session, and its exit code. The client
+    /// gets no `@ERROR` line (it reports "didn't get server startup line"), as upstream:
+    /// loadparm.c, expand_vars() logs with rprintf(FLOG) and calls exit_cleanup() while
+    /// the connection is still in its text phase.
+    pub fn log_lines(&self) -> (Vec<String>, ExitCode) {
+        let (first, code, line) = match &self.error {
+            ExpandError::UnsafeValue { .. } => (self.error.to_string(), ExitCode::UNSUPPORTED, 273),
+            ExpandError::TooLong { .. } => (
+                format!(
+                    "Overflowed buf in expand_vars() trying to expand: {}",
+                    self.template
+                ),
+                ExitCode::MALLOC,
+                318,
+            ),
+        };
+        // Before the argument list is read the daemon's role is upstream's "Receiver".
+        let origin = Origin {
+            file: "loadparm.c",
+            line,
+        };
+        let last = error_line(code, origin, "Receiver").trim_end().to_string();
+        (vec![first, last], code)
+    }
+}
 
 /// The exec hooks of a module, expanded, and the running pre-xfer command.
 #[derive(Debug, Default)]
@@ -33,17 +68,22 @@ struct PreXfer {
 }
 
 impl Hooks {
-    /// Expands the module's hook commands; a `%RSYNC_*%` value that is unsafe in a shell
-    /// makes upstream refuse the session, and so do we.
+    /// Expands the module's hook commands. A `%RSYNC_*%` value that is unsafe in a shell
+    /// makes upstream refuse the session, and so do we: the error says which command.
     pub fn from_module(
         p: &ModuleParams,
         vars: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Hooks, ExitCode> {
-        let expand = |v: &Option<String>| -> Result<Option<String>, ExitCode> {
+    ) -> Result<Hooks, HookExpandError> {
+        let expand = |v: &Option<String>| -> Result<Option<String>, HookExpandError> {
             match v.as_deref().filter(|c| !c.trim().is_empty()) {
-                Some(c) => expand_vars_for_shell(c, vars)
-                    .map(Some)
-                    .map_err(|_| ExitCode::UNSUPPORTED),
+                Some(c) => {
+                    expand_vars_for_shell(c, vars)
+                        .map(Some)
+                        .map_err(|error| HookExpandError {
+                            template: c.to_string(),
+                            error,
+                        })
+                }
                 None => Ok(None),
             }
         };

@@ -156,7 +156,23 @@ pub(super) fn open_module(
         s.log = log;
     }
 
-    let mut hooks = Hooks::from_module(p, &vars)?;
+    // The hooks see the module's path too, set before they are expanded as upstream's
+    // set_env_str("RSYNC_MODULE_PATH") is; an inherited value must not leak in.
+    let module_path = full_path.display().to_string();
+    let hook_vars = |k: &str| match k {
+        "RSYNC_MODULE_PATH" => Some(module_path.clone()),
+        other => vars(other),
+    };
+    let mut hooks = match Hooks::from_module(p, &hook_vars) {
+        Ok(h) => h,
+        Err(e) => {
+            let (lines, code) = e.log_lines();
+            for line in lines {
+                s.log.line(&line);
+            }
+            return Err(code);
+        }
+    };
     hooks.start(s, &name, &full_path, &user, early_input.as_deref())?;
 
     if let Some(dir) = &chroot_dir {
