@@ -159,12 +159,14 @@ impl Hooks {
             }
         }
         if let Some(early) = self.early.clone() {
-            let mut stdin = b"(NONE)\0\0".to_vec();
-            if let Some(input) = early_input {
-                stdin.extend_from_slice(input);
-            }
+            // Upstream's helper child reads the request ("(NONE)") and the empty argument
+            // list from the pipe itself, so the command gets only --early-input's bytes
+            // on its standard input. Upstream: clientserver.c, start_pre_exec() and
+            // write_pre_exec_args() with exec_type 1.
+            let stdin = early_input.unwrap_or_default().to_vec();
             let ok = self
                 .command(&early)
+                .env("RSYNC_REQUEST", "(NONE)")
                 .stdin(Stdio::piped())
                 .spawn()
                 .and_then(|mut child| {
