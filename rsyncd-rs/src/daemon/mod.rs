@@ -11,6 +11,7 @@ pub mod log;
 pub mod module;
 pub mod pidfile;
 pub mod privileges;
+pub mod proxy;
 mod server;
 pub mod session;
 pub mod startup;

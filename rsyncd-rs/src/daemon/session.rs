@@ -7,10 +7,11 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::access::{HostName, UNKNOWN};
+use super::access::{ClientAddr, HostName, SystemResolver, UNKNOWN, proxy_peer_allowed_with};
 use super::config::{DaemonConfig, Module};
 use super::log::{DaemonLog, target_for};
 use super::module::{ModuleSession, open_module};
+use super::proxy::{ProxySource, decode_proxy_header};
 use crate::engine::conn::{Conn, ConnError};
 use crate::engine::exit::ExitCode;
 use crate::protocol::handshake::{
@@ -183,6 +184,9 @@ impl<'a> Session<'a> {
             let t = handshake_timeout(self.config.defaults.timeout);
             self.conn.set_deadline(Some(Instant::now() + t));
         }
+        if self.config.global.proxy_protocol {
+            self.read_proxy_header()?;
+        }
         self.resolve_host();
         self.apply_daemon_identity()?;
         self.log.line(&format!(
@@ -225,6 +229,37 @@ impl<'a> Session<'a> {
                 let ms: ModuleSession = open_module(self, &module, early_input)?;
                 super::server::run(self, &module, ms)
             }
+        }
+    }
+
+    /// With `proxy protocol`, the direct peer must be a trusted proxy and send a valid
+    /// PROXY header; its address then replaces the socket's everywhere. Anything else
+    /// closes the connection without a word, as upstream: clientserver.c, start_daemon()
+    /// and proxy_peer_allowed().
+    fn read_proxy_header(&mut self) -> Result<(), ExitCode> {
+        let direct = ClientAddr::from(self.peer.ip.unwrap_or(Ipv4Addr::UNSPECIFIED.into()));
+        let trusted = proxy_peer_allowed_with(
+            &direct,
+            self.config.global.proxy_protocol_hosts.as_deref(),
+            &SystemResolver,
+        );
+        if !trusted {
+            self.log.line(&format!(
+                "proxy protocol rejected from untrusted peer {} ({})",
+                self.peer.host, self.peer.addr
+            ));
+            return Err(ExitCode::STARTCLIENT);
+        }
+        match self.conn.decode(decode_proxy_header) {
+            Ok(ProxySource::Address { text, ip }) => {
+                self.peer.addr = text;
+                self.peer.ip = ip;
+                Ok(())
+            }
+            Ok(ProxySource::KeepSocketAddress) => Ok(()),
+            Err(ConnError::Timeout) => Err(ExitCode::TIMEOUT),
+            Err(ConnError::Decode(_)) => Err(ExitCode::STARTCLIENT),
+            Err(_) => Err(ExitCode::SOCKETIO),
         }
     }
 
