@@ -4,6 +4,7 @@
 pub mod access;
 pub mod auth;
 pub mod config;
+mod ending;
 pub mod exec;
 pub mod limits;
 pub mod listener;
