@@ -11,7 +11,7 @@ use crate::engine::exit::{ExitCode, Origin, error_line};
 use crate::engine::setup::Wire;
 use crate::protocol::Decoded;
 use crate::protocol::codec::get_int;
-use crate::protocol::mux::{MsgCode, decode_mux_header};
+use crate::protocol::mux::{MsgCode, decode_mux_header, put_frame};
 
 /// Where in upstream's start-up the refusal happens; the two places end differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +33,27 @@ pub struct Refusal<'a> {
     /// Whether the client must see the text even where upstream's message is lost (our
     /// own "not implemented yet" must never leave a client guessing).
     pub always_tell: bool,
+    /// Bytes already multiplexed to the client since the set-up (for the log's count).
+    pub sent: usize,
+}
+
+/// What upstream's start_server() sends before the roles start: from protocol 31 a daemon
+/// with a `timeout` tells the client, which then uses the same one (MSG_IO_TIMEOUT).
+/// Returns the bytes written. Upstream: main.c, start_server().
+pub(super) fn start_server(s: &mut Session<'_>, wire: &Wire) -> usize {
+    if wire.protocol < 31 || wire.io_timeout <= 0 {
+        return 0;
+    }
+    let mut frame = Vec::new();
+    put_frame(
+        &mut frame,
+        MsgCode::IoTimeout,
+        &wire.io_timeout.to_le_bytes(),
+    );
+    match s.conn.write_all(&frame) {
+        Ok(()) => frame.len(),
+        Err(_) => 0,
+    }
 }
 
 /// Ends the session for `r` and returns its exit code.
@@ -69,7 +90,7 @@ pub(super) fn end_session(
             if wire.protocol >= 31 || r.always_tell {
                 wire.fatal(&mut s.conn, r.text, r.code, r.origin, role);
             }
-            0
+            r.sent
         }
         (false, stage) => {
             if stage == Stage::Options {

@@ -3,7 +3,7 @@
 //! on; main.c start_server()).
 
 use super::config::Module;
-use super::ending::{Refusal, Stage, end_session};
+use super::ending::{Refusal, Stage, end_session, start_server};
 use super::module::ModuleSession;
 use super::session::Session;
 use crate::engine::conn::ConnError;
@@ -143,6 +143,7 @@ pub(super) fn run(
             return Err(end_session(s, &mut wire, am_sender, &options_stage(&text)));
         }
     };
+    let sent = start_server(s, &wire);
     let server_stage = |text: &'static str, line: u32| Refusal {
         text,
         code: ExitCode::SYNTAX,
@@ -152,6 +153,7 @@ pub(super) fn run(
         },
         stage: Stage::Server,
         always_tell: false,
+        sent,
     };
     // Upstream: main.c, do_server_recv() and do_server_sender().
     let refusal = if !options.am_sender && ms.is_read_only {
@@ -181,6 +183,7 @@ pub(super) fn run(
         },
         stage: Stage::Server,
         always_tell: true,
+        sent,
     };
     Err(end_session(s, &mut wire, options.am_sender, &not_yet))
 }
@@ -196,6 +199,7 @@ fn options_stage(text: &str) -> Refusal<'_> {
         },
         stage: Stage::Options,
         always_tell: false,
+        sent: 0,
     }
 }
 
