@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use nix::unistd::{Gid, Uid};
 
 use super::access::{HostName, allow_access};
-use super::auth::{AccessOverride, ModuleAuth, check_auth, check_digest_floor, system_groups};
+use super::auth::{
+    AccessOverride, AuthFailure, AuthReason, ModuleAuth, check_auth, check_digest_floor,
+    system_groups,
+};
 use super::config::{Module, expand_vars};
 use super::exec::Hooks;
 use super::limits::{Claim, ConnectionSlot, claim_connection};
@@ -295,14 +298,22 @@ fn authenticate(
         std::process::id() as i32,
     );
     s.send_line(&format!("@RSYNCD: AUTHREQD {challenge}\n"))?;
-    let line = s
-        .conn
-        .decode(crate::protocol::auth::decode_response_line)
-        .map_err(|e| match e {
-            crate::engine::conn::ConnError::Timeout => ExitCode::TIMEOUT,
-            crate::engine::conn::ConnError::Decode(_) => ExitCode::PROTOCOL,
-            _ => ExitCode::SOCKETIO,
-        })?;
+    // A line that is too long, holds a NUL or ends early is refused like a wrong answer:
+    // logged as an invalid challenge response, `@ERROR: auth failed` to the client.
+    // Upstream: authenticate.c, auth_server() after read_line_old() fails.
+    let line = match s.conn.decode(crate::protocol::auth::decode_response_line) {
+        Ok(line) => line,
+        Err(crate::engine::conn::ConnError::Timeout) => return Err(ExitCode::TIMEOUT),
+        Err(_) => {
+            let failure = AuthFailure {
+                user: None,
+                reason: AuthReason::InvalidChallengeResponse,
+            };
+            let (host, addr) = (s.peer.host.to_string(), s.peer.addr.clone());
+            s.log.line(&failure.log_line(&m.name, &host, &addr));
+            return Err(s.fail(&format!("auth failed on module {}", m.name)));
+        }
+    };
     let secrets = p
         .secrets_file
         .as_deref()
