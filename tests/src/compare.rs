@@ -62,13 +62,15 @@ pub fn differential(
 /// ... : REASON`, `unknown module`, `max connections (N) reached`, `module-list request`,
 /// the refusal texts and `rsync error:` lines — is what operators grep for, and is kept.
 pub fn log_events(log: &str) -> Vec<String> {
+    const ONE_SIDED: [&str; 4] = [
+        "session end: ",
+        "rsyncd version ",
+        "rsyncd-rs version ",
+        "params.c:Parameter() - Ignoring badly formed line",
+    ];
     log.lines()
         .map(strip_log_prefix)
-        .filter(|l| {
-            !l.starts_with("session end: ")
-                && !(l.starts_with("rsyncd version ") || l.starts_with("rsyncd-rs version "))
-                && !l.starts_with("params.c:Parameter() - Ignoring badly formed line")
-        })
+        .filter(|l| !ONE_SIDED.iter().any(|p| l.starts_with(p)))
         .map(str::to_string)
         .collect()
 }
