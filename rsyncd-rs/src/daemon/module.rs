@@ -303,7 +303,11 @@ fn authenticate(
     // Upstream: authenticate.c, auth_server() after read_line_old() fails.
     let line = match s.conn.decode(crate::protocol::auth::decode_response_line) {
         Ok(line) => line,
-        Err(crate::engine::conn::ConnError::Timeout) => return Err(ExitCode::TIMEOUT),
+        Err(
+            e @ (crate::engine::conn::ConnError::Timeout | crate::engine::conn::ConnError::Io(_)),
+        ) => {
+            return Err(s.read_failed(&e));
+        }
         Err(_) => {
             let failure = AuthFailure {
                 user: None,

@@ -21,7 +21,7 @@ fn read_args(s: &mut Session<'_>, nul_separated: bool) -> Result<Vec<String>, Ex
         });
         let arg = match arg {
             Ok(a) => a,
-            Err(ConnError::Timeout) => return Err(ExitCode::TIMEOUT),
+            Err(e @ (ConnError::Timeout | ConnError::Io(_))) => return Err(s.read_failed(&e)),
             Err(_) => return Err(ExitCode::SOCKETIO),
         };
         if arg.is_empty() {

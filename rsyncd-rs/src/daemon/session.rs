@@ -13,7 +13,7 @@ use super::log::{DaemonLog, target_for};
 use super::module::{ModuleSession, open_module};
 use super::proxy::{ProxySource, decode_proxy_header};
 use crate::engine::conn::{Conn, ConnError};
-use crate::engine::exit::ExitCode;
+use crate::engine::exit::{ExitCode, Origin, error_line};
 use crate::protocol::handshake::{
     self, DAEMON_LINE_MAX, GreetingError, ModuleRequest, decode_line, greeting, negotiate_protocol,
     parse_greeting, parse_module_request,
@@ -170,13 +170,60 @@ impl<'a> Session<'a> {
 
     /// Reads a handshake line of at most `limit` bytes.
     pub fn read_line(&mut self, limit: usize) -> Result<String, ExitCode> {
-        self.conn
-            .decode(|b| decode_line(b, limit))
-            .map_err(|e| match e {
-                ConnError::Timeout => ExitCode::TIMEOUT,
-                ConnError::Decode(_) => ExitCode::PROTOCOL,
-                _ => ExitCode::SOCKETIO,
-            })
+        match self.conn.decode(|b| decode_line(b, limit)) {
+            Ok(line) => Ok(line),
+            Err(e) => Err(self.read_failed(&e)),
+        }
+    }
+
+    /// Logs a failed handshake read as upstream does and gives the exit code: the
+    /// handshake deadline (io.c, handshake_poll_timeout_ms()) and a read error other
+    /// than end of file (io.c, safe_read()) are logged; end of file and a malformed line
+    /// end the session quietly, as upstream's read_line_old() callers do. Before the
+    /// argument list is read upstream's role name is "Receiver".
+    pub fn read_failed<E>(&mut self, e: &ConnError<E>) -> ExitCode {
+        let (lines, code) = match e {
+            ConnError::Timeout => (
+                vec![
+                    "[Receiver] daemon handshake timeout -- exiting".to_string(),
+                    error_line(
+                        ExitCode::TIMEOUT,
+                        Origin {
+                            file: "io.c",
+                            line: 156,
+                        },
+                        "Receiver",
+                    ),
+                ],
+                ExitCode::TIMEOUT,
+            ),
+            ConnError::Io(io) => {
+                let errno = io.raw_os_error().unwrap_or(0);
+                let desc = nix::errno::Errno::from_raw(errno).desc();
+                (
+                    vec![
+                        format!(
+                            "rsync: [Receiver] safe_read failed to read 1 bytes: {desc} ({errno})"
+                        ),
+                        error_line(
+                            ExitCode::STREAMIO,
+                            Origin {
+                                file: "io.c",
+                                line: 340,
+                            },
+                            "Receiver",
+                        ),
+                    ],
+                    ExitCode::STREAMIO,
+                )
+            }
+            ConnError::Eof => (Vec::new(), ExitCode::SOCKETIO),
+            ConnError::Decode(_) => (Vec::new(), ExitCode::PROTOCOL),
+        };
+        for line in lines {
+            self.log.line(line.trim_end());
+        }
+        code
     }
 
     fn run(&mut self) -> Result<ExitCode, ExitCode> {
@@ -199,7 +246,10 @@ impl<'a> Session<'a> {
             parse_module_request(&line).map_err(|_| self.fail("invalid early_input length"))?;
         let mut early_input = None;
         if let ModuleRequest::EarlyInput(len) = request {
-            early_input = Some(self.conn.read_exact(len).map_err(|_| ExitCode::SOCKETIO)?);
+            early_input = match self.conn.read_exact(len) {
+                Ok(bytes) => Some(bytes),
+                Err(e) => return Err(self.read_failed(&e)),
+            };
             line = self.read_line(DAEMON_LINE_MAX)?;
             request =
                 parse_module_request(&line).map_err(|_| self.fail("invalid early_input length"))?;
