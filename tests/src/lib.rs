@@ -107,12 +107,32 @@ pub fn daemon_command(kind: Server, fixture: &Fixture, port: u16, extra: &[&str]
 
 /// Whether something listens on 127.0.0.1:`port` (read from `/proc/net/tcp`).
 pub fn is_listening(port: u16) -> bool {
+    listening_inode(port).is_some()
+}
+
+/// The socket inode listening on 127.0.0.1:`port`, from `/proc/net/tcp`.
+fn listening_inode(port: u16) -> Option<String> {
     let wanted = format!("0100007F:{port:04X}");
-    std::fs::read_to_string("/proc/net/tcp").is_ok_and(|t| {
-        t.lines().skip(1).any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.get(1) == Some(&wanted.as_str()) && f.get(3) == Some(&"0A")
-        })
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(1) == Some(&wanted.as_str()) && f.get(3) == Some(&"0A"))
+            .then(|| f.get(9).map(|i| i.to_string()))
+            .flatten()
+    })
+}
+
+/// Whether process `pid` itself holds the socket listening on 127.0.0.1:`port`: a port
+/// picked free can be taken by a daemon of a test running in parallel before ours binds
+/// it, and the test must not talk to that one.
+pub fn is_listening_by(pid: u32, port: u16) -> bool {
+    let Some(inode) = listening_inode(port) else {
+        return false;
+    };
+    let wanted = format!("socket:[{inode}]");
+    std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.filter_map(Result::ok)
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == wanted.as_str()))
     })
 }
 
@@ -148,7 +168,7 @@ impl Daemon {
                 }
                 // Watching the kernel's socket table instead of connecting keeps the
                 // daemon's log free of a probe session.
-                if is_listening(port) {
+                if is_listening_by(child.id(), port) {
                     return Daemon {
                         kind,
                         port,

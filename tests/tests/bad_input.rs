@@ -3,30 +3,47 @@
 
 use std::time::{Duration, Instant};
 
+use e2e::compare::log_events;
 use e2e::raw::RawClient;
 use e2e::{Daemon, Fixture, Rsync, Server};
 
-/// What a raw peer saw: the daemon's bytes after the greeting, and whether it closed.
+/// What a raw peer saw: the daemon's bytes after the greeting, and whether it closed;
+/// and the daemon's log lines for the session (see `e2e::compare::log_events`).
 #[derive(Debug, PartialEq, Eq)]
 struct Seen {
     reply: String,
     closed: bool,
+    events: Vec<String>,
 }
 
 /// Runs `poke` against each server (in parallel), then checks the listener still serves
 /// a real client; returns `[stock, ours]`.
 fn against_both(poke: impl Fn(&mut RawClient) + Sync) -> [Seen; 2] {
+    against_both_with(|_| {}, poke)
+}
+
+/// As [`against_both`], with a fixture change first.
+fn against_both_with(
+    setup: impl Fn(&mut Fixture) + Sync,
+    poke: impl Fn(&mut RawClient) + Sync,
+) -> [Seen; 2] {
     let run = |kind: Server| {
         let mut f = Fixture::seed();
         f.set_module("backup", "list", "yes");
+        setup(&mut f);
         let d = Daemon::start(kind, &f);
         let mut raw = RawClient::connect(d.port, Duration::from_secs(5));
         poke(&mut raw);
         let reply = String::from_utf8_lossy(&raw.rest()).into_owned();
         let closed = raw.is_closed_by_peer();
         drop(raw);
+        let events = log_events(&d.log_since(0));
         assert_listener_serves(&d);
-        Seen { reply, closed }
+        Seen {
+            reply,
+            closed,
+            events,
+        }
     };
     std::thread::scope(|s| {
         let stock = s.spawn(|| run(Server::Stock));
@@ -121,4 +138,26 @@ fn a_greeting_without_a_version_is_answered_as_upstream() {
         let _ = raw.send(b"HELLO\n");
     });
     assert_eq!(seen[0], seen[1]);
+}
+
+/// A peer that says nothing is dropped at the handshake deadline (`timeout`, at most
+/// 60 s), and both logs say so in the same words.
+#[test]
+fn a_silent_peer_is_dropped_at_the_handshake_deadline() {
+    let seen = against_both_with(
+        |f| f.set_global("timeout", "2"),
+        |raw| {
+            let _ = raw.line();
+        },
+    );
+    assert_eq!(seen[0], seen[1]);
+    assert!(seen[1].closed);
+    assert!(
+        seen[1]
+            .events
+            .iter()
+            .any(|l| l == "[Receiver] daemon handshake timeout -- exiting"),
+        "{:#?}",
+        seen[1].events
+    );
 }
