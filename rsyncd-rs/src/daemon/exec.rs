@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use nix::unistd::Pid;
 
 use super::config::{ExpandError, ModuleParams, expand_vars_for_shell};
+use super::log::io_error;
 use super::privileges::{Forked, fork_process};
 use super::session::Session;
 use crate::engine::exit::{ExitCode, Origin, error_line};
@@ -153,7 +154,7 @@ impl Hooks {
                 }
                 Ok(Forked::Child) => {}
                 Err(e) => {
-                    s.log.line(&format!("fork failed: {e}"));
+                    s.log.line(&io_error("fork failed", &e));
                     return Err(s.fail("fork failed"));
                 }
             }
@@ -188,7 +189,7 @@ impl Hooks {
                 Ok(child) => self.pre_child = Some(child),
                 Err(e) => {
                     s.log
-                        .line(&format!("pre-xfer exec preparation failed: {e}"));
+                        .line(&io_error("pre-xfer exec preparation failed", &e));
                     return Err(s.fail("pre-xfer exec preparation failed"));
                 }
             }

@@ -13,7 +13,7 @@ use super::auth::{
 use super::config::{Module, expand_vars};
 use super::exec::Hooks;
 use super::limits::{Claim, ConnectionSlot, claim_connection};
-use super::log::target_for;
+use super::log::{io_error, sys_error, target_for};
 use super::privileges::{self, DropError};
 use super::session::{Session, handshake_timeout};
 use crate::engine::exit::ExitCode;
@@ -110,8 +110,10 @@ pub(super) fn open_module(
             )));
         }
         Err(e) => {
-            s.log
-                .line(&format!("failed to open lock file {lock_file}: {e}"));
+            s.log.line(&io_error(
+                &format!("failed to open lock file {lock_file}"),
+                &e,
+            ));
             return Err(s.fail("failed to open lock file"));
         }
     };
@@ -180,14 +182,14 @@ pub(super) fn open_module(
 
     if let Some(dir) = &chroot_dir {
         if let Err(e) = privileges::chroot_to(dir) {
-            s.log
-                .line(&format!("chroot(\"{}\") failed: {e}", dir.display()));
+            let what = format!("chroot(\"{}\") failed", dir.display());
+            s.log.line(&sys_error("Receiver", &what, e.errno()));
             return Err(s.fail("chroot failed"));
         }
     }
     if let Err(e) = std::env::set_current_dir(&inner) {
         s.log
-            .line(&format!("chdir {} failed: {e}", inner.display()));
+            .line(&io_error(&format!("chdir {} failed", inner.display()), &e));
         return Err(s.fail("chdir failed"));
     }
 
@@ -212,7 +214,7 @@ pub(super) fn open_module(
             DropError::Setuid(_) => format!("setuid {} failed", uid.map_or(0, |u| u.as_raw())),
             DropError::Chroot(_) => "chroot failed".to_string(),
         };
-        s.log.line(&format!("{what}: {e:?}"));
+        s.log.line(&sys_error("Receiver", &what, e.errno()));
         return Err(s.fail(&e.to_string()));
     }
 

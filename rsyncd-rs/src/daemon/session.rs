@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::access::{ClientAddr, HostName, SystemResolver, UNKNOWN, proxy_peer_allowed_with};
 use super::config::{DaemonConfig, Module};
-use super::log::{DaemonLog, target_for};
+use super::log::{DaemonLog, sys_error, target_for};
 use super::module::{ModuleSession, open_module};
 use super::proxy::{ProxySource, decode_proxy_header};
 use crate::engine::conn::{Conn, ConnError};
@@ -355,8 +355,8 @@ impl<'a> Session<'a> {
         let g = self.config.global.clone();
         if let Some(dir) = g.daemon_chroot.as_deref().filter(|d| !d.is_empty()) {
             if let Err(e) = super::privileges::chroot_to(std::path::Path::new(dir)) {
-                self.log
-                    .line(&format!("daemon chroot(\"{dir}\") failed: {e}"));
+                let what = format!("daemon chroot(\"{dir}\") failed");
+                self.log.line(&sys_error("Receiver", &what, e.errno()));
                 return Err(ExitCode::FILEIO);
             }
         }
@@ -366,8 +366,8 @@ impl<'a> Session<'a> {
                 return Err(ExitCode::FILEIO);
             };
             if let Err(e) = nix::unistd::setgid(gid) {
-                self.log
-                    .line(&format!("Unable to set group to daemon gid {gid}: {e}"));
+                let what = format!("Unable to set group to daemon gid {gid}");
+                self.log.line(&sys_error("Receiver", &what, e as i32));
                 return Err(ExitCode::FILEIO);
             }
         }
@@ -377,8 +377,8 @@ impl<'a> Session<'a> {
                 return Err(ExitCode::FILEIO);
             };
             if let Err(e) = nix::unistd::setuid(uid) {
-                self.log
-                    .line(&format!("Unable to set user to daemon uid {uid}: {e}"));
+                let what = format!("Unable to set user to daemon uid {uid}");
+                self.log.line(&sys_error("Receiver", &what, e as i32));
                 return Err(ExitCode::FILEIO);
             }
         }
