@@ -211,3 +211,31 @@ fn a_session_past_max_connections_is_refused() {
         ours.events
     );
 }
+
+/// A module whose path is missing: `@ERROR: chdir failed` (exit 5), and the log names the
+/// path and the system error in upstream's words.
+#[test]
+fn a_missing_module_path_fails_as_upstream() {
+    let sides = differential(
+        |f| {
+            let missing = f.dir().join("gone");
+            f.set_module("backup", "path", &missing.display().to_string());
+        },
+        |d, f| push(d, f, "rsync_backup", &f.password_file()),
+    );
+    // The path differs between the two scratch directories; compare past it.
+    let scrub = |s: &e2e::compare::Side| -> Vec<String> {
+        let dir = s.fixture.dir().display().to_string();
+        s.events.iter().map(|l| l.replace(&dir, "DIR")).collect()
+    };
+    assert_same_client_view(&sides);
+    assert_eq!(scrub(&sides[0]), scrub(&sides[1]));
+    assert_eq!(sides[0].outcome.code, 5);
+    assert!(
+        scrub(&sides[1])
+            .iter()
+            .any(|l| l == "rsync: [Receiver] chdir DIR/gone failed: No such file or directory (2)"),
+        "{:#?}",
+        sides[1].events
+    );
+}
