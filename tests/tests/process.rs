@@ -257,3 +257,39 @@ fn rsync_connect_prog_refuses_an_unknown_module_like_stock() {
     assert_eq!(sides[0].events, sides[1].events);
     assert_eq!(sides[0].outcome.code, 5);
 }
+
+/// The reference config as deployed (only addresses and paths changed) starts both
+/// daemons; ours warns once, at startup, that the bare `ignore errors` line has no
+/// effect, naming file and line (the wording, not stock's, which repeats its
+/// warning in every session and then logs to syslog).
+#[test]
+fn the_reference_config_starts_and_the_bare_ignore_errors_line_is_reported() {
+    let f = Fixture::seed();
+    let line = f
+        .conf()
+        .lines()
+        .position(|l| l.trim() == "ignore errors")
+        .expect("the seed's bare line")
+        + 1;
+    for kind in Server::BOTH {
+        let port = free_port();
+        let mut child = daemon_command(kind, &f, port, &["--no-detach"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let up = wait_until(Duration::from_secs(10), || {
+            e2e::is_listening_by(child.id(), port)
+        });
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let out = child.wait_with_output().unwrap();
+        assert!(up, "{kind:?} did not start: {out:?}");
+        if kind == Server::Ours {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let at = format!("{}:{line}: `ignore errors`", f.conf_path().display());
+            assert!(
+                stderr.contains(&at) && stderr.contains("no effect"),
+                "{stderr}"
+            );
+        }
+    }
+}
