@@ -273,7 +273,7 @@ fn the_reference_config_starts_and_the_bare_ignore_errors_line_is_reported() {
         + 1;
     for kind in Server::BOTH {
         let port = free_port();
-        let mut child = daemon_command(kind, &f, port, &["--no-detach"])
+        let child = daemon_command(kind, &f, port, &["--no-detach"])
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
