@@ -200,6 +200,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         ),
     };
     let mut log = DaemonLog::open(&target).with_context(|| format!("opening log {target:?}"))?;
+    if let Some(warning) = startup::proxy_protocol_warning(&config) {
+        log.line(warning);
+    }
     log.line(&format!(
         "rsyncd-rs version {} starting, listening on port {}",
         rsyncd_rs::VERSION,

@@ -1,1 +1,15 @@
 //! End-to-end tests against the real rsync client (one binary: modules are declared here).
+//!
+//! Most cases are differential: the same fixture change and the same stock client command
+//! run against stock `rsync --daemon` and against rsyncd-rs, and the client's exit code
+//! and messages, and the daemon's operational log lines, must agree.
+
+// Tests: a failed expectation is a panic.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod access;
+mod auth;
+mod bad_input;
+mod compat;
+mod listing;
+mod process;

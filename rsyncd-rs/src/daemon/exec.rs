@@ -9,10 +9,46 @@ use std::process::{Command, Stdio};
 
 use nix::unistd::Pid;
 
-use super::config::{ModuleParams, expand_vars_for_shell};
+use super::config::{ExpandError, ModuleParams, expand_vars_for_shell};
+use super::log::io_error;
 use super::privileges::{Forked, fork_process};
 use super::session::Session;
-use crate::engine::exit::ExitCode;
+use crate::engine::exit::{ExitCode, Origin, error_line};
+
+/// A hook command that could not be expanded, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookExpandError {
+    /// The command as configured, before expansion.
+    pub template: String,
+    pub error: ExpandError,
+}
+
+impl HookExpandError {
+    /// The lines upstream logs before it ends the session, and its exit code. The client
+    /// gets no `@ERROR` line (it reports "didn't get server startup line"), as upstream:
+    /// loadparm.c, expand_vars() logs with rprintf(FLOG) and calls exit_cleanup() while
+    /// the connection is still in its text phase.
+    pub fn log_lines(&self) -> (Vec<String>, ExitCode) {
+        let (first, code, line) = match &self.error {
+            ExpandError::UnsafeValue { .. } => (self.error.to_string(), ExitCode::UNSUPPORTED, 273),
+            ExpandError::TooLong { .. } => (
+                format!(
+                    "Overflowed buf in expand_vars() trying to expand: {}",
+                    self.template
+                ),
+                ExitCode::MALLOC,
+                318,
+            ),
+        };
+        // Before the argument list is read the daemon's role is upstream's "Receiver".
+        let origin = Origin {
+            file: "loadparm.c",
+            line,
+        };
+        let last = error_line(code, origin, "Receiver").trim_end().to_string();
+        (vec![first, last], code)
+    }
+}
 
 /// The exec hooks of a module, expanded, and the running pre-xfer command.
 #[derive(Debug, Default)]
@@ -33,17 +69,22 @@ struct PreXfer {
 }
 
 impl Hooks {
-    /// Expands the module's hook commands; a `%RSYNC_*%` value that is unsafe in a shell
-    /// makes upstream refuse the session, and so do we.
+    /// Expands the module's hook commands. A `%RSYNC_*%` value that is unsafe in a shell
+    /// makes upstream refuse the session, and so do we: the error says which command.
     pub fn from_module(
         p: &ModuleParams,
         vars: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Hooks, ExitCode> {
-        let expand = |v: &Option<String>| -> Result<Option<String>, ExitCode> {
+    ) -> Result<Hooks, HookExpandError> {
+        let expand = |v: &Option<String>| -> Result<Option<String>, HookExpandError> {
             match v.as_deref().filter(|c| !c.trim().is_empty()) {
-                Some(c) => expand_vars_for_shell(c, vars)
-                    .map(Some)
-                    .map_err(|_| ExitCode::UNSUPPORTED),
+                Some(c) => {
+                    expand_vars_for_shell(c, vars)
+                        .map(Some)
+                        .map_err(|error| HookExpandError {
+                            template: c.to_string(),
+                            error,
+                        })
+                }
                 None => Ok(None),
             }
         };
@@ -113,18 +154,20 @@ impl Hooks {
                 }
                 Ok(Forked::Child) => {}
                 Err(e) => {
-                    s.log.line(&format!("fork failed: {e}"));
+                    s.log.line(&io_error("fork failed", &e));
                     return Err(s.fail("fork failed"));
                 }
             }
         }
         if let Some(early) = self.early.clone() {
-            let mut stdin = b"(NONE)\0\0".to_vec();
-            if let Some(input) = early_input {
-                stdin.extend_from_slice(input);
-            }
+            // Upstream's helper child reads the request ("(NONE)") and the empty argument
+            // list from the pipe itself, so the command gets only --early-input's bytes
+            // on its standard input. Upstream: clientserver.c, start_pre_exec() and
+            // write_pre_exec_args() with exec_type 1.
+            let stdin = early_input.unwrap_or_default().to_vec();
             let ok = self
                 .command(&early)
+                .env("RSYNC_REQUEST", "(NONE)")
                 .stdin(Stdio::piped())
                 .spawn()
                 .and_then(|mut child| {
@@ -146,7 +189,7 @@ impl Hooks {
                 Ok(child) => self.pre_child = Some(child),
                 Err(e) => {
                     s.log
-                        .line(&format!("pre-xfer exec preparation failed: {e}"));
+                        .line(&io_error("pre-xfer exec preparation failed", &e));
                     return Err(s.fail("pre-xfer exec preparation failed"));
                 }
             }

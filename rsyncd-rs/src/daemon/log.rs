@@ -126,6 +126,19 @@ impl DaemonLog {
     }
 }
 
+/// A failed system call as upstream's rsyserr() logs it: `rsync: [ROLE] WHAT: STRERROR
+/// (ERRNO)`. Before the argument list is read the role is "Receiver".
+/// Upstream: log.c, rsyserr().
+pub fn sys_error(role: &str, what: &str, errno: i32) -> String {
+    let desc = nix::errno::Errno::from_raw(errno).desc();
+    format!("rsync: [{role}] {what}: {desc} ({errno})")
+}
+
+/// [`sys_error`] for an I/O error, in the role a session has before its arguments.
+pub fn io_error(what: &str, e: &io::Error) -> String {
+    sys_error("Receiver", what, e.raw_os_error().unwrap_or(0))
+}
+
 /// Maps a facility code to the syslog crate's; a code it does not know falls back to
 /// `daemon`.
 fn facility_for(code: i32) -> syslog::Facility {
@@ -263,6 +276,14 @@ pub fn target_for(log_file: &str, facility: i32, tag: &str) -> LogTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn system_errors_as_rsyserr() {
+        assert_eq!(
+            sys_error("Receiver", "chdir /x failed", 2),
+            "rsync: [Receiver] chdir /x failed: No such file or directory (2)"
+        );
+    }
 
     #[test]
     fn controls_are_escaped() {

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod auth;
 pub mod config;
+mod ending;
 pub mod exec;
 pub mod limits;
 pub mod listener;
@@ -11,6 +12,7 @@ pub mod log;
 pub mod module;
 pub mod pidfile;
 pub mod privileges;
+pub mod proxy;
 mod server;
 pub mod session;
 pub mod startup;

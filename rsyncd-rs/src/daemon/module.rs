@@ -6,11 +6,14 @@ use std::path::{Path, PathBuf};
 use nix::unistd::{Gid, Uid};
 
 use super::access::{HostName, allow_access};
-use super::auth::{AccessOverride, ModuleAuth, check_auth, check_digest_floor, system_groups};
+use super::auth::{
+    AccessOverride, AuthFailure, AuthReason, ModuleAuth, check_auth, check_digest_floor,
+    system_groups,
+};
 use super::config::{Module, expand_vars};
 use super::exec::Hooks;
 use super::limits::{Claim, ConnectionSlot, claim_connection};
-use super::log::target_for;
+use super::log::{io_error, sys_error, target_for};
 use super::privileges::{self, DropError};
 use super::session::{Session, handshake_timeout};
 use crate::engine::exit::ExitCode;
@@ -107,8 +110,10 @@ pub(super) fn open_module(
             )));
         }
         Err(e) => {
-            s.log
-                .line(&format!("failed to open lock file {lock_file}: {e}"));
+            s.log.line(&io_error(
+                &format!("failed to open lock file {lock_file}"),
+                &e,
+            ));
             return Err(s.fail("failed to open lock file"));
         }
     };
@@ -156,19 +161,35 @@ pub(super) fn open_module(
         s.log.replace(log);
     }
 
-    let mut hooks = Hooks::from_module(p, &vars)?;
+    // The hooks see the module's path too, set before they are expanded as upstream's
+    // set_env_str("RSYNC_MODULE_PATH") is; an inherited value must not leak in.
+    let module_path = full_path.display().to_string();
+    let hook_vars = |k: &str| match k {
+        "RSYNC_MODULE_PATH" => Some(module_path.clone()),
+        other => vars(other),
+    };
+    let mut hooks = match Hooks::from_module(p, &hook_vars) {
+        Ok(h) => h,
+        Err(e) => {
+            let (lines, code) = e.log_lines();
+            for line in lines {
+                s.log.line(&line);
+            }
+            return Err(code);
+        }
+    };
     hooks.start(s, &name, &full_path, &user, early_input.as_deref())?;
 
     if let Some(dir) = &chroot_dir {
         if let Err(e) = privileges::chroot_to(dir) {
-            s.log
-                .line(&format!("chroot(\"{}\") failed: {e}", dir.display()));
+            let what = format!("chroot(\"{}\") failed", dir.display());
+            s.log.line(&sys_error("Receiver", &what, e.errno()));
             return Err(s.fail("chroot failed"));
         }
     }
     if let Err(e) = std::env::set_current_dir(&inner) {
         s.log
-            .line(&format!("chdir {} failed: {e}", inner.display()));
+            .line(&io_error(&format!("chdir {} failed", inner.display()), &e));
         return Err(s.fail("chdir failed"));
     }
 
@@ -193,7 +214,7 @@ pub(super) fn open_module(
             DropError::Setuid(_) => format!("setuid {} failed", uid.map_or(0, |u| u.as_raw())),
             DropError::Chroot(_) => "chroot failed".to_string(),
         };
-        s.log.line(&format!("{what}: {e:?}"));
+        s.log.line(&sys_error("Receiver", &what, e.errno()));
         return Err(s.fail(&e.to_string()));
     }
 
@@ -279,14 +300,26 @@ fn authenticate(
         std::process::id() as i32,
     );
     s.send_line(&format!("@RSYNCD: AUTHREQD {challenge}\n"))?;
-    let line = s
-        .conn
-        .decode(crate::protocol::auth::decode_response_line)
-        .map_err(|e| match e {
-            crate::engine::conn::ConnError::Timeout => ExitCode::TIMEOUT,
-            crate::engine::conn::ConnError::Decode(_) => ExitCode::PROTOCOL,
-            _ => ExitCode::SOCKETIO,
-        })?;
+    // A line that is too long, holds a NUL or ends early is refused like a wrong answer:
+    // logged as an invalid challenge response, `@ERROR: auth failed` to the client.
+    // Upstream: authenticate.c, auth_server() after read_line_old() fails.
+    let line = match s.conn.decode(crate::protocol::auth::decode_response_line) {
+        Ok(line) => line,
+        Err(
+            e @ (crate::engine::conn::ConnError::Timeout | crate::engine::conn::ConnError::Io(_)),
+        ) => {
+            return Err(s.read_failed(&e));
+        }
+        Err(_) => {
+            let failure = AuthFailure {
+                user: None,
+                reason: AuthReason::InvalidChallengeResponse,
+            };
+            let (host, addr) = (s.peer.host.to_string(), s.peer.addr.clone());
+            s.log.line(&failure.log_line(&m.name, &host, &addr));
+            return Err(s.fail(&format!("auth failed on module {}", m.name)));
+        }
+    };
     let secrets = p
         .secrets_file
         .as_deref()

@@ -59,6 +59,18 @@ pub enum DropError {
     Setuid(#[source] nix::Error),
 }
 
+impl DropError {
+    /// The errno of the failed call, for the log line.
+    pub fn errno(&self) -> i32 {
+        match self {
+            DropError::Chroot(e)
+            | DropError::Setgid(e)
+            | DropError::Setgroups(e)
+            | DropError::Setuid(e) => *e as i32,
+        }
+    }
+}
+
 /// Changes root to `dir` and the working directory to its `/`.
 pub fn chroot_to(dir: &Path) -> Result<(), DropError> {
     unistd::chroot(dir).map_err(DropError::Chroot)?;

@@ -3,6 +3,7 @@
 //! on; main.c start_server()).
 
 use super::config::Module;
+use super::ending::{Refusal, Stage, end_session, start_server};
 use super::module::ModuleSession;
 use super::session::Session;
 use crate::engine::conn::ConnError;
@@ -20,7 +21,7 @@ fn read_args(s: &mut Session<'_>, nul_separated: bool) -> Result<Vec<String>, Ex
         });
         let arg = match arg {
             Ok(a) => a,
-            Err(ConnError::Timeout) => return Err(ExitCode::TIMEOUT),
+            Err(e @ (ConnError::Timeout | ConnError::Io(_))) => return Err(s.read_failed(&e)),
             Err(_) => return Err(ExitCode::SOCKETIO),
         };
         if arg.is_empty() {
@@ -113,7 +114,6 @@ pub(super) fn run(
         s.peer.addr
     ));
 
-    let role = if am_sender { "sender" } else { "Receiver" };
     let options = parsed
         .as_ref()
         .ok()
@@ -133,112 +133,81 @@ pub(super) fn run(
         e.exit_code()
     })?;
 
-    let fail = |s: &mut Session<'_>,
-                wire: &mut crate::engine::setup::Wire,
-                text: &str,
-                code: ExitCode,
-                origin: Origin| {
-        for line in text.lines() {
-            s.log.line(line);
-        }
-        s.log
-            .line(crate::engine::exit::error_line(code, origin, role).trim_end());
-        wire.fatal(&mut s.conn, text, code, origin, role);
-        // Upstream pauses after an option error so the messages reach the client first.
-        if code == ExitCode::UNSUPPORTED {
-            std::thread::sleep(std::time::Duration::from_millis(400));
-        }
-        code
-    };
     if let Some(err) = hook_error {
-        return Err(fail(
-            s,
-            &mut wire,
-            &err,
-            ExitCode::UNSUPPORTED,
-            Origin {
-                file: "clientserver.c",
-                line: 1267,
-            },
-        ));
+        return Err(end_session(s, &mut wire, am_sender, &options_stage(&err)));
     }
     let options = match parsed {
         Ok(o) => o,
         Err(e) => {
-            return Err(fail(
-                s,
-                &mut wire,
-                &format!("rsync: {e}\n"),
-                ExitCode::UNSUPPORTED,
-                Origin {
-                    file: "clientserver.c",
-                    line: 1267,
-                },
-            ));
+            let text = format!("rsync: {e}\n");
+            return Err(end_session(s, &mut wire, am_sender, &options_stage(&text)));
         }
     };
-    if wire.protocol >= 31 && wire.io_timeout > 0 {
-        let mut out = Vec::new();
-        crate::protocol::mux::put_frame(
-            &mut out,
-            crate::protocol::mux::MsgCode::IoTimeout,
-            &wire.io_timeout.to_le_bytes(),
-        );
-        let _ = s.conn.write_all(&out);
-    }
-    let main_c = |line| Origin {
-        file: "main.c",
-        line,
-    };
-    if !options.am_sender && ms.is_read_only {
-        return Err(fail(
-            s,
-            &mut wire,
-            "ERROR: module is read only\n",
-            ExitCode::SYNTAX,
-            main_c(1185),
-        ));
-    }
-    if options.am_sender && ms.is_write_only {
-        return Err(fail(
-            s,
-            &mut wire,
-            "ERROR: module is write only\n",
-            ExitCode::SYNTAX,
-            main_c(1010),
-        ));
-    }
-    if options.am_sender && options.remove_source_files > 0 && ms.is_read_only {
-        return Err(fail(
-            s,
-            &mut wire,
-            "ERROR: --remove-source-files cannot be used with a read-only module\n",
-            ExitCode::SYNTAX,
-            main_c(1015),
-        ));
-    }
+    // What this server cannot do is refused with the options, as a stock build without
+    // the feature refuses it.
     if let Some(text) = super::unsupported::check(&options) {
-        return Err(fail(
-            s,
-            &mut wire,
-            &text,
-            ExitCode::UNSUPPORTED,
-            Origin {
-                file: "clientserver.c",
-                line: 1267,
-            },
-        ));
+        return Err(end_session(s, &mut wire, am_sender, &options_stage(&text)));
     }
-    if options.am_sender {
-        return Err(fail(
-            s,
-            &mut wire,
-            "ERROR: rsyncd-rs: sending files (a pull) is not implemented yet\n",
-            ExitCode::UNSUPPORTED,
-            main_c(1012),
-        ));
+    let sent = start_server(s, &wire);
+    let server_stage = |text: &'static str, line: u32| Refusal {
+        text,
+        code: ExitCode::SYNTAX,
+        origin: Origin {
+            file: "main.c",
+            line,
+        },
+        stage: Stage::Server,
+        always_tell: false,
+        sent,
+    };
+    // Upstream: main.c, do_server_recv() and do_server_sender().
+    let refusal = if !options.am_sender && ms.is_read_only {
+        Some(server_stage("ERROR: module is read only\n", 1185))
+    } else if options.am_sender && ms.is_write_only {
+        Some(server_stage("ERROR: module is write only\n", 951))
+    } else if options.am_sender && options.remove_source_files > 0 && ms.is_read_only {
+        let text = if options.remove_source_files == 1 {
+            "ERROR: --remove-source-files cannot be used with a read-only module\n"
+        } else {
+            "ERROR: --remove-sent-files cannot be used with a read-only module\n"
+        };
+        Some(server_stage(text, 954))
+    } else {
+        None
+    };
+    if let Some(r) = refusal {
+        return Err(end_session(s, &mut wire, options.am_sender, &r));
     }
-    super::transfer::receive(s, m, ms, options, wire)
+    if !options.am_sender {
+        return super::transfer::receive(s, m, ms, options, wire);
+    }
+    let not_yet = Refusal {
+        text: "ERROR: rsyncd-rs: sending files (a pull) is not implemented yet\n",
+        code: ExitCode::UNSUPPORTED,
+        origin: Origin {
+            file: "main.c",
+            line: 1185,
+        },
+        stage: Stage::Server,
+        always_tell: true,
+        sent,
+    };
+    Err(end_session(s, &mut wire, options.am_sender, &not_yet))
+}
+
+/// A refused option or a failed `pre-xfer exec`. Upstream: clientserver.c, rsync_module().
+fn options_stage(text: &str) -> Refusal<'_> {
+    Refusal {
+        text,
+        code: ExitCode::UNSUPPORTED,
+        origin: Origin {
+            file: "clientserver.c",
+            line: 1267,
+        },
+        stage: Stage::Options,
+        always_tell: false,
+        sent: 0,
+    }
 }
 
 /// What upstream logs as the request: the path arguments after `.`, space-separated.

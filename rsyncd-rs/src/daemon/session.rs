@@ -7,12 +7,13 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::access::{HostName, UNKNOWN};
+use super::access::{ClientAddr, HostName, SystemResolver, UNKNOWN, proxy_peer_allowed_with};
 use super::config::{DaemonConfig, Module};
-use super::log::{DaemonLog, SharedLog, target_for};
+use super::log::{DaemonLog, SharedLog, sys_error, target_for};
 use super::module::{ModuleSession, open_module};
+use super::proxy::{ProxySource, decode_proxy_header};
 use crate::engine::conn::{Conn, ConnError};
-use crate::engine::exit::ExitCode;
+use crate::engine::exit::{ExitCode, Origin, error_line};
 use crate::protocol::handshake::{
     self, DAEMON_LINE_MAX, GreetingError, ModuleRequest, decode_line, greeting, negotiate_protocol,
     parse_greeting, parse_module_request,
@@ -171,19 +172,69 @@ impl<'a> Session<'a> {
 
     /// Reads a handshake line of at most `limit` bytes.
     pub fn read_line(&mut self, limit: usize) -> Result<String, ExitCode> {
-        self.conn
-            .decode(|b| decode_line(b, limit))
-            .map_err(|e| match e {
-                ConnError::Timeout => ExitCode::TIMEOUT,
-                ConnError::Decode(_) => ExitCode::PROTOCOL,
-                _ => ExitCode::SOCKETIO,
-            })
+        match self.conn.decode(|b| decode_line(b, limit)) {
+            Ok(line) => Ok(line),
+            Err(e) => Err(self.read_failed(&e)),
+        }
+    }
+
+    /// Logs a failed handshake read as upstream does and gives the exit code: the
+    /// handshake deadline (io.c, handshake_poll_timeout_ms()) and a read error other
+    /// than end of file (io.c, safe_read()) are logged; end of file and a malformed line
+    /// end the session quietly, as upstream's read_line_old() callers do. Before the
+    /// argument list is read upstream's role name is "Receiver".
+    pub fn read_failed<E>(&mut self, e: &ConnError<E>) -> ExitCode {
+        let (lines, code) = match e {
+            ConnError::Timeout => (
+                vec![
+                    "[Receiver] daemon handshake timeout -- exiting".to_string(),
+                    error_line(
+                        ExitCode::TIMEOUT,
+                        Origin {
+                            file: "io.c",
+                            line: 156,
+                        },
+                        "Receiver",
+                    ),
+                ],
+                ExitCode::TIMEOUT,
+            ),
+            ConnError::Io(io) => {
+                let errno = io.raw_os_error().unwrap_or(0);
+                let desc = nix::errno::Errno::from_raw(errno).desc();
+                (
+                    vec![
+                        format!(
+                            "rsync: [Receiver] safe_read failed to read 1 bytes: {desc} ({errno})"
+                        ),
+                        error_line(
+                            ExitCode::STREAMIO,
+                            Origin {
+                                file: "io.c",
+                                line: 340,
+                            },
+                            "Receiver",
+                        ),
+                    ],
+                    ExitCode::STREAMIO,
+                )
+            }
+            ConnError::Eof => (Vec::new(), ExitCode::SOCKETIO),
+            ConnError::Decode(_) => (Vec::new(), ExitCode::PROTOCOL),
+        };
+        for line in lines {
+            self.log.line(line.trim_end());
+        }
+        code
     }
 
     fn run(&mut self) -> Result<ExitCode, ExitCode> {
         if self.is_listener_child() {
             let t = handshake_timeout(self.config.defaults.timeout);
             self.conn.set_deadline(Some(Instant::now() + t));
+        }
+        if self.config.global.proxy_protocol {
+            self.read_proxy_header()?;
         }
         self.resolve_host();
         self.apply_daemon_identity()?;
@@ -197,7 +248,10 @@ impl<'a> Session<'a> {
             parse_module_request(&line).map_err(|_| self.fail("invalid early_input length"))?;
         let mut early_input = None;
         if let ModuleRequest::EarlyInput(len) = request {
-            early_input = Some(self.conn.read_exact(len).map_err(|_| ExitCode::SOCKETIO)?);
+            early_input = match self.conn.read_exact(len) {
+                Ok(bytes) => Some(bytes),
+                Err(e) => return Err(self.read_failed(&e)),
+            };
             line = self.read_line(DAEMON_LINE_MAX)?;
             request =
                 parse_module_request(&line).map_err(|_| self.fail("invalid early_input length"))?;
@@ -227,6 +281,37 @@ impl<'a> Session<'a> {
                 let ms: ModuleSession = open_module(self, &module, early_input)?;
                 super::server::run(self, &module, ms)
             }
+        }
+    }
+
+    /// With `proxy protocol`, the direct peer must be a trusted proxy and send a valid
+    /// PROXY header; its address then replaces the socket's everywhere. Anything else
+    /// closes the connection without a word, as upstream: clientserver.c, start_daemon()
+    /// and proxy_peer_allowed().
+    fn read_proxy_header(&mut self) -> Result<(), ExitCode> {
+        let direct = ClientAddr::from(self.peer.ip.unwrap_or(Ipv4Addr::UNSPECIFIED.into()));
+        let trusted = proxy_peer_allowed_with(
+            &direct,
+            self.config.global.proxy_protocol_hosts.as_deref(),
+            &SystemResolver,
+        );
+        if !trusted {
+            self.log.line(&format!(
+                "proxy protocol rejected from untrusted peer {} ({})",
+                self.peer.host, self.peer.addr
+            ));
+            return Err(ExitCode::STARTCLIENT);
+        }
+        match self.conn.decode(decode_proxy_header) {
+            Ok(ProxySource::Address { text, ip }) => {
+                self.peer.addr = text;
+                self.peer.ip = ip;
+                Ok(())
+            }
+            Ok(ProxySource::KeepSocketAddress) => Ok(()),
+            Err(ConnError::Timeout) => Err(ExitCode::TIMEOUT),
+            Err(ConnError::Decode(_)) => Err(ExitCode::STARTCLIENT),
+            Err(_) => Err(ExitCode::SOCKETIO),
         }
     }
 
@@ -272,8 +357,8 @@ impl<'a> Session<'a> {
         let g = self.config.global.clone();
         if let Some(dir) = g.daemon_chroot.as_deref().filter(|d| !d.is_empty()) {
             if let Err(e) = super::privileges::chroot_to(std::path::Path::new(dir)) {
-                self.log
-                    .line(&format!("daemon chroot(\"{dir}\") failed: {e}"));
+                let what = format!("daemon chroot(\"{dir}\") failed");
+                self.log.line(&sys_error("Receiver", &what, e.errno()));
                 return Err(ExitCode::FILEIO);
             }
         }
@@ -283,8 +368,8 @@ impl<'a> Session<'a> {
                 return Err(ExitCode::FILEIO);
             };
             if let Err(e) = nix::unistd::setgid(gid) {
-                self.log
-                    .line(&format!("Unable to set group to daemon gid {gid}: {e}"));
+                let what = format!("Unable to set group to daemon gid {gid}");
+                self.log.line(&sys_error("Receiver", &what, e as i32));
                 return Err(ExitCode::FILEIO);
             }
         }
@@ -294,8 +379,8 @@ impl<'a> Session<'a> {
                 return Err(ExitCode::FILEIO);
             };
             if let Err(e) = nix::unistd::setuid(uid) {
-                self.log
-                    .line(&format!("Unable to set user to daemon uid {uid}: {e}"));
+                let what = format!("Unable to set user to daemon uid {uid}");
+                self.log.line(&sys_error("Receiver", &what, e as i32));
                 return Err(ExitCode::FILEIO);
             }
         }

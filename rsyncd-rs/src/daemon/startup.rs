@@ -16,8 +16,7 @@ pub const UNAPPLIED_MODULE_PARAMS: &[&str] = &[
 ];
 
 /// Global parameters this build parses but does not apply yet.
-pub const UNAPPLIED_GLOBAL_PARAMS: &[&str] =
-    &["proxy protocol", "proxy protocol hosts", "socket options"];
+pub const UNAPPLIED_GLOBAL_PARAMS: &[&str] = &["socket options"];
 
 /// The startup warnings, one line each, with file and line.
 pub fn warnings(config: &DaemonConfig) -> Vec<String> {
@@ -48,4 +47,16 @@ pub fn warnings(config: &DaemonConfig) -> Vec<String> {
         }
     }
     out
+}
+
+/// The warning upstream writes to the daemon log at startup when `proxy protocol` is on
+/// without `proxy protocol hosts`: every connection will then be refused.
+/// Upstream: clientserver.c, daemon_main().
+pub fn proxy_protocol_warning(config: &DaemonConfig) -> Option<&'static str> {
+    let hosts = config.global.proxy_protocol_hosts.as_deref().unwrap_or("");
+    (config.global.proxy_protocol && hosts.is_empty()).then_some(
+        "\"proxy protocol = true\" but \"proxy protocol hosts\" is unset: all connections \
+         will be rejected as untrusted proxy peers.  Set \"proxy protocol hosts\" to your \
+         trusted proxy's address.",
+    )
 }
