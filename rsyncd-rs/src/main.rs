@@ -3,7 +3,8 @@
 //! The command line is `rsync --daemon`'s: `rsyncd-rs --daemon [--no-detach]
 //! [--config=FILE] [--port=N] [--address=IP] [--ipv4|--ipv6] [--log-file=FILE]
 //! [--bwlimit=RATE] [--dparam=PARAM=VALUE]`. With a socket on standard input it serves
-//! that one connection; `--server --daemon .` serves one session over a remote shell.
+//! that one connection; `--server --daemon .` serves one session over a remote shell, and
+//! `--server ARGS . DEST` (without `--daemon`) is the receiving end of `rsync -e ssh`.
 
 use std::net::IpAddr;
 use std::os::fd::AsFd;
@@ -90,6 +91,13 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // `--server` without `--daemon`: the remote end of `rsync -e ssh`, whose arguments are
+    // rsync's server arguments, not ours.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "--server") && !args.iter().any(|a| a == "--daemon") {
+        let code = rsyncd_rs::shell::serve(&args);
+        return ExitCode::from(u8::try_from(code.0).unwrap_or(1));
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -17,4 +17,3 @@ mod server;
 pub mod session;
 pub mod startup;
 mod transfer;
-mod unsupported;

@@ -145,7 +145,7 @@ pub(super) fn run(
     };
     // What this server cannot do is refused with the options, as a stock build without
     // the feature refuses it.
-    if let Some(text) = super::unsupported::check(&options) {
+    if let Some(text) = crate::engine::unsupported::check(&options) {
         return Err(end_session(s, &mut wire, am_sender, &options_stage(&text)));
     }
     let sent = start_server(s, &wire);

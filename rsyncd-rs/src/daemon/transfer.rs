@@ -73,6 +73,7 @@ pub(super) fn receive(
         ignore_errors: p.ignore_errors || options.ignore_errors,
         is_daemon: true,
         show_absolute_args: ms.use_chroot && ms.root == std::path::Path::new("/"),
+        dest_shown: None,
         daemon_rules,
         incoming_chmod,
         transfer_log_format,

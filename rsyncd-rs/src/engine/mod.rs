@@ -12,3 +12,4 @@ pub mod mux;
 pub mod recv;
 pub mod setup;
 pub mod tree;
+pub mod unsupported;

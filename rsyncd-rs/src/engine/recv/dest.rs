@@ -67,13 +67,9 @@ impl Destination {
         let raw = arg.unwrap_or(b"");
         let trailing_slash = raw.ends_with(b"/");
         let path = sanitize(raw);
-        let shown = match (
-            path.is_root(),
-            policy.show_absolute_args && raw.starts_with(b"/"),
-        ) {
-            (true, false) => ".".to_string(),
-            (_, true) => format!("/{}", String::from_utf8_lossy(path.as_bytes())),
-            (false, false) => String::from_utf8_lossy(path.as_bytes()).into_owned(),
+        let shown = match policy.dest_shown.clone() {
+            Some(given) => given,
+            None => derived_name(&path, policy.show_absolute_args && raw.starts_with(b"/")),
         };
         let quoted = policy.full_fname(&shown);
         if !path.is_root() && (refused(path.as_bytes(), false) || refused(path.as_bytes(), true)) {
@@ -184,6 +180,16 @@ impl Destination {
             created: false,
             dry_missing,
         })
+    }
+}
+
+/// The destination's name in messages: module-relative, `.` for the root, absolute when
+/// the daemon is chrooted at the module root and the client gave it so.
+fn derived_name(path: &RelPath, absolute: bool) -> String {
+    match (path.is_root(), absolute) {
+        (true, false) => ".".to_string(),
+        (_, true) => format!("/{}", String::from_utf8_lossy(path.as_bytes())),
+        (false, false) => String::from_utf8_lossy(path.as_bytes()).into_owned(),
     }
 }
 

@@ -65,6 +65,9 @@ pub struct Policy {
     /// module root leaves them unsanitized, so "/sub" stays "/sub" in its messages
     /// (upstream: clientserver.c, `sanitize_paths` only when `module_dirlen`).
     pub show_absolute_args: bool,
+    /// The destination as messages name it, when not derived from the module path (a
+    /// remote-shell server shows the argument as the client gave it).
+    pub dest_shown: Option<String>,
     /// The module's own `filter`, `include from`, `include`, `exclude from` and `exclude`
     /// rules, parsed, in that order.
     pub daemon_rules: Vec<FilterRule>,

@@ -1,0 +1,325 @@
+//! The remote end of a remote-shell transfer: `rsyncd-rs --server ARGS . DEST` on standard
+//! input and output, which is what `rsync -e ssh --rsync-path=rsyncd-rs` (and rsync's own
+//! test suite) runs. No daemon handshake, no modules: the client's user owns the process
+//! and names any path it may reach, exactly as with `rsync --server`. Only the receiving
+//! side (a push) exists yet; a pull is refused with an error the client prints.
+//! Upstream: main.c, start_server() and do_server_recv() when not a daemon.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use crate::engine::conn::{Conn, ConnError};
+use crate::engine::exit::{ExitCode, Origin};
+use crate::engine::mux::{MuxReader, MuxWriter};
+use crate::engine::recv::{NoLog, Policy, RecvSession};
+use crate::engine::setup::{ServerSetup, Wire, setup_protocol};
+use crate::engine::tree::{Tree, TreeOptions};
+use crate::protocol::WireError;
+use crate::protocol::codec::{get_int, put_int};
+use crate::protocol::handshake::decode_arg;
+use crate::protocol::options::{Options, Refusals, parse_server_args};
+
+/// The most arguments `--secluded-args` may send (upstream: MAX_ARGS-ish bound).
+const MAX_ARGS: usize = 4096;
+/// The longest one of them.
+const MAX_ARG_LEN: usize = 64 * 1024;
+
+/// Serves one remote-shell session on standard input and output; `args` are the words
+/// after the program name, starting with `--server`. Returns the exit code.
+pub fn serve(args: &[String]) -> ExitCode {
+    let conn = match stdio_conn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rsync: [server] cannot use standard input/output: {e}");
+            return ExitCode::IPC;
+        }
+    };
+    serve_on(conn, args)
+}
+
+fn stdio_conn() -> std::io::Result<Conn> {
+    let input: OwnedFd = std::io::stdin().as_fd().try_clone_to_owned()?;
+    let output: OwnedFd = std::io::stdout().as_fd().try_clone_to_owned()?;
+    Ok(Conn::new(input, output))
+}
+
+/// [`serve`] over any connection.
+pub fn serve_on(mut conn: Conn, args: &[String]) -> ExitCode {
+    let refusals = Refusals::none();
+    let mut parsed = parse_server_args(args, &refusals);
+    if let Ok(o) = &parsed
+        && o.protect_args
+    {
+        // --secluded-args: the real list follows on standard input, NUL-separated, with
+        // an argv[0] first. Upstream: main.c, read_args() before the set-up.
+        match read_secluded_args(&mut conn) {
+            Ok(mut real) => {
+                if !real.is_empty() {
+                    real.remove(0);
+                }
+                parsed = parse_server_args(&real, &refusals);
+            }
+            Err(code) => return code,
+        }
+    }
+    // Both sides send their version first, then read the other's.
+    // Upstream: compat.c, setup_protocol() (remote_protocol == 0).
+    let mut out = Vec::new();
+    put_int(&mut out, crate::PROTOCOL_VERSION);
+    if conn.write_all(&out).is_err() {
+        return ExitCode::SOCKETIO;
+    }
+    let theirs = match conn.decode(|b| Ok::<_, WireError>(get_int(b))) {
+        Ok(v) => v,
+        Err(_) => return ExitCode::STREAMIO,
+    };
+    let protocol = theirs.min(crate::PROTOCOL_VERSION);
+    let options = match parsed {
+        Ok(o) => o,
+        Err(e) => {
+            // Without a working set-up the client only sees our standard error.
+            eprintln!("rsync: {e}");
+            eprintln!(
+                "{}",
+                crate::engine::exit::error_line(
+                    ExitCode::SYNTAX,
+                    Origin {
+                        file: "main.c",
+                        line: 1775
+                    },
+                    "server"
+                )
+                .trim_end()
+            );
+            return ExitCode::SYNTAX;
+        }
+    };
+    if !(crate::MIN_PROTOCOL_VERSION..=crate::PROTOCOL_VERSION).contains(&theirs) {
+        eprintln!(
+            "protocol version mismatch -- is your shell clean?\n(see the rsync manpage for an explanation)"
+        );
+        return ExitCode::PROTOCOL;
+    }
+    let mut wire = match setup_protocol(
+        &mut conn,
+        &ServerSetup {
+            protocol,
+            options: &options,
+            module_timeout: 0,
+        },
+    ) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("rsync: [server] protocol set-up failed: {e}");
+            return e.exit_code();
+        }
+    };
+    if let Some(text) = crate::engine::unsupported::check(&options) {
+        wire.fatal(
+            &mut conn,
+            &text,
+            ExitCode::UNSUPPORTED,
+            Origin {
+                file: "options.c",
+                line: 2440,
+            },
+            "server",
+        );
+        return ExitCode::UNSUPPORTED;
+    }
+    if options.am_sender {
+        wire.fatal(
+            &mut conn,
+            "ERROR: rsyncd-rs: sending files (a pull) is not implemented yet\n",
+            ExitCode::UNSUPPORTED,
+            Origin {
+                file: "main.c",
+                line: 1012,
+            },
+            "sender",
+        );
+        // The client is still sending its filter list; let it finish so that it reads
+        // the error instead of a broken pipe.
+        conn.set_idle_timeout(Some(std::time::Duration::from_secs(10)));
+        while conn.fill().is_ok() {
+            let n = conn.buffered().len();
+            conn.consume(n);
+        }
+        return ExitCode::UNSUPPORTED;
+    }
+    receive(conn, options, wire)
+}
+
+/// Runs the receiving side into the destination argument.
+fn receive(conn: Conn, options: Options, wire: Wire) -> ExitCode {
+    let arg = options
+        .paths()
+        .first()
+        .cloned()
+        .unwrap_or_else(|| ".".into());
+    let (root, dest_arg) = match split_destination(&arg) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("rsync: [Receiver] change_dir \"{arg}\" failed: {e}");
+            return ExitCode::FILESELECT;
+        }
+    };
+    let fake_super = options.super_mode == Some(-1);
+    let tree = match Tree::open(
+        &root,
+        TreeOptions {
+            fake_super,
+            keep_dirlinks: options.keep_dirlinks,
+            dry_run: options.dry_run,
+            ..TreeOptions::default()
+        },
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("rsync: [Receiver] opening {} failed: {e}", root.display());
+            return ExitCode::FILESELECT;
+        }
+    };
+    let am_root = nix::unistd::geteuid().is_root() && !fake_super;
+    let policy = Policy {
+        am_root,
+        fake_super,
+        numeric_ids: options.numeric_ids,
+        munge_symlinks: false,
+        ignore_errors: options.ignore_errors,
+        is_daemon: false,
+        show_absolute_args: false,
+        dest_shown: Some(shown_arg(&arg)),
+        daemon_rules: Vec::new(),
+        incoming_chmod: None,
+        transfer_log_format: None,
+        log_host: String::new(),
+        log_addr: String::new(),
+        log_module: String::new(),
+        log_module_path: root.display().to_string(),
+        log_user: String::new(),
+    };
+    let (rx, tx) = conn.into_halves();
+    let reader = MuxReader::new(rx, wire.protocol >= 30);
+    let writer = MuxWriter::new(tx, true, wire.protocol);
+    let session = RecvSession {
+        opts: options,
+        wire,
+        policy,
+        tree,
+        dest_arg: Some(dest_arg),
+        log: Arc::new(NoLog),
+    };
+    match crate::engine::recv::run(session, reader, writer) {
+        Ok(o) => o.code,
+        Err(e) => e.code(),
+    }
+}
+
+/// The destination as upstream's messages show it: as given, without a trailing slash.
+fn shown_arg(arg: &str) -> String {
+    match arg.trim_end_matches('/') {
+        "" if arg.starts_with('/') => "/".into(),
+        "" => ".".into(),
+        a => a.into(),
+    }
+}
+
+/// Splits the destination into a directory the tree is rooted at (an existing one,
+/// resolved as the kernel resolves it, `..` and symlinks included, as a plain
+/// `rsync --server` does with chdir) and the rest, relative to it. A destination that
+/// exists as a directory is the root itself; otherwise the root is its deepest existing
+/// ancestor and the rest is made by the transfer (`--mkpath` for more than one level).
+fn split_destination(arg: &str) -> std::io::Result<(PathBuf, Vec<u8>)> {
+    let trailing = arg.ends_with('/');
+    let path = Path::new(if arg.is_empty() { "." } else { arg });
+    if path.is_dir() {
+        return Ok((
+            path.canonicalize()?,
+            if trailing { b"/".to_vec() } else { Vec::new() },
+        ));
+    }
+    let mut rest: Vec<String> = Vec::new();
+    let mut base = path.to_path_buf();
+    loop {
+        match base.file_name() {
+            Some(name) => {
+                rest.insert(0, name.to_string_lossy().into_owned());
+                base.pop();
+                let probe = if base.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    base.as_path()
+                };
+                if probe.is_dir() {
+                    let mut tail = rest.join("/");
+                    if trailing {
+                        tail.push('/');
+                    }
+                    return Ok((probe.canonicalize()?, tail.into_bytes()));
+                }
+            }
+            None => {
+                // Only `..`, `/` or `.` components are left: resolve what exists.
+                if base
+                    .components()
+                    .all(|c| !matches!(c, Component::Normal(_)))
+                {
+                    let probe = if base.as_os_str().is_empty() {
+                        Path::new(".")
+                    } else {
+                        base.as_path()
+                    };
+                    let mut tail = rest.join("/");
+                    if trailing {
+                        tail.push('/');
+                    }
+                    return Ok((probe.canonicalize()?, tail.into_bytes()));
+                }
+                return Err(std::io::Error::from(std::io::ErrorKind::NotFound));
+            }
+        }
+    }
+}
+
+/// Reads the `--secluded-args` list: NUL-terminated words up to an empty one.
+fn read_secluded_args(conn: &mut Conn) -> Result<Vec<String>, ExitCode> {
+    let mut args = Vec::new();
+    loop {
+        let arg =
+            conn.decode(|b| Ok::<_, std::convert::Infallible>(decode_arg(b, true, MAX_ARG_LEN)));
+        let arg = match arg {
+            Ok(a) => a,
+            Err(ConnError::Eof) => return Err(ExitCode::STREAMIO),
+            Err(_) => return Err(ExitCode::SOCKETIO),
+        };
+        if arg.is_empty() {
+            return Ok(args);
+        }
+        if args.len() >= MAX_ARGS {
+            eprintln!("rsync: [server] too many arguments");
+            return Err(ExitCode::PROTOCOL);
+        }
+        args.push(String::from_utf8_lossy(&arg).into_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_split_at_their_deepest_existing_directory() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let base = dir.path().canonicalize().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir(base.join("a")).unwrap_or_else(|e| panic!("{e}"));
+        let s = |p: &str| split_destination(&format!("{}/{p}", base.display()));
+        let ok = |r: std::io::Result<(PathBuf, Vec<u8>)>| r.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ok(s("a")), (base.join("a"), b"".to_vec()));
+        assert_eq!(ok(s("a/")), (base.join("a"), b"/".to_vec()));
+        assert_eq!(ok(s("a/new/")), (base.join("a"), b"new/".to_vec()));
+        assert_eq!(ok(s("a/x/y")), (base.join("a"), b"x/y".to_vec()));
+        assert_eq!(ok(s("a/../b")), (base.clone(), b"b".to_vec()));
+    }
+}
