@@ -274,10 +274,8 @@ impl Generator<'_> {
         } {
             Ok(m) => m,
             Err(err) => {
-                sh.error(&format!(
-                    "rsync: recv_generator: failed to stat \"{}\": {err}",
-                    show(&e.name)
-                ));
+                let what = format!("recv_generator: failed to stat {}", sh.quoted(&path));
+                sh.sys_error("generator", &what, &err);
                 return Ok(());
             }
         };
@@ -435,11 +433,9 @@ impl Generator<'_> {
             && let Err(err) = sh.tree.mkdir(&found.path, (want_mode | added) & 0o7777)
             && !matches!(err.raw_os_error(), Some(libc::EEXIST))
         {
-            sh.error(&format!(
-                "rsync: recv_generator: mkdir \"{}\" failed: {err}",
-                show(&e.name)
-            ));
-            sh.error("*** Skipping any contents from this failed directory ***");
+            let what = format!("recv_generator: mkdir {} failed", sh.quoted(&found.path));
+            sh.sys_error("generator", &what, &err);
+            sh.error_note("*** Skipping any contents from this failed directory ***");
             self.skip_contents(e);
             return Ok(());
         }
@@ -451,10 +447,7 @@ impl Generator<'_> {
                     sh.say(to, &format!("{}/", show(&e.name)));
                 }
             }
-            Err(err) => sh.error(&format!(
-                "rsync: set attributes of \"{}\" failed: {err}",
-                show(&e.name)
-            )),
+            Err(err) => sh.attr_error("generator", &found.path, &err),
         }
         // Keep the directory writable for its contents; fix permissions and time later.
         if !sh.policy.am_root && !sh.policy.fake_super && want_mode & 0o700 != 0o700 {
@@ -519,11 +512,14 @@ impl Generator<'_> {
                 }
                 self.hlink_leader_ready(e, ndx, &found.path)?;
             }
-            Err(err) => sh.error(&format!(
-                "rsync: symlink \"{}\" -> \"{}\" failed: {err}",
-                show(&e.name),
-                show(target)
-            )),
+            Err(err) => {
+                let what = format!(
+                    "symlink {} -> \"{}\" failed",
+                    sh.quoted(&found.path),
+                    show(target)
+                );
+                sh.sys_error("generator", &what, &err);
+            }
         }
         Ok(())
     }
@@ -563,7 +559,13 @@ impl Generator<'_> {
                 }
                 self.hlink_leader_ready(e, ndx, &found.path)?;
             }
-            Err(err) => sh.error(&format!("rsync: mknod \"{}\" failed: {err}", show(&e.name))),
+            Err(err) => {
+                sh.sys_error(
+                    "generator",
+                    &format!("mknod {} failed", sh.quoted(&found.path)),
+                    &err,
+                );
+            }
         }
         Ok(())
     }
@@ -786,9 +788,12 @@ impl Generator<'_> {
         let file = match sh.tree.open_read(path) {
             Ok(f) => f,
             Err(err) => {
-                sh.error(&format!(
-                    "rsync: failed to open \"{}\", continuing: {err}",
-                    show(path.as_bytes())
+                let what = format!("failed to open {}, continuing", sh.quoted(path));
+                sh.error_note(&crate::engine::exit::syserr(
+                    "generator",
+                    &what,
+                    err.raw_os_error(),
+                    &err,
                 ));
                 return None;
             }
@@ -1057,11 +1062,10 @@ impl Generator<'_> {
                     n.done = true;
                 }
             }
-            Err(err) => sh.error(&format!(
-                "rsync: link \"{}\" => {} failed: {err}",
-                show(&e.name),
-                show(&xname)
-            )),
+            Err(err) => {
+                let what = format!("link {} => {} failed", sh.quoted(path), show(&xname));
+                sh.sys_error("generator", &what, &err);
+            }
         }
         Ok(())
     }

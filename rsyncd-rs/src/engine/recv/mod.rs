@@ -197,11 +197,52 @@ impl Sums {
 }
 
 impl Shared {
-    /// Sends an error line to the client and the log, and marks the transfer partial.
+    /// A per-file error, to the client and the log, that makes the transfer partial: sent
+    /// as MSG_ERROR_XFER, which makes the client exit 23 (upstream's FERROR_XFER).
     pub fn error(&self, text: &str) {
         self.log.line(text.trim_end());
-        let _ = lock(&self.writer).text(MsgCode::Error, &with_newline(text));
+        let _ = lock(&self.writer).text(MsgCode::ErrorXfer, &with_newline(text));
         self.set_exit(ExitCode::PARTIAL);
+    }
+
+    /// An error that does not by itself make the transfer partial (upstream's FERROR).
+    pub fn error_note(&self, text: &str) {
+        self.log.line(text.trim_end());
+        let _ = lock(&self.writer).text(MsgCode::Error, &with_newline(text));
+    }
+
+    /// A name for a message as upstream's full_fname() quotes it.
+    pub fn quoted(&self, p: &RelPath) -> String {
+        self.policy
+            .full_fname(&String::from_utf8_lossy(if p.is_root() {
+                b"."
+            } else {
+                p.as_bytes()
+            }))
+    }
+
+    /// A failed system call, worded as upstream's rsyserr() (`rsync: [ROLE] WHAT: TEXT
+    /// (ERRNO)`), marking the transfer partial.
+    pub fn sys_error(&self, role: &str, what: &str, err: &crate::engine::tree::TreeError) {
+        self.error(&crate::engine::exit::syserr(
+            role,
+            what,
+            err.raw_os_error(),
+            err,
+        ));
+    }
+
+    /// A failure to apply attributes, worded by the step that failed as upstream's
+    /// set_file_attrs() words it.
+    pub fn attr_error(&self, role: &str, p: &RelPath, err: &crate::engine::tree::TreeError) {
+        let name = self.quoted(p);
+        let what = match err.op() {
+            Some("chown") => format!("chown {name} failed"),
+            Some("chmod") => format!("failed to set permissions on {name}"),
+            Some("utimes") => format!("failed to set times on {name}"),
+            _ => format!("stat {name} failed"),
+        };
+        self.sys_error(role, &what, err);
     }
 
     /// A warning, to the log and the client (upstream's FWARNING).

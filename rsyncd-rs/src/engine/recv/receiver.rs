@@ -11,7 +11,7 @@ use super::delta::{Output, Rebuild, Received, append_len, discard_data, receive_
 use super::entry::{partial_dir_path, show, want_attrs};
 use super::translog::{self, Logged};
 use super::{RecvError, Shared, Stats, ToGenerator};
-use crate::engine::exit::ExitCode;
+use crate::engine::exit::{ExitCode, syserr};
 use crate::engine::flist::{FileList, ListReceiver};
 use crate::engine::mux::{Message, MuxReader};
 use crate::engine::tree::{AttrTarget, FileKind, RelPath, TempFile, TreeError};
@@ -340,13 +340,18 @@ impl Receiver<'_, '_> {
                 keep: if append { append_len(&head) } else { 0 },
                 verify_kept: append && o.append_mode == 2,
             };
-            self.receive_inplace(e, &dest, &head, basis.as_ref(), &want, how)
+            self.receive_inplace(&dest, &head, basis.as_ref(), &want, how)
         } else {
             self.receive_to_temp(e, &dest, &head, basis.as_ref(), &want, partial.as_ref())
         };
         let got = match outcome {
             Ok(g) => g,
             Err(Fail::Skip(msg)) => return self.skip_file(ndx, &head, &msg),
+            Err(Fail::Lost(msg)) => {
+                sh.error(&msg);
+                let _ = self.to_gen.send(ToGenerator::Failed(ndx));
+                return Ok(());
+            }
             Err(Fail::Fatal(err)) => return Err(err),
         };
         match got {
@@ -436,9 +441,12 @@ impl Receiver<'_, '_> {
         let mut tmp: TempFile = match sh.tree.create_temp(dest, temp_mode) {
             Ok(t) => t,
             Err(err) => {
-                return Err(Fail::Skip(format!(
-                    "rsync: mkstemp \"{}\" failed: {err}",
-                    show(&e.name)
+                let what = format!("mkstemp {} failed", sh.quoted(&temp_template(dest)));
+                return Err(Fail::Skip(syserr(
+                    "receiver",
+                    &what,
+                    err.raw_os_error(),
+                    &err,
                 )));
             }
         };
@@ -459,12 +467,8 @@ impl Receiver<'_, '_> {
             );
             match r {
                 Ok(got) => {
-                    out.finish(o.sparse).map_err(|err| {
-                        Fail::Skip(format!(
-                            "rsync: write failed on \"{}\": {err}",
-                            show(&e.name)
-                        ))
-                    })?;
+                    out.finish(o.sparse)
+                        .map_err(|err| Fail::Fatal(write_failed(sh, dest, &err)))?;
                     got
                 }
                 Err(err) => {
@@ -476,10 +480,9 @@ impl Receiver<'_, '_> {
                         sh.tree.discard(tmp);
                     }
                     return Err(match err {
-                        super::delta::DeltaError::Write(w) => Fail::Fatal(RecvError::fatal(
-                            format!("rsync: write failed on \"{}\": {w}", show(&e.name)),
-                            ExitCode::FILEIO,
-                        )),
+                        super::delta::DeltaError::Write(w) => {
+                            Fail::Fatal(write_failed(sh, dest, &w))
+                        }
                         other => Fail::Fatal(delta_err(other)),
                     });
                 }
@@ -494,24 +497,31 @@ impl Receiver<'_, '_> {
             return Ok(Some(received));
         }
         if let Err(err) = sh.tree.set_attrs(AttrTarget::Temp(&tmp), want) {
-            sh.error(&format!(
-                "rsync: set attributes of \"{}\" failed: {err}",
-                show(&e.name)
-            ));
+            sh.attr_error("receiver", dest, &err);
         }
         if o.make_backups
             && let Err(err) = make_backup(sh, dest)
         {
             sh.tree.discard(tmp);
-            return Err(Fail::Skip(format!(
-                "rsync: backup of \"{}\" failed: {err}",
-                show(&e.name)
+            let what = format!("make_backup {} failed", sh.quoted(dest));
+            return Err(Fail::Lost(syserr(
+                "receiver",
+                &what,
+                err.raw_os_error(),
+                &err,
             )));
         }
         if let Err(err) = sh.tree.commit(tmp, dest) {
-            return Err(Fail::Skip(format!(
-                "rsync: rename \"{}\" failed: {err}",
-                show(&e.name)
+            let what = format!(
+                "rename {} -> \"{}\"",
+                sh.quoted(&temp_template(dest)),
+                show(dest.as_bytes())
+            );
+            return Err(Fail::Lost(syserr(
+                "receiver",
+                &what,
+                err.raw_os_error(),
+                &err,
             )));
         }
         if let Some(pp) = partial {
@@ -543,7 +553,6 @@ impl Receiver<'_, '_> {
     /// inplace set.
     fn receive_inplace(
         &mut self,
-        e: &FileEntry,
         dest: &RelPath,
         head: &SumHead,
         basis: Option<&std::fs::File>,
@@ -555,9 +564,12 @@ impl Receiver<'_, '_> {
         let mut file = match sh.tree.open_inplace(dest) {
             Ok(f) => f,
             Err(err) => {
-                return Err(Fail::Skip(format!(
-                    "rsync: open \"{}\" failed: {err}",
-                    show(&e.name)
+                let what = format!("open {} failed", sh.quoted(dest));
+                return Err(Fail::Skip(syserr(
+                    "receiver",
+                    &what,
+                    err.raw_os_error(),
+                    &err,
                 )));
             }
         };
@@ -573,12 +585,8 @@ impl Receiver<'_, '_> {
                 how,
             )
             .map_err(|err| Fail::Fatal(delta_err(err)))?;
-            out.finish(true).map_err(|err| {
-                Fail::Skip(format!(
-                    "rsync: write failed on \"{}\": {err}",
-                    show(&e.name)
-                ))
-            })?;
+            out.finish(true)
+                .map_err(|err| Fail::Fatal(write_failed(sh, dest, &err)))?;
             got
         };
         drop(file);
@@ -586,10 +594,7 @@ impl Receiver<'_, '_> {
         if received.verified
             && let Err(err) = sh.tree.set_attrs(AttrTarget::Path(dest), want)
         {
-            sh.error(&format!(
-                "rsync: set attributes of \"{}\" failed: {err}",
-                show(&e.name)
-            ));
+            sh.attr_error("receiver", dest, &err);
         }
         Ok(Some(received))
     }
@@ -620,9 +625,13 @@ impl Receiver<'_, '_> {
     }
 }
 
-/// How receiving a file failed: skip just it, or end the session.
+/// How receiving a file failed.
 enum Fail {
+    /// Before its data was read: report, read past the data, go on.
     Skip(String),
+    /// After its data was read (the update could not be put in place): report, go on.
+    Lost(String),
+    /// End the session.
     Fatal(RecvError),
 }
 
@@ -742,4 +751,24 @@ fn backup_dir_root(sh: &Shared) -> Option<RelPath> {
         p = p.join(part).ok()?;
     }
     Some(p)
+}
+
+/// A failed write ends the session, as upstream's receive_data() does (a full disk must
+/// not leave a run of files each failing the same way).
+fn write_failed(sh: &Shared, dest: &RelPath, err: &std::io::Error) -> RecvError {
+    let what = format!("write failed on {}", sh.quoted(dest));
+    RecvError::fatal(
+        syserr("receiver", &what, err.raw_os_error(), err),
+        ExitCode::FILEIO,
+    )
+    .at("receiver.c", 643, "receiver")
+}
+
+/// The name upstream's messages give a file's temporary copy (`.NAME.XXXXXX` beside it).
+fn temp_template(dest: &RelPath) -> RelPath {
+    let name = [b".", dest.file_name(), b".XXXXXX"].concat();
+    dest.parent()
+        .unwrap_or_else(RelPath::root)
+        .join(&name)
+        .unwrap_or_else(|_| dest.clone())
 }

@@ -75,6 +75,14 @@ pub enum TreeError {
 }
 
 impl TreeError {
+    /// The operation that failed, for an I/O error.
+    pub fn op(&self) -> Option<&'static str> {
+        match self {
+            TreeError::Io { op, .. } => Some(op),
+            _ => None,
+        }
+    }
+
     pub(super) fn bad_path(bytes: &[u8], reason: &'static str) -> TreeError {
         TreeError::BadPath {
             path: String::from_utf8_lossy(bytes).into_owned(),
