@@ -81,23 +81,36 @@ impl Generator<'_> {
             Err(_) => return Ok(()),
         };
         let keep: HashSet<Vec<u8>> = self.names_in_lists(&dir.name);
-        // Upstream walks the directory list from the end.
-        let mut names = names;
-        names.sort();
-        for name in names.into_iter().rev() {
+        // Upstream walks the directory's sorted list from the end (files sort before
+        // directories from protocol 29).
+        let mut found = Vec::new();
+        for name in names {
             if keep.contains(&name) {
                 continue;
             }
-            let rel = if dir.name == b"." {
-                name.clone()
-            } else {
-                [dir.name.as_slice(), b"/", name.as_slice()].concat()
-            };
             let Ok(path) = dir_path.join(&name) else {
                 continue;
             };
             let Ok(Some(meta)) = sh.tree.lstat(&path) else {
                 continue;
+            };
+            found.push((name, path, meta));
+        }
+        let protocol = sh.wire.protocol;
+        found.sort_by(|a, b| {
+            compare_names(
+                &a.0,
+                a.2.kind == FileKind::Dir,
+                &b.0,
+                b.2.kind == FileKind::Dir,
+                protocol,
+            )
+        });
+        for (name, path, meta) in found.into_iter().rev() {
+            let rel = if dir.name == b"." {
+                name.clone()
+            } else {
+                [dir.name.as_slice(), b"/", name.as_slice()].concat()
             };
             let is_dir = meta.kind == FileKind::Dir;
             if self.protected_from_delete(&rel, is_dir, false) {

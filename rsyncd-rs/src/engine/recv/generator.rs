@@ -110,6 +110,10 @@ impl Generator<'_> {
             if sh.wire.inc_recurse
                 && let Some((_, dir)) = &list.parent
             {
+                // Upstream's generator has usually waited for this list, which flushed
+                // what it had generated; flushing here keeps the client's output (items
+                // before the deletions they precede) in stock's order.
+                lock(&sh.writer).flush().map_err(write_err)?;
                 let ndx = list.ndx_start - 1;
                 self.generate_entry(&list, dir, ndx, true)?;
                 if super::delete_during(o) && self.entry.dir_exists(dir) {
