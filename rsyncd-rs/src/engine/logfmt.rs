@@ -140,6 +140,45 @@ pub fn mtime_string(secs: i64) -> String {
     }
 }
 
+/// A number as upstream's human_num() shows it: plain (`0`), with thousands separators
+/// (`1`, the default), or with K/M/G/T/P units of 1000 (`2`) or 1024 (`3` and up).
+/// Upstream: lib/compat.c, do_big_num().
+pub fn human_num(num: i64, level: u8) -> String {
+    if level > 1 {
+        let mult = if level == 2 { 1000.0 } else { 1024.0 };
+        if num as f64 >= mult || num as f64 <= -mult {
+            let mut d = (num as f64).abs() / mult;
+            let mut unit = 'K';
+            for u in ['M', 'G', 'T', 'P'] {
+                if d < mult {
+                    break;
+                }
+                d /= mult;
+                unit = u;
+            }
+            let d = if num < 0 { -d } else { d };
+            return format!("{d:.2}{unit}");
+        }
+    }
+    let digits = num.unsigned_abs().to_string();
+    if level == 0 {
+        return num.to_string();
+    }
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if num < 0 { format!("-{out}") } else { out }
+}
+
+/// A time as upstream's timestring() shows it: local `YYYY/MM/DD HH:MM:SS`.
+pub fn time_string(secs: i64) -> String {
+    mtime_string(secs).replacen('-', " ", 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +208,16 @@ mod tests {
             format_log_line("%-8n|%5l|%%|%q", &s, &f),
             "1.txt   |   13|%|%q"
         );
+    }
+
+    #[test]
+    fn numbers_read_like_upstreams() {
+        assert_eq!(human_num(3_000_000, 1), "3,000,000");
+        assert_eq!(human_num(999, 1), "999");
+        assert_eq!(human_num(4096, 0), "4096");
+        assert_eq!(human_num(4096, 2), "4.10K");
+        assert_eq!(human_num(3_000_000, 3), "2.86M");
+        assert_eq!(human_num(-1234, 1), "-1,234");
     }
 
     #[test]

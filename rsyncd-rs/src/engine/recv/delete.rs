@@ -41,7 +41,7 @@ impl Generator<'_> {
     /// Upstream: generator.c, delete_in_dir().
     pub(super) fn delete_in_dir(&mut self, dir: &FileEntry) -> Result<(), RecvError> {
         let sh = self.sh;
-        if sh.dest.dry_missing {
+        if sh.dest.dry_missing || sh.opts.list_only {
             return Ok(());
         }
         if self.io_error & 1 != 0 && !sh.policy.ignore_errors {

@@ -61,6 +61,15 @@ impl Destination {
         say: &dyn Fn(Said, &str),
     ) -> Result<Destination, RecvError> {
         const WHO: &str = "Receiver";
+        // A listing touches nothing: the transfer stays at the module root.
+        if opts.list_only {
+            return Ok(Destination {
+                root: RelPath::root(),
+                solo: None,
+                created: false,
+                dry_missing: false,
+            });
+        }
         let fail = |msg: String, code: ExitCode, line: u32| {
             RecvError::fatal(msg, code).at("main.c", line, WHO)
         };

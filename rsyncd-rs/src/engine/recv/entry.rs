@@ -220,6 +220,14 @@ impl Generator<'_> {
         let o = &sh.opts;
         let is_dir = e.is_dir();
         let inner_dir = is_dir && sh.wire.inc_recurse && !as_parent;
+        // --list-only: the entry is listed, nothing else (upstream: recv_generator() with
+        // list_only, list_file_entry()).
+        if o.list_only {
+            if !inner_dir && !(is_dir && !o.implied_dirs && e.is_implied_dir(sh.wire.protocol)) {
+                sh.say(Said::Both, &list_line(e, o));
+            }
+            return Ok(());
+        }
         if let Some(skip) = &self.entry.skip_dir {
             if is_below(&e.name, skip) {
                 if is_dir {
@@ -1336,4 +1344,35 @@ pub(super) fn item_ctx(sh: &Shared) -> ItemizeCtx {
         preserve_mtimes: sh.opts.preserve_mtimes,
         symlink_times: true,
     }
+}
+
+/// One line of a --list-only listing: permissions, size, time, name, link target.
+/// Upstream: generator.c, list_file_entry().
+fn list_line(e: &FileEntry, o: &crate::protocol::options::Options) -> String {
+    use crate::engine::logfmt::{human_num, perm_string, time_string};
+    let width = if o.human_readable > 0 { 14 } else { 11 };
+    let kind = match e.mode & mode::S_IFMT {
+        m if m == mode::S_IFDIR => 'd',
+        m if m == mode::S_IFLNK => 'l',
+        m if m == mode::S_IFCHR => 'c',
+        m if m == mode::S_IFBLK => 'b',
+        m if m == mode::S_IFIFO => 'p',
+        m if m == mode::S_IFSOCK => 's',
+        _ => '-',
+    };
+    if o.missing_args == 2 && e.mode == 0 {
+        let blank = 10 + 1 + width + 1 + time_string(0).len();
+        return format!("{:<blank$} {}", "*missing", show(&e.name));
+    }
+    let link = match (&e.link_target, mode::is_lnk(e.mode) && o.preserve_links) {
+        (Some(t), true) => format!(" -> {}", show(t)),
+        _ => String::new(),
+    };
+    format!(
+        "{kind}{} {:>width$} {} {}{link}",
+        perm_string(e.mode),
+        human_num(e.size, o.human_readable),
+        time_string(e.mtime),
+        show(&e.name),
+    )
 }

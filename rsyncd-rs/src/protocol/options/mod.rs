@@ -132,6 +132,9 @@ pub struct Options {
     pub backup_dir: Option<String>,
     pub backup_suffix: Option<String>,
     pub list_only: bool,
+    /// How numbers are shown: 0 plain, 1 with thousands separators (the default), 2 and
+    /// 3 with K/M/G units of 1000 or 1024 (`-h`, `-hh`).
+    pub human_readable: u8,
     pub files_from: Option<String>,
     pub from0: bool,
     pub protect_args: bool,
@@ -240,6 +243,7 @@ impl Default for Options {
             backup_dir: None,
             backup_suffix: None,
             list_only: false,
+            human_readable: 1,
             files_from: None,
             from0: false,
             protect_args: false,

@@ -343,6 +343,8 @@ fn apply(
             };
         }
         "OPT_INFO" => o.info.apply_user(&v),
+        "h" => o.human_readable = o.human_readable.saturating_add(1),
+        "human_readable=0" => o.human_readable = 0,
         // Accepted and without effect on a server.
         "OPT_DEBUG"
         | "OPT_STDERR"
@@ -350,8 +352,6 @@ fn apply(
         | "msgs2stderr=0"
         | "output_motd=1"
         | "output_motd=0"
-        | "h"
-        | "human_readable=0"
         | "copy_as"
         | "trust_sender=1"
         | "connect_timeout"
