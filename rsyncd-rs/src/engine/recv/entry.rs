@@ -223,7 +223,8 @@ impl Generator<'_> {
         // --list-only: the entry is listed, nothing else (upstream: recv_generator() with
         // list_only, list_file_entry()).
         if o.list_only {
-            if !inner_dir && !(is_dir && !o.implied_dirs && e.is_implied_dir(sh.wire.protocol)) {
+            let implied = is_dir && !o.implied_dirs && e.is_implied_dir(sh.wire.protocol);
+            if !inner_dir && !implied {
                 sh.say(Said::Both, &list_line(e, o));
             }
             return Ok(());
