@@ -43,6 +43,14 @@ impl Compare {
         xattrs: true,
         mode: true,
     };
+
+    /// Everything but the xattrs: for pushes without `-o`/`-g` under `fake super`, where
+    /// stock stores uninitialised ids in `user.rsync.%stat` (an upstream bug: receiver.c
+    /// reads F_OWNER without uid_ndx), so its xattrs are garbage that ours need not copy.
+    pub const WITHOUT_XATTRS: Compare = Compare {
+        xattrs: false,
+        ..Compare::ALL
+    };
 }
 
 /// Reads a whole tree (the root itself is the entry ".").
@@ -127,9 +135,29 @@ fn walk(root: &Path, p: &Path, out: &mut BTreeMap<String, Entry>) {
     }
 }
 
+/// A tree as [`snapshot`] read it.
+pub type Snapshot = BTreeMap<String, Entry>;
+
 /// Compares two trees; returns a line per difference (empty when equal).
 pub fn diff_trees(a: &Path, b: &Path, what: Compare) -> Vec<String> {
-    let (sa, sb) = (snapshot(a), snapshot(b));
+    diff_snapshots(
+        &snapshot(a),
+        &snapshot(b),
+        what,
+        &a.display().to_string(),
+        &b.display().to_string(),
+    )
+}
+
+/// Compares two snapshots (named `a_name` and `b_name` in the result); returns a line per
+/// difference (empty when equal).
+pub fn diff_snapshots(
+    sa: &Snapshot,
+    sb: &Snapshot,
+    what: Compare,
+    a_name: &str,
+    b_name: &str,
+) -> Vec<String> {
     let mut diffs = Vec::new();
     for name in sa
         .keys()
@@ -174,12 +202,41 @@ pub fn diff_trees(a: &Path, b: &Path, what: Compare) -> Vec<String> {
                     diffs.push(format!("{name}: {}", d.join(", ")));
                 }
             }
-            (Some(_), None) => diffs.push(format!("{name}: only in {}", a.display())),
-            (None, Some(_)) => diffs.push(format!("{name}: only in {}", b.display())),
+            (Some(_), None) => diffs.push(format!("{name}: only in {a_name}")),
+            (None, Some(_)) => diffs.push(format!("{name}: only in {b_name}")),
             (None, None) => {}
         }
     }
     diffs
+}
+
+/// The groups of names that are hard links of one another (two names or more sharing an
+/// inode), each sorted, for comparing what `-H` made of a tree.
+pub fn hard_link_groups(s: &Snapshot) -> Vec<Vec<String>> {
+    let mut by_ino: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for (name, e) in s {
+        if e.kind != 'd' {
+            by_ino.entry(e.ino).or_default().push(name.clone());
+        }
+    }
+    let mut groups: Vec<Vec<String>> = by_ino.into_values().filter(|g| g.len() > 1).collect();
+    groups.sort();
+    groups
+}
+
+/// `len` deterministic pseudo-random bytes (a linear congruential generator from `seed`):
+/// incompressible enough that rsync's delta and compression have real work.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        out.extend_from_slice(&(x >> 32).to_le_bytes()[..4]);
+    }
+    out.truncate(len);
+    out
 }
 
 fn show_xattrs(x: &[(String, Vec<u8>)]) -> Vec<String> {

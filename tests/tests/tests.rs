@@ -13,3 +13,4 @@ mod bad_input;
 mod compat;
 mod listing;
 mod process;
+mod push;
