@@ -14,3 +14,4 @@ mod compat;
 mod listing;
 mod process;
 mod push;
+mod push_compat;
