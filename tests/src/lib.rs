@@ -186,7 +186,11 @@ impl Daemon {
             if let Some(mut e) = child.stderr.take() {
                 let _ = e.read_to_string(&mut err);
             }
-            if !err.contains("in use") && !err.contains("bind") {
+            // Stock reports a port taken meanwhile in its log file (`bind() failed:
+            // Address already in use`), not on stderr: look at both before retrying.
+            let log = std::fs::read_to_string(fixture.log_path()).unwrap_or_default();
+            let clash = |t: &str| t.contains("in use") || t.contains("bind");
+            if !clash(&err) && !clash(&log) {
                 panic!("{kind:?} daemon exited at start: {err}");
             }
         }
@@ -315,19 +319,24 @@ impl Rsync {
         self
     }
 
-    /// Runs it; a client still running after the timeout is killed and the test fails.
-    pub fn run(&self) -> Outcome {
+    /// The command, not started: binary, arguments, environment and directory, standard
+    /// input on /dev/null (for a test that must start the client and signal it).
+    pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.bin);
-        cmd.args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.args(&self.args).stdin(Stdio::null());
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
         if let Some(d) = &self.cwd {
             cmd.current_dir(d);
         }
+        cmd
+    }
+
+    /// Runs it; a client still running after the timeout is killed and the test fails.
+    pub fn run(&self) -> Outcome {
+        let mut cmd = self.command();
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("running {}: {e}", self.bin.display()));

@@ -15,3 +15,4 @@ mod listing;
 mod process;
 mod push;
 mod push_compat;
+mod push_options;

@@ -1,0 +1,312 @@
+//! Push options and the module parameters that shape a push, differential: for each case
+//! the source tree is pushed with `-a -i` (plus the case's first options), changed, and
+//! pushed again with `-a -i` plus the case's options, against stock `rsync --daemon` and
+//! rsyncd-rs; after each push the client's exit code, itemized output and messages, the
+//! module tree (with the `fake super` xattrs) and the daemons' logs must agree.
+
+use std::os::unix::fs::MetadataExt;
+
+use e2e::compare::{Run, differential, log_difference, step_differences};
+use e2e::tree::{Compare, hard_link_groups, snapshot};
+use e2e::{Fixture, Rsync, run_cases};
+
+use crate::push::{push_cmd, push_twice, source_tree, src_dir};
+
+/// One option case.
+struct Case {
+    name: &'static str,
+    /// Fixture changes (module parameters), the same for both servers.
+    setup: fn(&mut Fixture),
+    /// Options of the first push, after `-a -i`.
+    first: &'static [&'static str],
+    /// Options of the second push, after `-a -i`.
+    second: &'static [&'static str],
+    /// What of the trees to compare.
+    what: Compare,
+    /// Whether stock takes both pushes (exit 0): a check that the case does push.
+    stock_ok: bool,
+    /// A further check of the two runs, for what the tree comparison does not see.
+    check: fn(&[Run; 2]) -> Vec<String>,
+}
+
+fn no_setup(_: &mut Fixture) {}
+
+fn no_check(_: &[Run; 2]) -> Vec<String> {
+    Vec::new()
+}
+
+const fn case(name: &'static str, second: &'static [&'static str]) -> Case {
+    Case {
+        name,
+        setup: no_setup,
+        first: &[],
+        second,
+        what: Compare::ALL,
+        stock_ok: true,
+        check: no_check,
+    }
+}
+
+/// Runs one case and fails with every difference found.
+fn run_case(c: &Case) {
+    let opts = |extra: &[&'static str]| {
+        let mut v = vec!["-a", "-i"];
+        v.extend_from_slice(extra);
+        v
+    };
+    let runs = push_twice(
+        c.setup,
+        |d, f| push_cmd(Rsync::client(), d, f, &opts(c.first)),
+        |d, f| push_cmd(Rsync::client(), d, f, &opts(c.second)),
+    );
+    let mut found = step_differences(&runs, c.what);
+    found.extend(log_difference(&runs));
+    found.extend((c.check)(&runs));
+    if c.stock_ok {
+        for (i, s) in runs[0].steps.iter().enumerate() {
+            if s.outcome.code != 0 {
+                found.push(format!("stock failed step {i}: {:#?}", s.outcome));
+            }
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+fn run_all(cases: Vec<Case>) {
+    run_cases(
+        cases
+            .iter()
+            .map(|c| (c.name.to_string(), move || run_case(c))),
+    );
+}
+
+/// The same groups of hard-linked names in both module trees, after each push.
+fn same_hard_links(runs: &[Run; 2]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (i, (s, o)) in runs[0].steps.iter().zip(&runs[1].steps).enumerate() {
+        let (gs, go) = (hard_link_groups(&s.tree), hard_link_groups(&o.tree));
+        if gs != go {
+            found.push(format!(
+                "step {i}: hard links differ: stock {gs:?} vs ours {go:?}"
+            ));
+        }
+    }
+    if hard_link_groups(&runs[0].steps[1].tree).is_empty() {
+        found.push("stock made no hard links".to_string());
+    }
+    found
+}
+
+/// The sparse file takes the same disk blocks in both module trees (holes kept).
+fn same_sparse_blocks(runs: &[Run; 2]) -> Vec<String> {
+    let blocks = |r: &Run| {
+        std::fs::metadata(r.module_dir().join("sparse.img"))
+            .map(|m| m.blocks())
+            .unwrap_or(0)
+    };
+    let (s, o) = (blocks(&runs[0]), blocks(&runs[1]));
+    if s == o {
+        Vec::new()
+    } else {
+        vec![format!("sparse.img takes {s} blocks (stock) vs {o} (ours)")]
+    }
+}
+
+/// `--delete` and its timings, and the filters that decide what a push deletes: client
+/// excludes and includes, protect (`P`) and risk (`R`) rules, `--delete-excluded`.
+#[test]
+fn deletion_and_filter_options() {
+    run_all(vec![
+        case("--delete", &["--delete"]),
+        case("--delete-before", &["--delete-before"]),
+        case("--delete-during", &["--delete-during"]),
+        case("--delete-after", &["--delete-after"]),
+        case("--delete-delay", &["--delete-delay"]),
+        case(
+            "--delete-excluded",
+            &["--delete-excluded", "--exclude=*.sh"],
+        ),
+        case(
+            "--include/--exclude",
+            &["--delete", "--include=*/", "--include=*.txt", "--exclude=*"],
+        ),
+        case(
+            "--filter protect and risk",
+            &[
+                "--delete",
+                "--filter=R skip.log",
+                "--filter=P *.log",
+                "--filter=P dir2/",
+            ],
+        ),
+    ]);
+}
+
+/// The module's own `exclude`, `include`, `filter` and `incoming chmod` parameters, set
+/// the same in both daemons' configs. Stock refuses daemon-excluded names in a push
+/// (`ERROR: daemon refused to receive file "NAME"`) and exits 23.
+#[test]
+fn module_filter_and_chmod_parameters() {
+    run_all(vec![
+        Case {
+            setup: |f| f.set_module("backup", "exclude", "*.sh"),
+            stock_ok: false,
+            ..case("module exclude", &["--delete"])
+        },
+        Case {
+            setup: |f| {
+                f.set_module("backup", "include", "new.txt");
+                f.set_module("backup", "exclude", "*.txt");
+            },
+            stock_ok: false,
+            ..case("module include and exclude", &["--delete"])
+        },
+        Case {
+            setup: |f| f.set_module("backup", "filter", "- *.log - /newdir/y/"),
+            stock_ok: false,
+            ..case("module filter", &["--delete"])
+        },
+        Case {
+            setup: |f| f.set_module("backup", "incoming chmod", "Dg+s,Fo-rwx,Fu+x"),
+            ..case("module incoming chmod", &[])
+        },
+    ]);
+}
+
+/// Options that change how files are written: hard links, ids, in place, partial files,
+/// appending, sparse and preallocated files, whole files, `--chmod`.
+#[test]
+fn how_files_are_written() {
+    run_all(vec![
+        Case {
+            first: &["-H"],
+            check: same_hard_links,
+            ..case("-H", &["-H"])
+        },
+        Case {
+            first: &["--numeric-ids"],
+            ..case("--numeric-ids", &["--numeric-ids"])
+        },
+        case("--inplace", &["--inplace"]),
+        case("--partial", &["--partial"]),
+        case("--partial-dir", &["--partial-dir=.rsync-partial"]),
+        case("--append", &["--append"]),
+        case("--append-verify", &["--append-verify"]),
+        case("-W", &["-W"]),
+        Case {
+            first: &["--sparse"],
+            check: same_sparse_blocks,
+            ..case("--sparse", &["--sparse"])
+        },
+        case("--preallocate", &["--preallocate"]),
+        case("--chmod", &["--chmod=Fgo-w,D750"]),
+    ]);
+}
+
+/// Options that decide which files are sent: the quick check's variants, `--existing`,
+/// `--ignore-existing`, `-u`, size limits, and `--dry-run`.
+#[test]
+fn which_files_are_sent() {
+    run_all(vec![
+        case("--size-only", &["--size-only"]),
+        case("--ignore-times", &["--ignore-times"]),
+        case("--existing", &["--existing"]),
+        case("--ignore-existing", &["--ignore-existing"]),
+        case("-u", &["-u"]),
+        Case {
+            first: &["--max-size=10K"],
+            ..case("--max-size", &["--max-size=10K"])
+        },
+        Case {
+            first: &["--min-size=1K"],
+            ..case("--min-size", &["--min-size=1K"])
+        },
+        case("--dry-run", &["--dry-run", "--delete"]),
+        case("--stats -v", &["--stats", "-v", "--delete"]),
+    ]);
+}
+
+/// Backups of replaced and deleted files: `--backup`, `--suffix`, `--backup-dir`.
+#[test]
+fn backups() {
+    run_all(vec![
+        case("--backup", &["--backup", "--delete"]),
+        case("--suffix", &["--backup", "--suffix=.old", "--delete"]),
+        case("--backup-dir", &["--backup-dir=bak", "--delete"]),
+        case(
+            "--backup-dir and --suffix",
+            &["--backup-dir=bak", "--suffix=.old", "--delete"],
+        ),
+    ]);
+}
+
+/// `refuse options` (stock's wording and exit code for a refused `--delete-after` and
+/// `-H`), and `transfer logging` with a `log format` of `%o %f %n %l %b %i`: the
+/// daemons' per-file lines are compared with the rest of their logs.
+#[test]
+fn refuse_options_and_transfer_logging() {
+    run_all(vec![
+        Case {
+            setup: |f| f.set_module("backup", "refuse options", "delete"),
+            stock_ok: false,
+            ..case("refuse options = delete", &["--delete-after"])
+        },
+        Case {
+            setup: |f| f.set_module("backup", "refuse options", "hard-links"),
+            stock_ok: false,
+            ..case("refuse options = hard-links", &["-H"])
+        },
+        Case {
+            setup: |f| {
+                f.set_module("backup", "transfer logging", "yes");
+                f.set_module("backup", "log format", "%o %f %n %l %b %i");
+            },
+            ..case("transfer logging", &["--delete"])
+        },
+    ]);
+}
+
+/// `-A` and `-X`: rsyncd-rs does not keep ACLs or xattrs and refuses them as a stock
+/// daemon built without that support does (`rsync: ACLs are not supported on this
+/// server`, `... extended attributes ...`), with a usage-class exit code and nothing
+/// written. The stock daemon here is built with both and takes the push, so this is not
+/// a differential case; stock's outcome is shown for reference only.
+#[test]
+fn acls_and_xattrs_are_refused_cleanly() {
+    run_cases(
+        [
+            ("-A", "rsync: ACLs are not supported on this server"),
+            (
+                "-X",
+                "rsync: extended attributes are not supported on this server",
+            ),
+        ]
+        .map(|(opt, text)| {
+            (opt.to_string(), move || {
+                let [stock, ours] = differential(
+                    |_| {},
+                    |d, f| {
+                        source_tree(&src_dir(f));
+                        push_cmd(Rsync::client(), d, f, &["-a", "-i", opt])
+                    },
+                );
+                let o = &ours.outcome;
+                assert!(
+                    (1..=4).contains(&o.code) && o.stderr.contains(text),
+                    "ours: {o:#?}\nstock, for reference: {:#?}",
+                    stock.outcome
+                );
+                assert_eq!(
+                    snapshot(&ours.module_dir()).len(),
+                    1,
+                    "ours wrote into the module"
+                );
+                assert!(
+                    !ours.events.iter().any(|l| l.contains("panicked")),
+                    "{:#?}",
+                    ours.events
+                );
+            })
+        }),
+    );
+}
