@@ -16,3 +16,4 @@ mod process;
 mod push;
 mod push_compat;
 mod push_options;
+mod push_safety;
