@@ -174,7 +174,7 @@ fn module_filter_and_chmod_parameters() {
 }
 
 /// Options that change how files are written: hard links, ids, in place, partial files,
-/// appending, sparse and preallocated files, whole files, `--chmod`.
+/// appending, sparse and preallocated files, whole files, `--chmod`, `--bwlimit`.
 #[test]
 fn how_files_are_written() {
     run_all(vec![
@@ -200,6 +200,8 @@ fn how_files_are_written() {
         },
         case("--preallocate", &["--preallocate"]),
         case("--chmod", &["--chmod=Fgo-w,D750"]),
+        // The client passes its limit on to the server (`--bwlimit=102400`).
+        case("--bwlimit", &["--bwlimit=100m"]),
     ]);
 }
 

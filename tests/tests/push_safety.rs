@@ -13,7 +13,7 @@ use e2e::compare::{
     Side, assert_same_client_view, client_view, differential, line_diff, log_events,
 };
 use e2e::tree::{Compare, Snapshot, assert_trees_equal, pseudo_random, snapshot, write_file};
-use e2e::{Daemon, Fixture, Rsync, Server};
+use e2e::{Daemon, Fixture, Rsync, Server, run_cases};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -338,30 +338,32 @@ fn a_pushed_symlink_leading_out_is_not_followed_later() {
 /// ends without a file list: the same client view, nothing written anywhere.
 #[test]
 fn relative_sources_that_climb_change_nothing() {
-    for (case, cwd, source) in [
-        ("./a/../../stuff", "", "./a/../../stuff"),
-        ("./sub/../..", "deep/er", "./sub/../.."),
-    ] {
-        let (sides, before) = escape_attempt(
-            |_| {},
-            |d, f| {
-                let src = src_dir(f);
-                write_file(&src, "a/file", b"a\n", 0o644, T0);
-                write_file(&src, "deep/er/sub/f", b"f\n", 0o644, T0);
-                write_file(&f.dir().join("stuff"), "s.txt", b"s\n", 0o644, T0);
-                Rsync::client()
-                    .args(["-a", "-i", "-R", "--password-file"])
-                    .arg(f.password_file().display().to_string())
-                    .arg(source)
-                    .arg(d.url(Some("rsync_backup"), "backup/"))
-                    .cwd(&src.join(cwd))
-            },
-        );
-        assert_same_client_view(&sides);
-        assert_ne!(sides[0].outcome.code, 0, "{case}: {:#?}", sides[0].outcome);
-        assert_eq!(snapshot(&sides[1].module_dir()).len(), 1, "{case}");
-        assert_ours_stayed_inside(case, &sides, &before);
-    }
+    run_cases(
+        [("./a/../../stuff", ""), ("./sub/../..", "deep/er")].map(|(source, cwd)| {
+            (source.to_string(), move || {
+                let (sides, before) = escape_attempt(
+                    |_| {},
+                    |d, f| {
+                        let src = src_dir(f);
+                        write_file(&src, "a/file", b"a\n", 0o644, T0);
+                        write_file(&src, "deep/er/sub/f", b"f\n", 0o644, T0);
+                        write_file(&f.dir().join("stuff"), "s.txt", b"s\n", 0o644, T0);
+                        Rsync::client()
+                            .args(["-a", "-i", "-R", "--password-file"])
+                            .arg(f.password_file().display().to_string())
+                            .arg(source)
+                            .arg(d.url(Some("rsync_backup"), "backup/"))
+                            .cwd(&src.join(cwd))
+                    },
+                );
+                assert_ours_stayed_inside(source, &sides, &before);
+                assert_eq!(snapshot(&sides[1].module_dir()).len(), 1, "ours wrote");
+                assert_ne!(sides[0].outcome.code, 0, "{:#?}", sides[0].outcome);
+                assert_same_client_view(&sides);
+                e2e::compare::assert_same_log(&sides);
+            })
+        }),
+    );
 }
 
 /// A destination that climbs out of the module (`backup/../outside/`,
@@ -369,24 +371,29 @@ fn relative_sources_that_climb_change_nothing() {
 /// path sanitizing does; both servers the same, nothing outside changed.
 #[test]
 fn a_destination_that_climbs_stays_in_the_module() {
-    for dest in ["../outside/", "../../escape-dest/", "sub/../../../x/"] {
-        let (sides, before) = escape_attempt(
-            |_| {},
-            |d, f| {
-                let src = src_dir(f);
-                write_file(&src, "file.txt", b"pushed\n", 0o644, T0);
-                fix_dir_times(&src, T0);
-                Rsync::client()
-                    .args(["-a", "-i", "--password-file"])
-                    .arg(f.password_file().display().to_string())
-                    .arg(format!("{}/", src.display()))
-                    .arg(d.url(Some("rsync_backup"), &format!("backup/{dest}")))
-            },
-        );
-        assert_same_client_view(&sides);
-        assert_trees_equal(&sides[0].module_dir(), &sides[1].module_dir(), Compare::ALL);
-        assert_ours_stayed_inside(dest, &sides, &before);
-    }
+    run_cases(
+        ["../outside/", "../../escape-dest/", "sub/../../../x/"].map(|dest| {
+            (dest.to_string(), move || {
+                let (sides, before) = escape_attempt(
+                    |_| {},
+                    |d, f| {
+                        let src = src_dir(f);
+                        write_file(&src, "file.txt", b"pushed\n", 0o644, T0);
+                        fix_dir_times(&src, T0);
+                        Rsync::client()
+                            .args(["-a", "-i", "--password-file"])
+                            .arg(f.password_file().display().to_string())
+                            .arg(format!("{}/", src.display()))
+                            .arg(d.url(Some("rsync_backup"), &format!("backup/{dest}")))
+                    },
+                );
+                assert_ours_stayed_inside(dest, &sides, &before);
+                assert_same_client_view(&sides);
+                e2e::compare::assert_same_log(&sides);
+                assert_trees_equal(&sides[0].module_dir(), &sides[1].module_dir(), Compare::ALL);
+            })
+        }),
+    );
 }
 
 /// A directory of the module the module's user cannot write (root's, mode 755): the
