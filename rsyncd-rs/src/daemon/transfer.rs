@@ -106,17 +106,16 @@ pub(super) fn receive(
     let outcome = crate::engine::recv::run(session, reader, writer);
     let (got, sent) = (load(&read) - read_before, load(&written) - written_before);
     match outcome {
-        Ok(o) => {
+        // Stock rsyncd writes the totals line only for a clean session: after per-file
+        // errors (a partial transfer) its log ends with those errors.
+        Ok(o) if o.code == ExitCode::OK => {
             s.log.line(&format!(
                 "sent {sent} bytes  received {got} bytes  total size {}",
                 o.total_size
             ));
-            if o.code == ExitCode::OK {
-                Ok(o.code)
-            } else {
-                Err(o.code)
-            }
+            Ok(o.code)
         }
+        Ok(o) => Err(o.code),
         // The engine has told the client and the log already.
         Err(e) => Err(e.code()),
     }

@@ -223,6 +223,13 @@ impl Conn {
 }
 
 impl ConnIn {
+    /// Bytes read from the descriptor so far.
+    pub fn total_read(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+impl ConnIn {
     /// The bytes read but not yet consumed.
     pub fn buffered(&self) -> &[u8] {
         &self.buf[self.pos..]

@@ -842,6 +842,12 @@ mod tests {
         assert!(!s.daemon_refuses(b"secret", false));
         let s = daemon("");
         assert!(s.daemon_refuses(b"secret", true));
+        let mut s = FilterSet::new(ctx(""));
+        let r = parse_daemon_param(DaemonParam::Filter, b"- *.log - /newdir/y/")
+            .map(|rules| s.add_daemon_rules(rules, &mut |_| None));
+        assert_eq!(r, Ok(Ok(())));
+        assert!(s.daemon_refuses(b"newdir/y", true));
+        assert!(!s.daemon_refuses(b"newdir/y", false));
     }
 
     #[test]

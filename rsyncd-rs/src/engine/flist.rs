@@ -133,6 +133,11 @@ pub struct ListReceiver {
     map_names: bool,
     /// The sender's io_error bits, accumulated.
     pub io_error: i32,
+    /// Mode changes applied to every received entry but symlinks: the module's `incoming
+    /// chmod` (upstream appends it to `chmod_modes`, which recv_file_entry() applies).
+    /// Upstream also feeds the changed mode to the next entry's XMIT_SAME_MODE, which
+    /// differs from this only for a chmod that is not idempotent (`+x` rules are).
+    pub chmod: Option<crate::engine::chmod::ChmodRules>,
 }
 
 impl ListReceiver {
@@ -146,6 +151,7 @@ impl ListReceiver {
             ids: IdMap::default(),
             map_names,
             io_error: 0,
+            chmod: None,
         }
     }
 
@@ -179,9 +185,15 @@ impl ListReceiver {
             let item = r.decode_with(|b| dec.decode(b, &entries, ndx_start))?;
             match item {
                 FlistItem::End { io_error } => break io_error,
-                FlistItem::Entry(e) => {
+                FlistItem::Entry(mut e) => {
                     if entries.len() >= MAX_LIST_ENTRIES {
                         return Err(ListError::TooLong);
+                    }
+                    if let Some(c) = &self.chmod
+                        && e.mode != 0
+                        && !crate::protocol::flist::mode::is_lnk(e.mode)
+                    {
+                        e.mode = c.apply(e.mode);
                     }
                     entries.push(*e);
                 }

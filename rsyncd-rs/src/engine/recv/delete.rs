@@ -44,6 +44,12 @@ impl Generator<'_> {
         if sh.dest.dry_missing || sh.opts.list_only {
             return Ok(());
         }
+        // At protocol 30 (only), stock's client shows the transfer root's itemized line
+        // before the deletions in it, at 29 and 31+ after them: stock's output happens to
+        // be flushed by then. Observed against rsync 3.5.0; see docs/ARCHITECTURE.md.
+        if sh.wire.protocol == 30 && dir.name == b"." {
+            lock(&sh.writer).flush().map_err(write_err)?;
+        }
         if self.io_error & 1 != 0 && !sh.policy.ignore_errors {
             if !self.delete_warned {
                 self.delete_warned = true;
@@ -324,12 +330,25 @@ impl Generator<'_> {
             lock(&sh.writer)
                 .message(MsgCode::Deleted, &payload)
                 .map_err(write_err)?;
-        } else if sh.opts.info.at_least(Info::Del, 1) {
-            sh.info(&format!(
-                "deleting {}{}",
-                show(rel),
-                if meta.kind == FileKind::Dir { "/" } else { "" }
-            ));
+        } else if sh.opts.info.at_least(Info::Del, 1) || sh.opts.stdout_format.is_some() {
+            // Before 29 the client is told in text, in its --out-format when that itemizes
+            // (3.x clients send `--log-format=%i`). Upstream: log.c, log_delete().
+            let fmt = match sh.opts.stdout_format.as_deref() {
+                Some(f) if f.contains("%i") || f.contains("%o") => f.to_string(),
+                _ => "deleting %n".to_string(),
+            };
+            let e = FileEntry {
+                name: rel.to_vec(),
+                mode: meta.mode,
+                gid: sh.opts.preserve_gid.then_some(0),
+                ..FileEntry::default()
+            };
+            let what = super::translog::Logged {
+                op: "del.",
+                iflags: it::DELETED,
+                ..super::translog::Logged::recv()
+            };
+            sh.info(&super::translog::format(sh, &fmt, &e, &what));
         }
         if let Some(fmt) = sh
             .policy

@@ -40,6 +40,8 @@ pub(super) struct EntryCtx {
     pub skipped_deletes: u64,
     /// A dry run's first directory that does not exist (its contents are missing too).
     pub dry_missing_dir: Option<Vec<u8>>,
+    /// --keep-dirlinks symlinks that lead out of the module: nothing goes through them.
+    pub unenterable: Option<Vec<Vec<u8>>>,
 }
 
 impl EntryCtx {
@@ -58,6 +60,7 @@ impl EntryCtx {
             redo: false,
             skipped_deletes: 0,
             dry_missing_dir: None,
+            unenterable: None,
         }
     }
 
@@ -245,22 +248,43 @@ impl Generator<'_> {
                 return Ok(());
             }
         };
+        // Upstream checks an incremental list's inner directory with name flags that no
+        // plain rule matches, so such a directory is still made early (mode 0700) and
+        // refused only when its own list comes; we do the same, as clients can see it.
         if e.name != b"."
+            && !inner_dir
             && sh
                 .filters
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .daemon_refuses(&e.name, is_dir)
         {
-            if inner_dir {
-                return Ok(());
-            }
             sh.error(&format!(
                 "ERROR: daemon refused to receive {} \"{}\"",
                 if is_dir { "directory" } else { "file" },
                 show(&e.name)
             ));
             if is_dir {
+                sh.error_note("*** Skipping any contents from this failed directory ***");
+                self.skip_contents(e);
+            }
+            return Ok(());
+        }
+        if let Some(link) = self
+            .entry
+            .unenterable
+            .as_ref()
+            .and_then(|u| u.iter().find(|d| is_below(&e.name, d) && e.name != **d))
+        {
+            let _ = link;
+            let what = format!("recv_generator: failed to stat {}", sh.quoted(&path));
+            sh.error(&crate::engine::exit::syserr(
+                "generator",
+                &what,
+                Some(libc::ELOOP),
+                &"",
+            ));
+            if is_dir && !inner_dir {
                 self.skip_contents(e);
             }
             return Ok(());
@@ -386,6 +410,24 @@ impl Generator<'_> {
         let o = &sh.opts;
         let added = if sh.policy.fake_super { 0o700 } else { 0 };
         if !o.implied_dirs && e.is_implied_dir(sh.wire.protocol) {
+            return Ok(());
+        }
+        // --keep-dirlinks with a symlink we will not follow (out of the module): stock
+        // follows it, finds a directory, keeps the administrator's link and then fails on
+        // what would go through it. A munged link (one a client pushed) leads nowhere, so
+        // stock replaces it with the directory, as we do below.
+        if o.keep_dirlinks
+            && let Some(m) = found.meta
+            && m.kind == FileKind::Symlink
+            && !sh
+                .tree
+                .read_link(&found.path)
+                .is_ok_and(|t| t.starts_with(crate::protocol::flist::SYMLINK_PREFIX))
+        {
+            self.entry
+                .unenterable
+                .get_or_insert_with(Vec::new)
+                .push(e.name.clone());
             return Ok(());
         }
         if inner_dir {
@@ -599,6 +641,13 @@ impl Generator<'_> {
                     expected: "removable directory",
                 });
             }
+        }
+        // --backup keeps what is replaced (upstream: atomic_create() backs it up first).
+        if let Some(m) = existing
+            && m.kind != FileKind::Dir
+            && self.sh.opts.make_backups
+        {
+            super::receiver::make_backup(self.sh, path)?;
         }
         if tree.lstat(path)?.is_none() {
             return create(tree, path);
@@ -1280,8 +1329,11 @@ pub(super) fn is_unsafe_symlink(target: &[u8], name: &[u8]) -> bool {
 
 /// A fresh temporary name beside `path` (for entries created then renamed into place).
 fn temp_sibling(path: &RelPath) -> Result<RelPath, TreeError> {
-    let mut random = [0u8; 6];
-    let _ = getrandom::fill(&mut random);
+    let random = crate::engine::tree::random_suffix().map_err(|e| TreeError::Io {
+        op: "getrandom",
+        path: path.to_string(),
+        source: e,
+    })?;
     let name = crate::engine::tree::temp_name(path.file_name(), &random);
     path.parent().unwrap_or_else(RelPath::root).join(&name)
 }

@@ -468,12 +468,79 @@ pub fn run(
     let log = s.log.clone();
     let protocol = s.wire.protocol;
     let outcome = run_session(s, &mut reader, writer.clone());
-    if let Err(e) = &outcome
-        && report_fatal(&writer, &*log, protocol, e)
-    {
-        drain(&mut reader, &writer);
+    if let Err(e) = &outcome {
+        if let Some(code) = reader.peer_exit() {
+            return Err(peer_exited(&writer, &*log, protocol, e, code));
+        }
+        if is_eof(e) {
+            // The client went away (killed, or its connection dropped): upstream's
+            // generator notices first and says so in the log.
+            let got = reader.conn_mut().total_read();
+            let text = format!(
+                "rsync: connection unexpectedly closed ({got} bytes received so far) [generator]"
+            );
+            log.line(&text);
+            let at = Origin {
+                file: "io.c",
+                line: 285,
+            };
+            log.line(error_line(ExitCode::STREAMIO, at, "generator").trim_end());
+            return Err(RecvError::fatal(text, ExitCode::STREAMIO).at("io.c", 285, "generator"));
+        }
+        if report_fatal(&writer, &*log, protocol, e) {
+            drain(&mut reader, &writer);
+        }
     }
     outcome
+}
+
+/// The error text of a read that met the end of the client's stream.
+pub(crate) const PEER_CLOSED: &str = "connection unexpectedly closed";
+
+/// Whether the session ended because the client's side of the connection closed.
+fn is_eof(e: &RecvError) -> bool {
+    use crate::engine::conn::ConnError;
+    match e {
+        RecvError::List(ListError::Read(ConnError::Eof)) => true,
+        RecvError::Fatal { code, msg, .. } => *code == ExitCode::STREAMIO && msg == PEER_CLOSED,
+        _ => false,
+    }
+}
+
+/// The client ended the session with MSG_ERROR_EXIT (it printed its own error): answer
+/// it as upstream's read_a_msg() does (from protocol 31), log the `rsync error:` line
+/// with the client's code, and tell the client nothing else.
+fn peer_exited(
+    writer: &SharedWriter,
+    log: &dyn LogSink,
+    protocol: i32,
+    err: &RecvError,
+    code: Option<i32>,
+) -> RecvError {
+    // Before the file list is in, upstream's receiver has not forked yet.
+    let role = match err {
+        RecvError::List(_) => "Receiver",
+        RecvError::Fatal { .. } => "receiver",
+    };
+    let code = ExitCode(code.unwrap_or(0));
+    if protocol >= 31 {
+        let mut w = lock(writer);
+        let payload = if role == "receiver" {
+            code.0.to_le_bytes().to_vec()
+        } else {
+            Vec::new()
+        };
+        let _ = w.message(MsgCode::ErrorExit, &payload);
+        let _ = w.flush();
+    }
+    if code != ExitCode::OK {
+        let at = Origin {
+            file: "io.c",
+            line: 1892,
+        };
+        log.line(error_line(code, at, role).trim_end());
+    }
+    RecvError::fatal("", code).at("io.c", 1892, role)
 }
 
 /// Reads and drops what the client still sends until it hangs up or answers our
@@ -513,6 +580,7 @@ fn run_session(
 
     let peer_rules = receive_filters(reader, &s.opts, s.wire.protocol)?;
     let mut lists = ListReceiver::new(cfg.clone(), !s.policy.numeric_ids);
+    lists.chmod = s.policy.incoming_chmod.clone();
     s.log.line("receiving file list");
     let first = lists.receive(reader, None)?;
     let daemon_only = daemon_filter_set(&s)?;
@@ -643,7 +711,12 @@ fn build_filters(
     let ctx = FilterContext {
         protocol: s.wire.protocol,
         am_sender: false,
-        root: dest.root.as_bytes().to_vec(),
+        // The module root is "" here (a RelPath shows it as ".").
+        root: if dest.root.is_root() {
+            Vec::new()
+        } else {
+            dest.root.as_bytes().to_vec()
+        },
         delete_excluded: s.opts.delete_excluded,
         eol_nulls: s.opts.from0,
     };

@@ -76,11 +76,8 @@ pub(super) fn run(
         let ndx = rc.read_ndx()?;
         rc.list_marker(ndx, lists)?;
     }
-    let result = rc.files(lists);
-    if let Err(e) = &result {
-        sh.log.line(&e.to_string());
-    }
-    result?;
+    // An error is reported once, by recv::run().
+    rc.files(lists)?;
     let _ = to_gen.send(ToGenerator::PhaseDone);
     rc.goodbye();
     Ok(())
@@ -392,7 +389,9 @@ impl Receiver<'_, '_> {
                     ));
                     let _ = self.to_gen.send(ToGenerator::Failed(ndx));
                 } else {
-                    if o.info.at_least(crate::protocol::options::Info::Name, 1) {
+                    let itemizing = o.itemize_changes > 0
+                        || o.stdout_format.as_deref().is_some_and(|f| f.contains("%i"));
+                    if o.info.at_least(crate::protocol::options::Info::Name, 1) || itemizing {
                         sh.warn(&format!(
                             "WARNING: {} failed verification -- update {kept} (will try again).",
                             show(&e.name)
@@ -642,7 +641,7 @@ fn read_err(e: crate::engine::mux::ReadError) -> RecvError {
         ConnError::Decode(w) => {
             RecvError::fatal(format!("protocol error: {w}"), ExitCode::PROTOCOL)
         }
-        ConnError::Eof => RecvError::fatal("connection unexpectedly closed", ExitCode::STREAMIO),
+        ConnError::Eof => RecvError::fatal(super::PEER_CLOSED, ExitCode::STREAMIO),
         ConnError::Io(io) => RecvError::fatal(format!("read error: {io}"), ExitCode::STREAMIO),
     }
 }

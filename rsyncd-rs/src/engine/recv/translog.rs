@@ -40,6 +40,11 @@ impl Logged<'_> {
 
 /// Writes the transfer-log line for `e`.
 pub(super) fn line(sh: &Shared, fmt: &str, e: &FileEntry, what: &Logged<'_>) {
+    sh.log.line(&format(sh, fmt, e, what));
+}
+
+/// Expands `fmt` for `e` (upstream: log.c, log_formatted()).
+pub(super) fn format(sh: &Shared, fmt: &str, e: &FileEntry, what: &Logged<'_>) -> String {
     let p = &sh.policy;
     let name = if e.is_dir() && !e.name.ends_with(b"/") {
         format!("{}/", show(&e.name))
@@ -64,7 +69,7 @@ pub(super) fn line(sh: &Shared, fmt: &str, e: &FileEntry, what: &Logged<'_>) {
     };
     let (perms, mtime) = (perm_string(e.mode), mtime_string(e.mtime));
     let checksum = checksum_field(sh, e, what);
-    let line = format_log_line(
+    format_log_line(
         fmt,
         &LogSessionInfo {
             host: &p.log_host,
@@ -88,8 +93,7 @@ pub(super) fn line(sh: &Shared, fmt: &str, e: &FileEntry, what: &Logged<'_>) {
             gid: e.gid,
             checksum: &checksum,
         },
-    );
-    sh.log.line(&line);
+    )
 }
 
 /// `%C`: the `--checksum` sum of a regular file, else the transfer sum of a transferred

@@ -60,7 +60,8 @@ pub fn temp_name(basename: &[u8], random: &[u8; 6]) -> Vec<u8> {
     name
 }
 
-fn random_suffix() -> io::Result<[u8; 6]> {
+/// Six random characters from mkstemp's alphabet.
+pub fn random_suffix() -> io::Result<[u8; 6]> {
     let mut raw = [0u8; 6];
     getrandom::fill(&mut raw).map_err(|e| io::Error::other(e.to_string()))?;
     Ok(raw.map(|b| LETTERS[usize::from(b) % LETTERS.len()]))

@@ -9,6 +9,25 @@ pub mod table;
 
 pub use info::{Info, InfoLevels};
 pub use parse::parse_server_args;
+
+/// A limit as upstream's error texts show it: `do_big_num(n, 3)`, units of 1024 above
+/// 1023 (`128.00K`), else the plain number.
+pub fn big_num_units(n: i64) -> String {
+    if n.abs() >= 1024 {
+        let mut d = n as f64 / 1024.0;
+        let mut unit = 'K';
+        for u in ['M', 'G', 'T', 'P'] {
+            if d.abs() < 1024.0 {
+                break;
+            }
+            d /= 1024.0;
+            unit = u;
+        }
+        format!("{d:.2}{unit}")
+    } else {
+        n.to_string()
+    }
+}
 pub use refuse::Refusals;
 
 /// Which `--delete-WHEN` applies.

@@ -253,13 +253,8 @@ fn apply(
         "always_checksum=0" => o.always_checksum = false,
         "checksum_choice" => o.checksum_choice = Some(v),
         "OPT_BLOCK_SIZE" => {
-            let max = 1i64 << 29;
-            let size = size_arg(&v, 'b', name)?;
-            if size > max {
-                return Err(OptionError::Invalid(format!(
-                    "--block-size={v} is too large (max: {max})"
-                )));
-            }
+            // Upstream: MAX_BLOCK_SIZE (the protocol is 30 or later when this matters).
+            let size = size_arg_bounded(&v, 'b', name, 0, Some(1 << 17), false)?;
             o.block_size = Some(size as u32);
         }
         "OPT_COMPARE_DEST" => o.compare_dest.push(v),
@@ -293,7 +288,10 @@ fn apply(
         "stdout_format" => o.stdout_format = Some(v),
         "i" => o.itemize_changes = o.itemize_changes.saturating_add(1),
         "itemize_changes=0" => o.itemize_changes = 0,
-        "OPT_BWLIMIT" => o.bwlimit = Some(size_arg(&v, 'K', name)? as u64),
+        "OPT_BWLIMIT" => {
+            let size = size_arg_bounded(&v, 'K', name, 512, None, true)?;
+            o.bwlimit = Some(((size + 512) / 1024) as u64).filter(|&k| k > 0);
+        }
         "bwlimit=0" => o.bwlimit = None,
         "make_backups=1" => o.make_backups = true,
         "make_backups=0" => o.make_backups = false,
@@ -544,50 +542,120 @@ fn finish(o: &mut Options, st: &Implied, refusals: &Refusals) -> Result<(), Opti
     Ok(())
 }
 
-/// Parses a size with an optional suffix (K, M, G, T, P; `B` for 1000s, `iB` for 1024s;
-/// a trailing `+1`/`-1`). Upstream: options.c, parse_size_arg().
-fn size_arg(arg: &str, default_suffix: char, opt: &str) -> Result<i64, OptionError> {
-    let invalid = || OptionError::Invalid(format!("--{opt} value is invalid: {arg}"));
-    let s = arg.trim();
-    let num_end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, mut rest) = s.split_at(num_end);
-    let number: f64 = num.parse().map_err(|_| invalid())?;
-    let mut suffix = default_suffix;
-    if let Some(c) = rest.chars().next()
-        && c.is_ascii_alphabetic()
-    {
-        suffix = c.to_ascii_lowercase();
-        rest = &rest[1..];
-    }
-    let power = match suffix {
-        'b' => 0,
-        'k' => 1,
-        'm' => 2,
-        'g' => 3,
-        't' => 4,
-        'p' => 5,
-        _ => return Err(invalid()),
+/// Parses a size with an optional suffix (K, M, G, T, P in either case; `B` after it for
+/// 1000s, `iB` for 1024s; a trailing `+1`/`-1`), bounded by `min` (0 also allowed with
+/// `unlimited_0`) and `max` (when given). The error text is upstream's:
+/// `--OPT=ARG is invalid`, or `is too large (max: N)` / `is too small (min: N)`.
+/// Upstream: options.c, parse_size_arg().
+fn size_arg_bounded(
+    arg: &str,
+    default_suffix: char,
+    opt: &str,
+    min: i64,
+    max: Option<i64>,
+    unlimited_0: bool,
+) -> Result<i64, OptionError> {
+    let fail = |err: &str, limit: Option<(&str, i64)>| {
+        let mut text = format!("--{opt}={arg} is {err}");
+        if let Some((which, n)) = limit {
+            text.push_str(&format!(
+                " ({which}: {}{})",
+                crate::protocol::options::big_num_units(n),
+                if unlimited_0 && which == "min" {
+                    " or 0 for unlimited"
+                } else {
+                    ""
+                }
+            ));
+        }
+        text.truncate(198);
+        OptionError::Invalid(text)
     };
-    let mut base = 1024.0_f64;
-    if let Some(r) = rest.strip_prefix(['b', 'B']) {
-        base = 1000.0;
-        rest = r;
-    } else if let Some(r) = rest.strip_prefix("ib").or_else(|| rest.strip_prefix("iB")) {
-        rest = r;
+    let size_max = max.unwrap_or(i64::MAX / 2);
+    let bytes = arg.as_bytes();
+    let mut at = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    if bytes.get(at) == Some(&b'.') {
+        at += 1;
+        at += bytes[at..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
     }
-    let mut size = number * base.powi(power);
-    match rest {
-        "" => {}
-        "+1" => size += 1.0,
-        "-1" => size -= 1.0,
-        _ => return Err(invalid()),
+    let suffix = match bytes.get(at) {
+        Some(&c) if c != b'+' && c != b'-' => {
+            at += 1;
+            c
+        }
+        _ => default_suffix as u8,
+    };
+    let reps = match suffix.to_ascii_lowercase() {
+        b'b' => 0,
+        b'k' => 1,
+        b'm' => 2,
+        b'g' => 3,
+        b't' => 4,
+        b'p' => 5,
+        _ => return Err(fail("invalid", None)),
+    };
+    let rest = &bytes[at..];
+    let (mult, rest): (i64, &[u8]) = match rest {
+        [b'b' | b'B', tail @ ..] => (1000, tail),
+        [] | [b'+' | b'-', ..] => (1024, rest),
+        [a, b, tail @ ..] if a.eq_ignore_ascii_case(&b'i') && b.eq_ignore_ascii_case(&b'b') => {
+            (1024, tail)
+        }
+        _ => return Err(fail("invalid", None)),
+    };
+    let too_large = || fail("too large", max.map(|m| ("max", m)));
+    let mut unit: i64 = 1;
+    for _ in 0..reps {
+        if unit > size_max / mult {
+            return Err(too_large());
+        }
+        unit *= mult;
     }
-    if !size.is_finite() || size < 0.0 || size > i64::MAX as f64 {
-        return Err(invalid());
+    // strtod() of the leading number (digits and one '.').
+    let num_len = arg.len()
+        - arg
+            .trim_start_matches(|c: char| c.is_ascii_digit() || c == '.')
+            .len();
+    let dsize: f64 = arg[..num_len].parse().unwrap_or(0.0);
+    if !dsize.is_finite()
+        || dsize > size_max as f64 / unit as f64
+        || (max.is_none() && dsize >= size_max as f64 / unit as f64)
+    {
+        return Err(too_large());
     }
-    Ok(size as i64)
+    let mut size = (dsize * unit as f64) as i64;
+    let rest = match rest {
+        [b'+', b'1', tail @ ..] if at > 0 => {
+            if size == size_max {
+                return Err(too_large());
+            }
+            size += 1;
+            tail
+        }
+        [b'-', b'1', tail @ ..] => {
+            size -= 1;
+            tail
+        }
+        other => other,
+    };
+    if !rest.is_empty() {
+        return Err(fail("invalid", None));
+    }
+    if size < 0 || max.is_some_and(|m| size > m) {
+        return Err(too_large());
+    }
+    if size < min && !(unlimited_0 && size == 0) {
+        return Err(fail("too small", Some(("min", min))));
+    }
+    Ok(size)
+}
+
+/// [`size_arg_bounded`] without bounds (`--max-size`, `--min-size`).
+fn size_arg(arg: &str, default_suffix: char, opt: &str) -> Result<i64, OptionError> {
+    size_arg_bounded(arg, default_suffix, opt, 0, None, false)
 }
 
 #[cfg(test)]
@@ -721,5 +789,36 @@ mod tests {
         assert_eq!(size_arg("1KB", 'b', "x"), Ok(1000));
         assert_eq!(size_arg("1k+1", 'b', "x"), Ok(1025));
         assert!(size_arg("x", 'b', "x").is_err());
+        // The client sends --bwlimit in KiB without a suffix; the default suffix is 'K'.
+        assert_eq!(
+            size_arg_bounded("102400", 'K', "bwlimit", 512, None, true),
+            Ok(100 << 20)
+        );
+        assert_eq!(
+            size_arg_bounded("0", 'K', "bwlimit", 512, None, true),
+            Ok(0)
+        );
+        assert_eq!(
+            size_arg_bounded("100", 'b', "bwlimit", 512, None, true),
+            Err(OptionError::Invalid(
+                "--bwlimit=100 is too small (min: 512 or 0 for unlimited)".into()
+            ))
+        );
+        assert_eq!(
+            size_arg_bounded("1m", 'b', "block-size", 0, Some(1 << 17), false),
+            Err(OptionError::Invalid(
+                "--block-size=1m is too large (max: 128.00K)".into()
+            ))
+        );
+        assert_eq!(
+            size_arg("99999999999999999999", 'b', "max-size"),
+            Err(OptionError::Invalid(
+                "--max-size=99999999999999999999 is too large".into()
+            ))
+        );
+        assert_eq!(
+            size_arg("12q", 'b', "max-size"),
+            Err(OptionError::Invalid("--max-size=12q is invalid".into()))
+        );
     }
 }
