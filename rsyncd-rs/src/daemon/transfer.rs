@@ -20,10 +20,22 @@ pub(super) fn receive(
     s: &mut Session<'_>,
     m: &Module,
     ms: ModuleSession,
-    options: Options,
+    mut options: Options,
     wire: Wire,
 ) -> Result<ExitCode, ExitCode> {
     let p = &m.params;
+    // A daemon that is not chrooted at the module root sanitizes path options as it does
+    // path arguments: an absolute --partial-dir becomes relative (upstream: options.c,
+    // sanitize_paths).
+    let chrooted_at_root = ms.use_chroot && ms.root == std::path::Path::new("/");
+    if !chrooted_at_root
+        && let Some(dir) = options.partial_dir.as_deref()
+        && dir.starts_with('/')
+    {
+        let clean = crate::engine::recv::sanitize_arg(dir.as_bytes());
+        options.partial_dir =
+            Some(String::from_utf8_lossy(&clean).into_owned()).filter(|d| !d.is_empty());
+    }
     let tree = match Tree::open(
         &ms.root,
         TreeOptions {
@@ -72,7 +84,7 @@ pub(super) fn receive(
         munge_symlinks: ms.munge_symlinks,
         ignore_errors: p.ignore_errors || options.ignore_errors,
         is_daemon: true,
-        show_absolute_args: ms.use_chroot && ms.root == std::path::Path::new("/"),
+        show_absolute_args: chrooted_at_root,
         dest_shown: None,
         daemon_rules,
         incoming_chmod,

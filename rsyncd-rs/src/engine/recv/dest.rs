@@ -10,8 +10,13 @@ use crate::protocol::options::{Info, Options};
 /// The destination of a receiving session.
 #[derive(Debug, Clone)]
 pub struct Destination {
-    /// The directory entries are placed in (relative to the module root).
+    /// The directory entries are placed in (relative to the module root), with symlinks
+    /// in the destination argument resolved (they are followed while they stay in the
+    /// module, as a chdir through them would).
     pub root: RelPath,
+    /// The same as the client named it: what the daemon's rules and `%f` see (upstream's
+    /// exclude is name-based, so a symlinked alias is judged by its own name).
+    pub logical: RelPath,
     /// A single file transferred under another name: its name inside `root`.
     pub solo: Option<Vec<u8>>,
     /// The root was created by this session (the `.` entry then counts as new).
@@ -65,6 +70,7 @@ impl Destination {
         if opts.list_only {
             return Ok(Destination {
                 root: RelPath::root(),
+                logical: RelPath::root(),
                 solo: None,
                 created: false,
                 dry_missing: false,
@@ -75,13 +81,15 @@ impl Destination {
         };
         let raw = arg.unwrap_or(b"");
         let trailing_slash = raw.ends_with(b"/");
-        let path = sanitize(raw);
+        let logical = sanitize(raw);
         let shown = match policy.dest_shown.clone() {
             Some(given) => given,
-            None => derived_name(&path, policy.show_absolute_args && raw.starts_with(b"/")),
+            None => derived_name(&logical, policy.show_absolute_args && raw.starts_with(b"/")),
         };
         let quoted = policy.full_fname(&shown);
-        if !path.is_root() && (refused(path.as_bytes(), false) || refused(path.as_bytes(), true)) {
+        if !logical.is_root()
+            && (refused(logical.as_bytes(), false) || refused(logical.as_bytes(), true))
+        {
             return Err(fail(
                 format!(
                     "ERROR: daemon has excluded destination \"{}\"",
@@ -105,6 +113,7 @@ impl Destination {
                 )
             })
         };
+        let path = tree.resolve(&logical).unwrap_or_else(|_| logical.clone());
         let total = first.active.iter().filter(|a| **a).count();
         let mut meta = stat(&path, 789)?;
         let mkdir_failed = |e: crate::engine::tree::TreeError| {
@@ -140,6 +149,7 @@ impl Destination {
             if m.kind == FileKind::Dir {
                 return Ok(Destination {
                     root: path,
+                    logical,
                     solo: None,
                     created: false,
                     dry_missing: false,
@@ -174,18 +184,24 @@ impl Destination {
             }
             return Ok(Destination {
                 root: path,
+                logical,
                 solo: None,
                 created: true,
                 // A dry run made nothing: everything below counts as missing.
                 dry_missing: opts.dry_run,
             });
         }
-        // A single file under the given name, in its parent directory.
-        let parent = path.parent().unwrap_or_else(RelPath::root);
+        // A single file under the given name, in its parent directory (a symlink by that
+        // name is replaced, not written through).
+        let logical_parent = logical.parent().unwrap_or_else(RelPath::root);
+        let parent = tree
+            .resolve(&logical_parent)
+            .unwrap_or_else(|_| logical_parent.clone());
         let dry_missing = opts.dry_run && opts.mkpath && stat(&parent, 789)?.is_none();
         Ok(Destination {
             root: parent,
-            solo: Some(path.file_name().to_vec()),
+            logical: logical_parent,
+            solo: Some(logical.file_name().to_vec()),
             created: false,
             dry_missing,
         })

@@ -997,7 +997,7 @@ impl Generator<'_> {
     }
 
     fn partial_path(&self, path: &RelPath) -> Option<RelPath> {
-        partial_dir_path(&self.sh.opts, path)
+        partial_dir_path(self.sh, path)
     }
 
     fn hlink_not_first(&self, ndx: i32) -> bool {
@@ -1269,19 +1269,19 @@ pub(super) fn mtime_differs(m: &Meta, e: &FileEntry, window: i32) -> bool {
 
 /// `--partial-dir` location of a file: `DIR/NAME` in the file's directory (relative
 /// `--partial-dir`), as upstream's partial_dir_fname().
-pub(super) fn partial_dir_path(
-    o: &crate::protocol::options::Options,
-    path: &RelPath,
-) -> Option<RelPath> {
-    let dir = o.partial_dir.as_deref()?;
-    if dir.starts_with('/') {
-        return None;
-    }
-    let parent = path.parent().unwrap_or_else(RelPath::root);
-    let mut p = parent;
+pub(super) fn partial_dir_path(sh: &Shared, path: &RelPath) -> Option<RelPath> {
+    let dir = sh.opts.partial_dir.as_deref()?;
+    // An absolute one holds every partial file; a relative one sits in each file's
+    // directory. (A daemon has made an absolute one relative, as upstream sanitizes it.)
+    let mut p = match dir.strip_prefix('/') {
+        Some(_) => RelPath::root(),
+        None => path.parent().unwrap_or_else(RelPath::root),
+    };
     for part in dir.split('/').filter(|s| !s.is_empty() && *s != ".") {
         p = p.join(part.as_bytes()).ok()?;
     }
+    // An operator path: symlinks in it are followed while they stay in the module.
+    let p = sh.tree.resolve(&p).unwrap_or(p);
     p.join(path.file_name()).ok()
 }
 

@@ -711,11 +711,12 @@ fn build_filters(
     let ctx = FilterContext {
         protocol: s.wire.protocol,
         am_sender: false,
-        // The module root is "" here (a RelPath shows it as ".").
-        root: if dest.root.is_root() {
+        // The module root is "" here (a RelPath shows it as "."). Rules see the names the
+        // client used, not where symlinks in the destination argument lead.
+        root: if dest.logical.is_root() {
             Vec::new()
         } else {
-            dest.root.as_bytes().to_vec()
+            dest.logical.as_bytes().to_vec()
         },
         delete_excluded: s.opts.delete_excluded,
         eol_nulls: s.opts.from0,
@@ -777,4 +778,15 @@ pub(crate) fn delete_during(o: &Options) -> bool {
 /// The relative path of the destination root, for tests and logs.
 pub fn dest_root(d: &Destination) -> &RelPath {
     &d.root
+}
+
+/// A path argument made safe as a daemon makes it (leading `/` and climbing `..`
+/// dropped); empty for the root. Upstream: util1.c, sanitize_path().
+pub fn sanitize_arg(raw: &[u8]) -> Vec<u8> {
+    let p = dest::sanitize(raw);
+    if p.is_root() {
+        Vec::new()
+    } else {
+        p.as_bytes().to_vec()
+    }
 }

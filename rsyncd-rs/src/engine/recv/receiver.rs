@@ -288,7 +288,7 @@ impl Receiver<'_, '_> {
                 ExitCode::PROTOCOL,
             ));
         }
-        let partial = partial_dir_path(o, &dest);
+        let partial = partial_dir_path(sh, &dest);
         let basis_path = match basis_type {
             FNAMECMP_FNAME => Some(dest.clone()),
             FNAMECMP_PARTIAL_DIR => partial.clone(),
@@ -749,7 +749,8 @@ fn backup_dir_root(sh: &Shared) -> Option<RelPath> {
     for part in super::dest::sanitize(dir.as_bytes()).components() {
         p = p.join(part).ok()?;
     }
-    Some(p)
+    // An operator path: symlinks in it are followed while they stay in the module.
+    Some(sh.tree.resolve(&p).unwrap_or(p))
 }
 
 /// A failed write ends the session, as upstream's receive_data() does (a full disk must

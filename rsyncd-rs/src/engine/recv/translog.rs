@@ -62,10 +62,10 @@ pub(super) fn format(sh: &Shared, fmt: &str, e: &FileEntry, what: &Logged<'_>) -
     // Unlike %n, directories get no trailing slash.
     let plain = show(&e.name);
     let plain = plain.strip_suffix('/').unwrap_or(&plain);
-    let full = if sh.dest.root.is_root() {
+    let full = if sh.dest.logical.is_root() {
         plain.to_string()
     } else {
-        format!("{}/{plain}", show(sh.dest.root.as_bytes()))
+        format!("{}/{plain}", show(sh.dest.logical.as_bytes()))
     };
     let (perms, mtime) = (perm_string(e.mode), mtime_string(e.mtime));
     let checksum = checksum_field(sh, e, what);

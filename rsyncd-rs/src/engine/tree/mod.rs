@@ -20,6 +20,7 @@ mod meta;
 mod open;
 mod relpath;
 mod remove;
+mod resolve;
 mod temp;
 
 #[cfg(test)]

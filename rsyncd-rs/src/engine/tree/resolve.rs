@@ -1,0 +1,101 @@
+//! Resolving the symlinks of an operator path (the destination argument, `--backup-dir`,
+//! `--partial-dir`) the way a chdir or stat through them would, without ever leaving the
+//! root: stock rsyncd follows such paths through symlinks that stay inside the module
+//! (its daemon exclude is name-based, not a symlink boundary), while names from the
+//! file list never follow any.
+
+use super::{FileKind, RelPath, Tree, TreeError};
+
+/// How many symlinks one resolution may follow (the kernel's limit).
+const MAX_LINKS: usize = 40;
+
+impl Tree {
+    /// `p` with every symlink in it replaced by its target, as the kernel would resolve
+    /// it, as long as every step stays beneath the root. A missing component ends the
+    /// walk: the rest is appended unresolved (it may be created later). Errors: an
+    /// absolute or climbing target (`Escape`), more than 40 links (`ELOOP`), or a
+    /// failed `lstat`/`readlink`.
+    pub fn resolve(&self, p: &RelPath) -> Result<RelPath, TreeError> {
+        let mut pending: Vec<Vec<u8>> = p.components().map(<[u8]>::to_vec).collect();
+        pending.reverse();
+        let mut done: Vec<Vec<u8>> = Vec::new();
+        let mut links = 0;
+        let mut missing = false;
+        while let Some(part) = pending.pop() {
+            if part == b".." {
+                if done.pop().is_none() {
+                    return Err(TreeError::Escape {
+                        path: p.to_string(),
+                    });
+                }
+                continue;
+            }
+            done.push(part);
+            if missing {
+                continue;
+            }
+            let here = join_all(&done)?;
+            match self.lstat(&here)? {
+                None => missing = true,
+                Some(m) if m.kind == FileKind::Symlink => {
+                    links += 1;
+                    if links > MAX_LINKS {
+                        return Err(TreeError::Io {
+                            op: "resolve",
+                            path: p.to_string(),
+                            source: std::io::Error::from_raw_os_error(libc::ELOOP),
+                        });
+                    }
+                    let target = self.read_link(&here)?;
+                    if target.starts_with(b"/") {
+                        return Err(TreeError::Escape {
+                            path: p.to_string(),
+                        });
+                    }
+                    done.pop();
+                    for part in target.split(|&b| b == b'/').rev() {
+                        if !part.is_empty() && part != b"." {
+                            pending.push(part.to_vec());
+                        }
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        join_all(&done)
+    }
+}
+
+fn join_all(parts: &[Vec<u8>]) -> Result<RelPath, TreeError> {
+    parts
+        .iter()
+        .try_fold(RelPath::root(), |p, part| p.join(part))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::TreeOptions;
+    use super::*;
+
+    #[test]
+    fn follows_links_that_stay_beneath_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("public/secret")).unwrap();
+        std::os::unix::fs::symlink("public/", root.join("blink")).unwrap();
+        std::os::unix::fs::symlink("../public/secret", root.join("public/up")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../..", root.join("public/climb")).unwrap();
+        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+        let tree = Tree::open(root, TreeOptions::default()).unwrap();
+        let r = |s: &str| tree.resolve(&RelPath::parse(s.as_bytes()).unwrap());
+        assert_eq!(r("blink").unwrap().as_bytes(), b"public");
+        assert_eq!(r("blink/secret/x").unwrap().as_bytes(), b"public/secret/x");
+        assert_eq!(r("public/up").unwrap().as_bytes(), b"public/secret");
+        assert_eq!(r("new/blink").unwrap().as_bytes(), b"new/blink");
+        assert!(r("abs").unwrap_err().is_confinement());
+        assert!(r("public/climb").unwrap_err().is_confinement());
+        assert!(r("loop").is_err());
+    }
+}
