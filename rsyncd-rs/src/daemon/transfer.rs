@@ -24,6 +24,8 @@ pub(super) fn receive(
     wire: Wire,
 ) -> Result<ExitCode, ExitCode> {
     let p = &m.params;
+    // What the client may ask the daemon to report is capped by `max verbosity`.
+    options.info.limit(p.max_verbosity);
     // A daemon that is not chrooted at the module root sanitizes path options as it does
     // path arguments: an absolute --partial-dir becomes relative (upstream: options.c,
     // sanitize_paths).

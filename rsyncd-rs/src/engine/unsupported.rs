@@ -17,15 +17,6 @@ pub fn check(o: &Options) -> Option<String> {
             "rsync: The server is configured to refuse --{name}\n"
         ))
     };
-    if !o.link_dest.is_empty() {
-        return refused("link-dest");
-    }
-    if !o.copy_dest.is_empty() {
-        return refused("copy-dest");
-    }
-    if !o.compare_dest.is_empty() {
-        return refused("compare-dest");
-    }
     if o.fuzzy > 0 {
         return refused("fuzzy");
     }
@@ -75,12 +66,12 @@ mod tests {
             Some("rsync: ACLs are not supported on this server\n")
         );
         let o = Options {
-            link_dest: vec!["x".into()],
+            fuzzy: 1,
             ..Options::default()
         };
         assert_eq!(
             check(&o).as_deref(),
-            Some("rsync: The server is configured to refuse --link-dest\n")
+            Some("rsync: The server is configured to refuse --fuzzy\n")
         );
     }
 }

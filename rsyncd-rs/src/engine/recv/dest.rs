@@ -220,11 +220,7 @@ fn derived_name(path: &RelPath, absolute: bool) -> String {
 
 /// Whether the client itemizes (`-i` or a `--out-format` with `%i`).
 fn itemizing(opts: &Options) -> bool {
-    opts.itemize_changes > 0
-        || opts
-            .stdout_format
-            .as_deref()
-            .is_some_and(|f| f.contains("%i"))
+    opts.itemizing() > 0
 }
 
 fn show_arg(raw: &[u8]) -> String {

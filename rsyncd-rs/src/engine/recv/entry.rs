@@ -203,9 +203,9 @@ impl Hlinks {
 }
 
 /// What the generator found at an entry's destination.
-struct Found {
-    path: RelPath,
-    meta: Option<Meta>,
+pub(super) struct Found {
+    pub path: RelPath,
+    pub meta: Option<Meta>,
 }
 
 impl Generator<'_> {
@@ -472,14 +472,26 @@ impl Generator<'_> {
         );
         let mut entry = e.clone();
         entry.mode = want_mode;
-        let cmp = if statret_new { None } else { meta };
-        self.itemize(
-            &entry,
-            ndx,
-            cmp,
-            if statret_new { it::LOCAL_CHANGE } else { 0 },
-            None,
-        )?;
+        let mut cmp = if statret_new { None } else { meta };
+        // A new directory that a basis directory already has: itemized against that one,
+        // or not at all when it matches exactly (upstream: try_dests_non()).
+        let mut quiet = false;
+        if statret_new && sh.basis.kind.is_some() {
+            match self.try_dests_non(&entry, ndx, &found)? {
+                super::altdest::Tried::Basis(_, _, bm) => cmp = Some(bm),
+                super::altdest::Tried::Nothing => {}
+                _ => quiet = true,
+            }
+        }
+        if !quiet {
+            self.itemize(
+                &entry,
+                ndx,
+                cmp,
+                if statret_new { it::LOCAL_CHANGE } else { 0 },
+                None,
+            )?;
+        }
         if meta.is_none()
             && let Err(err) = sh.tree.mkdir(&found.path, (want_mode | added) & 0o7777)
             && !matches!(err.raw_os_error(), Some(libc::EEXIST))
@@ -493,6 +505,7 @@ impl Generator<'_> {
         match self.set_attrs(&found.path, &entry, meta) {
             Ok(changes) => {
                 if changes.any()
+                    && !quiet
                     && let Some(to) = sh.name_lines()
                 {
                     sh.say(to, &format!("{}/", show(&e.name)));
@@ -551,15 +564,20 @@ impl Generator<'_> {
             self.hlink_leader_ready(e, ndx, &found.path)?;
             return Ok(());
         }
+        let Some((quiet, alt_cmp)) = self.alt_dest_non(e, ndx, found)? else {
+            return Ok(());
+        };
         match self.replace_with(&found.path, &e.name, found.meta, |tree, tmp| {
             tree.symlink(target, tmp)
         }) {
             Ok(()) => {
                 let _ = self.set_attrs(&found.path, e, None);
-                let cmp = found.meta.filter(|m| m.kind == FileKind::Symlink);
-                self.itemize(e, ndx, cmp, it::LOCAL_CHANGE | it::REPORT_CHANGE, None)?;
-                if let Some(to) = sh.name_lines() {
-                    sh.say(to, &format!("{} -> {}", show(&e.name), show(target)));
+                let cmp = alt_cmp.or(found.meta.filter(|m| m.kind == FileKind::Symlink));
+                if !quiet {
+                    self.itemize(e, ndx, cmp, it::LOCAL_CHANGE | it::REPORT_CHANGE, None)?;
+                    if let Some(to) = sh.name_lines() {
+                        sh.say(to, &format!("{} -> {}", show(&e.name), show(target)));
+                    }
                 }
                 self.hlink_leader_ready(e, ndx, &found.path)?;
             }
@@ -596,17 +614,22 @@ impl Generator<'_> {
             return Ok(());
         }
         let want = e.mode;
+        let Some((quiet, alt_cmp)) = self.alt_dest_non(e, ndx, found)? else {
+            return Ok(());
+        };
         match self.replace_with(&found.path, &e.name, found.meta, |tree, tmp| {
             tree.mknod(tmp, want, rdev)
         }) {
             Ok(()) => {
                 let _ = self.set_attrs(&found.path, e, None);
-                let cmp = found
+                let cmp = alt_cmp.or(found
                     .meta
-                    .filter(|m| m.mode & mode::S_IFMT == e.mode & mode::S_IFMT);
-                self.itemize(e, ndx, cmp, it::LOCAL_CHANGE | it::REPORT_CHANGE, None)?;
-                if let Some(to) = sh.name_lines() {
-                    sh.say(to, &show(&e.name));
+                    .filter(|m| m.mode & mode::S_IFMT == e.mode & mode::S_IFMT));
+                if !quiet {
+                    self.itemize(e, ndx, cmp, it::LOCAL_CHANGE | it::REPORT_CHANGE, None)?;
+                    if let Some(to) = sh.name_lines() {
+                        sh.say(to, &show(&e.name));
+                    }
                 }
                 self.hlink_leader_ready(e, ndx, &found.path)?;
             }
@@ -692,6 +715,23 @@ impl Generator<'_> {
             meta = None;
         }
         let entry = e.clone();
+        // The basis directories come first: a match there may settle the file.
+        let mut alt_basis = None;
+        if sh.basis.kind.is_some()
+            && !redo
+            && (meta.is_none() || sh.basis.kind != Some(super::altdest::AltDest::Copy))
+        {
+            match self.try_dests_reg(&entry, ndx, &found, meta)? {
+                super::altdest::Tried::Done => return Ok(()),
+                super::altdest::Tried::Basis(j, p, m) => alt_basis = Some((p, m, j)),
+                _ => {}
+            }
+        }
+        if let Some(b) = alt_basis {
+            // Itemized against the basis file, as upstream's sx.st then holds it.
+            let m = b.1;
+            return self.request(&entry, ndx, Some(m), Some(b), redo);
+        }
         // A partial file from an earlier interrupted transfer is a better basis.
         let partial = self.partial_basis(&found.path)?;
         if meta.is_none() && partial.is_none() {
@@ -732,7 +772,7 @@ impl Generator<'_> {
 
     /// The quick check: same size and time (or checksum with `-c`), unless
     /// `--ignore-times`. Upstream: generator.c, quick_check_ok().
-    fn quick_check_ok(&self, e: &FileEntry, path: &RelPath, m: &Meta) -> bool {
+    pub(super) fn quick_check_ok(&self, e: &FileEntry, path: &RelPath, m: &Meta) -> bool {
         let o = &self.sh.opts;
         if m.size != e.size.max(0) as u64 {
             return false;
@@ -924,7 +964,7 @@ impl Generator<'_> {
         let xname_nonempty = xname.is_some_and(|x| !x.is_empty());
         let wanted = is_significant(iflags)
             || iflags & it::REPORT_XATTR != 0
-            || sh.opts.itemize_changes > 1
+            || sh.opts.itemizing() > 1
             || xname_nonempty;
         if !wanted {
             return Ok(());

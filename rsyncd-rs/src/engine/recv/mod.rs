@@ -3,6 +3,7 @@
 //! (this thread) that rebuilds files, joined by a channel as rsync's two processes are by
 //! a pipe (upstream: main.c do_server_recv(), do_recv()).
 
+mod altdest;
 mod delete;
 mod delta;
 mod dest;
@@ -153,6 +154,8 @@ pub(crate) struct Shared {
     pub exit: Mutex<ExitCode>,
     /// The session's checksums.
     pub sums: Sums,
+    /// --compare-dest, --copy-dest or --link-dest directories.
+    pub basis: altdest::BasisDirs,
 }
 
 /// The checksums of a session: the transfer (whole-file) sum, and the `--checksum` file-list
@@ -594,6 +597,11 @@ fn run_session(
         &|to, text| say(&*s.log, &writer, s.opts.quiet > 0, to, text),
     )?;
     let filters = build_filters(&s, &dest, peer_rules)?;
+    let basis = altdest::BasisDirs::resolve(&s.tree, &s.opts, &dest.root, &|text| {
+        let mut w = lock(&writer);
+        s.log.line(text);
+        let _ = w.text(MsgCode::Warning, &with_newline(text));
+    });
     let shared = Arc::new(Shared {
         opts: s.opts,
         wire: s.wire,
@@ -606,6 +614,7 @@ fn run_session(
         filters: Mutex::new(filters),
         exit: Mutex::new(ExitCode::OK),
         sums,
+        basis,
     });
     Stats::add(&shared.stats.total_size, total_size(&first));
 

@@ -299,6 +299,10 @@ impl Receiver<'_, '_> {
                     ExitCode::PROTOCOL,
                 ));
             }
+            t if usize::from(t) < sh.basis.dirs.len() => {
+                let name = sh.dest.solo.clone().unwrap_or_else(|| e.name.clone());
+                sh.basis.path(usize::from(t), &name)
+            }
             t => {
                 return Err(RecvError::fatal(
                     format!("invalid basis_dir index: {t}."),
@@ -389,8 +393,7 @@ impl Receiver<'_, '_> {
                     ));
                     let _ = self.to_gen.send(ToGenerator::Failed(ndx));
                 } else {
-                    let itemizing = o.itemize_changes > 0
-                        || o.stdout_format.as_deref().is_some_and(|f| f.contains("%i"));
+                    let itemizing = o.itemizing() > 0;
                     if o.info.at_least(crate::protocol::options::Info::Name, 1) || itemizing {
                         sh.warn(&format!(
                             "WARNING: {} failed verification -- update {kept} (will try again).",

@@ -85,6 +85,26 @@ impl InfoLevels {
         }
     }
 
+    /// Caps every word at what `level` `-v`s would give it: a daemon's `max verbosity`.
+    /// Upstream: options.c, limit_output_verbosity().
+    pub fn limit(&mut self, level: i32) {
+        let Ok(level) = usize::try_from(level) else {
+            self.levels = [0; WORDS.len()];
+            return;
+        };
+        // Upstream's table runs to the debug table's MAX_VERBOSITY (5).
+        if level > 5 {
+            return;
+        }
+        let mut caps = InfoLevels::default();
+        for words in BY_VERBOSITY.iter().take(level + 1) {
+            caps.apply(words, DEFAULT_PRIORITY);
+        }
+        for (l, cap) in self.levels.iter_mut().zip(caps.levels) {
+            *l = (*l).min(cap);
+        }
+    }
+
     fn apply(&mut self, text: &str, priority: u8) {
         for item in text.split(',').filter(|s| !s.is_empty()) {
             let digits = item.len() - item.bytes().rev().take_while(u8::is_ascii_digit).count();
@@ -146,6 +166,19 @@ mod tests {
             (vv.get(Info::Name), vv.get(Info::Skip), vv.get(Info::Misc)),
             (2, 1, 2)
         );
+    }
+
+    #[test]
+    fn max_verbosity_caps_what_a_client_asked_for() {
+        let mut l = levels(&["skip2"], 2);
+        l.limit(1);
+        assert_eq!(
+            (l.get(Info::Name), l.get(Info::Skip), l.get(Info::Nonreg)),
+            (1, 0, 1)
+        );
+        let mut l = levels(&[], 2);
+        l.limit(0);
+        assert_eq!((l.get(Info::Name), l.get(Info::Nonreg)), (0, 1));
     }
 
     #[test]

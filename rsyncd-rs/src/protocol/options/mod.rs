@@ -306,6 +306,18 @@ impl Options {
     }
 
     /// The arguments after the `.` marker: the paths, each `module/path` as sent.
+    /// Upstream's `stdout_format_has_i`: 0 when the client does not itemize, 1 for `-i`
+    /// (or an `--out-format` with `%i`), 2 for `-ii`, which a client asks of a server as
+    /// `--log-format=%i%I`. Upstream: options.c, after parsing.
+    pub fn itemizing(&self) -> u8 {
+        match self.stdout_format.as_deref() {
+            Some(f) if self.server && f.contains("%I") => 2,
+            Some(f) if f.contains("%i") => self.itemize_changes | 1,
+            Some(_) => 0,
+            None => self.itemize_changes,
+        }
+    }
+
     pub fn paths(&self) -> &[String] {
         match self.args.iter().position(|a| a == ".") {
             Some(i) => &self.args[i + 1..],

@@ -482,6 +482,26 @@ fn finish(o: &mut Options, st: &Implied, refusals: &Refusals) -> Result<(), Opti
             "--suffix cannot contain slashes: {s}"
         )));
     }
+    // Upstream refuses mixed basis-dir kinds and more than 20 of them as it parses them.
+    let kinds = [
+        ("--link-dest", o.link_dest.len()),
+        ("--copy-dest", o.copy_dest.len()),
+        ("--compare-dest", o.compare_dest.len()),
+    ];
+    let used: Vec<_> = kinds.iter().filter(|(_, n)| *n > 0).collect();
+    if let [first, second, ..] = used.as_slice() {
+        return Err(OptionError::Invalid(format!(
+            "ERROR: the {} option conflicts with the {} option",
+            second.0, first.0
+        )));
+    }
+    if let Some((name, n)) = used.first()
+        && *n > 20
+    {
+        return Err(OptionError::Invalid(format!(
+            "ERROR: at most 20 {name} args may be specified"
+        )));
+    }
     if o.make_backups && o.backup_dir.is_none() {
         if o.backup_suffix.as_deref() == Some("") && !o.am_sender {
             return Err(OptionError::Invalid(
