@@ -216,9 +216,14 @@ mod tests {
         }
 
         #[test]
-        fn never_panics(b in prop::collection::vec(any::<u8>(), 0..16)) {
-            let mut d = NdxCodec::new(32);
-            let _ = d.decode(&b);
+        fn never_panics(b in prop::collection::vec(any::<u8>(), 0..64), protocol in 27i32..=32) {
+            // A stream of indexes, as the receiver reads them: the state carries over.
+            let mut d = NdxCodec::new(protocol);
+            let mut pos = 0;
+            while let Ok(Decoded::Done { used, .. }) = d.decode(&b[pos..]) {
+                prop_assert!(used > 0 && pos + used <= b.len());
+                pos += used;
+            }
         }
     }
 }
