@@ -317,6 +317,26 @@ fn bounds_and_clears() {
             used: 16
         })
     );
+    // More rules than MAX_WIRE_RULES, or more bytes than MAX_WIRE_LIST_BYTES, are refused
+    // while they arrive, before the end of the list.
+    let mut many = Vec::new();
+    for _ in 0..=MAX_WIRE_RULES {
+        many.extend_from_slice(&[3, 0, 0, 0, b'-', b' ', b'a']);
+    }
+    let mut big = Vec::new();
+    while big.len() <= MAX_WIRE_LIST_BYTES {
+        big.extend_from_slice(&(MAX_WIRE_RULE_LEN as i32).to_le_bytes());
+        big.extend_from_slice(b"- ");
+        big.resize(big.len() + MAX_WIRE_RULE_LEN - 2, b'a');
+    }
+    for (list, what) in [(&many, "filter rule count"), (&big, "filter list")] {
+        for got in [decode_filter_list(list, 32), stepped(list, 32)] {
+            assert!(
+                matches!(&got, Err(FilterError::Wire(WireError::TooLarge { what: w, .. })) if *w == what),
+                "{what}: {got:?}"
+            );
+        }
+    }
     let bad = unhex(&["040000002d71206100000000"]);
     assert_eq!(
         decode_filter_list(&bad, 32).map_err(|e| e.to_string()),
@@ -390,10 +410,62 @@ fn wire_rule(protocol: i32) -> impl Strategy<Value = FilterRule> {
     })
 }
 
+/// Runs the rule-at-a-time decoder over `bytes` as a reader does.
+fn stepped(bytes: &[u8], protocol: i32) -> Result<Decoded<Vec<FilterRule>>, FilterError> {
+    let mut dec = FilterListDecoder::new(protocol);
+    let mut pos = 0;
+    loop {
+        match dec.decode(&bytes[pos..])? {
+            Decoded::Done {
+                value: Some(rules),
+                used,
+            } => {
+                return Ok(Decoded::Done {
+                    value: rules,
+                    used: pos + used,
+                });
+            }
+            Decoded::Done { value: None, used } => pos += used,
+            Decoded::Needed(n) => return Ok(Decoded::Needed(n)),
+        }
+    }
+}
+
+/// Length-prefixed rule texts, some of them prefix soup, some empty, sometimes ended.
+fn arb_list_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let text = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..40),
+        "[-+:.!PRHSC/,_ a-z*]{0,30}".prop_map(String::into_bytes),
+    ];
+    (proptest::collection::vec(text, 0..8), any::<bool>()).prop_map(|(texts, ended)| {
+        let mut out = Vec::new();
+        for t in texts.iter().filter(|t| !t.is_empty()) {
+            out.extend_from_slice(&(t.len() as i32).to_le_bytes());
+            out.extend_from_slice(t);
+        }
+        if ended {
+            out.extend_from_slice(&[0; 4]);
+        }
+        out
+    })
+}
+
 proptest! {
     #[test]
     fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256), p in 26i32..=32) {
         let _ = decode_filter_list(&bytes, p);
+        let _ = stepped(&bytes, p);
+    }
+
+    #[test]
+    fn stepped_decoder_agrees(bytes in arb_list_bytes(), p in 26i32..=32) {
+        // Once the list is complete both give the same rules or the same error; before,
+        // both wait (the whole-list decoder does not parse until the end is there).
+        let whole = decode_filter_list(&bytes, p);
+        match (whole, stepped(&bytes, p)) {
+            (Ok(Decoded::Needed(_)), Ok(Decoded::Needed(_)) | Err(_)) => {}
+            (whole, step) => prop_assert_eq!(whole, step),
+        }
     }
 
     #[test]
