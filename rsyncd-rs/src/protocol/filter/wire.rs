@@ -135,23 +135,32 @@ pub fn decode_filter_list(
     buf: &[u8],
     protocol: i32,
 ) -> Result<Decoded<Vec<FilterRule>>, FilterError> {
-    let (mut pos, mut count, mut bytes) = (0, 0, 0);
-    loop {
-        match next_rule_text(buf.get(pos..).unwrap_or_default())? {
-            Decoded::Needed(n) => return Ok(Decoded::Needed(n)),
-            Decoded::Done { value: None, .. } => break,
-            Decoded::Done {
+    // The walk: lengths and bounds only.
+    let (mut end, mut count, mut bytes) = (0, 0, 0);
+    let bound_error = loop {
+        let rest = buf.get(end..).unwrap_or_default();
+        let used = match next_rule_text(rest) {
+            Ok(Decoded::Needed(n)) => return Ok(Decoded::Needed(n)),
+            Ok(Decoded::Done { value: None, .. }) => break None,
+            Ok(Decoded::Done {
                 value: Some(_),
                 used,
-            } => {
-                pos += used;
-                count_rule(&mut count, &mut bytes, used)?;
-            }
+            }) => used,
+            Err(e) => break Some(e),
+        };
+        if let Err(e) = count_rule(&mut count, &mut bytes, used) {
+            break Some(e);
         }
-    }
+        end += used;
+    };
+    // On a bound error only the rules before it are parsed: as upstream reads and parses
+    // rule after rule, an unparsable earlier rule is the error it reports.
     let mut dec = FilterListDecoder::new(protocol);
     let mut pos = 0;
     loop {
+        if let Some(e) = bound_error.as_ref().filter(|_| pos >= end) {
+            return Err(e.clone());
+        }
         match dec.decode(buf.get(pos..).unwrap_or_default())? {
             Decoded::Done {
                 value: Some(rules),

@@ -344,6 +344,33 @@ fn bounds_and_clears() {
     );
 }
 
+/// Found by the filter_list fuzz target: a rule that does not parse ("-r" with no
+/// pattern) before a length over the bound. Upstream parses each rule as it reads it, so
+/// the parse error is the one reported; the whole-list decoder used to report the bound
+/// found by its walk.
+#[test]
+fn a_bad_rule_before_a_bound_error_is_the_error() {
+    let list: &[u8] = &[
+        5, 0, 0, 0, 45, 32, 42, 46, 111, 7, 0, 0, 0, 45, 114, 0, 0, 45, 114, 32, 107, 101, 101,
+        112, 16, 0, 0, 0, 58, 32, 47, 46, 114, 115, 121, 110, 99, 45, 102, 105, 108, 116, 101,
+        114, 15, 0, 0, 0, 45, 32, 46, 114, 115, 121, 110, 99, 45, 102, 105, 108, 116, 101, 114,
+        6, 0, 0, 0, 43, 32, 115, 117, 98, 47, 7, 0, 0, 0, 45, 47, 32, 47, 97, 98, 115, 43, 114,
+        32, 114, 105, 115, 107, 121, 7, 0, 0, 0, 58, 110, 45, 32, 46, 101, 120, 0, 0, 0, 0,
+    ];
+    let want = Err(FilterError::UnexpectedEnd {
+        rule: "-r".to_string(),
+    });
+    assert_eq!(decode_filter_list(list, 29), want);
+    assert_eq!(stepped(list, 29), want);
+    // With the bad rule dropped, the bound error stands.
+    let mut rest = list[..5 + 4].to_vec();
+    rest.extend_from_slice(&list[5 + 4 + 11..]);
+    assert!(matches!(
+        decode_filter_list(&rest, 29),
+        Err(FilterError::Wire(WireError::TooLarge { .. }))
+    ));
+}
+
 /// Rules that survive a trip through the wire at `protocol`: what the parser can
 /// produce, minus `e` (consumed when parsed) and what the protocol cannot say.
 fn wire_rule(protocol: i32) -> impl Strategy<Value = FilterRule> {
