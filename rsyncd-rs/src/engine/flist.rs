@@ -11,12 +11,37 @@ use crate::protocol::Decoded;
 use crate::protocol::codec::get_int;
 use crate::protocol::flist::{
     FileEntry, FlistConfig, FlistDecoder, FlistError, FlistItem, HardLink, IOERR_VALID_MASK,
-    compare_names, decode_id_list, mark_duplicates,
+    IdList, IdListDecoder, compare_names, mark_duplicates,
 };
 
-/// The most entries one list may hold (a bound on memory; upstream has none, but a list
-/// this size would need tens of GiB there too).
+/// The most entries one list may hold: a bound on what a peer that never ends its list
+/// can make us hold. Upstream has no count limit of its own, but its `--max-alloc`
+/// (default 1 GiB per allocation) stops a list at 2^27 entries, the size of the pointer
+/// array it reallocates. An entry costs 232 bytes here plus its name (about 500 while the
+/// list is sorted), so this is some 12-25 GiB: far above real lists, which are split per
+/// directory with incremental recursion, and still millions of files without it.
 pub const MAX_LIST_ENTRIES: usize = 50_000_000;
+
+/// The most variable-length data (names, symlink targets, `--checksum` sums, inline user
+/// and group names) one list may hold, so that entries inflated to MAXPATHLEN names cannot
+/// multiply [`MAX_LIST_ENTRIES`] by 4 KiB: 8 GiB is an average of 170 bytes per entry at
+/// the count limit, more than the full relative paths of real trees.
+pub const MAX_LIST_DATA_BYTES: u64 = 8 << 30;
+
+/// The variable-length bytes an entry holds (see [`MAX_LIST_DATA_BYTES`]).
+fn entry_data_bytes(e: &FileEntry) -> u64 {
+    let opt = |v: &Option<Vec<u8>>| v.as_ref().map_or(0, Vec::len);
+    (e.name.len() + opt(&e.link_target) + opt(&e.checksum) + opt(&e.user_name) + opt(&e.group_name))
+        as u64
+}
+
+/// Whether a list starting at `ndx_start` can take one more entry: file indexes are int32
+/// on the wire and the next list starts one past the end of this one.
+fn ndx_space_left(ndx_start: i32, entries: usize) -> bool {
+    i64::try_from(entries)
+        .map(|n| i64::from(ndx_start).saturating_add(n).saturating_add(1) < i64::from(i32::MAX))
+        .unwrap_or(false)
+}
 
 /// One received file list, sorted; indexes are `ndx_start + position`.
 #[derive(Debug, Clone)]
@@ -180,13 +205,18 @@ impl ListReceiver {
         }
         let ndx_start = self.next_ndx;
         let mut entries: Vec<FileEntry> = Vec::new();
+        let mut data_bytes = 0u64;
         let io_error = loop {
             let dec = &mut self.decoder;
             let item = r.decode_with(|b| dec.decode(b, &entries, ndx_start))?;
             match item {
                 FlistItem::End { io_error } => break io_error,
                 FlistItem::Entry(mut e) => {
-                    if entries.len() >= MAX_LIST_ENTRIES {
+                    data_bytes += entry_data_bytes(&e);
+                    if entries.len() >= MAX_LIST_ENTRIES
+                        || data_bytes > MAX_LIST_DATA_BYTES
+                        || !ndx_space_left(ndx_start, entries.len())
+                    {
                         return Err(ListError::TooLong);
                     }
                     if let Some(c) = &self.chmod
@@ -253,7 +283,10 @@ impl ListReceiver {
                 }
             }
         }
-        self.next_ndx = ndx_start + sorted.len() as i32 + 1;
+        // ndx_space_left() kept this within int32.
+        self.next_ndx = ndx_start
+            .saturating_add(sorted.len() as i32)
+            .saturating_add(1);
         let parent_entry =
             match parent {
                 Some(d) => Some((d, self.dirs[d].clone())),
@@ -285,16 +318,13 @@ impl ListReceiver {
         cfg: &FlistConfig,
         entries: &mut [FileEntry],
     ) -> Result<(), ListError> {
-        let p = cfg.protocol;
         if cfg.preserve_uid {
-            let list = r.decode_with(|b| decode_id_list(b, p, cfg.id0_names))?;
-            for (id, name) in &list {
+            for (id, name) in &receive_id_list(r, cfg)? {
                 self.ids.add_user(*id, name);
             }
         }
         if cfg.preserve_gid {
-            let list = r.decode_with(|b| decode_id_list(b, p, cfg.id0_names))?;
-            for (id, name) in &list {
+            for (id, name) in &receive_id_list(r, cfg)? {
                 self.ids.add_group(*id, name);
             }
         }
@@ -305,6 +335,17 @@ impl ListReceiver {
             }
         }
         Ok(())
+    }
+}
+
+/// Reads one id list an entry at a time (each entry's bytes are dropped as it is read,
+/// rather than the growing list being decoded again as each frame arrives).
+fn receive_id_list(r: &mut MuxReader, cfg: &FlistConfig) -> Result<IdList, ListError> {
+    let mut dec = IdListDecoder::new(cfg.protocol, cfg.id0_names);
+    loop {
+        if let Some(list) = r.decode_with(|b| dec.decode(b))? {
+            return Ok(list);
+        }
     }
 }
 
@@ -329,4 +370,87 @@ fn sort_with<T: Copy>(
         }
     }
     (sorted, sorted_extra)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::conn::Conn;
+    use std::io::Write;
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+
+    /// A reader whose peer writes `bytes` and hangs up.
+    fn reader_over(bytes: Vec<u8>, muxed: bool) -> MuxReader {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        std::thread::spawn(move || {
+            let mut theirs = theirs;
+            let _ = theirs.write_all(&bytes);
+        });
+        let input = OwnedFd::from(ours);
+        let output = input.try_clone().unwrap();
+        let (rx, _) = Conn::new(input, output).into_halves();
+        MuxReader::new(rx, muxed)
+    }
+
+    fn cfg29() -> FlistConfig {
+        FlistConfig {
+            protocol: 29,
+            preserve_uid: true,
+            preserve_gid: true,
+            preserve_links: true,
+            preserve_devices: true,
+            preserve_specials: true,
+            ..FlistConfig::default()
+        }
+    }
+
+    #[test]
+    fn p29_list_with_id_lists_from_the_capture() {
+        let c2s = include_bytes!("../../testdata/captures/b-b-push-p29-c2s.bin");
+        let mut r = reader_over(c2s[80..].to_vec(), false);
+        let mut lists = ListReceiver::new(cfg29(), false);
+        let list = lists.receive(&mut r, None).unwrap();
+        assert_eq!(list.entries.len(), 7);
+        assert_eq!((list.ndx_start, list.end()), (0, 7));
+        // The id lists and the io_error int32 were read: what follows is the transfer.
+        assert_eq!(lists.io_error, 0);
+    }
+
+    #[test]
+    fn endless_id_list_is_refused() {
+        let mut bytes = Vec::new();
+        // An empty list (protocol 29: one zero flag byte) ...
+        bytes.push(0);
+        // ... then uid 1 named "" over and over, never ending.
+        for _ in 0..=crate::protocol::flist::MAX_ID_LIST_ENTRIES {
+            bytes.extend_from_slice(&[1, 0, 0, 0, 0]);
+        }
+        let mut r = reader_over(bytes, false);
+        let mut lists = ListReceiver::new(cfg29(), false);
+        match lists.receive(&mut r, None) {
+            Err(ListError::Flist(FlistError::Wire(e))) => {
+                assert!(e.to_string().starts_with("id list of "), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn indexes_stay_within_int32() {
+        assert!(ndx_space_left(1, 0));
+        assert!(ndx_space_left(i32::MAX - 2, 0));
+        assert!(!ndx_space_left(i32::MAX - 1, 0));
+        assert!(!ndx_space_left(1, i32::MAX as usize));
+        assert!(!ndx_space_left(0, usize::MAX));
+        assert!(!ndx_space_left(i32::MAX, i64::MAX as usize));
+        let e = FileEntry {
+            name: b"abc".to_vec(),
+            link_target: Some(vec![0; 10]),
+            checksum: Some(vec![0; 16]),
+            user_name: Some(b"u".to_vec()),
+            ..FileEntry::default()
+        };
+        assert_eq!(entry_data_bytes(&e), 30);
+    }
 }

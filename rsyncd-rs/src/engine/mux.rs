@@ -30,6 +30,18 @@ pub enum Message {
 /// Why reading the data stream stopped.
 pub type ReadError = ConnError<WireError>;
 
+/// The most memory messages may take while they wait for [`MuxReader::take_messages`]
+/// (payload bytes plus [`MESSAGE_OVERHEAD`] each). Upstream handles each message as it
+/// reads it; here they queue while a decode runs, and a file list can take long, so a peer
+/// sending messages and no data could otherwise grow the queue without end. 16 MiB is
+/// over 100 000 error lines. Past it, texts are dropped and counted (the count is reported
+/// when the queue is taken); any other message ends the session, since a well-behaved
+/// peer sends those only in reply to what we send between takes.
+pub const MAX_QUEUED_MESSAGE_BYTES: usize = 16 << 20;
+
+/// What a queued message costs besides its payload (the enum and the vector header).
+const MESSAGE_OVERHEAD: usize = 64;
+
 /// The reading side: multiplexed (frames) or raw bytes, with a data buffer decoders run on.
 #[derive(Debug)]
 pub struct MuxReader {
@@ -43,6 +55,10 @@ pub struct MuxReader {
     peer_exit: Option<Option<i32>>,
     /// Messages seen since the caller last took them.
     pub messages: Vec<Message>,
+    /// What `messages` holds, counted as [`MAX_QUEUED_MESSAGE_BYTES`] counts it.
+    queued_bytes: usize,
+    /// Texts dropped because the queue was full, since the last take.
+    dropped_texts: u64,
 }
 
 impl MuxReader {
@@ -56,6 +72,8 @@ impl MuxReader {
             consumed: 0,
             peer_exit: None,
             messages: Vec::new(),
+            queued_bytes: 0,
+            dropped_texts: 0,
         }
     }
 
@@ -133,8 +151,27 @@ impl MuxReader {
                 self.messages.push(message);
                 return Ok(());
             }
-            self.messages.push(message);
+            self.queue(message, header.len)?;
         }
+    }
+
+    /// Queues a message within [`MAX_QUEUED_MESSAGE_BYTES`].
+    fn queue(&mut self, message: Message, payload_len: usize) -> Result<(), ReadError> {
+        let cost = payload_len + MESSAGE_OVERHEAD;
+        if self.queued_bytes + cost > MAX_QUEUED_MESSAGE_BYTES {
+            if let Message::Text(..) | Message::Deleted(_) = message {
+                self.dropped_texts += 1;
+                return Ok(());
+            }
+            return Err(ConnError::Decode(WireError::TooLarge {
+                what: "queued multiplexed messages",
+                got: (self.queued_bytes + cost) as u64,
+                limit: MAX_QUEUED_MESSAGE_BYTES as u64,
+            }));
+        }
+        self.queued_bytes += cost;
+        self.messages.push(message);
+        Ok(())
     }
 
     /// Runs a decoder over the data stream, reading until it is satisfied.
@@ -184,9 +221,23 @@ impl MuxReader {
         Ok(out)
     }
 
-    /// Takes the queued messages.
+    /// Takes the queued messages; texts dropped because the queue was full are reported
+    /// by one more text at the end.
     pub fn take_messages(&mut self) -> Vec<Message> {
-        std::mem::take(&mut self.messages)
+        let mut messages = std::mem::take(&mut self.messages);
+        if self.dropped_texts > 0 {
+            messages.push(Message::Text(
+                MsgCode::Warning,
+                format!(
+                    "{} messages from the peer were dropped: more than {} bytes of them were waiting",
+                    self.dropped_texts, MAX_QUEUED_MESSAGE_BYTES
+                )
+                .into_bytes(),
+            ));
+        }
+        self.queued_bytes = 0;
+        self.dropped_texts = 0;
+        messages
     }
 }
 
@@ -335,4 +386,86 @@ pub type SharedWriter = Arc<Mutex<MuxWriter>>;
 /// since frames are written whole under the lock.
 pub fn lock(w: &SharedWriter) -> MutexGuard<'_, MuxWriter> {
     w.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::conn::Conn;
+    use std::io::Write;
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+
+    /// A multiplexed reader whose peer writes `bytes` and hangs up.
+    fn reader_over(bytes: Vec<u8>) -> MuxReader {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        std::thread::spawn(move || {
+            let mut theirs = theirs;
+            let _ = theirs.write_all(&bytes);
+        });
+        let input = OwnedFd::from(ours);
+        let output = input.try_clone().unwrap();
+        let (rx, _) = Conn::new(input, output).into_halves();
+        MuxReader::new(rx, true)
+    }
+
+    #[test]
+    fn messages_queue_until_taken() {
+        let mut wire = Vec::new();
+        put_frame(&mut wire, MsgCode::Info, b"hello\n");
+        put_frame(&mut wire, MsgCode::IoError, &1i32.to_le_bytes());
+        put_frame(&mut wire, MsgCode::Data, b"abc");
+        let mut r = reader_over(wire);
+        r.fill().unwrap();
+        assert_eq!(r.buffered(), b"abc");
+        assert_eq!(
+            r.take_messages(),
+            [
+                Message::Text(MsgCode::Info, b"hello\n".to_vec()),
+                Message::IoError(1)
+            ]
+        );
+        assert!(r.take_messages().is_empty());
+    }
+
+    #[test]
+    fn a_flood_of_texts_is_dropped_past_the_bound() {
+        // 20 MiB of warnings before any data: the queue keeps 16 MiB and counts the rest.
+        let text = vec![b'w'; 5000];
+        let n = (20 << 20) / text.len();
+        let mut wire = Vec::new();
+        for _ in 0..n {
+            put_frame(&mut wire, MsgCode::Warning, &text);
+        }
+        put_frame(&mut wire, MsgCode::Data, b"x");
+        let mut r = reader_over(wire);
+        r.fill().unwrap();
+        assert_eq!(r.buffered(), b"x");
+        let kept = r.messages.len();
+        assert!(kept * (text.len() + MESSAGE_OVERHEAD) <= MAX_QUEUED_MESSAGE_BYTES);
+        let taken = r.take_messages();
+        assert_eq!(taken.len(), kept + 1);
+        let Some(Message::Text(MsgCode::Warning, last)) = taken.last() else {
+            panic!("no drop notice");
+        };
+        let last = String::from_utf8_lossy(last);
+        assert!(
+            last.starts_with(&format!("{} messages", n - kept)),
+            "{last}"
+        );
+    }
+
+    #[test]
+    fn a_flood_of_other_messages_ends_the_session() {
+        let mut wire = Vec::new();
+        for i in 0..MAX_QUEUED_MESSAGE_BYTES / MESSAGE_OVERHEAD {
+            put_frame(&mut wire, MsgCode::NoSend, &(i as i32).to_le_bytes());
+        }
+        put_frame(&mut wire, MsgCode::Data, b"x");
+        let mut r = reader_over(wire);
+        assert!(matches!(
+            r.fill(),
+            Err(ConnError::Decode(WireError::TooLarge { .. }))
+        ));
+    }
 }

@@ -542,7 +542,22 @@ mod tests {
     proptest! {
         #[test]
         fn response_line_never_panics(b in proptest::collection::vec(any::<u8>(), 0..256)) {
-            let _ = decode_response_line(&b);
+            if let Ok(Decoded::Done { value, used }) = decode_response_line(&b) {
+                prop_assert!(value.len() <= MAX_RESPONSE_LINE && used <= b.len());
+            }
+        }
+
+        #[test]
+        fn response_lines_round_trip(user in "[a-z_][a-z0-9_.-]{0,30}", pw in proptest::collection::vec(any::<u8>(), 0..40), ch in "[A-Za-z0-9+/]{22,86}", crlf: bool) {
+            // What a client writes after the challenge, as the daemon reads it back.
+            for d in OUR_ORDER.into_iter().chain([AuthDigest::Md4Old]) {
+                let text = format!("{user} {}", response(d, &pw, &ch));
+                let line = format!("{text}{}", if crlf { "\r\n" } else { "\n" });
+                prop_assert_eq!(
+                    decode_response_line(line.as_bytes()),
+                    Ok(Decoded::Done { value: text.into_bytes(), used: line.len() })
+                );
+            }
         }
 
         #[test]

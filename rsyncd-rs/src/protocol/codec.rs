@@ -311,12 +311,46 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..16)) {
+        fn int_and_shortint_round_trip(v in any::<i32>(), s in any::<u16>()) {
+            let mut b = Vec::new();
+            put_int(&mut b, v);
+            prop_assert_eq!(get_int(&b), Decoded::Done { value: v, used: 4 });
+            b.clear();
+            put_shortint(&mut b, s);
+            prop_assert_eq!(get_shortint(&b), Decoded::Done { value: s, used: 2 });
+        }
+
+        #[test]
+        fn vstring_round_trips(s in proptest::collection::vec(any::<u8>(), 0..600), cut in 0usize..700) {
+            let mut b = Vec::new();
+            put_vstring(&mut b, &s).unwrap();
+            prop_assert_eq!(get_vstring(&b, 0x8000), Ok(Decoded::Done { value: s.clone(), used: b.len() }));
+            // A prefix asks for exactly what is missing of the length, then of the bytes.
+            let cut = cut.min(b.len());
+            if cut < b.len() {
+                match get_vstring(&b[..cut], 0x8000) {
+                    Ok(Decoded::Needed(n)) => prop_assert!(n > 0 && cut + n <= b.len()),
+                    other => prop_assert!(false, "{other:?}"),
+                }
+            }
+            // The limit is checked before the bytes are waited for (or copied).
+            prop_assert!(get_vstring(&b[..b.len().min(2)], s.len()).is_err());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..16), limit in 0usize..0x9000) {
+            let _ = get_int(&b);
+            let _ = get_shortint(&b);
             let _ = get_varint(&b);
-            let _ = get_varlong(&b, 3);
-            let _ = get_varlong(&b, 4);
+            for min in 0..=9 {
+                let _ = get_varlong(&b, min);
+            }
             let _ = get_longint(&b);
             let _ = get_vstring(&b, 256);
+            // Whatever the length bytes say, nothing beyond the input is copied.
+            if let Ok(Decoded::Done { value, used }) = get_vstring(&b, limit) {
+                prop_assert!(value.len() < limit.max(1) && used <= b.len());
+            }
         }
     }
 }

@@ -82,6 +82,7 @@ fn canonical_name(name: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn compat_flags_from_captures() {
@@ -117,5 +118,20 @@ mod tests {
         assert_eq!(choose_name(CHECKSUM_NAMES, "xxhash"), Some("xxh64"));
         assert_eq!(choose_name(COMPRESS_NAMES, "brotli"), None);
         assert_eq!(choose_name(CHECKSUM_NAMES, ""), None);
+    }
+
+    proptest! {
+        #[test]
+        fn client_info_and_name_lists_never_panic(info in ".{0,40}", list in ".{0,300}", inc: bool) {
+            let f = server_compat_flags(&info, inc);
+            // Only the bits a 3.5.0 server can send.
+            prop_assert_eq!(f & !0x1ff, 0);
+            let _ = negotiates_strings(&info);
+            for ours in [CHECKSUM_NAMES, COMPRESS_NAMES] {
+                if let Some(name) = choose_name(ours, &list) {
+                    prop_assert!(ours.split(' ').any(|n| n == name));
+                }
+            }
+        }
     }
 }

@@ -162,6 +162,56 @@ pub fn decode_arg(buf: &[u8], nul_separated: bool, limit: usize) -> Decoded<Vec<
     }
 }
 
+/// Reads one argument of the daemon argument list as upstream's read_line() does, bytes
+/// as they come: what goes past `limit - 1` bytes is read and dropped, so an argument that
+/// never ends costs no memory. (Handing [`decode_arg`] a growing buffer instead keeps all
+/// of such an argument, and scans it again on every read, until the session's deadline.)
+/// Upstream: io.c, read_line() with and without RL_EOL_NULLS.
+#[derive(Debug, Clone)]
+pub struct ArgDecoder {
+    nul_separated: bool,
+    limit: usize,
+    arg: Vec<u8>,
+}
+
+impl ArgDecoder {
+    /// A decoder for one list: NUL-separated from protocol 30, else by `\r`/`\n`.
+    pub fn new(nul_separated: bool, limit: usize) -> ArgDecoder {
+        ArgDecoder {
+            nul_separated,
+            limit,
+            arg: Vec::new(),
+        }
+    }
+
+    /// Takes bytes of the current argument: `Done(Some(arg))` at its terminator (an empty
+    /// argument ends the list), `Done(None)` when all of `buf` was taken without one (call
+    /// again with what follows).
+    pub fn decode(&mut self, buf: &[u8]) -> Decoded<Option<Vec<u8>>> {
+        if buf.is_empty() {
+            return Decoded::Needed(1);
+        }
+        let end = if self.nul_separated {
+            buf.iter().position(|&b| b == 0)
+        } else {
+            buf.iter().position(|&b| b == b'\n' || b == b'\r')
+        };
+        let text = &buf[..end.unwrap_or(buf.len())];
+        let room = self.limit.saturating_sub(1).saturating_sub(self.arg.len());
+        self.arg.extend_from_slice(&text[..text.len().min(room)]);
+        match end {
+            Some(i) => Decoded::Done {
+                value: Some(std::mem::take(&mut self.arg)),
+                used: i + 1,
+            },
+            None => Decoded::Done {
+                value: None,
+                used: buf.len(),
+            },
+        }
+    }
+}
+
 /// What the client asked for after the greeting. Upstream: clientserver.c, start_daemon().
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModuleRequest {
@@ -331,7 +381,88 @@ mod tests {
         );
     }
 
+    /// Runs an [`ArgDecoder`] over `b` offered in pieces of `step` bytes; returns the
+    /// arguments it completed and the bytes they used.
+    fn stepped_args(b: &[u8], nul: bool, limit: usize, step: usize) -> (Vec<Vec<u8>>, usize) {
+        let mut dec = ArgDecoder::new(nul, limit);
+        let (mut args, mut pos, mut done) = (Vec::new(), 0, 0);
+        while pos < b.len() {
+            let end = (pos + step).min(b.len());
+            match dec.decode(&b[pos..end]) {
+                Decoded::Done { value, used } => {
+                    assert!(used > 0 && pos + used <= end);
+                    pos += used;
+                    if let Some(arg) = value {
+                        assert!(arg.len() < limit.max(1));
+                        args.push(arg);
+                        done = pos;
+                    }
+                }
+                Decoded::Needed(_) => unreachable!("input was offered"),
+            }
+        }
+        (args, done)
+    }
+
     proptest! {
+        #[test]
+        fn greeting_round_trips(protocol in 0i32..100, digests in "[a-z0-9 ]{0,40}") {
+            let line = greeting(protocol, &digests);
+            let Ok(Decoded::Done { value, used }) = decode_line(line.as_bytes(), DAEMON_LINE_MAX) else {
+                return Err(TestCaseError::fail("greeting line does not decode"));
+            };
+            prop_assert_eq!(used, line.len());
+            prop_assert_eq!(
+                parse_greeting(&value),
+                Ok(PeerGreeting { protocol, sub: 0, digests: Some(digests) })
+            );
+        }
+
+        #[test]
+        fn args_round_trip(args in proptest::collection::vec("[^\\x00\\n\\r]{1,20}", 0..8), nul: bool, step in 1usize..40) {
+            // A client's list: each argument and its separator, an empty one at the end.
+            let sep = if nul { 0u8 } else { b'\n' };
+            let mut wire = Vec::new();
+            for a in &args {
+                wire.extend_from_slice(a.as_bytes());
+                wire.push(sep);
+            }
+            wire.push(sep);
+            let mut pos = 0;
+            let mut got = Vec::new();
+            while let Decoded::Done { value, used } = decode_arg(&wire[pos..], nul, BIG_LINE_MAX) {
+                pos += used;
+                if value.is_empty() {
+                    break;
+                }
+                got.push(String::from_utf8(value).unwrap());
+            }
+            prop_assert_eq!(&got, &args);
+            prop_assert_eq!(pos, wire.len());
+            let (stepped, used) = stepped_args(&wire, nul, BIG_LINE_MAX, step);
+            let mut want: Vec<Vec<u8>> = args.iter().map(|a| a.clone().into_bytes()).collect();
+            want.push(Vec::new());
+            prop_assert_eq!(stepped, want);
+            prop_assert_eq!(used, wire.len());
+        }
+
+        #[test]
+        fn arg_decoder_is_decode_arg_without_the_buffer(
+            b in proptest::collection::vec(prop_oneof![Just(0u8), Just(b'\n'), Just(b'\r'), any::<u8>()], 0..300),
+            nul: bool,
+            limit in 0usize..40,
+            step in 1usize..50,
+        ) {
+            // The same arguments (truncated alike), whatever the pieces the bytes come in.
+            let mut want = Vec::new();
+            let mut pos = 0;
+            while let Decoded::Done { value, used } = decode_arg(&b[pos..], nul, limit) {
+                want.push(value);
+                pos += used;
+            }
+            prop_assert_eq!(stepped_args(&b, nul, limit, step), (want, pos));
+        }
+
         #[test]
         fn handshake_reader_never_panics(b in proptest::collection::vec(any::<u8>(), 0..2048)) {
             if let Ok(Decoded::Done { value, .. }) = decode_line(&b, DAEMON_LINE_MAX) {

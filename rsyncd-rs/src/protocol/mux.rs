@@ -260,8 +260,35 @@ mod tests {
         }
 
         #[test]
+        fn frames_round_trip(payload in proptest::collection::vec(any::<u8>(), 0..3000), text: bool) {
+            let code = if text { MsgCode::Info } else { MsgCode::Data };
+            let mut out = Vec::new();
+            put_frame(&mut out, code, &payload);
+            let mut pos = 0;
+            let mut got = Vec::new();
+            while pos < out.len() {
+                let Ok(Decoded::Done { value, used }) = decode_mux_header(&out[pos..]) else {
+                    return Err(TestCaseError::fail("frame header does not decode"));
+                };
+                prop_assert_eq!(value.code, code);
+                pos += used;
+                got.extend_from_slice(&out[pos..pos + value.len]);
+                pos += value.len;
+            }
+            prop_assert_eq!(got, payload);
+        }
+
+        #[test]
         fn never_panics(b in proptest::collection::vec(any::<u8>(), 0..8)) {
-            let _ = decode_mux_header(&b);
+            // Whatever the header says, the length is one a reader may wait for: a whole
+            // frame for data, a bounded text, or the exact size of a fixed message.
+            if let Ok(Decoded::Done { value, used }) = decode_mux_header(&b) {
+                prop_assert_eq!(used, 4);
+                prop_assert!(value.len <= MAX_FRAME_LEN);
+                if value.code != MsgCode::Data {
+                    prop_assert!(value.len <= MAX_TEXT_LEN);
+                }
+            }
         }
     }
 }

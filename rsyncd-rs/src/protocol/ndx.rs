@@ -149,10 +149,10 @@ impl NdxCodec {
                 pos += 2;
                 i32::from_le_bytes([lo, b2, b3, hi & 0x7f])
             } else {
-                (i32::from(hi) << 8 | i32::from(lo)).wrapping_add(prev)
+                relative(prev, i32::from(hi) << 8 | i32::from(lo))?
             }
         } else {
-            i32::from(b).wrapping_add(prev)
+            relative(prev, i32::from(b))?
         };
         if negative {
             self.prev_negative = num;
@@ -164,6 +164,16 @@ impl NdxCodec {
             used: pos,
         })
     }
+}
+
+/// A difference from the previous index. Indexes are int32 and upstream's writer falls
+/// back to the absolute form long before a difference could leave that range, so a sum
+/// that overflows is refused rather than wrapped (upstream's read_ndx() would wrap, even
+/// to INT_MIN, whose negation no writer can send back).
+fn relative(prev: i32, diff: i32) -> Result<i32, WireError> {
+    prev.checked_add(diff).ok_or(WireError::Malformed {
+        what: "file index (overflow)",
+    })
 }
 
 #[cfg(test)]
@@ -198,6 +208,34 @@ mod tests {
         assert_eq!(out, [0, 0, 0, 0]);
     }
 
+    /// Found by the ndx fuzz target: the absolute form sets the previous negative index to
+    /// 0x7fffffff, and a difference of 1 after it wrapped to i32::MIN, a value no encoder
+    /// can write back (its negation overflows).
+    #[test]
+    fn differences_that_overflow_are_refused() {
+        let mut d = NdxCodec::new(30);
+        let b = [0xff, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+        assert_eq!(
+            d.decode(&b),
+            Ok(Decoded::Done {
+                value: -i32::MAX,
+                used: 6
+            })
+        );
+        assert!(d.decode(&b[6..]).is_err());
+        // The same on the positive side, with the two-byte difference form.
+        let mut d = NdxCodec::new(31);
+        let b = [0xfe, 0xff, 0xff, 0xff, 0xff, 0xfe, 0x00, 0x01];
+        assert_eq!(
+            d.decode(&b),
+            Ok(Decoded::Done {
+                value: i32::MAX,
+                used: 5
+            })
+        );
+        assert!(d.decode(&b[5..]).is_err());
+    }
+
     proptest! {
         #[test]
         fn round_trips(seq in prop::collection::vec(prop_oneof![-200_000i32..200_000, Just(-1)], 1..50), protocol in 29i32..=32) {
@@ -216,9 +254,31 @@ mod tests {
         }
 
         #[test]
-        fn never_panics(b in prop::collection::vec(any::<u8>(), 0..16)) {
-            let mut d = NdxCodec::new(32);
-            let _ = d.decode(&b);
+        fn never_panics(b in prop::collection::vec(any::<u8>(), 0..64), protocol in 27i32..=32) {
+            // A stream of indexes, as the receiver reads them: the state carries over.
+            let mut d = NdxCodec::new(protocol);
+            let mut pos = 0;
+            let mut values = Vec::new();
+            while let Ok(Decoded::Done { value, used }) = d.decode(&b[pos..]) {
+                prop_assert!(used > 0 && pos + used <= b.len());
+                pos += used;
+                values.push(value);
+            }
+            // Whatever was decoded, an encoder can write back.
+            let mut e = NdxCodec::new(protocol);
+            let mut out = Vec::new();
+            for &v in &values {
+                e.encode(v, &mut out);
+            }
+            let mut again = NdxCodec::new(protocol);
+            let mut at = 0;
+            for &v in &values {
+                let Ok(Decoded::Done { value, used }) = again.decode(&out[at..]) else {
+                    return Err(TestCaseError::fail("re-encoded index does not decode"));
+                };
+                prop_assert_eq!(value, v);
+                at += used;
+            }
         }
     }
 }

@@ -800,6 +800,37 @@ mod tests {
         }
 
         #[test]
+        fn old_sum_head_round_trips((h, _) in valid_head(), p in 20..27i32, cut in 0usize..12) {
+            // Below protocol 27 there is no s2length on the wire: it is always 2.
+            let h = SumHead { s2length: SHORT_SUM_LENGTH, blength: h.blength.min(max_block_size(p)), remainder: h.remainder.min(h.blength.min(max_block_size(p))), ..h };
+            let mut buf = Vec::new();
+            encode_sum_head(&mut buf, &h, p);
+            prop_assert_eq!(buf.len(), SumHead::wire_len(p));
+            prop_assert_eq!(decode_sum_head(&buf, p, 16), Ok(Decoded::Done { value: h, used: 12 }));
+            prop_assert_eq!(decode_sum_head(&buf[..cut], p, 16), Ok(Decoded::Needed(12 - cut)));
+        }
+
+        #[test]
+        fn block_sums_after_a_valid_head_never_panic((h, p) in valid_head(), d in 1usize..=64, b in proptest::collection::vec(any::<u8>(), 0..400)) {
+            // Whatever follows a head that passed validation is taken or waited for, never
+            // read past; the table is allocated only once all of it is there.
+            let mut wire = Vec::new();
+            encode_sum_head(&mut wire, &h, p);
+            wire.extend_from_slice(&b);
+            let Ok(Decoded::Done { value: head, used }) = decode_sum_head(&wire, p, d) else {
+                return Ok(());
+            };
+            match decode_block_sums(&wire[used..], &head) {
+                Ok(Decoded::Done { value, used: n }) => {
+                    prop_assert_eq!(value.sums.len(), head.count as usize);
+                    prop_assert_eq!(n, head.sums_wire_len());
+                }
+                Ok(Decoded::Needed(n)) => prop_assert_eq!(n, head.sums_wire_len() - b.len()),
+                Err(e) => prop_assert!(false, "{e}"),
+            }
+        }
+
+        #[test]
         fn chosen_heads_are_valid(len in 0i64..1 << 44, p in 27..=32i32, d in prop::sample::select(vec![8usize, 16, 20]), redo: bool) {
             let h = sum_sizes(len, p, None, d, redo).unwrap();
             prop_assert_eq!(h.basis_len(), len);

@@ -31,8 +31,8 @@ pub use parse::{
     split_rule_file,
 };
 pub use wire::{
-    MAX_WIRE_LIST_BYTES, MAX_WIRE_RULE_LEN, MAX_WIRE_RULES, cvs_rules, decode_filter_list,
-    encode_filter_list, filter_list_expected, rule_prefix, server_cvs_rules,
+    FilterListDecoder, MAX_WIRE_LIST_BYTES, MAX_WIRE_RULE_LEN, MAX_WIRE_RULES, cvs_rules,
+    decode_filter_list, encode_filter_list, filter_list_expected, rule_prefix, server_cvs_rules,
 };
 
 /// Upstream's MAXPATHLEN on Linux: a pattern this long or longer is discarded.

@@ -24,67 +24,158 @@ pub const MAX_WIRE_LIST_BYTES: usize = 32 << 20;
 /// Upstream's MAX_RULE_PREFIX less the space: the most prefix characters a rule may have.
 const MAX_PREFIX_CHARS: usize = 15;
 
+/// One length-prefixed rule text at the start of `buf`, or `None` for the terminating
+/// zero length. Upstream: exclude.c, recv_filter_list() (the read_int() and read_sbuf()).
+fn next_rule_text(buf: &[u8]) -> Result<Decoded<Option<&[u8]>>, FilterError> {
+    let len = match get_int(buf) {
+        Decoded::Needed(n) => return Ok(Decoded::Needed(n)),
+        Decoded::Done { value: 0, used } => return Ok(Decoded::Done { value: None, used }),
+        Decoded::Done { value, .. } => value,
+    };
+    // Upstream reads the length into an unsigned int, so a negative one is huge.
+    let len = len as u32 as usize;
+    if len > MAX_WIRE_RULE_LEN {
+        return Err(super::too_large("filter rule", len, MAX_WIRE_RULE_LEN));
+    }
+    match buf.get(4..4 + len) {
+        Some(text) => Ok(Decoded::Done {
+            value: Some(text),
+            used: 4 + len,
+        }),
+        None => Ok(Decoded::Needed(4 + len - buf.len())),
+    }
+}
+
+/// Counts one more rule of `used` bytes against [`MAX_WIRE_RULES`] and
+/// [`MAX_WIRE_LIST_BYTES`].
+fn count_rule(count: &mut usize, bytes: &mut usize, used: usize) -> Result<(), FilterError> {
+    *count += 1;
+    *bytes += used;
+    if *count > MAX_WIRE_RULES {
+        return Err(super::too_large(
+            "filter rule count",
+            *count,
+            MAX_WIRE_RULES,
+        ));
+    }
+    if *bytes > MAX_WIRE_LIST_BYTES {
+        return Err(super::too_large("filter list", *bytes, MAX_WIRE_LIST_BYTES));
+    }
+    Ok(())
+}
+
+/// Reads a filter list one rule at a time, parsing each as it arrives as upstream's
+/// recv_filter_list() does, so that a reader drops each rule's bytes as it goes instead of
+/// handing the growing list to [`decode_filter_list`] again on every frame.
+#[derive(Debug, Clone)]
+pub struct FilterListDecoder {
+    xflags: XFlags,
+    rules: Vec<FilterRule>,
+    count: usize,
+    bytes: usize,
+}
+
+impl FilterListDecoder {
+    /// A decoder for a list sent at `protocol`.
+    pub fn new(protocol: i32) -> FilterListDecoder {
+        FilterListDecoder {
+            xflags: if protocol >= 29 {
+                XFlags::NONE
+            } else {
+                XFlags::OLD_PREFIXES
+            },
+            rules: Vec::new(),
+            count: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Decodes the next rule: `Done(None)` when one was read (drop `used` bytes and call
+    /// again), `Done(Some(rules))` at the terminating zero length. Errors as
+    /// [`decode_filter_list`].
+    pub fn decode(&mut self, buf: &[u8]) -> Result<Decoded<Option<Vec<FilterRule>>>, FilterError> {
+        let (text, used) = match next_rule_text(buf)? {
+            Decoded::Needed(n) => return Ok(Decoded::Needed(n)),
+            Decoded::Done { value: None, used } => {
+                return Ok(Decoded::Done {
+                    value: Some(std::mem::take(&mut self.rules)),
+                    used,
+                });
+            }
+            Decoded::Done {
+                value: Some(text),
+                used,
+            } => (text, used),
+        };
+        count_rule(&mut self.count, &mut self.bytes, used)?;
+        for rule in parse_rules(text, &RuleTemplate::EXCLUDE, self.xflags)? {
+            if rule.action == Action::Clear {
+                self.rules.clear();
+            } else {
+                self.rules.push(rule);
+            }
+        }
+        Ok(Decoded::Done { value: None, used })
+    }
+}
+
 /// Decodes a whole filter list from `buf` (the data-stream bytes after the seed, already
 /// taken out of their multiplex frames). Each rule is parsed as upstream's
 /// recv_filter_list() does: with full prefixes from protocol 29, with the old optional
 /// `+ `/`- ` prefixes before. A `!` in the list clears the rules before it; a `.` merge
 /// comes back unread for the caller to resolve.
 ///
-/// Returns [`Decoded::Needed`] until the terminating zero length is in `buf`. Errors: a
-/// rule longer than [`MAX_WIRE_RULE_LEN`] (or negative), more than [`MAX_WIRE_RULES`]
-/// rules or [`MAX_WIRE_LIST_BYTES`] bytes, or rule text that does not parse.
+/// Returns [`Decoded::Needed`] until the terminating zero length is in `buf`; until then
+/// the list is only walked (lengths and bounds), not parsed, so calling again as bytes
+/// arrive stays cheap. A reader can also take it a rule at a time with
+/// [`FilterListDecoder`]. Errors: a rule longer than [`MAX_WIRE_RULE_LEN`] (or
+/// negative), more than [`MAX_WIRE_RULES`] rules or [`MAX_WIRE_LIST_BYTES`] bytes, or
+/// rule text that does not parse.
 pub fn decode_filter_list(
     buf: &[u8],
     protocol: i32,
 ) -> Result<Decoded<Vec<FilterRule>>, FilterError> {
-    let xflags = if protocol >= 29 {
-        XFlags::NONE
-    } else {
-        XFlags::OLD_PREFIXES
+    // The walk: lengths and bounds only.
+    let (mut end, mut count, mut bytes) = (0, 0, 0);
+    let bound_error = loop {
+        let rest = buf.get(end..).unwrap_or_default();
+        let used = match next_rule_text(rest) {
+            Ok(Decoded::Needed(n)) => return Ok(Decoded::Needed(n)),
+            Ok(Decoded::Done { value: None, .. }) => break None,
+            Ok(Decoded::Done {
+                value: Some(_),
+                used,
+            }) => used,
+            Err(e) => break Some(e),
+        };
+        if let Err(e) = count_rule(&mut count, &mut bytes, used) {
+            break Some(e);
+        }
+        end += used;
     };
-    let mut rules = Vec::new();
-    let mut pos = 0usize;
-    let mut count = 0usize;
+    // On a bound error only the rules before it are parsed: as upstream reads and parses
+    // rule after rule, an unparsable earlier rule is the error it reports.
+    let mut dec = FilterListDecoder::new(protocol);
+    let mut pos = 0;
     loop {
-        let rest = buf.get(pos..).unwrap_or_default();
-        let len = match get_int(rest) {
+        if let Some(e) = bound_error.as_ref().filter(|_| pos >= end) {
+            return Err(e.clone());
+        }
+        match dec.decode(buf.get(pos..).unwrap_or_default())? {
+            Decoded::Done {
+                value: Some(rules),
+                used,
+            } => {
+                return Ok(Decoded::Done {
+                    value: rules,
+                    used: pos + used,
+                });
+            }
+            Decoded::Done { value: None, used } => pos += used,
+            // The walk above found the end.
             Decoded::Needed(n) => return Ok(Decoded::Needed(n)),
-            Decoded::Done { value, used } => {
-                pos += used;
-                value
-            }
-        };
-        if len == 0 {
-            break;
-        }
-        // Upstream reads the length into an unsigned int, so a negative one is huge.
-        let len = len as u32 as usize;
-        if len > MAX_WIRE_RULE_LEN {
-            return Err(super::too_large("filter rule", len, MAX_WIRE_RULE_LEN));
-        }
-        let Some(text) = buf.get(pos..pos + len) else {
-            return Ok(Decoded::Needed(pos + len - buf.len()));
-        };
-        pos += len;
-        count += 1;
-        if count > MAX_WIRE_RULES {
-            return Err(super::too_large("filter rule count", count, MAX_WIRE_RULES));
-        }
-        if pos > MAX_WIRE_LIST_BYTES {
-            return Err(super::too_large("filter list", pos, MAX_WIRE_LIST_BYTES));
-        }
-        for rule in parse_rules(text, &RuleTemplate::EXCLUDE, xflags)? {
-            if rule.action == Action::Clear {
-                rules.clear();
-            } else {
-                rules.push(rule);
-            }
         }
     }
-    Ok(Decoded::Done {
-        value: rules,
-        used: pos,
-    })
 }
 
 /// Whether the client sends a filter list after the seed: always to a sending server;

@@ -317,11 +317,58 @@ fn bounds_and_clears() {
             used: 16
         })
     );
+    // More rules than MAX_WIRE_RULES, or more bytes than MAX_WIRE_LIST_BYTES, are refused
+    // while they arrive, before the end of the list.
+    let mut many = Vec::new();
+    for _ in 0..=MAX_WIRE_RULES {
+        many.extend_from_slice(&[3, 0, 0, 0, b'-', b' ', b'a']);
+    }
+    let mut big = Vec::new();
+    while big.len() <= MAX_WIRE_LIST_BYTES {
+        big.extend_from_slice(&(MAX_WIRE_RULE_LEN as i32).to_le_bytes());
+        big.extend_from_slice(b"- ");
+        big.resize(big.len() + MAX_WIRE_RULE_LEN - 2, b'a');
+    }
+    for (list, what) in [(&many, "filter rule count"), (&big, "filter list")] {
+        for got in [decode_filter_list(list, 32), stepped(list, 32)] {
+            assert!(
+                matches!(&got, Err(FilterError::Wire(WireError::TooLarge { what: w, .. })) if *w == what),
+                "{what}: {got:?}"
+            );
+        }
+    }
     let bad = unhex(&["040000002d71206100000000"]);
     assert_eq!(
         decode_filter_list(&bad, 32).map_err(|e| e.to_string()),
         Err("invalid modifier 'q' at position 1 in filter rule: -q a".into())
     );
+}
+
+/// Found by the filter_list fuzz target: a rule that does not parse ("-r" with no
+/// pattern) before a length over the bound. Upstream parses each rule as it reads it, so
+/// the parse error is the one reported; the whole-list decoder used to report the bound
+/// found by its walk.
+#[test]
+fn a_bad_rule_before_a_bound_error_is_the_error() {
+    let list: &[u8] = &[
+        5, 0, 0, 0, 45, 32, 42, 46, 111, 7, 0, 0, 0, 45, 114, 0, 0, 45, 114, 32, 107, 101, 101,
+        112, 16, 0, 0, 0, 58, 32, 47, 46, 114, 115, 121, 110, 99, 45, 102, 105, 108, 116, 101, 114,
+        15, 0, 0, 0, 45, 32, 46, 114, 115, 121, 110, 99, 45, 102, 105, 108, 116, 101, 114, 6, 0, 0,
+        0, 43, 32, 115, 117, 98, 47, 7, 0, 0, 0, 45, 47, 32, 47, 97, 98, 115, 43, 114, 32, 114,
+        105, 115, 107, 121, 7, 0, 0, 0, 58, 110, 45, 32, 46, 101, 120, 0, 0, 0, 0,
+    ];
+    let want = Err(FilterError::UnexpectedEnd {
+        rule: "-r".to_string(),
+    });
+    assert_eq!(decode_filter_list(list, 29), want);
+    assert_eq!(stepped(list, 29), want);
+    // With the bad rule dropped, the bound error stands.
+    let mut rest = list[..5 + 4].to_vec();
+    rest.extend_from_slice(&list[5 + 4 + 11..]);
+    assert!(matches!(
+        decode_filter_list(&rest, 29),
+        Err(FilterError::Wire(WireError::TooLarge { .. }))
+    ));
 }
 
 /// Rules that survive a trip through the wire at `protocol`: what the parser can
@@ -390,10 +437,62 @@ fn wire_rule(protocol: i32) -> impl Strategy<Value = FilterRule> {
     })
 }
 
+/// Runs the rule-at-a-time decoder over `bytes` as a reader does.
+fn stepped(bytes: &[u8], protocol: i32) -> Result<Decoded<Vec<FilterRule>>, FilterError> {
+    let mut dec = FilterListDecoder::new(protocol);
+    let mut pos = 0;
+    loop {
+        match dec.decode(&bytes[pos..])? {
+            Decoded::Done {
+                value: Some(rules),
+                used,
+            } => {
+                return Ok(Decoded::Done {
+                    value: rules,
+                    used: pos + used,
+                });
+            }
+            Decoded::Done { value: None, used } => pos += used,
+            Decoded::Needed(n) => return Ok(Decoded::Needed(n)),
+        }
+    }
+}
+
+/// Length-prefixed rule texts, some of them prefix soup, some empty, sometimes ended.
+fn arb_list_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let text = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..40),
+        "[-+:.!PRHSC/,_ a-z*]{0,30}".prop_map(String::into_bytes),
+    ];
+    (proptest::collection::vec(text, 0..8), any::<bool>()).prop_map(|(texts, ended)| {
+        let mut out = Vec::new();
+        for t in texts.iter().filter(|t| !t.is_empty()) {
+            out.extend_from_slice(&(t.len() as i32).to_le_bytes());
+            out.extend_from_slice(t);
+        }
+        if ended {
+            out.extend_from_slice(&[0; 4]);
+        }
+        out
+    })
+}
+
 proptest! {
     #[test]
     fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256), p in 26i32..=32) {
         let _ = decode_filter_list(&bytes, p);
+        let _ = stepped(&bytes, p);
+    }
+
+    #[test]
+    fn stepped_decoder_agrees(bytes in arb_list_bytes(), p in 26i32..=32) {
+        // Once the list is complete both give the same rules or the same error; before,
+        // both wait (the whole-list decoder does not parse until the end is there).
+        let whole = decode_filter_list(&bytes, p);
+        match (whole, stepped(&bytes, p)) {
+            (Ok(Decoded::Needed(_)), Ok(Decoded::Needed(_)) | Err(_)) => {}
+            (whole, step) => prop_assert_eq!(whole, step),
+        }
     }
 
     #[test]

@@ -265,7 +265,7 @@ impl FlistDecoder {
             && xflags & xmit::HLINK_FIRST == 0
         {
             let first = cur.varint()?;
-            let limit = ndx_start.saturating_add(current.len() as i32);
+            let limit = ndx_start.saturating_add(i32::try_from(current.len()).unwrap_or(i32::MAX));
             if first < 0 || first >= limit {
                 return Err(FlistError::BadHardLink(first).into());
             }
@@ -464,8 +464,95 @@ impl FlistDecoder {
 /// An id list: ids and the names the sender gave them.
 pub type IdList = Vec<(u32, Vec<u8>)>;
 
+/// The most ids one id list may carry. Upstream has no limit; a sender lists only the ids
+/// its file list uses, so a real list is far shorter than this (a million users), and the
+/// bound keeps what a peer can make us hold to about 260 MiB (names are at most 255 bytes).
+pub const MAX_ID_LIST_ENTRIES: usize = 1 << 20;
+
+/// One step of an id list, borrowed from the input.
+enum IdStep<'a> {
+    /// An id and its name.
+    Id(u32, &'a [u8]),
+    /// The terminating id 0, with the name of id 0 when `id0_names`.
+    End(Option<&'a [u8]>),
+}
+
+fn id_step<'a>(cur: &mut Cur<'a>, protocol: i32, id0_names: bool) -> Result<IdStep<'a>, Stop> {
+    let id = cur.varint30(protocol)?;
+    if id == 0 {
+        if !id0_names {
+            return Ok(IdStep::End(None));
+        }
+        let len = usize::from(cur.byte()?);
+        return Ok(IdStep::End(Some(cur.bytes(len)?)));
+    }
+    let len = usize::from(cur.byte()?);
+    Ok(IdStep::Id(id as u32, cur.bytes(len)?))
+}
+
+fn too_many_ids(got: usize) -> FlistError {
+    FlistError::Wire(WireError::TooLarge {
+        what: "id list",
+        got: got as u64,
+        limit: MAX_ID_LIST_ENTRIES as u64,
+    })
+}
+
+/// Reads an id list one id at a time, so that a reader can drop each entry's bytes as it
+/// goes instead of decoding the whole list again every time more bytes arrive.
+/// Upstream: uidlist.c, recv_id_list().
+#[derive(Debug, Clone)]
+pub struct IdListDecoder {
+    protocol: i32,
+    id0_names: bool,
+    list: IdList,
+}
+
+impl IdListDecoder {
+    /// A decoder for one list (uid or gid); `id0_names` is CF_ID0_NAMES.
+    pub fn new(protocol: i32, id0_names: bool) -> IdListDecoder {
+        IdListDecoder {
+            protocol,
+            id0_names,
+            list: Vec::new(),
+        }
+    }
+
+    /// Decodes the next entry: `Done(None)` when an id was taken (drop `used` bytes and
+    /// call again), `Done(Some(list))` at the end of the list. More than
+    /// [`MAX_ID_LIST_ENTRIES`] ids are refused.
+    pub fn decode(&mut self, buf: &[u8]) -> Result<Decoded<Option<IdList>>, FlistError> {
+        let mut cur = Cur { buf, pos: 0 };
+        let r = id_step(&mut cur, self.protocol, self.id0_names);
+        let used = cur.pos;
+        let step = match finish(r, used)? {
+            Decoded::Needed(n) => return Ok(Decoded::Needed(n)),
+            Decoded::Done { value, .. } => value,
+        };
+        let value = match step {
+            IdStep::Id(id, name) => {
+                if self.list.len() >= MAX_ID_LIST_ENTRIES {
+                    return Err(too_many_ids(self.list.len() + 1));
+                }
+                self.list.push((id, name.to_vec()));
+                None
+            }
+            IdStep::End(name0) => {
+                if let Some(name) = name0 {
+                    self.list.push((0, name.to_vec()));
+                }
+                Some(std::mem::take(&mut self.list))
+            }
+        };
+        Ok(Decoded::Done { value, used })
+    }
+}
+
 /// Decodes one id list (uid or gid) sent after a non-incremental file list: pairs of id
-/// and name, ended by id 0 (followed by the name of id 0 when `id0_names`).
+/// and name, ended by id 0 (followed by the name of id 0 when `id0_names`); at most
+/// [`MAX_ID_LIST_ENTRIES`] ids. The list is only walked, without copying anything, until
+/// all of it is in `buf`, so calling again as bytes arrive stays cheap; a reader can also
+/// take it an entry at a time with [`IdListDecoder`].
 /// Upstream: uidlist.c, recv_id_list().
 pub fn decode_id_list(
     buf: &[u8],
@@ -473,29 +560,39 @@ pub fn decode_id_list(
     id0_names: bool,
 ) -> Result<Decoded<IdList>, FlistError> {
     let mut cur = Cur { buf, pos: 0 };
-    let r = (|| -> Result<Vec<(u32, Vec<u8>)>, Stop> {
-        let mut out = Vec::new();
+    let scan = (|| -> Result<(), Stop> {
+        let mut ids = 0usize;
         loop {
-            let id = cur.varint30(protocol)?;
-            if id == 0 {
-                if id0_names {
-                    let len = usize::from(cur.byte()?);
-                    out.push((0, cur.bytes(len)?.to_vec()));
+            match id_step(&mut cur, protocol, id0_names)? {
+                IdStep::End(_) => return Ok(()),
+                IdStep::Id(..) => {
+                    ids += 1;
+                    if ids > MAX_ID_LIST_ENTRIES {
+                        return Err(Stop::Bad(too_many_ids(ids)));
+                    }
                 }
-                return Ok(out);
-            }
-            let len = usize::from(cur.byte()?);
-            out.push((id as u32, cur.bytes(len)?.to_vec()));
-            // A list longer than any real set of ids is an attack on memory.
-            if out.len() > 1 << 20 {
-                return Err(Stop::Bad(FlistError::Wire(WireError::TooLarge {
-                    what: "id list",
-                    got: out.len() as u64,
-                    limit: 1 << 20,
-                })));
             }
         }
     })();
-    let used = cur.pos;
-    finish(r, used)
+    if let Decoded::Needed(n) = finish(scan, cur.pos)? {
+        return Ok(Decoded::Needed(n));
+    }
+    let mut dec = IdListDecoder::new(protocol, id0_names);
+    let mut pos = 0;
+    loop {
+        match dec.decode(buf.get(pos..).unwrap_or_default())? {
+            Decoded::Done {
+                value: Some(list),
+                used,
+            } => {
+                return Ok(Decoded::Done {
+                    value: list,
+                    used: pos + used,
+                });
+            }
+            Decoded::Done { value: None, used } => pos += used,
+            // The walk above found the whole list.
+            Decoded::Needed(n) => return Ok(Decoded::Needed(n)),
+        }
+    }
 }

@@ -6,7 +6,9 @@ mod decode;
 mod encode;
 mod sort;
 
-pub use decode::{FlistDecoder, SYMLINK_PREFIX, decode_id_list};
+pub use decode::{
+    FlistDecoder, IdList, IdListDecoder, MAX_ID_LIST_ENTRIES, SYMLINK_PREFIX, decode_id_list,
+};
 pub use encode::{FlistEncoder, encode_id_list};
 pub use sort::{compare_names, mark_duplicates, sort_and_clean};
 

@@ -1,8 +1,8 @@
 //! File-list codec tests against the captured sessions (`testdata/captures/b-*`).
 
 use super::*;
-use crate::protocol::Decoded;
 use crate::protocol::testutil::deframe;
+use crate::protocol::{Decoded, WireError};
 use proptest::prelude::*;
 
 fn cfg(protocol: i32) -> FlistConfig {
@@ -358,4 +358,284 @@ proptest! {
             Err(e) => prop_assert!(false, "{e}"),
         }
     }
+}
+
+/// A session's file-list settings, any combination (the decoder must cope with all of
+/// them, even those no peer negotiates).
+fn arb_config() -> impl Strategy<Value = FlistConfig> {
+    (
+        20i32..=32,
+        any::<[bool; 16]>(),
+        prop::sample::select(vec![0usize, 2, 16, 20, 32, 64]),
+    )
+        .prop_map(|(protocol, f, csum)| FlistConfig {
+            protocol,
+            varint_flags: f[0],
+            inc_recurse: f[1],
+            safe_flist: f[2],
+            preserve_uid: f[3],
+            preserve_gid: f[4],
+            preserve_links: f[5],
+            preserve_devices: f[6],
+            preserve_specials: f[7],
+            preserve_hard_links: f[8],
+            preserve_atimes: f[9],
+            preserve_crtimes: f[10],
+            relative: f[11],
+            flist_csum_len: csum,
+            id0_names: f[12],
+            missing_args_delete: f[13],
+            munge_symlinks: f[14],
+        })
+}
+
+/// Everything an entry carries at `protocol` when every preserve option is on: long names,
+/// devices, symlinks, atimes, crtimes, `--checksum` sums, inline names and hard links.
+fn arb_full_entry(protocol: i32) -> impl Strategy<Value = FileEntry> {
+    let name = prop_oneof![
+        4 => "[a-z]{1,8}(/[a-z]{1,8}){0,2}",
+        1 => "[a-z]{250,300}",
+    ];
+    let mode = prop::sample::select(vec![
+        0o100644u32,
+        0o104750,
+        0o40755,
+        0o120777,
+        0o20644,
+        0o60640,
+    ]);
+    let times = (
+        0i64..1 << 31,
+        0u32..1_000_000_000,
+        0i64..1 << 33,
+        prop::option::of(0i64..1 << 33),
+    );
+    let ids = (
+        any::<u32>(),
+        any::<u32>(),
+        prop::option::of("[a-z]{1,12}"),
+        prop::option::of("[a-z]{1,12}"),
+    );
+    let rest = (
+        0i64..1 << 40,
+        (0u32..4096, 0u32..1 << 20),
+        prop::collection::vec(any::<u8>(), 0..300),
+        any::<[u8; 16]>(),
+        0u8..3,
+        (any::<i64>(), any::<i64>()),
+    );
+    (name, mode, times, ids, rest).prop_map(move |(name, mode, times, ids, rest)| {
+        let (mtime, nsec, atime, crtime) = times;
+        let (uid, gid, user, group) = ids;
+        let (size, rdev, target, sum, link, (dev, ino)) = rest;
+        let hard_link = match (link, protocol >= 30) {
+            (1, true) => Some(HardLink::First),
+            (1 | 2, false) if protocol >= 28 => Some(HardLink::DevIno { dev, ino }),
+            _ => None,
+        };
+        FileEntry {
+            name: name.into_bytes(),
+            mode,
+            size: if mode::is_reg(mode) { size } else { 0 },
+            mtime,
+            mtime_nsec: if protocol >= 31 { nsec } else { 0 },
+            atime: (!mode::is_dir(mode)).then_some(atime),
+            crtime: Some(crtime.unwrap_or(mtime)),
+            uid: Some(uid),
+            gid: Some(gid),
+            user_name: user.map(String::into_bytes),
+            group_name: group.map(String::into_bytes),
+            rdev: mode::is_device(mode).then_some(rdev),
+            link_target: mode::is_lnk(mode).then_some(target),
+            hard_link,
+            checksum: mode::is_reg(mode).then(|| sum.to_vec()),
+            xflags: 0,
+        }
+    })
+}
+
+/// Every preserve option the protocol allows: like upstream, atimes need protocol 30 and
+/// crtimes the varint flags (their XMIT bits do not fit 16 bits).
+fn full_config(protocol: i32, varint_flags: bool, inc_recurse: bool) -> FlistConfig {
+    let varint_flags = varint_flags && protocol >= 30;
+    FlistConfig {
+        protocol,
+        varint_flags,
+        inc_recurse: inc_recurse && protocol >= 30,
+        safe_flist: protocol >= 30,
+        preserve_uid: true,
+        preserve_gid: true,
+        preserve_links: true,
+        preserve_devices: true,
+        preserve_specials: true,
+        preserve_hard_links: protocol >= 28,
+        preserve_atimes: protocol >= 30,
+        preserve_crtimes: varint_flags,
+        flist_csum_len: 16,
+        id0_names: protocol >= 30,
+        ..FlistConfig::default()
+    }
+}
+
+fn arb_full_list() -> impl Strategy<Value = (i32, bool, bool, Vec<FileEntry>)> {
+    (27i32..=32, any::<bool>(), any::<bool>()).prop_flat_map(|(p, v, inc)| {
+        (
+            Just(p),
+            Just(v),
+            Just(inc),
+            prop::collection::vec(arb_full_entry(p), 1..12),
+        )
+    })
+}
+
+/// The id lists of a session: ids with names, id 0 maybe among them.
+fn arb_ids() -> impl Strategy<Value = Vec<(u32, Vec<u8>)>> {
+    prop::collection::vec(
+        (
+            prop_oneof![Just(0u32), any::<u32>()],
+            prop::collection::vec(any::<u8>(), 0..=255),
+        ),
+        0..20,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn full_entries_round_trip((protocol, varint, inc, entries) in arb_full_list()) {
+        let c = full_config(protocol, varint, inc);
+        let send_names = c.inc_recurse;
+        let (c_atimes, c_crtimes) = (c.preserve_atimes, c.preserve_crtimes);
+        let mut enc = FlistEncoder::new(c.clone());
+        let mut out = Vec::new();
+        for e in &entries {
+            enc.encode(e, 1, send_names, &mut out).unwrap();
+        }
+        enc.end(0, &mut out);
+        let mut dec = FlistDecoder::new(c);
+        let (got, io_error, used) = decode_list(&mut dec, &out, 1);
+        prop_assert_eq!((used, io_error, got.len()), (out.len(), 0, entries.len()));
+        let mut prev_ids: Option<(u32, u32)> = None;
+        for (g, e) in got.iter().zip(&entries) {
+            let mut want = e.clone();
+            // Inline names ride only with an id that changed, in incremental lists.
+            let (uid, gid) = (e.uid.unwrap_or(0), e.gid.unwrap_or(0));
+            if !send_names || prev_ids.is_some_and(|(u, _)| u == uid) {
+                want.user_name = None;
+            }
+            if !send_names || prev_ids.is_some_and(|(_, g)| g == gid) {
+                want.group_name = None;
+            }
+            prev_ids = Some((uid, gid));
+            want.xflags = g.xflags;
+            if !c_atimes {
+                want.atime = None;
+            }
+            if !c_crtimes {
+                want.crtime = None;
+            }
+            prop_assert_eq!(g, &want);
+        }
+    }
+
+    #[test]
+    fn id_lists_round_trip(ids in arb_ids(), protocol in 27i32..=32, id0_names: bool, cut in 0usize..4000) {
+        let mut out = Vec::new();
+        encode_id_list(&mut out, protocol, &ids, id0_names).unwrap();
+        let mut want: Vec<(u32, Vec<u8>)> = ids.iter().filter(|(id, _)| *id != 0).cloned().collect();
+        if id0_names {
+            let zero = ids.iter().find(|(id, _)| *id == 0).map(|(_, n)| n.clone());
+            want.push((0, zero.unwrap_or_default()));
+        }
+        prop_assert_eq!(
+            decode_id_list(&out, protocol, id0_names),
+            Ok(Decoded::Done { value: want, used: out.len() })
+        );
+        let cut = cut.min(out.len());
+        if cut < out.len() {
+            match decode_id_list(&out[..cut], protocol, id0_names) {
+                Ok(Decoded::Needed(n)) => prop_assert!(n > 0 && cut + n <= out.len()),
+                other => prop_assert!(false, "{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn any_config_never_panics(c in arb_config(), b in prop::collection::vec(any::<u8>(), 0..512)) {
+        // Lists one after another, as a session receives them (the decoder's state carries
+        // over), then the id lists.
+        let mut dec = FlistDecoder::new(c.clone());
+        let mut pos = 0;
+        let mut entries = Vec::new();
+        while pos < b.len() {
+            match dec.decode(&b[pos..], &entries, 1) {
+                Ok(Decoded::Done { value, used }) => {
+                    prop_assert!(used > 0 && pos + used <= b.len());
+                    pos += used;
+                    match value {
+                        FlistItem::Entry(e) => {
+                            prop_assert!(e.name.len() < MAXPATHLEN);
+                            prop_assert!(e.link_target.as_ref().is_none_or(|t| t.len() < MAXPATHLEN + 16));
+                            entries.push(*e);
+                        }
+                        FlistItem::End { io_error } => {
+                            prop_assert_eq!(io_error & !IOERR_VALID_MASK, 0);
+                            entries.clear();
+                        }
+                    }
+                }
+                _ => break,
+            }
+        }
+        let _ = decode_id_list(&b[pos..], c.protocol, c.id0_names);
+    }
+
+    #[test]
+    fn id_list_decoders_agree(b in prop::collection::vec(any::<u8>(), 0..300), protocol in 27i32..=32, id0_names: bool) {
+        // Entry by entry gives what the whole-list decoder gives.
+        let whole = decode_id_list(&b, protocol, id0_names);
+        let mut dec = IdListDecoder::new(protocol, id0_names);
+        let mut pos = 0;
+        let stepped = loop {
+            match dec.decode(&b[pos..]) {
+                Ok(Decoded::Done { value: Some(list), used }) => {
+                    break Ok(Decoded::Done { value: list, used: pos + used });
+                }
+                Ok(Decoded::Done { value: None, used }) => pos += used,
+                Ok(Decoded::Needed(_)) => break Ok(Decoded::Needed(0)),
+                Err(e) => break Err(e),
+            }
+        };
+        match (&whole, &stepped) {
+            (Ok(Decoded::Needed(_)), Ok(Decoded::Needed(_))) => {}
+            _ => prop_assert_eq!(whole, stepped),
+        }
+    }
+}
+
+#[test]
+fn id_lists_are_bounded() {
+    // MAX_ID_LIST_ENTRIES ids of one byte each and no end: refused before the end arrives.
+    let mut b = Vec::with_capacity(3 * (MAX_ID_LIST_ENTRIES + 1));
+    for _ in 0..=MAX_ID_LIST_ENTRIES {
+        b.extend_from_slice(&[1, 0]);
+    }
+    assert!(matches!(
+        decode_id_list(&b, 32, false),
+        Err(FlistError::Wire(WireError::TooLarge {
+            what: "id list",
+            ..
+        }))
+    ));
+    let mut dec = IdListDecoder::new(32, false);
+    let mut pos = 0;
+    let err = loop {
+        match dec.decode(&b[pos..]) {
+            Ok(Decoded::Done { value: None, used }) => pos += used,
+            other => break other,
+        }
+    };
+    assert!(err.is_err(), "{err:?}");
+    assert_eq!(pos, 2 * MAX_ID_LIST_ENTRIES);
 }

@@ -681,6 +681,7 @@ fn size_arg(arg: &str, default_suffix: char, opt: &str) -> Result<i64, OptionErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn args(s: &[&str]) -> Vec<String> {
         s.iter().map(|a| a.to_string()).collect()
@@ -840,5 +841,43 @@ mod tests {
             size_arg("12q", 'b', "max-size"),
             Err(OptionError::Invalid("--max-size=12q is invalid".into()))
         );
+    }
+
+    /// Argument lists a client could send: real option names (with and without values,
+    /// inline or separate), bundles of short letters, numbers and sizes, and noise.
+    fn arb_args() -> impl Strategy<Value = Vec<String>> {
+        let long = prop::sample::select(
+            super::super::table::OPTIONS
+                .iter()
+                .filter_map(|o| o.long)
+                .collect::<Vec<_>>(),
+        );
+        let arg = prop_oneof![
+            long.clone().prop_map(|l| format!("--{l}")),
+            (long, "[-+0-9a-zA-Z.,=*]{0,12}").prop_map(|(l, v)| format!("--{l}={v}")),
+            "-[a-zA-Z0-9.]{1,16}",
+            "-e\\.[a-zA-Z]{0,12}",
+            "[0-9]{1,25}[kKmMgGtTpPbB]?[+-]?[0-9]?",
+            Just(".".to_string()),
+            Just("--".to_string()),
+            ".{0,12}",
+        ];
+        prop::collection::vec(arg, 0..12).prop_map(|mut v| {
+            v.insert(0, "--server".to_string());
+            v
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_arguments_never_panic(args in arb_args(), refuse in "[-a-z*?! ]{0,30}") {
+            let _ = parse_server_args(&args, &Refusals::for_daemon(&refuse));
+            let _ = parse_server_args(&args, &Refusals::none());
+        }
+
+        #[test]
+        fn sizes_never_panic(v in "[0-9.]{0,30}[a-zA-Z]{0,3}[+-]?[0-9]{0,3}", suffix in prop::sample::select(vec!['b', 'k', 'm'])) {
+            let _ = size_arg(&v, suffix, "--max-size");
+        }
     }
 }
