@@ -17,7 +17,7 @@ use crate::engine::setup::{ServerSetup, Wire, setup_protocol};
 use crate::engine::tree::{Tree, TreeOptions};
 use crate::protocol::WireError;
 use crate::protocol::codec::{get_int, put_int};
-use crate::protocol::handshake::decode_arg;
+use crate::protocol::handshake::ArgDecoder;
 use crate::protocol::options::{Options, Refusals, parse_server_args};
 
 /// The most arguments `--secluded-args` may send (upstream: MAX_ARGS-ish bound).
@@ -286,13 +286,15 @@ fn split_destination(arg: &str) -> std::io::Result<(PathBuf, Vec<u8>)> {
 /// Reads the `--secluded-args` list: NUL-terminated words up to an empty one.
 fn read_secluded_args(conn: &mut Conn) -> Result<Vec<String>, ExitCode> {
     let mut args = Vec::new();
+    let mut d = ArgDecoder::new(true, MAX_ARG_LEN);
     loop {
-        let arg =
-            conn.decode(|b| Ok::<_, std::convert::Infallible>(decode_arg(b, true, MAX_ARG_LEN)));
-        let arg = match arg {
-            Ok(a) => a,
-            Err(ConnError::Eof) => return Err(ExitCode::STREAMIO),
-            Err(_) => return Err(ExitCode::SOCKETIO),
+        let arg = loop {
+            match conn.decode(|b| Ok::<_, std::convert::Infallible>(d.decode(b))) {
+                Ok(Some(a)) => break a,
+                Ok(None) => {}
+                Err(ConnError::Eof) => return Err(ExitCode::STREAMIO),
+                Err(_) => return Err(ExitCode::SOCKETIO),
+            }
         };
         if arg.is_empty() {
             return Ok(args);

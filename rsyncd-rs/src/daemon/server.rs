@@ -9,20 +9,27 @@ use super::session::Session;
 use crate::engine::conn::ConnError;
 use crate::engine::exit::{ExitCode, Origin};
 use crate::engine::setup::{ServerSetup, setup_protocol};
-use crate::protocol::handshake::{BIG_LINE_MAX, MAX_DAEMON_ARGS, decode_arg};
+use crate::protocol::handshake::{ArgDecoder, BIG_LINE_MAX, MAX_DAEMON_ARGS};
 use crate::protocol::options::{Options, Refusals, parse_server_args};
 
 /// Reads the argument list; `nul_separated` from protocol 30. Upstream: io.c, read_args().
 fn read_args(s: &mut Session<'_>, nul_separated: bool) -> Result<Vec<String>, ExitCode> {
     let mut args = Vec::new();
+    let mut d = ArgDecoder::new(nul_separated, BIG_LINE_MAX);
     loop {
-        let arg = s.conn.decode(|b| {
-            Ok::<_, std::convert::Infallible>(decode_arg(b, nul_separated, BIG_LINE_MAX))
-        });
-        let arg = match arg {
-            Ok(a) => a,
-            Err(e @ (ConnError::Timeout | ConnError::Io(_))) => return Err(s.read_failed(&e)),
-            Err(_) => return Err(ExitCode::SOCKETIO),
+        // Bytes beyond the limit are read and dropped, as upstream's read_line() does.
+        let arg = loop {
+            match s
+                .conn
+                .decode(|b| Ok::<_, std::convert::Infallible>(d.decode(b)))
+            {
+                Ok(Some(a)) => break a,
+                Ok(None) => {}
+                Err(e @ (ConnError::Timeout | ConnError::Io(_))) => {
+                    return Err(s.read_failed(&e));
+                }
+                Err(_) => return Err(ExitCode::SOCKETIO),
+            }
         };
         if arg.is_empty() {
             return Ok(args);

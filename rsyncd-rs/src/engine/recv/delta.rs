@@ -181,7 +181,9 @@ pub(super) fn receive_data(
         out.skip(how.keep).map_err(DeltaError::Write)?;
     }
     let inplace = how.inplace;
-    let mut block = vec![0u8; usize::try_from(head.blength).unwrap_or(0)];
+    // Sized when a block is first matched (never beyond the sum head's block length,
+    // which decode_sum_head() bounds as upstream does).
+    let mut block: Vec<u8> = Vec::new();
     loop {
         let step = next_token(r, dec, |ev| match ev {
             TokenEvent::Literal(data) => {
@@ -202,6 +204,9 @@ pub(super) fn receive_data(
                     .block_len(i as usize)
                     .ok_or(DeltaError::BadBlock(i, head.count))?;
                 let offset = head.block_offset(i as usize);
+                if block.len() < len {
+                    block.resize(len, 0);
+                }
                 let data = &mut block[..len];
                 match basis {
                     Some(f) => read_full_at(f, data, offset).map_err(DeltaError::Basis)?,
@@ -283,7 +288,7 @@ pub(super) fn discard_data(
     head: &SumHead,
     spec: &ChecksumSpec,
 ) -> Result<(), DeltaError> {
-    let mut block = vec![0u8; usize::try_from(head.blength).unwrap_or(0)];
+    let mut block: Vec<u8> = Vec::new();
     loop {
         let step = next_token(r, dec, |ev| {
             Ok(match ev {
@@ -299,7 +304,9 @@ pub(super) fn discard_data(
                 let len = head
                     .block_len(i as usize)
                     .ok_or(DeltaError::BadBlock(i, head.count))?;
-                block[..len].fill(0);
+                if block.len() < len {
+                    block.resize(len, 0);
+                }
                 dec.matched_block_data(&block[..len]).map_err(wire_err)?;
             }
         }

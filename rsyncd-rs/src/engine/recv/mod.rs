@@ -24,9 +24,7 @@ use super::setup::Wire;
 use super::tree::{RelPath, Tree};
 use crate::protocol::checksum::ChecksumSpec;
 use crate::protocol::compat::{CF_CHKSUM_SEED_FIX, CF_ID0_NAMES, CF_SAFE_FLIST};
-use crate::protocol::filter::{
-    FilterRule, decode_filter_list, filter_list_expected, server_cvs_rules,
-};
+use crate::protocol::filter::{FilterRule, filter_list_expected, server_cvs_rules};
 use crate::protocol::flist::FlistConfig;
 use crate::protocol::mux::MsgCode;
 use crate::protocol::options::{DeleteWhen, Info, Options};
@@ -707,8 +705,16 @@ fn receive_filters(
     ) {
         return Ok(Vec::new());
     }
-    r.decode_with(|b| decode_filter_list(b, protocol))
-        .map_err(|e| RecvError::fatal(format!("filter list: {e}"), ExitCode::PROTOCOL))
+    // A rule at a time, so each rule's bytes are dropped as it is read.
+    let mut d = crate::protocol::filter::FilterListDecoder::new(protocol);
+    loop {
+        if let Some(rules) = r
+            .decode_with(|b| d.decode(b))
+            .map_err(|e| RecvError::fatal(format!("filter list: {e}"), ExitCode::PROTOCOL))?
+        {
+            return Ok(rules);
+        }
+    }
 }
 
 /// The session's filter set: the daemon's rules, then the client's (and `-C`'s).

@@ -34,6 +34,8 @@ struct Receiver<'a, 'r> {
     r: &'r mut MuxReader,
     to_gen: &'a Sender<ToGenerator>,
     live: VecDeque<Arc<FileList>>,
+    /// Entries in `live`.
+    live_entries: usize,
     ndx: NdxCodec,
     tokens: TokenDecoder,
     spec: ChecksumSpec,
@@ -66,6 +68,7 @@ pub(super) fn run(
         r,
         to_gen,
         live: VecDeque::from([first.clone()]),
+        live_entries: first.entries.len(),
         ndx: NdxCodec::new(w.protocol),
         tokens: TokenDecoder::new(compression, w.protocol),
         spec,
@@ -134,6 +137,12 @@ impl Receiver<'_, '_> {
         if lists.io_error != 0 {
             let _ = self.to_gen.send(ToGenerator::IoError(lists.io_error));
         }
+        // Lists stay until the sender finishes them; one that streams lists without ever
+        // finishing them is stopped well before memory runs out.
+        self.live_entries += list.entries.len();
+        if self.live_entries > 2 * crate::engine::flist::MAX_LIST_ENTRIES {
+            return Err(RecvError::fatal("file list too long", ExitCode::PROTOCOL));
+        }
         self.live.push_back(list.clone());
         let _ = self.to_gen.send(ToGenerator::List(list));
         Ok(())
@@ -148,7 +157,9 @@ impl Receiver<'_, '_> {
             let ndx = self.read_ndx()?;
             if ndx == NDX_DONE {
                 if sh.wire.inc_recurse && !self.live.is_empty() {
-                    self.live.pop_front();
+                    if let Some(done) = self.live.pop_front() {
+                        self.live_entries -= done.entries.len();
+                    }
                     if !self.live.is_empty() {
                         continue;
                     }
