@@ -20,9 +20,6 @@ pub fn check(o: &Options) -> Option<String> {
     if o.fuzzy > 0 {
         return refused("fuzzy");
     }
-    if o.delay_updates {
-        return refused("delay-updates");
-    }
     if o.prune_empty_dirs {
         return refused("prune-empty-dirs");
     }

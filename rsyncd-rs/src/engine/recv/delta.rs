@@ -103,6 +103,8 @@ pub(super) struct Received {
     pub verified: bool,
     /// The sender's whole-file checksum.
     pub sum: Vec<u8>,
+    /// `--delay-updates`: staged in the partial dir, put in place at the end.
+    pub delayed: bool,
     pub literal_bytes: u64,
     pub matched_bytes: u64,
     pub length: u64,

@@ -36,6 +36,10 @@ struct Receiver<'a, 'r> {
     live: VecDeque<Arc<FileList>>,
     /// Entries in `live`.
     live_entries: usize,
+    /// `--delay-updates`: files staged in their partial dir (destination, staged path)
+    /// with their index, put in place when the transfer phases end.
+    delayed: Vec<(RelPath, RelPath)>,
+    delayed_ndx: Vec<i32>,
     ndx: NdxCodec,
     tokens: TokenDecoder,
     spec: ChecksumSpec,
@@ -69,6 +73,8 @@ pub(super) fn run(
         to_gen,
         live: VecDeque::from([first.clone()]),
         live_entries: first.entries.len(),
+        delayed: Vec::new(),
+        delayed_ndx: Vec::new(),
         ndx: NdxCodec::new(w.protocol),
         tokens: TokenDecoder::new(compression, w.protocol),
         spec,
@@ -165,6 +171,9 @@ impl Receiver<'_, '_> {
                     }
                 }
                 phase += 1;
+                if phase == 2 && sh.opts.delay_updates {
+                    self.handle_delayed_updates();
+                }
                 if phase > max_phase {
                     return Ok(());
                 }
@@ -385,7 +394,11 @@ impl Receiver<'_, '_> {
                         },
                     );
                 }
-                let _ = self.to_gen.send(ToGenerator::Done(ndx));
+                if received.delayed {
+                    self.delayed_ndx.push(ndx);
+                } else {
+                    let _ = self.to_gen.send(ToGenerator::Done(ndx));
+                }
             }
             Some(_) => {
                 let kept = if o.inplace {
@@ -512,6 +525,43 @@ impl Receiver<'_, '_> {
         if let Err(err) = sh.tree.set_attrs(AttrTarget::Temp(&tmp), want) {
             sh.attr_error("receiver", dest, &err);
         }
+        // --delay-updates: the finished file waits in the partial dir until the end.
+        // Upstream: recv_files() with delay_updates, handle_delayed_updates().
+        if o.delay_updates
+            && let Some(pp) = partial
+        {
+            let made = match pp.parent() {
+                Some(dir) if sh.tree.lstat(&dir).ok().flatten().is_none() => {
+                    sh.tree.mkdir(&dir, 0o700).is_ok()
+                }
+                _ => true,
+            };
+            if !made {
+                sh.tree.discard(tmp);
+                sh.error_note(&format!(
+                    "Unable to create partial-dir for {} -- discarding completed file.",
+                    show(&e.name)
+                ));
+                return Ok(None);
+            }
+            if let Err(err) = sh.tree.commit(tmp, pp) {
+                let what = format!(
+                    "rename {} -> \"{}\"",
+                    sh.quoted(&temp_template(dest)),
+                    show(pp.as_bytes())
+                );
+                return Err(Fail::Lost(syserr(
+                    "receiver",
+                    &what,
+                    err.raw_os_error(),
+                    &err,
+                )));
+            }
+            self.delayed.push((dest.clone(), pp.clone()));
+            let mut received = received;
+            received.delayed = true;
+            return Ok(Some(received));
+        }
         if o.make_backups
             && let Err(err) = make_backup(sh, dest)
         {
@@ -541,6 +591,43 @@ impl Receiver<'_, '_> {
             let _ = sh.tree.unlink(pp);
         }
         Ok(Some(received))
+    }
+
+    /// Puts the files `--delay-updates` staged in place, in list order, removing partial
+    /// dirs left empty. Upstream: receiver.c, handle_delayed_updates().
+    fn handle_delayed_updates(&mut self) {
+        let sh = self.sh;
+        for ((dest, staged), ndx) in std::mem::take(&mut self.delayed)
+            .into_iter()
+            .zip(std::mem::take(&mut self.delayed_ndx))
+        {
+            if sh.opts.make_backups && make_backup(sh, &dest).is_err() {
+                continue;
+            }
+            match sh.tree.rename(&staged, &dest) {
+                Ok(()) => {
+                    let _ = self.to_gen.send(ToGenerator::Done(ndx));
+                    if let Some(dir) = staged.parent()
+                        && !sh
+                            .opts
+                            .partial_dir
+                            .as_deref()
+                            .is_some_and(|d| d.starts_with('/'))
+                    {
+                        let _ = sh.tree.rmdir(&dir);
+                    }
+                }
+                Err(err) => {
+                    let what = format!(
+                        "rename failed for {} (from {})",
+                        sh.quoted(&dest),
+                        show(staged.as_bytes())
+                    );
+                    sh.sys_error("receiver", &what, &err);
+                    let _ = self.to_gen.send(ToGenerator::Failed(ndx));
+                }
+            }
+        }
     }
 
     /// `--partial`: a partial file replaces the destination (or goes to `--partial-dir`).
