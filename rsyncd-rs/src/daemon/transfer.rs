@@ -26,18 +26,10 @@ pub(super) fn receive(
     let p = &m.params;
     // What the client may ask the daemon to report is capped by `max verbosity`.
     options.info.limit(p.max_verbosity);
-    // A daemon that is not chrooted at the module root sanitizes path options as it does
-    // path arguments: an absolute --partial-dir becomes relative (upstream: options.c,
-    // sanitize_paths).
+    // An absolute --partial-dir names a directory from the module root (upstream's
+    // sanitize_path() puts the module path in front of it), which is how the engine
+    // reads it.
     let chrooted_at_root = ms.use_chroot && ms.root == std::path::Path::new("/");
-    if !chrooted_at_root
-        && let Some(dir) = options.partial_dir.as_deref()
-        && dir.starts_with('/')
-    {
-        let clean = crate::engine::recv::sanitize_arg(dir.as_bytes());
-        options.partial_dir =
-            Some(String::from_utf8_lossy(&clean).into_owned()).filter(|d| !d.is_empty());
-    }
     let tree = match Tree::open(
         &ms.root,
         TreeOptions {

@@ -425,7 +425,7 @@ fn unchanged_attrs(sh: &Shared, e: &FileEntry, m: &Meta) -> bool {
         }
     }
     let owner_differs = sh.policy.am_root && o.preserve_uid && e.uid.is_some_and(|u| u != m.uid);
-    let group_differs = o.preserve_gid && e.gid.is_some_and(|g| g != m.gid);
+    let group_differs = o.preserve_gid && e.gid.is_some_and(|g| g != m.gid && sh.may_set_group(g));
     !(owner_differs || group_differs)
 }
 

@@ -943,7 +943,7 @@ impl Generator<'_> {
         {
             iflags |= it::REPORT_OWNER;
         }
-        if o.preserve_gid && e.gid.is_some_and(|g| g != m.gid) {
+        if o.preserve_gid && e.gid.is_some_and(|g| g != m.gid && sh.may_set_group(g)) {
             iflags |= it::REPORT_GROUP;
         }
         iflags
@@ -1278,7 +1278,11 @@ pub(super) fn want_attrs(sh: &Shared, e: &FileEntry) -> WantAttrs {
         } else {
             None
         },
-        gid: if o.preserve_gid { e.gid } else { None },
+        gid: if o.preserve_gid {
+            e.gid.filter(|&g| sh.may_set_group(g))
+        } else {
+            None
+        },
         mtime: keep_time.then_some((e.mtime, e.mtime_nsec)),
         atime: if o.preserve_atimes > 0 && !e.is_dir() {
             e.atime.map(|a| (a, 0))

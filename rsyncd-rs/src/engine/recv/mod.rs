@@ -154,6 +154,10 @@ pub(crate) struct Shared {
     pub sums: Sums,
     /// --compare-dest, --copy-dest or --link-dest directories.
     pub basis: altdest::BasisDirs,
+    /// The groups a non-root session may give files (its own); `None` when any will do
+    /// (root, or fake super, which only records them). Upstream: uidlist.c,
+    /// is_in_group() and FLAG_SKIP_GROUP.
+    pub settable_groups: Option<std::collections::HashSet<u32>>,
 }
 
 /// The checksums of a session: the transfer (whole-file) sum, and the `--checksum` file-list
@@ -210,6 +214,13 @@ impl Shared {
     pub fn error_note(&self, text: &str) {
         self.log.line(text.trim_end());
         let _ = lock(&self.writer).text(MsgCode::Error, &with_newline(text));
+    }
+
+    /// Whether files may be given group `gid` (upstream's FLAG_SKIP_GROUP, inverted).
+    pub fn may_set_group(&self, gid: u32) -> bool {
+        self.settable_groups
+            .as_ref()
+            .is_none_or(|mine| mine.contains(&gid))
     }
 
     /// A name for a message as upstream's full_fname() quotes it.
@@ -595,6 +606,17 @@ fn run_session(
         &|to, text| say(&*s.log, &writer, s.opts.quiet > 0, to, text),
     )?;
     let filters = build_filters(&s, &dest, peer_rules)?;
+    let settable_groups = if s.policy.am_root || s.policy.fake_super {
+        None
+    } else {
+        let mut g: std::collections::HashSet<u32> = nix::unistd::getgroups()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|g| g.as_raw())
+            .collect();
+        g.insert(nix::unistd::getegid().as_raw());
+        Some(g)
+    };
     let basis = altdest::BasisDirs::resolve(&s.tree, &s.opts, &dest.root, &|text| {
         let mut w = lock(&writer);
         s.log.line(text);
@@ -613,6 +635,7 @@ fn run_session(
         exit: Mutex::new(ExitCode::OK),
         sums,
         basis,
+        settable_groups,
     });
     Stats::add(&shared.stats.total_size, total_size(&first));
 
@@ -793,15 +816,4 @@ pub(crate) fn delete_during(o: &Options) -> bool {
 /// The relative path of the destination root, for tests and logs.
 pub fn dest_root(d: &Destination) -> &RelPath {
     &d.root
-}
-
-/// A path argument made safe as a daemon makes it (leading `/` and climbing `..`
-/// dropped); empty for the root. Upstream: util1.c, sanitize_path().
-pub fn sanitize_arg(raw: &[u8]) -> Vec<u8> {
-    let p = dest::sanitize(raw);
-    if p.is_root() {
-        Vec::new()
-    } else {
-        p.as_bytes().to_vec()
-    }
 }
