@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::mux::{MuxReader, ReadError};
 use crate::engine::conn::ConnError;
+use crate::engine::idmap::NameMap;
 use crate::protocol::Decoded;
 use crate::protocol::codec::get_int;
 use crate::protocol::flist::{
@@ -111,35 +112,67 @@ impl From<ConnError<FlistError>> for ListError {
 pub struct IdMap {
     uids: HashMap<u32, u32>,
     gids: HashMap<u32, u32>,
+    /// `--usermap`/`--groupmap` rules, tried before names.
+    pub user_map: Option<NameMap>,
+    pub group_map: Option<NameMap>,
+    /// Names are looked up locally (not with `--numeric-ids`).
+    pub by_name: bool,
 }
 
 impl IdMap {
     /// Records a name the sender gave for a uid; returns our uid for it.
     pub fn add_user(&mut self, id: u32, name: &[u8]) -> u32 {
-        let local = std::str::from_utf8(name)
-            .ok()
-            .filter(|n| !n.is_empty() && id != 0)
-            .and_then(uzers::get_user_by_name)
-            .map_or(id, |u| u.uid());
+        let local = self.map_user(id, name);
         *self.uids.entry(id).or_insert(local)
     }
 
     /// Records a name the sender gave for a gid; returns our gid for it.
     pub fn add_group(&mut self, id: u32, name: &[u8]) -> u32 {
-        let local = std::str::from_utf8(name)
-            .ok()
-            .filter(|n| !n.is_empty() && id != 0)
-            .and_then(uzers::get_group_by_name)
-            .map_or(id, |g| g.gid());
+        let local = self.map_group(id, name);
         *self.gids.entry(id).or_insert(local)
     }
 
-    pub fn uid(&self, id: u32) -> u32 {
-        self.uids.get(&id).copied().unwrap_or(id)
+    fn map_user(&self, id: u32, name: &[u8]) -> u32 {
+        if let Some(to) = self.user_map.as_ref().and_then(|m| m.lookup(id, name)) {
+            return to;
+        }
+        std::str::from_utf8(name)
+            .ok()
+            .filter(|n| self.by_name && !n.is_empty() && id != 0)
+            .and_then(uzers::get_user_by_name)
+            .map_or(id, |u| u.uid())
     }
 
+    fn map_group(&self, id: u32, name: &[u8]) -> u32 {
+        if let Some(to) = self.group_map.as_ref().and_then(|m| m.lookup(id, name)) {
+            return to;
+        }
+        std::str::from_utf8(name)
+            .ok()
+            .filter(|n| self.by_name && !n.is_empty() && id != 0)
+            .and_then(uzers::get_group_by_name)
+            .map_or(id, |g| g.gid())
+    }
+
+    /// Our uid for the sender's (an id without a name is mapped by the rules alone).
+    pub fn uid(&self, id: u32) -> u32 {
+        self.uids
+            .get(&id)
+            .copied()
+            .unwrap_or_else(|| self.map_user(id, b""))
+    }
+
+    /// Our gid for the sender's.
     pub fn gid(&self, id: u32) -> u32 {
-        self.gids.get(&id).copied().unwrap_or(id)
+        self.gids
+            .get(&id)
+            .copied()
+            .unwrap_or_else(|| self.map_group(id, b""))
+    }
+
+    /// Whether ids are translated at all.
+    pub fn active(&self) -> bool {
+        self.by_name || self.user_map.is_some() || self.group_map.is_some()
     }
 }
 
@@ -155,7 +188,6 @@ pub struct ListReceiver {
     next_ndx: i32,
     pub ids: IdMap,
     /// Names map to local ids (not with `--numeric-ids`).
-    map_names: bool,
     /// The sender's io_error bits, accumulated.
     pub io_error: i32,
     /// Mode changes applied to every received entry but symlinks: the module's `incoming
@@ -173,8 +205,10 @@ impl ListReceiver {
             dirs: Vec::new(),
             got_list: Vec::new(),
             next_ndx: first_ndx,
-            ids: IdMap::default(),
-            map_names,
+            ids: IdMap {
+                by_name: map_names,
+                ..IdMap::default()
+            },
             io_error: 0,
             chmod: None,
         }
@@ -240,15 +274,25 @@ impl ListReceiver {
                 }
             }
         }
-        // Names that rode inline with the entries (incremental recursion).
+        // Names that rode inline with the entries (incremental recursion): the first
+        // entry with an id carries its name, later ones map through what it recorded.
+        let active = self.ids.active();
         for e in &mut entries {
-            if let (Some(uid), Some(name)) = (e.uid, e.user_name.take()) {
-                let local = self.ids.add_user(uid, &name);
-                e.uid = Some(if self.map_names { local } else { uid });
+            if let Some(uid) = e.uid {
+                if let Some(name) = e.user_name.take() {
+                    self.ids.add_user(uid, &name);
+                }
+                if cfg.inc_recurse && active {
+                    e.uid = Some(self.ids.uid(uid));
+                }
             }
-            if let (Some(gid), Some(name)) = (e.gid, e.group_name.take()) {
-                let local = self.ids.add_group(gid, &name);
-                e.gid = Some(if self.map_names { local } else { gid });
+            if let Some(gid) = e.gid {
+                if let Some(name) = e.group_name.take() {
+                    self.ids.add_group(gid, &name);
+                }
+                if cfg.inc_recurse && active {
+                    e.gid = Some(self.ids.gid(gid));
+                }
             }
         }
         if !cfg.inc_recurse {
@@ -328,7 +372,7 @@ impl ListReceiver {
                 self.ids.add_group(*id, name);
             }
         }
-        if self.map_names {
+        if self.ids.active() {
             for e in entries.iter_mut() {
                 e.uid = e.uid.map(|u| self.ids.uid(u));
                 e.gid = e.gid.map(|g| self.ids.gid(g));

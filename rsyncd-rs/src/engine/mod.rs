@@ -6,6 +6,7 @@ pub mod conn;
 pub mod exit;
 pub mod filter;
 pub mod flist;
+pub mod idmap;
 pub mod itemize;
 pub mod logfmt;
 pub mod mux;

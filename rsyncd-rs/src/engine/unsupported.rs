@@ -26,12 +26,6 @@ pub fn check(o: &Options) -> Option<String> {
     if o.files_from.is_some() {
         return refused("files-from");
     }
-    if o.usermap.is_some() {
-        return refused("usermap");
-    }
-    if o.groupmap.is_some() {
-        return refused("groupmap");
-    }
     if o.temp_dir.is_some() {
         return refused("temp-dir");
     }

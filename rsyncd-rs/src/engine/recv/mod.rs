@@ -593,6 +593,25 @@ fn run_session(
     let peer_rules = receive_filters(reader, &s.opts, s.wire.protocol)?;
     let mut lists = ListReceiver::new(cfg.clone(), !s.policy.numeric_ids);
     lists.chmod = s.policy.incoming_chmod.clone();
+    // --usermap/--groupmap (and --chown): names the system lacks are reported, the rest
+    // applies. Upstream: uidlist.c, parse_name_map().
+    let mut unknown = Vec::new();
+    for (text, users) in [(&s.opts.usermap, true), (&s.opts.groupmap, false)] {
+        let Some(text) = text else { continue };
+        let map = crate::engine::idmap::NameMap::parse(text, users, &mut |t| unknown.push(t))
+            .map_err(|e| {
+                RecvError::fatal(e.0, ExitCode::SYNTAX).at("uidlist.c", 514, "Receiver")
+            })?;
+        if users {
+            lists.ids.user_map = Some(map);
+        } else {
+            lists.ids.group_map = Some(map);
+        }
+    }
+    for text in unknown {
+        s.log.line(&text);
+        let _ = lock(&writer).text(MsgCode::Error, &with_newline(&text));
+    }
     s.log.line("receiving file list");
     let first = lists.receive(reader, None)?;
     let daemon_only = daemon_filter_set(&s)?;

@@ -1,0 +1,146 @@
+//! `--usermap` and `--groupmap` (and `--chown`, which a client sends as `*:USER` and
+//! `*:GROUP` maps): which local id a sender's id or name becomes. Upstream: uidlist.c,
+//! parse_name_map() and recv_add_id().
+
+use crate::wildmatch::wildmatch;
+
+/// What a map rule matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Match {
+    /// The sender's name exactly.
+    Name(Vec<u8>),
+    /// The sender's name against a wildcard pattern (`*` matches a missing name too).
+    Wild(Vec<u8>),
+    /// The sender's id, or a range of them.
+    Ids(u32, u32),
+}
+
+/// One `--usermap`/`--groupmap` list, in order (the first matching rule wins).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NameMap(Vec<(Match, u32)>);
+
+/// A map text that does not parse (the session ends with a syntax error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct MapError(pub String);
+
+impl NameMap {
+    /// Parses `FROM:TO[,FROM:TO...]`: FROM a name, a wildcard pattern, an id or an id
+    /// range `N-M`; TO a local name or id. A TO name this system does not know is
+    /// reported through `unknown` and its rule dropped, as upstream does.
+    pub fn parse(
+        text: &str,
+        users: bool,
+        unknown: &mut dyn FnMut(String),
+    ) -> Result<NameMap, MapError> {
+        let which = if users { "user" } else { "group" };
+        let mut rules = Vec::new();
+        for item in text.split(',') {
+            let Some((from, to)) = item.split_once(':') else {
+                return Err(MapError(format!("No colon found in --{which}map: {item}")));
+            };
+            if to.is_empty() {
+                return Err(MapError(format!(
+                    "No name found after colon --{which}map: {item}"
+                )));
+            }
+            let m = if from.starts_with(|c: char| c.is_ascii_digit()) {
+                let bad = || MapError(format!("Invalid number in --{which}map: {from}"));
+                if !from.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+                    return Err(bad());
+                }
+                match from.split_once('-') {
+                    Some((lo, hi)) if !hi.is_empty() && !hi.contains('-') => Match::Ids(
+                        lo.parse().map_err(|_| bad())?,
+                        hi.parse().map_err(|_| bad())?,
+                    ),
+                    Some(_) => return Err(bad()),
+                    None => {
+                        let id = from.parse().map_err(|_| bad())?;
+                        Match::Ids(id, id)
+                    }
+                }
+            } else if from.contains(['*', '[', '?']) {
+                Match::Wild(from.as_bytes().to_vec())
+            } else {
+                Match::Name(from.as_bytes().to_vec())
+            };
+            match local_id(to, users) {
+                Some(id) => rules.push((m, id)),
+                None => unknown(format!("Unknown --{which}map name on receiver: {to}")),
+            }
+        }
+        Ok(NameMap(rules))
+    }
+
+    /// The local id for the sender's `id` (and `name`, empty when it sent none).
+    pub fn lookup(&self, id: u32, name: &[u8]) -> Option<u32> {
+        self.0.iter().find_map(|(m, to)| {
+            let hit = match m {
+                Match::Name(n) => n == name,
+                Match::Wild(p) => wildmatch(p, name),
+                Match::Ids(lo, hi) => (*lo..=*hi).contains(&id),
+            };
+            hit.then_some(*to)
+        })
+    }
+}
+
+/// A name or number as a local id.
+fn local_id(text: &str, users: bool) -> Option<u32> {
+    if let Ok(n) = text.parse::<u32>() {
+        return Some(n);
+    }
+    if users {
+        uzers::get_user_by_name(text).map(|u| u.uid())
+    } else {
+        uzers::get_group_by_name(text).map(|g| g.gid())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<NameMap, MapError> {
+        NameMap::parse(text, false, &mut |_| {})
+    }
+
+    #[test]
+    fn the_first_matching_rule_wins() {
+        let m = parse("0-9:5,wheel:6,w*:7,*:8").unwrap_or_default();
+        assert_eq!(m.lookup(3, b"x"), Some(5));
+        assert_eq!(m.lookup(100, b"wheel"), Some(6));
+        assert_eq!(m.lookup(100, b"web"), Some(7));
+        assert_eq!(m.lookup(100, b""), Some(8));
+        assert_eq!(
+            parse("*:0").unwrap_or_default().lookup(42, b"anything"),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn malformed_maps_name_the_problem() {
+        assert_eq!(
+            parse("abc"),
+            Err(MapError("No colon found in --groupmap: abc".into()))
+        );
+        assert_eq!(
+            parse("abc:"),
+            Err(MapError(
+                "No name found after colon --groupmap: abc:".into()
+            ))
+        );
+        assert_eq!(
+            parse("1-2-3:0"),
+            Err(MapError("Invalid number in --groupmap: 1-2-3".into()))
+        );
+        let mut unknown = Vec::new();
+        let m = NameMap::parse("*:no-such-group-here", false, &mut |t| unknown.push(t));
+        assert_eq!(m, Ok(NameMap::default()));
+        assert_eq!(
+            unknown,
+            ["Unknown --groupmap name on receiver: no-such-group-here"]
+        );
+    }
+}
