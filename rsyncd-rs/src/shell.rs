@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use crate::engine::conn::{Conn, ConnError};
 use crate::engine::exit::{ExitCode, Origin};
-use crate::engine::mux::{MuxReader, MuxWriter};
 use crate::engine::recv::{NoLog, Policy, RecvSession};
 use crate::engine::setup::{ServerSetup, Wire, setup_protocol};
 use crate::engine::tree::{Tree, TreeOptions};
@@ -200,9 +199,6 @@ fn receive(conn: Conn, options: Options, wire: Wire) -> ExitCode {
         log_module_path: root.display().to_string(),
         log_user: String::new(),
     };
-    let (rx, tx) = conn.into_halves();
-    let reader = MuxReader::new(rx, wire.protocol >= 30);
-    let writer = MuxWriter::new(tx, true, wire.protocol);
     let session = RecvSession {
         opts: options,
         wire,
@@ -211,7 +207,7 @@ fn receive(conn: Conn, options: Options, wire: Wire) -> ExitCode {
         dest_arg: Some(dest_arg),
         log: Arc::new(NoLog),
     };
-    match crate::engine::recv::run(session, reader, writer) {
+    match crate::engine::recv::run_conn(session, conn) {
         Ok(o) => o.code,
         Err(e) => e.code(),
     }

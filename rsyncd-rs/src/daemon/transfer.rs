@@ -8,7 +8,6 @@ use super::config::{Module, expand_vars};
 use super::module::ModuleSession;
 use super::session::Session;
 use crate::engine::exit::ExitCode;
-use crate::engine::mux::{MuxReader, MuxWriter};
 use crate::engine::recv::{Policy, RecvSession};
 use crate::engine::setup::Wire;
 use crate::engine::tree::{Tree, TreeOptions};
@@ -98,9 +97,6 @@ pub(super) fn receive(
     // Like upstream's stats, the totals leave out the handshake and protocol setup.
     let (read_before, written_before) =
         (load(&read) - conn.buffered().len() as u64, load(&written));
-    let (rx, tx) = conn.into_halves();
-    let reader = MuxReader::new(rx, wire.protocol >= 30);
-    let writer = MuxWriter::new(tx, true, wire.protocol);
     let session = RecvSession {
         opts: options,
         wire,
@@ -109,7 +105,7 @@ pub(super) fn receive(
         dest_arg,
         log: Arc::new(s.log.clone()),
     };
-    let outcome = crate::engine::recv::run(session, reader, writer);
+    let outcome = crate::engine::recv::run_conn(session, conn);
     let (got, sent) = (load(&read) - read_before, load(&written) - written_before);
     match outcome {
         // Stock rsyncd writes the totals line only for a clean session: after per-file

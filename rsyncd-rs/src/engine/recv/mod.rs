@@ -469,6 +469,15 @@ pub struct RecvOutcome {
     pub total_size: u64,
 }
 
+/// [`run`] over a connection after the set-up: the client's side is multiplexed from
+/// protocol 30, ours always.
+pub fn run_conn(s: RecvSession, conn: crate::engine::conn::Conn) -> Result<RecvOutcome, RecvError> {
+    let (rx, tx) = conn.into_halves();
+    let reader = MuxReader::new(rx, s.wire.protocol >= 30);
+    let writer = MuxWriter::new(tx, true, s.wire.protocol);
+    run(s, reader, writer)
+}
+
 /// Runs the receiving side to its end. `reader`/`writer` are the two halves of the
 /// connection (multiplexed as the protocol says).
 pub fn run(

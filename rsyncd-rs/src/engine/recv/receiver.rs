@@ -544,19 +544,7 @@ impl Receiver<'_, '_> {
                 ));
                 return Ok(None);
             }
-            if let Err(err) = sh.tree.commit(tmp, pp) {
-                let what = format!(
-                    "rename {} -> \"{}\"",
-                    sh.quoted(&temp_template(dest)),
-                    show(pp.as_bytes())
-                );
-                return Err(Fail::Lost(syserr(
-                    "receiver",
-                    &what,
-                    err.raw_os_error(),
-                    &err,
-                )));
-            }
+            commit(sh, tmp, dest, pp)?;
             self.delayed.push((dest.clone(), pp.clone()));
             let mut received = received;
             received.delayed = true;
@@ -574,19 +562,7 @@ impl Receiver<'_, '_> {
                 &err,
             )));
         }
-        if let Err(err) = sh.tree.commit(tmp, dest) {
-            let what = format!(
-                "rename {} -> \"{}\"",
-                sh.quoted(&temp_template(dest)),
-                show(dest.as_bytes())
-            );
-            return Err(Fail::Lost(syserr(
-                "receiver",
-                &what,
-                err.raw_os_error(),
-                &err,
-            )));
-        }
+        commit(sh, tmp, dest, dest)?;
         if let Some(pp) = partial {
             let _ = sh.tree.unlink(pp);
         }
@@ -852,6 +828,19 @@ fn backup_dir_root(sh: &Shared) -> Option<RelPath> {
     }
     // An operator path: symlinks in it are followed while they stay in the module.
     Some(sh.tree.resolve(&p).unwrap_or(p))
+}
+
+/// Renames the finished temp file of `dest` to `to` (the destination, or its place in
+/// the partial dir); a failure loses the update. Upstream: rsync.c, finish_transfer().
+fn commit(sh: &Shared, tmp: TempFile, dest: &RelPath, to: &RelPath) -> Result<(), Fail> {
+    sh.tree.commit(tmp, to).map_err(|err| {
+        let what = format!(
+            "rename {} -> \"{}\"",
+            sh.quoted(&temp_template(dest)),
+            show(to.as_bytes())
+        );
+        Fail::Lost(syserr("receiver", &what, err.raw_os_error(), &err))
+    })
 }
 
 /// A failed write ends the session, as upstream's receive_data() does (a full disk must
