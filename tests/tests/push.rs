@@ -24,12 +24,23 @@ pub(crate) fn src_dir(f: &Fixture) -> PathBuf {
 /// `CLIENT OPTS --password-file PW ./ rsync://rsync_backup@127.0.0.1:PORT/backup/`, run in
 /// the source directory, as sersync runs the reference push.
 pub(crate) fn push_cmd(client: Rsync, d: &Daemon, f: &Fixture, opts: &[&str]) -> Rsync {
+    push_cmd_to(client, d, f, opts, "backup/")
+}
+
+/// [`push_cmd`] to another destination in the daemon (`backup/sub/`).
+pub(crate) fn push_cmd_to(
+    client: Rsync,
+    d: &Daemon,
+    f: &Fixture,
+    opts: &[&str],
+    dest: &str,
+) -> Rsync {
     client
         .args(opts.iter().copied())
         .arg("--password-file")
         .arg(f.password_file().display().to_string())
         .arg("./")
-        .arg(d.url(Some("rsync_backup"), "backup/"))
+        .arg(d.url(Some("rsync_backup"), dest))
         .cwd(&src_dir(f))
 }
 

@@ -10,7 +10,7 @@ use e2e::compare::{Run, differential, log_difference, step_differences};
 use e2e::tree::{Compare, hard_link_groups, snapshot};
 use e2e::{Fixture, Rsync, run_cases};
 
-use crate::push::{push_cmd, push_twice, source_tree, src_dir};
+use crate::push::{push_cmd, push_cmd_to, push_twice, source_tree, src_dir};
 
 /// One option case.
 struct Case {
@@ -27,6 +27,8 @@ struct Case {
     stock_ok: bool,
     /// A further check of the two runs, for what the tree comparison does not see.
     check: fn(&[Run; 2]) -> Vec<String>,
+    /// Where the second push goes (the first always goes to the module root).
+    dest: &'static str,
 }
 
 fn no_setup(_: &mut Fixture) {}
@@ -44,6 +46,7 @@ const fn case(name: &'static str, second: &'static [&'static str]) -> Case {
         what: Compare::ALL,
         stock_ok: true,
         check: no_check,
+        dest: "backup/",
     }
 }
 
@@ -57,7 +60,7 @@ fn run_case(c: &Case) {
     let runs = push_twice(
         c.setup,
         |d, f| push_cmd(Rsync::client(), d, f, &opts(c.first)),
-        |d, f| push_cmd(Rsync::client(), d, f, &opts(c.second)),
+        |d, f| push_cmd_to(Rsync::client(), d, f, &opts(c.second), c.dest),
     );
     let mut found = step_differences(&runs, c.what);
     found.extend(log_difference(&runs));
@@ -225,6 +228,62 @@ fn which_files_are_sent() {
         },
         case("--dry-run", &["--dry-run", "--delete"]),
         case("--stats -v", &["--stats", "-v", "--delete"]),
+    ]);
+}
+
+/// Hard links from a second push into `backup/snap/` to the first push's files at the
+/// module root (`--link-dest=..`): the same names must be linked on both sides.
+fn same_snapshot_links(runs: &[Run; 2]) -> Vec<String> {
+    let linked = |r: &Run| {
+        let mut v: Vec<String> = snapshot(&r.module_dir())
+            .into_iter()
+            .filter(|(n, e)| n.starts_with("snap/") && e.kind == 'f' && e.nlink > 1)
+            .map(|(n, _)| n)
+            .collect();
+        v.sort();
+        v
+    };
+    let (s, o) = (linked(&runs[0]), linked(&runs[1]));
+    let mut found = Vec::new();
+    if s != o {
+        found.push(format!("linked into snap/: stock {s:?} vs ours {o:?}"));
+    }
+    if s.is_empty() {
+        found.push("stock linked nothing".to_string());
+    }
+    found
+}
+
+/// `--link-dest`, `--copy-dest` and `--compare-dest` (a snapshot pushed beside the first
+/// push), `--delay-updates`, id maps (`--chown`, `--groupmap`), `--list-only` and `-ii`.
+#[test]
+fn basis_dirs_and_other_push_options() {
+    const SNAP: Compare = Compare {
+        dir_mtime: false,
+        ..Compare::ALL
+    };
+    run_all(vec![
+        Case {
+            dest: "backup/snap/",
+            what: SNAP,
+            check: same_snapshot_links,
+            ..case("--link-dest", &["--link-dest=.."])
+        },
+        Case {
+            dest: "backup/snap/",
+            what: SNAP,
+            ..case("--copy-dest", &["--copy-dest=.."])
+        },
+        Case {
+            dest: "backup/snap/",
+            what: SNAP,
+            ..case("--compare-dest", &["--compare-dest=..", "-i"])
+        },
+        case("--delay-updates", &["--delay-updates", "--delete"]),
+        case("--chown", &["--chown=daemon:bin"]),
+        case("--groupmap", &["--groupmap=*:bin", "--usermap=0-99:daemon"]),
+        case("--list-only", &["--list-only"]),
+        case("-ii", &["-i", "--delete"]),
     ]);
 }
 
