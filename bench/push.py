@@ -599,6 +599,7 @@ def report(b: Bench, labels: dict[str, str]) -> list[str]:
             ps = max(r.peak_total_kib for r in rs)
             po = max(r.peak_total_kib for r in ro)
             ratio = to / ts if ts > 0 else float("inf")
+            paired, order_effect = paired_ratio(rs, ro)
             bs = min(r.wall_s for r in rs)
             bo = min(r.wall_s for r in ro)
             cs = statistics.median(r.daemon_cpu_s - r.daemon_sys_s for r in rs)
@@ -632,6 +633,8 @@ def report(b: Bench, labels: dict[str, str]) -> list[str]:
                 f"{max(r.max_procs for r in rs)}/{max(r.max_procs for r in ro)}",
                 fmt_ratio(co / cs) if cs > 0 else "-",
                 fmt_ratio(bo / bs) if bs > 0 else "-",
+                fmt_ratio(paired) if paired else "-",
+                fmt_ratio(order_effect) if order_effect else "-",
                 f"{busy:.0%}",
                 " ".join(f"{r.wall_s:.2f}" for r in rs) + " / "
                 + " ".join(f"{r.wall_s:.2f}" for r in ro),
@@ -642,11 +645,27 @@ def report(b: Bench, labels: dict[str, str]) -> list[str]:
             ["workload", "stock 1-session RSS", "ours 1-session RSS", "stock daemon CPU s user / sys",
              "ours daemon CPU s user / sys", "client CPU s (stock)", "client CPU s (ours)",
              "literal (stock)", "literal (ours)", "procs (stock/ours)",
-             "daemon user-CPU ratio", "best-run ratio", "busy elsewhere (max)",
+             "daemon user-CPU ratio", "best-run ratio", "paired ratio",
+             "1st/2nd", "busy elsewhere (max)",
              "all runs s (stock / ours)"],
             extra,
         )
     return warns
+
+
+def paired_ratio(rs: list[Result], ro: list[Result]) -> tuple[float | None, float | None]:
+    """The geometric mean over the repetitions of ours / stock within each repetition, and
+    the order effect: how much longer a daemon takes going first than going second (the
+    geometric mean of first / second over the repetitions; 1.0 when the position does not
+    matter). Stock goes first in repetitions 1, 3, ... With as many repetitions in each
+    order, a position effect cancels out of the paired ratio and the order effect is
+    exact: first/second is f/r and r*f in the two orders."""
+    pairs = [(s.wall_s, o.wall_s) for s, o in zip(rs, ro) if s.wall_s > 0 and o.wall_s > 0]
+    if not pairs:
+        return None, None
+    paired = statistics.geometric_mean([o / s for s, o in pairs])
+    first_second = [s / o if i % 2 == 0 else o / s for i, (s, o) in enumerate(pairs)]
+    return paired, statistics.geometric_mean(first_second)
 
 
 def cpu_cell(rs: list[Result]) -> str:
@@ -711,7 +730,9 @@ def main() -> int:
                     help="places changed in the big file for the delta push (256)")
     ap.add_argument("--change-kib", type=int, default=4,
                     help="KiB changed at each place (4: 256 x 4 KiB = 1 MiB)")
-    ap.add_argument("--repeats", type=int, default=3, help="repetitions, median reported (3)")
+    ap.add_argument("--repeats", type=int, default=4,
+                    help="repetitions, median reported; even, so that each daemon goes "
+                         "first as often as second (4)")
     ap.add_argument("--warmup", type=int, default=1,
                     help="uncounted repetitions before each option set (1)")
     ap.add_argument("--modes", default="z,noz",
@@ -730,6 +751,9 @@ def main() -> int:
     args.files = args.files or (2000 if args.quick else 20000)
     args.big_mib = args.big_mib or (64 if args.quick else 1024)
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if args.repeats % 2:
+        log("note: with an odd --repeats one daemon goes first more often than the other; "
+            "an order effect then biases the ratios")
     args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     for m in args.modes:
         if m not in ("z", "noz"):
