@@ -304,7 +304,11 @@ impl Generator<'_> {
         match msg {
             ToGenerator::List(l) => self.incoming.push_back(l),
             ToGenerator::FlistEof => self.flist_eof = true,
-            ToGenerator::Done(ndx) => self.entry_status(ndx, Status::Success),
+            ToGenerator::DoneMany(batch) => {
+                for ndx in batch {
+                    self.entry_status(ndx, Status::Success);
+                }
+            }
             ToGenerator::Failed(ndx) => self.entry_status(ndx, Status::NoSend),
             ToGenerator::Redo(ndx) => self.entry_status(ndx, Status::Redo),
             ToGenerator::PhaseDone => self.msgdone += 1,

@@ -320,8 +320,8 @@ fn with_newline(text: &str) -> String {
 pub(crate) enum ToGenerator {
     List(Arc<FileList>),
     FlistEof,
-    /// A file was received and put in place (MSG_SUCCESS on the pipe).
-    Done(i32),
+    /// Files were received and put in place, in order (MSG_SUCCESS on the pipe).
+    DoneMany(Vec<i32>),
     /// A file failed its checksum: ask again with full sums (MSG_REDO).
     Redo(i32),
     /// A file could not be received (MSG_NO_SEND).

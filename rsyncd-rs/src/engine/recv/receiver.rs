@@ -33,6 +33,8 @@ struct Receiver<'a, 'r> {
     sh: &'a Shared,
     r: &'r mut MuxReader,
     to_gen: &'a Sender<ToGenerator>,
+    /// Files received since the generator was last told (see [`Receiver::done`]).
+    pending_done: Vec<i32>,
     live: VecDeque<Arc<FileList>>,
     /// Entries in `live`.
     live_entries: usize,
@@ -79,6 +81,7 @@ pub(super) fn run(
         tokens: TokenDecoder::new(compression, w.protocol),
         spec,
         sent_once: HashSet::new(),
+        pending_done: Vec::new(),
     };
     if w.inc_recurse && first.active.iter().filter(|a| **a).count() == 1 {
         // A single-entry first list is followed at once by the next list or the end.
@@ -86,13 +89,40 @@ pub(super) fn run(
         rc.list_marker(ndx, lists)?;
     }
     // An error is reported once, by recv::run().
-    rc.files(lists)?;
-    let _ = to_gen.send(ToGenerator::PhaseDone);
+    let result = rc.files(lists);
+    rc.flush_done();
+    result?;
+    rc.notify(ToGenerator::PhaseDone);
     rc.goodbye();
     Ok(())
 }
 
 impl Receiver<'_, '_> {
+    /// Tells the generator something, after the successes it has not heard of yet (the
+    /// order matters: a phase ends after its files).
+    fn notify(&mut self, msg: ToGenerator) {
+        self.flush_done();
+        let _ = self.to_gen.send(msg);
+    }
+
+    /// A file was put in place. Successes are passed on in batches: one wake-up of the
+    /// generator per file cost more than the file for small ones. They go out when the
+    /// batch fills, before any other notice, and before the receiver may wait for input
+    /// (see [`Receiver::files`]), so the generator never waits on one held back.
+    fn done(&mut self, ndx: i32) {
+        self.pending_done.push(ndx);
+        if self.pending_done.len() >= 256 {
+            self.flush_done();
+        }
+    }
+
+    fn flush_done(&mut self) {
+        if !self.pending_done.is_empty() {
+            let batch = std::mem::take(&mut self.pending_done);
+            let _ = self.to_gen.send(ToGenerator::DoneMany(batch));
+        }
+    }
+
     fn read_ndx(&mut self) -> Result<i32, RecvError> {
         let codec = &mut self.ndx;
         let n = self.r.decode(|b| codec.decode(b)).map_err(read_err)?;
@@ -105,10 +135,10 @@ impl Receiver<'_, '_> {
         for m in self.r.take_messages() {
             match m {
                 Message::IoError(e) => {
-                    let _ = self.to_gen.send(ToGenerator::IoError(e));
+                    self.notify(ToGenerator::IoError(e));
                 }
                 Message::NoSend(ndx) => {
-                    let _ = self.to_gen.send(ToGenerator::Failed(ndx));
+                    self.notify(ToGenerator::Failed(ndx));
                 }
                 Message::ErrorExit(code) => {
                     return Err(RecvError::fatal(
@@ -128,7 +158,7 @@ impl Receiver<'_, '_> {
     /// A negative index that is not NDX_DONE: the end of the lists, or a sub-list.
     fn list_marker(&mut self, ndx: i32, lists: &mut ListReceiver) -> Result<(), RecvError> {
         if ndx == NDX_FLIST_EOF {
-            let _ = self.to_gen.send(ToGenerator::FlistEof);
+            self.notify(ToGenerator::FlistEof);
             return Ok(());
         }
         let d = NDX_FLIST_OFFSET - ndx;
@@ -141,7 +171,7 @@ impl Receiver<'_, '_> {
         let list = lists.receive(self.r, Some(d as usize))?;
         Stats::add(&self.sh.stats.total_size, super::total_size(&list));
         if lists.io_error != 0 {
-            let _ = self.to_gen.send(ToGenerator::IoError(lists.io_error));
+            self.notify(ToGenerator::IoError(lists.io_error));
         }
         // Lists stay until the sender finishes them; one that streams lists without ever
         // finishing them is stopped well before memory runs out.
@@ -150,7 +180,7 @@ impl Receiver<'_, '_> {
             return Err(RecvError::fatal("file list too long", ExitCode::PROTOCOL));
         }
         self.live.push_back(list.clone());
-        let _ = self.to_gen.send(ToGenerator::List(list));
+        self.notify(ToGenerator::List(list));
         Ok(())
     }
 
@@ -160,6 +190,10 @@ impl Receiver<'_, '_> {
         let max_phase = if p >= 29 { 2 } else { 1 };
         let mut phase = 0;
         loop {
+            // Little left to read: the next read may wait, so pass successes on first.
+            if self.r.buffered().len() < 64 {
+                self.flush_done();
+            }
             let ndx = self.read_ndx()?;
             if ndx == NDX_DONE {
                 if sh.wire.inc_recurse && !self.live.is_empty() {
@@ -177,7 +211,7 @@ impl Receiver<'_, '_> {
                 if phase > max_phase {
                     return Ok(());
                 }
-                let _ = self.to_gen.send(ToGenerator::PhaseDone);
+                self.notify(ToGenerator::PhaseDone);
                 continue;
             }
             if ndx == NDX_DEL_STATS {
@@ -370,7 +404,7 @@ impl Receiver<'_, '_> {
             Err(Fail::Skip(msg)) => return self.skip_file(ndx, &head, &msg),
             Err(Fail::Lost(msg)) => {
                 sh.error(&msg);
-                let _ = self.to_gen.send(ToGenerator::Failed(ndx));
+                self.notify(ToGenerator::Failed(ndx));
                 return Ok(());
             }
             Err(Fail::Fatal(err)) => return Err(err),
@@ -397,7 +431,7 @@ impl Receiver<'_, '_> {
                 if received.delayed {
                     self.delayed_ndx.push(ndx);
                 } else {
-                    let _ = self.to_gen.send(ToGenerator::Done(ndx));
+                    self.done(ndx);
                 }
             }
             Some(_) => {
@@ -415,7 +449,7 @@ impl Receiver<'_, '_> {
                         "ERROR: {} failed verification -- update {kept}.",
                         show(&e.name)
                     ));
-                    let _ = self.to_gen.send(ToGenerator::Failed(ndx));
+                    self.notify(ToGenerator::Failed(ndx));
                 } else {
                     let itemizing = o.itemizing() > 0;
                     if o.info.at_least(crate::protocol::options::Info::Name, 1) || itemizing {
@@ -424,11 +458,11 @@ impl Receiver<'_, '_> {
                             show(&e.name)
                         ));
                     }
-                    let _ = self.to_gen.send(ToGenerator::Redo(ndx));
+                    self.notify(ToGenerator::Redo(ndx));
                 }
             }
             None => {
-                let _ = self.to_gen.send(ToGenerator::Failed(ndx));
+                self.notify(ToGenerator::Failed(ndx));
             }
         }
         Ok(())
@@ -446,7 +480,7 @@ impl Receiver<'_, '_> {
     fn skip_file(&mut self, ndx: i32, head: &SumHead, msg: &str) -> Result<(), RecvError> {
         self.sh.error(msg);
         discard_data(self.r, &mut self.tokens, head, &self.spec).map_err(delta_err)?;
-        let _ = self.to_gen.send(ToGenerator::Failed(ndx));
+        self.notify(ToGenerator::Failed(ndx));
         Ok(())
     }
 
@@ -582,7 +616,7 @@ impl Receiver<'_, '_> {
             }
             match sh.tree.rename(&staged, &dest) {
                 Ok(()) => {
-                    let _ = self.to_gen.send(ToGenerator::Done(ndx));
+                    self.done(ndx);
                     if let Some(dir) = staged.parent()
                         && !sh
                             .opts
@@ -600,7 +634,7 @@ impl Receiver<'_, '_> {
                         show(staged.as_bytes())
                     );
                     sh.sys_error("receiver", &what, &err);
-                    let _ = self.to_gen.send(ToGenerator::Failed(ndx));
+                    self.notify(ToGenerator::Failed(ndx));
                 }
             }
         }
@@ -694,7 +728,7 @@ impl Receiver<'_, '_> {
                 return;
             }
             if first && self.sh.wire.protocol >= 31 {
-                let _ = self.to_gen.send(ToGenerator::PhaseDone);
+                self.notify(ToGenerator::PhaseDone);
             }
             first = false;
         }
