@@ -171,6 +171,15 @@ fn module_filter_and_chmod_parameters() {
             what: BACKUP_DIR,
             ..case("module filter", &["--delete"])
         },
+        // An option directory inside what the module excludes is refused outright.
+        Case {
+            setup: |f| f.set_module("backup", "exclude", "/secret/"),
+            stock_ok: false,
+            ..case(
+                "--partial-dir into a module exclude",
+                &["--partial-dir=/x/../secret"],
+            )
+        },
         Case {
             setup: |f| f.set_module("backup", "incoming chmod", "Dg+s,Fo-rwx,Fu+x"),
             ..case("module incoming chmod", &[])

@@ -633,6 +633,7 @@ fn run_session(
         &|name, is_dir| daemon_only.daemon_refuses(name, is_dir),
         &|to, text| say(&*s.log, &writer, s.opts.quiet > 0, to, text),
     )?;
+    reject_excluded_option_dirs(&s.opts, &daemon_only)?;
     let filters = build_filters(&s, &dest, peer_rules)?;
     let settable_groups = if s.policy.am_root || s.policy.fake_super {
         None
@@ -802,6 +803,32 @@ fn build_filters(
     set.add_rules(rules, RuleOrigin::Peer, &mut read)
         .map_err(fail)?;
     Ok(set)
+}
+
+/// A basis directory or an absolute --partial-dir inside what the daemon excludes ends
+/// the session: files would be read from, written to or deleted in there. Upstream:
+/// main.c, do_server_recv(), "Your options have been rejected by the server.".
+fn reject_excluded_option_dirs(o: &Options, daemon: &FilterSet) -> Result<(), RecvError> {
+    let mut dirs: Vec<&String> = o
+        .link_dest
+        .iter()
+        .chain(&o.copy_dest)
+        .chain(&o.compare_dest)
+        .collect();
+    if let Some(p) = o.partial_dir.as_ref().filter(|p| p.starts_with('/')) {
+        dirs.push(p);
+    }
+    for dir in dirs {
+        let clean = dest::sanitize(dir.as_bytes());
+        if !clean.is_root() && daemon.daemon_refuses(clean.as_bytes(), true) {
+            return Err(RecvError::fatal(
+                "Your options have been rejected by the server.",
+                ExitCode::SYNTAX,
+            )
+            .at("main.c", 1268, "Receiver"));
+        }
+    }
+    Ok(())
 }
 
 /// The daemon's own rules alone, rooted at the module (to vet the destination argument).

@@ -397,7 +397,16 @@ impl Receiver<'_, '_> {
             };
             self.receive_inplace(&dest, &head, basis.as_ref(), &want, how)
         } else {
-            self.receive_to_temp(e, &dest, &head, basis.as_ref(), &want, partial.as_ref())
+            let from_partial = basis_type == FNAMECMP_PARTIAL_DIR && basis.is_some();
+            self.receive_to_temp(
+                e,
+                &dest,
+                &head,
+                basis.as_ref(),
+                &want,
+                partial.as_ref(),
+                from_partial,
+            )
         };
         let got = match outcome {
             Ok(g) => g,
@@ -494,6 +503,7 @@ impl Receiver<'_, '_> {
         basis: Option<&std::fs::File>,
         want: &crate::engine::tree::WantAttrs,
         partial: Option<&RelPath>,
+        partial_was_basis: bool,
     ) -> Result<Option<Received>, Fail> {
         let sh = self.sh;
         let o = &sh.opts;
@@ -597,7 +607,10 @@ impl Receiver<'_, '_> {
             )));
         }
         commit(sh, tmp, dest, dest)?;
-        if let Some(pp) = partial {
+        // The partial file it was rebuilt from is used up (only that one: a --partial-dir
+        // never deletes what it did not provide). Upstream: recv_files(), fnamecmp ==
+        // partialptr.
+        if partial_was_basis && let Some(pp) = partial {
             let _ = sh.tree.unlink(pp);
         }
         Ok(Some(received))
