@@ -402,10 +402,9 @@ impl Receiver<'_, '_> {
                 e,
                 &dest,
                 &head,
-                basis.as_ref(),
+                (basis.as_ref(), from_partial),
                 &want,
                 partial.as_ref(),
-                from_partial,
             )
         };
         let got = match outcome {
@@ -500,10 +499,9 @@ impl Receiver<'_, '_> {
         e: &FileEntry,
         dest: &RelPath,
         head: &SumHead,
-        basis: Option<&std::fs::File>,
+        (basis, partial_was_basis): (Option<&std::fs::File>, bool),
         want: &crate::engine::tree::WantAttrs,
         partial: Option<&RelPath>,
-        partial_was_basis: bool,
     ) -> Result<Option<Received>, Fail> {
         let sh = self.sh;
         let o = &sh.opts;
