@@ -92,8 +92,10 @@ pub enum ListError {
     OutsideDir(String),
     #[error("file list too long")]
     TooLong,
-    #[error("{0}")]
-    Protocol(String),
+    /// A sub-list the sender may not send: upstream's message, and the line of flist.c
+    /// where upstream ends the session.
+    #[error("{msg}")]
+    Refused { msg: String, line: u32 },
 }
 
 impl From<ConnError<FlistError>> for ListError {
@@ -181,8 +183,12 @@ impl IdMap {
 #[derive(Debug)]
 pub struct ListReceiver {
     decoder: FlistDecoder,
-    /// Every directory entry seen so far, in the order sub-lists refer to them.
+    /// Every directory entry received so far, in the order sub-lists refer to them: each
+    /// list's directories in list order, duplicates included (upstream appends each one to
+    /// dir_flist as it arrives, before cleaning).
     pub dirs: Vec<FileEntry>,
+    /// Which of `dirs` survived cleaning (a removed duplicate keeps its index).
+    dir_active: Vec<bool>,
     /// Which of `dirs` already had their sub-list.
     got_list: Vec<bool>,
     next_ndx: i32,
@@ -203,6 +209,7 @@ impl ListReceiver {
         ListReceiver {
             decoder: FlistDecoder::new(cfg),
             dirs: Vec::new(),
+            dir_active: Vec::new(),
             got_list: Vec::new(),
             next_ndx: first_ndx,
             ids: IdMap {
@@ -227,15 +234,7 @@ impl ListReceiver {
     ) -> Result<Arc<FileList>, ListError> {
         let cfg = self.decoder.config().clone();
         if let Some(d) = parent {
-            match self.got_list.get_mut(d) {
-                Some(got) if !*got => *got = true,
-                Some(_) => {
-                    return Err(ListError::Protocol(format!(
-                        "refusing malicious duplicate flist for dir {d}"
-                    )));
-                }
-                None => return Err(ListError::Protocol(format!("refusing invalid dir_ndx {d}"))),
-            }
+            self.claim_dir(d)?;
         }
         let ndx_start = self.next_ndx;
         let mut entries: Vec<FileEntry> = Vec::new();
@@ -321,8 +320,9 @@ impl ListReceiver {
         }
         if cfg.inc_recurse {
             for (e, a) in sorted.iter().zip(&active) {
-                if *a && e.is_dir() {
+                if e.is_dir() {
                     self.dirs.push(e.clone());
+                    self.dir_active.push(*a);
                     self.got_list.push(false);
                 }
             }
@@ -352,6 +352,33 @@ impl ListReceiver {
             hlink_group,
             parent: parent_entry,
         }))
+    }
+
+    /// Marks directory `d` as having its sub-list, refusing an index past the directories
+    /// received, a duplicate that cleaning removed, and a second list for the same
+    /// directory. Upstream: flist.c, recv_file_list() with `dir_ndx >= 0`.
+    fn claim_dir(&mut self, d: usize) -> Result<(), ListError> {
+        let refused = |msg: String, line: u32| Err(ListError::Refused { msg, line });
+        let Some(&active) = self.dir_active.get(d) else {
+            let used = self.dirs.len();
+            return refused(
+                format!("rsync: refusing invalid dir_ndx {d} >= {used}"),
+                2908,
+            );
+        };
+        if !active {
+            return refused(format!("rsync: refusing flist for cleared dir_ndx {d}"), 2920);
+        }
+        match self.got_list.get_mut(d) {
+            Some(got) if !*got => {
+                *got = true;
+                Ok(())
+            }
+            _ => refused(
+                format!("rsync: refusing malicious duplicate flist for dir {d}"),
+                2924,
+            ),
+        }
     }
 
     /// The uid and gid lists after a non-incremental list. Upstream: uidlist.c,
@@ -475,6 +502,85 @@ mod tests {
         match lists.receive(&mut r, None) {
             Err(ListError::Flist(FlistError::Wire(e))) => {
                 assert!(e.to_string().starts_with("id list of "), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn cfg30_inc() -> FlistConfig {
+        FlistConfig {
+            protocol: 30,
+            inc_recurse: true,
+            ..FlistConfig::default()
+        }
+    }
+
+    /// Entries encoded as one list (protocol 30, incremental), ended.
+    fn encoded(cfg: &FlistConfig, entries: &[FileEntry], ndx_start: i32) -> Vec<u8> {
+        let mut enc = crate::protocol::flist::FlistEncoder::new(cfg.clone());
+        let mut out = Vec::new();
+        for e in entries {
+            enc.encode(e, ndx_start, false, &mut out).unwrap();
+        }
+        enc.end(0, &mut out);
+        out
+    }
+
+    fn dir(name: &str) -> FileEntry {
+        FileEntry {
+            name: name.as_bytes().to_vec(),
+            mode: 0o40755,
+            xflags: crate::protocol::flist::xmit::TOP_DIR,
+            ..FileEntry::default()
+        }
+    }
+
+    fn file(name: &str) -> FileEntry {
+        FileEntry {
+            name: name.as_bytes().to_vec(),
+            mode: 0o100644,
+            size: 100,
+            ..FileEntry::default()
+        }
+    }
+
+    #[test]
+    fn duplicate_directories_keep_their_directory_index() {
+        // "d" twice and a file: both "d"s get a directory index (0 and 1), as upstream's
+        // dir_flist holds every directory received; cleaning drops the second.
+        let cfg = cfg30_inc();
+        let first = encoded(&cfg, &[dir("d"), dir("d"), file("f")], 1);
+        let sub = encoded(&cfg, &[file("d/x")], 5);
+        let mut bytes = first;
+        bytes.extend_from_slice(&sub);
+        let mut r = reader_over(bytes, false);
+        let mut lists = ListReceiver::new(cfg, false);
+        let list = lists.receive(&mut r, None).unwrap();
+        // Files sort before directories: "f", "d", "d".
+        assert_eq!(list.entries[0].name, b"f");
+        assert_eq!(list.active, [true, true, false]);
+        assert_eq!(lists.dirs.len(), 2);
+        match lists.receive(&mut r, Some(1)) {
+            Err(ListError::Refused { msg, line }) => {
+                assert_eq!(msg, "rsync: refusing flist for cleared dir_ndx 1");
+                assert_eq!(line, 2920);
+            }
+            other => panic!("{other:?}"),
+        }
+        match lists.receive(&mut r, Some(2)) {
+            Err(ListError::Refused { msg, .. }) => {
+                assert_eq!(msg, "rsync: refusing invalid dir_ndx 2 >= 2");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The surviving "d" takes its list, once.
+        let sub = lists.receive(&mut r, Some(0)).unwrap();
+        assert_eq!(sub.ndx_start, 5);
+        assert_eq!(sub.entries[0].name, b"d/x");
+        match lists.receive(&mut r, Some(0)) {
+            Err(ListError::Refused { msg, line }) => {
+                assert_eq!(msg, "rsync: refusing malicious duplicate flist for dir 0");
+                assert_eq!(line, 2924);
             }
             other => panic!("{other:?}"),
         }
