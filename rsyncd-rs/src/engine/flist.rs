@@ -2,11 +2,12 @@
 //! directory index incremental recursion refers to (upstream: flist.c recv_file_list(),
 //! flist_sort_and_clean(); uidlist.c id mapping).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::mux::{MuxReader, ReadError};
 use crate::engine::conn::ConnError;
+use crate::engine::exit::{ExitCode, Origin};
 use crate::engine::idmap::NameMap;
 use crate::protocol::Decoded;
 use crate::protocol::codec::get_int;
@@ -92,10 +93,32 @@ pub enum ListError {
     OutsideDir(String),
     #[error("file list too long")]
     TooLong,
-    /// A sub-list the sender may not send: upstream's message, and the line of flist.c
-    /// where upstream ends the session.
+    /// What upstream refuses with a message of its own: the message, the exit code, and
+    /// where upstream ends the session (file, line and process).
     #[error("{msg}")]
-    Refused { msg: String, line: u32 },
+    Fatal {
+        msg: String,
+        code: ExitCode,
+        at: Origin,
+        role: &'static str,
+    },
+}
+
+impl ListError {
+    fn fatal(
+        msg: String,
+        code: ExitCode,
+        file: &'static str,
+        line: u32,
+        role: &'static str,
+    ) -> ListError {
+        ListError::Fatal {
+            msg,
+            code,
+            at: Origin { file, line },
+            role,
+        }
+    }
 }
 
 impl From<ConnError<FlistError>> for ListError {
@@ -191,6 +214,9 @@ pub struct ListReceiver {
     dir_active: Vec<bool>,
     /// Which of `dirs` already had their sub-list.
     got_list: Vec<bool>,
+    /// Hard-link groups met in lists so far (incremental recursion): a later list may
+    /// refer back to these only. Upstream: hlink.c, prior_hlinks.
+    hlink_groups: HashSet<i64>,
     next_ndx: i32,
     pub ids: IdMap,
     /// Names map to local ids (not with `--numeric-ids`).
@@ -211,6 +237,7 @@ impl ListReceiver {
             dirs: Vec::new(),
             dir_active: Vec::new(),
             got_list: Vec::new(),
+            hlink_groups: HashSet::new(),
             next_ndx: first_ndx,
             ids: IdMap {
                 by_name: map_names,
@@ -310,6 +337,9 @@ impl ListReceiver {
             .collect();
         let (sorted, hlink_group) = sort_with(entries, groups, cfg.protocol);
         let active = mark_duplicates(&sorted);
+        if cfg.inc_recurse && cfg.preserve_hard_links {
+            self.check_hlink_groups(ndx_start, &sorted, &active, &hlink_group)?;
+        }
         if cfg.protocol < 30 {
             let mut io = [0u8; 4];
             let v = r.read_exact(4)?;
@@ -358,7 +388,17 @@ impl ListReceiver {
     /// received, a duplicate that cleaning removed, and a second list for the same
     /// directory. Upstream: flist.c, recv_file_list() with `dir_ndx >= 0`.
     fn claim_dir(&mut self, d: usize) -> Result<(), ListError> {
-        let refused = |msg: String, line: u32| Err(ListError::Refused { msg, line });
+        // Sub-lists arrive in the forked receiver (recv_additional_file_list()'s case says
+        // otherwise where it calls this).
+        let refused = |msg: String, line: u32| {
+            Err(ListError::fatal(
+                msg,
+                ExitCode::PROTOCOL,
+                "flist.c",
+                line,
+                "receiver",
+            ))
+        };
         let Some(&active) = self.dir_active.get(d) else {
             let used = self.dirs.len();
             return refused(
@@ -367,7 +407,10 @@ impl ListReceiver {
             );
         };
         if !active {
-            return refused(format!("rsync: refusing flist for cleared dir_ndx {d}"), 2920);
+            return refused(
+                format!("rsync: refusing flist for cleared dir_ndx {d}"),
+                2920,
+            );
         }
         match self.got_list.get_mut(d) {
             Some(got) if !*got => {
@@ -379,6 +422,55 @@ impl ListReceiver {
                 2924,
             ),
         }
+    }
+
+    /// Refuses a hard link that refers back to a group no earlier list started (upstream's
+    /// generator checks this as it matches the list's groups; group 0 is no index at all
+    /// with incremental recursion, which its hash table refuses first), then records this
+    /// list's groups. Upstream: hlink.c, match_gnums().
+    fn check_hlink_groups(
+        &mut self,
+        ndx_start: i32,
+        entries: &[FileEntry],
+        active: &[bool],
+        groups: &[Option<i64>],
+    ) -> Result<(), ListError> {
+        let linked = || {
+            entries
+                .iter()
+                .zip(active)
+                .zip(groups)
+                .filter(|((e, a), _)| **a && !e.is_dir())
+                .filter_map(|(_, g)| *g)
+        };
+        // Upstream walks the groups in ascending order: the lowest bad one is reported.
+        let bad = linked()
+            .filter(|g| *g == 0 || (*g < i64::from(ndx_start) && !self.hlink_groups.contains(g)))
+            .min();
+        match bad {
+            Some(0) => {
+                return Err(ListError::fatal(
+                    "Internal hashtable error: illegal key supplied!".into(),
+                    ExitCode::MESSAGEIO,
+                    "hashtable.c",
+                    98,
+                    "generator",
+                ));
+            }
+            Some(g) => {
+                return Err(ListError::fatal(
+                    format!("hard-link gnum {g} precedes flist start {ndx_start}"),
+                    ExitCode::PROTOCOL,
+                    "hlink.c",
+                    141,
+                    "generator",
+                ));
+            }
+            None => {}
+        }
+        let new: Vec<i64> = linked().collect();
+        self.hlink_groups.extend(new);
+        Ok(())
     }
 
     /// The uid and gid lists after a non-incremental list. Upstream: uidlist.c,
@@ -561,14 +653,14 @@ mod tests {
         assert_eq!(list.active, [true, true, false]);
         assert_eq!(lists.dirs.len(), 2);
         match lists.receive(&mut r, Some(1)) {
-            Err(ListError::Refused { msg, line }) => {
+            Err(ListError::Fatal { msg, at, .. }) => {
                 assert_eq!(msg, "rsync: refusing flist for cleared dir_ndx 1");
-                assert_eq!(line, 2920);
+                assert_eq!(at.line, 2920);
             }
             other => panic!("{other:?}"),
         }
         match lists.receive(&mut r, Some(2)) {
-            Err(ListError::Refused { msg, .. }) => {
+            Err(ListError::Fatal { msg, .. }) => {
                 assert_eq!(msg, "rsync: refusing invalid dir_ndx 2 >= 2");
             }
             other => panic!("{other:?}"),
@@ -578,9 +670,55 @@ mod tests {
         assert_eq!(sub.ndx_start, 5);
         assert_eq!(sub.entries[0].name, b"d/x");
         match lists.receive(&mut r, Some(0)) {
-            Err(ListError::Refused { msg, line }) => {
+            Err(ListError::Fatal { msg, at, .. }) => {
                 assert_eq!(msg, "rsync: refusing malicious duplicate flist for dir 0");
-                assert_eq!(line, 2924);
+                assert_eq!(at.line, 2924);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn hard_links_refer_back_only_to_groups_already_started() {
+        use crate::protocol::flist::HardLink;
+        let cfg = FlistConfig {
+            preserve_hard_links: true,
+            ..cfg30_inc()
+        };
+        let linked = |name: &str, h: HardLink| FileEntry {
+            hard_link: Some(h),
+            ..file(name)
+        };
+        // First list (indexes 1, 2): "d", and "f" starting group 2. Sub-lists start at 4.
+        let first = encoded(&cfg, &[dir("d"), linked("f", HardLink::First)], 1);
+        let run = |sub: &[FileEntry]| {
+            let mut bytes = first.clone();
+            bytes.extend_from_slice(&encoded(&cfg, sub, 4));
+            let mut r = reader_over(bytes, false);
+            let mut lists = ListReceiver::new(cfg.clone(), false);
+            lists.receive(&mut r, None).unwrap();
+            lists.receive(&mut r, Some(0))
+        };
+        assert!(run(&[linked("d/h", HardLink::Follower(2))]).is_ok());
+        match run(&[linked("d/h", HardLink::Follower(1))]) {
+            Err(ListError::Fatal {
+                msg,
+                code,
+                at,
+                role,
+            }) => {
+                assert_eq!(msg, "hard-link gnum 1 precedes flist start 4");
+                assert_eq!(
+                    (code, at.file, at.line, role),
+                    (ExitCode::PROTOCOL, "hlink.c", 141, "generator")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match run(&[linked("d/h", HardLink::Follower(0))]) {
+            Err(ListError::Fatal { msg, code, .. }) => {
+                assert_eq!(msg, "Internal hashtable error: illegal key supplied!");
+                assert_eq!(code, ExitCode::MESSAGEIO);
             }
             other => panic!("{other:?}"),
         }

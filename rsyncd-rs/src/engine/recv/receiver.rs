@@ -182,9 +182,14 @@ impl Receiver<'_, '_> {
         let list = lists
             .receive(self.r, Some(d as usize))
             .map_err(|e| match e {
-                ListError::Refused { msg, line } => {
-                    RecvError::fatal(msg, ExitCode::PROTOCOL).at("flist.c", line, role)
-                }
+                // A refused sub-list is the receiver's (or, before it forks, the
+                // Receiver's) to report.
+                ListError::Fatal {
+                    msg,
+                    code,
+                    at,
+                    role: "receiver",
+                } => RecvError::fatal(msg, code).at(at.file, at.line, role),
                 other => RecvError::List(other),
             })?;
         Stats::add(&self.sh.stats.total_size, super::total_size(&list));
@@ -244,8 +249,7 @@ impl Receiver<'_, '_> {
                 it::TRANSFER | it::MISSING_DATA
             };
             // Protocol 29's keepalive: the list's length with IS_NEW.
-            if p < 30 && iflags == it::IS_NEW && self.live.front().is_some_and(|l| ndx == l.end())
-            {
+            if p < 30 && iflags == it::IS_NEW && self.live.front().is_some_and(|l| ndx == l.end()) {
                 continue;
             }
             let Some(list) = self.list_for(ndx) else {
