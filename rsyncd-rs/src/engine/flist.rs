@@ -2,11 +2,12 @@
 //! directory index incremental recursion refers to (upstream: flist.c recv_file_list(),
 //! flist_sort_and_clean(); uidlist.c id mapping).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::mux::{MuxReader, ReadError};
 use crate::engine::conn::ConnError;
+use crate::engine::exit::{ExitCode, Origin};
 use crate::engine::idmap::NameMap;
 use crate::protocol::Decoded;
 use crate::protocol::codec::get_int;
@@ -92,8 +93,32 @@ pub enum ListError {
     OutsideDir(String),
     #[error("file list too long")]
     TooLong,
-    #[error("{0}")]
-    Protocol(String),
+    /// What upstream refuses with a message of its own: the message, the exit code, and
+    /// where upstream ends the session (file, line and process).
+    #[error("{msg}")]
+    Fatal {
+        msg: String,
+        code: ExitCode,
+        at: Origin,
+        role: &'static str,
+    },
+}
+
+impl ListError {
+    fn fatal(
+        msg: String,
+        code: ExitCode,
+        file: &'static str,
+        line: u32,
+        role: &'static str,
+    ) -> ListError {
+        ListError::Fatal {
+            msg,
+            code,
+            at: Origin { file, line },
+            role,
+        }
+    }
 }
 
 impl From<ConnError<FlistError>> for ListError {
@@ -181,10 +206,17 @@ impl IdMap {
 #[derive(Debug)]
 pub struct ListReceiver {
     decoder: FlistDecoder,
-    /// Every directory entry seen so far, in the order sub-lists refer to them.
+    /// Every directory entry received so far, in the order sub-lists refer to them: each
+    /// list's directories in list order, duplicates included (upstream appends each one to
+    /// dir_flist as it arrives, before cleaning).
     pub dirs: Vec<FileEntry>,
+    /// Which of `dirs` survived cleaning (a removed duplicate keeps its index).
+    dir_active: Vec<bool>,
     /// Which of `dirs` already had their sub-list.
     got_list: Vec<bool>,
+    /// Hard-link groups met in lists so far (incremental recursion): a later list may
+    /// refer back to these only. Upstream: hlink.c, prior_hlinks.
+    hlink_groups: HashSet<i64>,
     next_ndx: i32,
     pub ids: IdMap,
     /// Names map to local ids (not with `--numeric-ids`).
@@ -203,7 +235,9 @@ impl ListReceiver {
         ListReceiver {
             decoder: FlistDecoder::new(cfg),
             dirs: Vec::new(),
+            dir_active: Vec::new(),
             got_list: Vec::new(),
+            hlink_groups: HashSet::new(),
             next_ndx: first_ndx,
             ids: IdMap {
                 by_name: map_names,
@@ -227,15 +261,7 @@ impl ListReceiver {
     ) -> Result<Arc<FileList>, ListError> {
         let cfg = self.decoder.config().clone();
         if let Some(d) = parent {
-            match self.got_list.get_mut(d) {
-                Some(got) if !*got => *got = true,
-                Some(_) => {
-                    return Err(ListError::Protocol(format!(
-                        "refusing malicious duplicate flist for dir {d}"
-                    )));
-                }
-                None => return Err(ListError::Protocol(format!("refusing invalid dir_ndx {d}"))),
-            }
+            self.claim_dir(d)?;
         }
         let ndx_start = self.next_ndx;
         let mut entries: Vec<FileEntry> = Vec::new();
@@ -311,6 +337,9 @@ impl ListReceiver {
             .collect();
         let (sorted, hlink_group) = sort_with(entries, groups, cfg.protocol);
         let active = mark_duplicates(&sorted);
+        if cfg.inc_recurse && cfg.preserve_hard_links {
+            self.check_hlink_groups(ndx_start, &sorted, &active, &hlink_group)?;
+        }
         if cfg.protocol < 30 {
             let mut io = [0u8; 4];
             let v = r.read_exact(4)?;
@@ -321,8 +350,9 @@ impl ListReceiver {
         }
         if cfg.inc_recurse {
             for (e, a) in sorted.iter().zip(&active) {
-                if *a && e.is_dir() {
+                if e.is_dir() {
                     self.dirs.push(e.clone());
+                    self.dir_active.push(*a);
                     self.got_list.push(false);
                 }
             }
@@ -352,6 +382,95 @@ impl ListReceiver {
             hlink_group,
             parent: parent_entry,
         }))
+    }
+
+    /// Marks directory `d` as having its sub-list, refusing an index past the directories
+    /// received, a duplicate that cleaning removed, and a second list for the same
+    /// directory. Upstream: flist.c, recv_file_list() with `dir_ndx >= 0`.
+    fn claim_dir(&mut self, d: usize) -> Result<(), ListError> {
+        // Sub-lists arrive in the forked receiver (recv_additional_file_list()'s case says
+        // otherwise where it calls this).
+        let refused = |msg: String, line: u32| {
+            Err(ListError::fatal(
+                msg,
+                ExitCode::PROTOCOL,
+                "flist.c",
+                line,
+                "receiver",
+            ))
+        };
+        let Some(&active) = self.dir_active.get(d) else {
+            let used = self.dirs.len();
+            return refused(
+                format!("rsync: refusing invalid dir_ndx {d} >= {used}"),
+                2908,
+            );
+        };
+        if !active {
+            return refused(
+                format!("rsync: refusing flist for cleared dir_ndx {d}"),
+                2920,
+            );
+        }
+        match self.got_list.get_mut(d) {
+            Some(got) if !*got => {
+                *got = true;
+                Ok(())
+            }
+            _ => refused(
+                format!("rsync: refusing malicious duplicate flist for dir {d}"),
+                2924,
+            ),
+        }
+    }
+
+    /// Refuses a hard link that refers back to a group no earlier list started (upstream's
+    /// generator checks this as it matches the list's groups; group 0 is no index at all
+    /// with incremental recursion, which its hash table refuses first), then records this
+    /// list's groups. Upstream: hlink.c, match_gnums().
+    fn check_hlink_groups(
+        &mut self,
+        ndx_start: i32,
+        entries: &[FileEntry],
+        active: &[bool],
+        groups: &[Option<i64>],
+    ) -> Result<(), ListError> {
+        let linked = || {
+            entries
+                .iter()
+                .zip(active)
+                .zip(groups)
+                .filter(|((e, a), _)| **a && !e.is_dir())
+                .filter_map(|(_, g)| *g)
+        };
+        // Upstream walks the groups in ascending order: the lowest bad one is reported.
+        let bad = linked()
+            .filter(|g| *g == 0 || (*g < i64::from(ndx_start) && !self.hlink_groups.contains(g)))
+            .min();
+        match bad {
+            Some(0) => {
+                return Err(ListError::fatal(
+                    "Internal hashtable error: illegal key supplied!".into(),
+                    ExitCode::MESSAGEIO,
+                    "hashtable.c",
+                    98,
+                    "generator",
+                ));
+            }
+            Some(g) => {
+                return Err(ListError::fatal(
+                    format!("hard-link gnum {g} precedes flist start {ndx_start}"),
+                    ExitCode::PROTOCOL,
+                    "hlink.c",
+                    141,
+                    "generator",
+                ));
+            }
+            None => {}
+        }
+        let new: Vec<i64> = linked().collect();
+        self.hlink_groups.extend(new);
+        Ok(())
     }
 
     /// The uid and gid lists after a non-incremental list. Upstream: uidlist.c,
@@ -475,6 +594,131 @@ mod tests {
         match lists.receive(&mut r, None) {
             Err(ListError::Flist(FlistError::Wire(e))) => {
                 assert!(e.to_string().starts_with("id list of "), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn cfg30_inc() -> FlistConfig {
+        FlistConfig {
+            protocol: 30,
+            inc_recurse: true,
+            ..FlistConfig::default()
+        }
+    }
+
+    /// Entries encoded as one list (protocol 30, incremental), ended.
+    fn encoded(cfg: &FlistConfig, entries: &[FileEntry], ndx_start: i32) -> Vec<u8> {
+        let mut enc = crate::protocol::flist::FlistEncoder::new(cfg.clone());
+        let mut out = Vec::new();
+        for e in entries {
+            enc.encode(e, ndx_start, false, &mut out).unwrap();
+        }
+        enc.end(0, &mut out);
+        out
+    }
+
+    fn dir(name: &str) -> FileEntry {
+        FileEntry {
+            name: name.as_bytes().to_vec(),
+            mode: 0o40755,
+            xflags: crate::protocol::flist::xmit::TOP_DIR,
+            ..FileEntry::default()
+        }
+    }
+
+    fn file(name: &str) -> FileEntry {
+        FileEntry {
+            name: name.as_bytes().to_vec(),
+            mode: 0o100644,
+            size: 100,
+            ..FileEntry::default()
+        }
+    }
+
+    #[test]
+    fn duplicate_directories_keep_their_directory_index() {
+        // "d" twice and a file: both "d"s get a directory index (0 and 1), as upstream's
+        // dir_flist holds every directory received; cleaning drops the second.
+        let cfg = cfg30_inc();
+        let first = encoded(&cfg, &[dir("d"), dir("d"), file("f")], 1);
+        let sub = encoded(&cfg, &[file("d/x")], 5);
+        let mut bytes = first;
+        bytes.extend_from_slice(&sub);
+        let mut r = reader_over(bytes, false);
+        let mut lists = ListReceiver::new(cfg, false);
+        let list = lists.receive(&mut r, None).unwrap();
+        // Files sort before directories: "f", "d", "d".
+        assert_eq!(list.entries[0].name, b"f");
+        assert_eq!(list.active, [true, true, false]);
+        assert_eq!(lists.dirs.len(), 2);
+        match lists.receive(&mut r, Some(1)) {
+            Err(ListError::Fatal { msg, at, .. }) => {
+                assert_eq!(msg, "rsync: refusing flist for cleared dir_ndx 1");
+                assert_eq!(at.line, 2920);
+            }
+            other => panic!("{other:?}"),
+        }
+        match lists.receive(&mut r, Some(2)) {
+            Err(ListError::Fatal { msg, .. }) => {
+                assert_eq!(msg, "rsync: refusing invalid dir_ndx 2 >= 2");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The surviving "d" takes its list, once.
+        let sub = lists.receive(&mut r, Some(0)).unwrap();
+        assert_eq!(sub.ndx_start, 5);
+        assert_eq!(sub.entries[0].name, b"d/x");
+        match lists.receive(&mut r, Some(0)) {
+            Err(ListError::Fatal { msg, at, .. }) => {
+                assert_eq!(msg, "rsync: refusing malicious duplicate flist for dir 0");
+                assert_eq!(at.line, 2924);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn hard_links_refer_back_only_to_groups_already_started() {
+        use crate::protocol::flist::HardLink;
+        let cfg = FlistConfig {
+            preserve_hard_links: true,
+            ..cfg30_inc()
+        };
+        let linked = |name: &str, h: HardLink| FileEntry {
+            hard_link: Some(h),
+            ..file(name)
+        };
+        // First list (indexes 1, 2): "d", and "f" starting group 2. Sub-lists start at 4.
+        let first = encoded(&cfg, &[dir("d"), linked("f", HardLink::First)], 1);
+        let run = |sub: &[FileEntry]| {
+            let mut bytes = first.clone();
+            bytes.extend_from_slice(&encoded(&cfg, sub, 4));
+            let mut r = reader_over(bytes, false);
+            let mut lists = ListReceiver::new(cfg.clone(), false);
+            lists.receive(&mut r, None).unwrap();
+            lists.receive(&mut r, Some(0))
+        };
+        assert!(run(&[linked("d/h", HardLink::Follower(2))]).is_ok());
+        match run(&[linked("d/h", HardLink::Follower(1))]) {
+            Err(ListError::Fatal {
+                msg,
+                code,
+                at,
+                role,
+            }) => {
+                assert_eq!(msg, "hard-link gnum 1 precedes flist start 4");
+                assert_eq!(
+                    (code, at.file, at.line, role),
+                    (ExitCode::PROTOCOL, "hlink.c", 141, "generator")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match run(&[linked("d/h", HardLink::Follower(0))]) {
+            Err(ListError::Fatal { msg, code, .. }) => {
+                assert_eq!(msg, "Internal hashtable error: illegal key supplied!");
+                assert_eq!(code, ExitCode::MESSAGEIO);
             }
             other => panic!("{other:?}"),
         }

@@ -364,6 +364,7 @@ impl RecvError {
                 ExitCode::PROTOCOL
             }
             RecvError::List(ListError::Read(_)) => ExitCode::STREAMIO,
+            RecvError::List(ListError::Fatal { code, .. }) => *code,
             RecvError::List(_) => ExitCode::PROTOCOL,
             RecvError::Fatal { code, .. } => *code,
         }
@@ -397,7 +398,8 @@ impl RecvError {
     /// What the client is told: the message (if any), then the `rsync error:` line.
     fn client_text(&self) -> String {
         let (msg, at, role) = match self {
-            RecvError::Fatal { msg, at, role, .. } => (msg.clone(), *at, *role),
+            RecvError::Fatal { msg, at, role, .. }
+            | RecvError::List(ListError::Fatal { msg, at, role, .. }) => (msg.clone(), *at, *role),
             RecvError::List(e) => (
                 e.to_string(),
                 Origin {
@@ -429,7 +431,7 @@ fn report_fatal(writer: &SharedWriter, log: &dyn LogSink, protocol: i32, err: &R
     let _ = w.text(MsgCode::Error, &text);
     let code = err.code();
     let role = match err {
-        RecvError::Fatal { role, .. } => *role,
+        RecvError::Fatal { role, .. } | RecvError::List(ListError::Fatal { role, .. }) => *role,
         RecvError::List(_) => "receiver",
     };
     let exit_msg = !matches!(

@@ -12,7 +12,7 @@ use super::entry::{partial_dir_path, show, want_attrs};
 use super::translog::{self, Logged};
 use super::{RecvError, Shared, Stats, ToGenerator};
 use crate::engine::exit::{ExitCode, syserr};
-use crate::engine::flist::{FileList, ListReceiver};
+use crate::engine::flist::{FileList, ListError, ListReceiver};
 use crate::engine::mux::{Message, MuxReader};
 use crate::engine::tree::{AttrTarget, FileKind, RelPath, TempFile, TreeError};
 use crate::protocol::checksum::ChecksumSpec;
@@ -83,10 +83,23 @@ pub(super) fn run(
         sent_once: HashSet::new(),
         pending_done: Vec::new(),
     };
-    if w.inc_recurse && first.active.iter().filter(|a| **a).count() == 1 {
-        // A single-entry first list is followed at once by the next list or the end.
+    if w.inc_recurse && first.entries.len() == 1 {
+        // A first list of one entry (duplicates count) is followed at once by the next
+        // list or the end. Upstream: flist.c, recv_additional_file_list(), before the
+        // receiver forks.
         let ndx = rc.read_ndx()?;
-        rc.list_marker(ndx, lists)?;
+        if ndx != NDX_FLIST_EOF {
+            let d = NDX_FLIST_OFFSET.wrapping_sub(ndx);
+            if d < 0 || d as usize >= lists.dirs.len() {
+                let low = NDX_FLIST_OFFSET - lists.dirs.len() as i32 + 1;
+                return Err(RecvError::fatal(
+                    format!("[Receiver] Invalid dir index: {ndx} ({NDX_FLIST_OFFSET} - {low})"),
+                    ExitCode::PROTOCOL,
+                )
+                .at("flist.c", 3116, "Receiver"));
+            }
+        }
+        rc.list_marker(ndx, lists, "Receiver")?;
     }
     // An error is reported once, by recv::run().
     let result = rc.files(lists);
@@ -155,20 +168,60 @@ impl Receiver<'_, '_> {
         Ok(())
     }
 
-    /// A negative index that is not NDX_DONE: the end of the lists, or a sub-list.
-    fn list_marker(&mut self, ndx: i32, lists: &mut ListReceiver) -> Result<(), RecvError> {
+    /// A negative index that is not NDX_DONE: the end of the lists, or a sub-list (`role`
+    /// names upstream's process for the error line). Upstream: rsync.c,
+    /// read_ndx_and_attrs(), and flist.c, recv_file_list().
+    fn list_marker(
+        &mut self,
+        ndx: i32,
+        lists: &mut ListReceiver,
+        role: &'static str,
+    ) -> Result<(), RecvError> {
+        if !self.sh.wire.inc_recurse {
+            let last = self.live.back().map_or(-1, |l| l.end() - 1);
+            return Err(RecvError::fatal(
+                format!("Invalid file index: {ndx} ({NDX_DONE} - {last}) [receiver]"),
+                ExitCode::PROTOCOL,
+            )
+            .at("rsync.c", 353, "receiver"));
+        }
         if ndx == NDX_FLIST_EOF {
             self.notify(ToGenerator::FlistEof);
             return Ok(());
         }
-        let d = NDX_FLIST_OFFSET - ndx;
-        if !self.sh.wire.inc_recurse || d < 0 || d as usize >= lists.dirs.len() {
+        let d = NDX_FLIST_OFFSET.wrapping_sub(ndx);
+        if d < 0 || d as usize >= lists.dirs.len() {
+            let low = NDX_FLIST_OFFSET - lists.dirs.len() as i32 + 1;
             return Err(RecvError::fatal(
-                format!("Invalid file index: {ndx}"),
+                format!("Invalid dir index: {ndx} ({NDX_FLIST_OFFSET} - {low}) [receiver]"),
                 ExitCode::PROTOCOL,
-            ));
+            )
+            .at("rsync.c", 370, "receiver"));
         }
-        let list = lists.receive(self.r, Some(d as usize))?;
+        // Every list has been finished (and freed, upstream): no directory is waiting for
+        // its contents any more. Upstream logs the start of a first list again on its way
+        // to the refusal.
+        if self.live.is_empty() {
+            self.sh.log.line("receiving file list");
+            return Err(RecvError::fatal(
+                "rsync: refusing sub-flist after final flist was freed",
+                ExitCode::PROTOCOL,
+            )
+            .at("flist.c", 2904, role));
+        }
+        let list = lists
+            .receive(self.r, Some(d as usize))
+            .map_err(|e| match e {
+                // A refused sub-list is the receiver's (or, before it forks, the
+                // Receiver's) to report.
+                ListError::Fatal {
+                    msg,
+                    code,
+                    at,
+                    role: "receiver",
+                } => RecvError::fatal(msg, code).at(at.file, at.line, role),
+                other => RecvError::List(other),
+            })?;
         Stats::add(&self.sh.stats.total_size, super::total_size(&list));
         if lists.io_error != 0 {
             self.notify(ToGenerator::IoError(lists.io_error));
@@ -221,7 +274,7 @@ impl Receiver<'_, '_> {
                 continue;
             }
             if ndx < 0 {
-                self.list_marker(ndx, lists)?;
+                self.list_marker(ndx, lists, "receiver")?;
                 continue;
             }
             let iflags = if p >= 29 {
@@ -229,15 +282,22 @@ impl Receiver<'_, '_> {
             } else {
                 it::TRANSFER | it::MISSING_DATA
             };
-            let Some((list, entry)) = self.find(ndx) else {
-                // Protocol 29's keepalive: the list's length with IS_NEW.
-                if p < 30 && iflags == it::IS_NEW {
-                    continue;
-                }
+            // Protocol 29's keepalive: the list's length with IS_NEW.
+            if p < 30 && iflags == it::IS_NEW && self.live.front().is_some_and(|l| ndx == l.end()) {
+                continue;
+            }
+            let Some(list) = self.list_for(ndx) else {
+                let (first, last) = match (self.live.front(), self.live.back()) {
+                    (Some(f), Some(l)) => (f.ndx_start - 1, l.end() - 1),
+                    _ => (0, -1),
+                };
                 return Err(RecvError::fatal(
-                    format!("rsync: refusing transfer of cleared or invalid file index {ndx}"),
+                    format!(
+                        "File-list index {ndx} not in {first} - {last} (read_ndx_and_attrs) [receiver]"
+                    ),
                     ExitCode::PROTOCOL,
-                ));
+                )
+                .at("rsync.c", 982, "receiver"));
             };
             let basis_type = if iflags & it::BASIS_TYPE_FOLLOWS != 0 {
                 self.r.read_exact(1).map_err(read_err)?[0]
@@ -253,7 +313,40 @@ impl Receiver<'_, '_> {
             } else {
                 None
             };
-            let _ = list;
+            // Only a regular file can be transferred (a removed duplicate has upstream's
+            // cleared mode, which is none); the slot before a list is its directory.
+            let slot = usize::try_from(ndx - list.ndx_start).ok();
+            if iflags & it::TRANSFER != 0
+                && !slot.is_some_and(|i| {
+                    list.active[i] && crate::protocol::flist::mode::is_reg(list.entries[i].mode)
+                })
+            {
+                return Err(RecvError::fatal(
+                    format!("received request to transfer non-regular file: {ndx} [receiver]"),
+                    ExitCode::PROTOCOL,
+                )
+                .at("rsync.c", 442, "receiver"));
+            }
+            let entry = match slot {
+                Some(i) if list.active[i] => list.entries[i].clone(),
+                Some(_) => {
+                    return Err(RecvError::fatal(
+                        format!("rsync: refusing transfer of cleared file index {ndx}"),
+                        ExitCode::PROTOCOL,
+                    )
+                    .at("receiver.c", 880, "receiver"));
+                }
+                None => match &list.parent {
+                    Some((_, dir)) => dir.clone(),
+                    None => {
+                        return Err(RecvError::fatal("", ExitCode::PROTOCOL).at(
+                            "receiver.c",
+                            868,
+                            "receiver",
+                        ));
+                    }
+                },
+            };
             if iflags & it::TRANSFER == 0 {
                 if let Some(fmt) = &sh.policy.transfer_log_format
                     && !sh.opts.dry_run
@@ -288,19 +381,14 @@ impl Receiver<'_, '_> {
         }
     }
 
-    /// The entry an index names: in a live list, or a list's own directory.
-    fn find(&self, ndx: i32) -> Option<(Arc<FileList>, FileEntry)> {
-        for l in &self.live {
-            if let Some(e) = l.get(ndx) {
-                return Some((l.clone(), e.clone()));
-            }
-            if ndx == l.ndx_start - 1
-                && let Some((_, d)) = &l.parent
-            {
-                return Some((l.clone(), d.clone()));
-            }
-        }
-        None
+    /// The live list an index falls in: one of its entries (active or not), or the slot
+    /// just before it, which names the list's directory. Upstream: rsync.c,
+    /// flist_for_ndx().
+    fn list_for(&self, ndx: i32) -> Option<Arc<FileList>> {
+        self.live
+            .iter()
+            .find(|l| ndx >= l.ndx_start - 1 && ndx < l.end())
+            .cloned()
     }
 
     /// Receives one file. Upstream: receiver.c, recv_files() for an ITEM_TRANSFER record.
