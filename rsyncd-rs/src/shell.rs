@@ -206,6 +206,7 @@ fn receive(conn: Conn, options: Options, wire: Wire) -> ExitCode {
         tree,
         dest_arg: Some(dest_arg),
         log: Arc::new(NoLog),
+        name_converter: None,
     };
     match crate::engine::recv::run_conn(session, conn) {
         Ok(o) => o.code,

@@ -404,3 +404,62 @@ fn acls_and_xattrs_are_refused_cleanly() {
         }),
     );
 }
+
+/// A `name converter` that maps the sender's `daemon` user and `bin` group to ids no
+/// system has, and logs what it is asked, next to the module.
+fn with_name_converter(f: &mut Fixture) {
+    let script = f.dir().join("nameconvert");
+    let log = f.dir().join("namecvt.log");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nwhile read cmd name; do\n  echo \"$cmd $name\" >> {}\n  case \"$cmd $name\" in\n    'usr daemon') echo 4242 ;;\n    'grp bin') echo 4343 ;;\n    *) echo ;;\n  esac\ndone\n",
+            log.display()
+        ),
+    )
+    .expect("write converter");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod converter");
+    f.set_module("backup", "name converter", &script.display().to_string());
+}
+
+/// Both daemons asked their converter for the names the client sent.
+fn converter_was_asked(runs: &[Run; 2]) -> Vec<String> {
+    let mut found = Vec::new();
+    for r in runs {
+        let asked =
+            std::fs::read_to_string(r.fixture.dir().join("namecvt.log")).unwrap_or_default();
+        for want in ["usr daemon", "grp bin"] {
+            if !asked.lines().any(|l| l == want) {
+                found.push(format!(
+                    "{:?}: converter never got {want:?}: {asked:?}",
+                    r.kind
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// `name converter`: the sender's user and group names are mapped by the module's
+/// converter program rather than the system's databases (the ids land in the `fake
+/// super` xattrs, compared with stock's).
+#[test]
+fn name_converter() {
+    let opts = ["-a", "-i"];
+    let runs = push_twice(
+        with_name_converter,
+        |d, f| push_cmd(Rsync::client(), d, f, &opts),
+        |d, f| {
+            let src = src_dir(f);
+            for name in ["tiny", "grow.txt"] {
+                std::os::unix::fs::lchown(src.join(name), Some(1), Some(2)).expect("chown");
+            }
+            push_cmd(Rsync::client(), d, f, &opts)
+        },
+    );
+    let mut found = step_differences(&runs, Compare::ALL);
+    found.extend(log_difference(&runs));
+    found.extend(converter_was_asked(&runs));
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}

@@ -14,6 +14,7 @@ use super::log::io_error;
 use super::privileges::{Forked, fork_process};
 use super::session::Session;
 use crate::engine::exit::{ExitCode, Origin, error_line};
+use crate::engine::idmap::NameConverter;
 
 /// A hook command that could not be expanded, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,8 +57,13 @@ pub struct Hooks {
     early: Option<String>,
     pre: Option<String>,
     post: Option<String>,
+    namecvt: Option<String>,
     env: Vec<(String, String)>,
     pre_child: Option<PreXfer>,
+    /// The forked name-converter helper, waiting for the request like `pre_child`.
+    namecvt_child: Option<PreXfer>,
+    /// The name converter, once it has its request.
+    name_converter: Option<NameConverter>,
 }
 
 /// A forked helper waiting for the request on a pipe before it runs `pre-xfer exec`.
@@ -96,14 +102,17 @@ impl Hooks {
             early: expand(&p.early_exec)?,
             pre: expand(&p.pre_xfer_exec)?,
             post: expand(&p.post_xfer_exec)?,
+            namecvt: expand(&p.name_converter)?,
             env: Vec::new(),
             pre_child: None,
+            namecvt_child: None,
+            name_converter: None,
         })
     }
 
-    /// Whether any hook is configured.
+    /// Whether any hook (or a name converter) is configured.
     pub fn any(&self) -> bool {
-        self.early.is_some() || self.pre.is_some() || self.post.is_some()
+        self.early.is_some() || self.pre.is_some() || self.post.is_some() || self.namecvt.is_some()
     }
 
     /// Runs what must happen before privileges are dropped: the post-xfer fork (this
@@ -194,7 +203,41 @@ impl Hooks {
                 }
             }
         }
+        // Started now, while the session may still see the whole system (before any
+        // chroot), so that names resolve as outside it. Upstream: rsync_module().
+        if let Some(cvt) = self.namecvt.clone() {
+            match self.spawn_name_converter(&cvt) {
+                Ok(child) => self.namecvt_child = Some(child),
+                Err(e) => {
+                    s.log
+                        .line(&io_error("name-converter exec preparation failed", &e));
+                    return Err(s.fail("name-converter exec preparation failed"));
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Gives the name converter the request and arguments (as the pre-xfer command gets
+    /// them), after which the same pipe carries its lookups. Upstream:
+    /// write_pre_exec_args() with exec_type 2.
+    pub fn feed_name_converter(&mut self, request: &str, args: &[String]) {
+        let Some(PreXfer {
+            pid: _,
+            mut args_out,
+            output_in,
+        }) = self.namecvt_child.take()
+        else {
+            return;
+        };
+        if args_out.write_all(&pre_exec_input(request, args)).is_ok() {
+            self.name_converter = Some(NameConverter::new(args_out, output_in));
+        }
+    }
+
+    /// The running name converter, for the transfer.
+    pub fn take_name_converter(&mut self) -> Option<NameConverter> {
+        self.name_converter.take()
     }
 
     /// Feeds the request and arguments to the pre-xfer command and waits for it. Returns
@@ -206,15 +249,7 @@ impl Hooks {
             mut args_out,
             mut output_in,
         } = self.pre_child.take()?;
-        let mut input = Vec::new();
-        input.extend_from_slice(request.as_bytes());
-        input.push(0);
-        for a in args {
-            input.extend_from_slice(a.as_bytes());
-            input.push(0);
-        }
-        input.push(0);
-        let _ = args_out.write_all(&input);
+        let _ = args_out.write_all(&pre_exec_input(request, args));
         drop(args_out);
         let mut output = Vec::new();
         // Upstream keeps at most one buffer's worth of the hook's output.
@@ -275,6 +310,42 @@ impl Hooks {
         }
     }
 
+    /// Forks the helper that reads the request and arguments from its pipe one byte at a
+    /// time (what follows them is the converter's input), then runs the converter with
+    /// that pipe as its standard input and its standard output piped back. Upstream:
+    /// clientserver.c, start_pre_exec().
+    fn spawn_name_converter(&self, cmd: &str) -> std::io::Result<PreXfer> {
+        let (args_in, args_out) = nix::unistd::pipe()?;
+        let (output_in, output_out) = nix::unistd::pipe()?;
+        match fork_process()? {
+            Forked::Parent(pid) => Ok(PreXfer {
+                pid,
+                args_out: File::from(args_out),
+                output_in: File::from(output_in),
+            }),
+            Forked::Child => {
+                drop(args_out);
+                drop(output_in);
+                let mut reader = File::from(args_in);
+                let Some(words) = read_pre_exec_words(&mut reader) else {
+                    std::process::exit(1);
+                };
+                let mut words = words.into_iter();
+                let mut c = self.command(cmd);
+                c.env("RSYNC_REQUEST", words.next().unwrap_or_default());
+                for (i, w) in words.enumerate() {
+                    c.env(format!("RSYNC_ARG{i}"), w);
+                }
+                c.stdin(Stdio::from(reader)).stdout(Stdio::from(output_out));
+                let code = match c.status() {
+                    Ok(st) => st.code().unwrap_or(1),
+                    Err(_) => 1,
+                };
+                std::process::exit(code);
+            }
+        }
+    }
+
     fn command(&self, cmd: &str) -> Command {
         let shell = std::env::var("RSYNC_SHELL").unwrap_or_else(|_| "/bin/sh".to_string());
         let mut c = Command::new(shell);
@@ -283,5 +354,75 @@ impl Hooks {
             c.env(k, v);
         }
         c
+    }
+}
+
+/// The request and arguments as a helper reads them: each NUL-terminated, then an empty
+/// word. Upstream: clientserver.c, write_pre_exec_args().
+fn pre_exec_input(request: &str, args: &[String]) -> Vec<u8> {
+    let mut input = Vec::new();
+    for w in std::iter::once(request).chain(args.iter().map(String::as_str)) {
+        input.extend_from_slice(w.as_bytes());
+        input.push(0);
+    }
+    input.push(0);
+    input
+}
+
+/// Reads the words [`pre_exec_input`] wrote, and not a byte more, at most 1 MiB of them.
+/// `None` when the pipe ends first.
+fn read_pre_exec_words(r: &mut impl Read) -> Option<Vec<String>> {
+    let mut words = Vec::new();
+    let mut word = Vec::new();
+    let mut total = 0usize;
+    let mut byte = [0u8; 1];
+    loop {
+        match r.read(&mut byte) {
+            Ok(1) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            _ => return None,
+        }
+        total += 1;
+        if total > 1 << 20 {
+            return None;
+        }
+        if byte[0] != 0 {
+            word.push(byte[0]);
+            continue;
+        }
+        // The empty word after the request ends the list.
+        if word.is_empty() && !words.is_empty() {
+            return Some(words);
+        }
+        words.push(String::from_utf8_lossy(&std::mem::take(&mut word)).into_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pre_exec_words_stop_at_their_end() {
+        let args = [
+            "rsyncd".to_string(),
+            "--server".to_string(),
+            ".".to_string(),
+        ];
+        let mut input = pre_exec_input("mod/", &args);
+        input.extend_from_slice(b"usr alice\n");
+        let mut r = &input[..];
+        assert_eq!(
+            read_pre_exec_words(&mut r),
+            Some(vec![
+                "mod/".to_string(),
+                "rsyncd".to_string(),
+                "--server".to_string(),
+                ".".to_string()
+            ])
+        );
+        // What follows is left for the converter.
+        assert_eq!(r, b"usr alice\n");
+        assert_eq!(read_pre_exec_words(&mut &b"mod/\0rsyncd\0"[..]), None);
     }
 }

@@ -103,6 +103,7 @@ pub(super) fn run(
     let mut hook_args = vec!["rsyncd".to_string()];
     hook_args.extend(args.iter().cloned());
     let hook_error = ms.hooks.finish_pre_xfer(&request, &hook_args);
+    ms.hooks.feed_name_converter(&request, &hook_args);
 
     let am_sender = parsed
         .as_ref()

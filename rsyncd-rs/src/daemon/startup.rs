@@ -8,7 +8,6 @@ pub const UNAPPLIED_MODULE_PARAMS: &[&str] = &[
     "dont compress",
     "temp dir",
     "charset",
-    "name converter",
     "open noatime",
     "ignore nonreadable",
     "insecure links",

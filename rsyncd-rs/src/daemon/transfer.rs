@@ -18,7 +18,7 @@ use crate::protocol::options::Options;
 pub(super) fn receive(
     s: &mut Session<'_>,
     m: &Module,
-    ms: ModuleSession,
+    mut ms: ModuleSession,
     mut options: Options,
     wire: Wire,
 ) -> Result<ExitCode, ExitCode> {
@@ -104,6 +104,7 @@ pub(super) fn receive(
         tree,
         dest_arg,
         log: Arc::new(s.log.clone()),
+        name_converter: ms.hooks.take_name_converter(),
     };
     let outcome = crate::engine::recv::run_conn(session, conn);
     let (got, sent) = (load(&read) - read_before, load(&written) - written_before);

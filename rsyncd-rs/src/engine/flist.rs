@@ -3,12 +3,12 @@
 //! flist_sort_and_clean(); uidlist.c id mapping).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::mux::{MuxReader, ReadError};
 use crate::engine::conn::ConnError;
 use crate::engine::exit::{ExitCode, Origin};
-use crate::engine::idmap::NameMap;
+use crate::engine::idmap::{NameConverter, NameMap};
 use crate::protocol::Decoded;
 use crate::protocol::codec::get_int;
 use crate::protocol::flist::{
@@ -132,6 +132,27 @@ impl From<ConnError<FlistError>> for ListError {
     }
 }
 
+/// Upstream ends the session on a name that would overflow its path buffer with the
+/// guard's line and overflow_exit()'s, exit code 22, from the process reading the list
+/// (the unforked "Receiver" for the first list, the "receiver" for sub-lists).
+fn overflow_exit(e: ConnError<FlistError>, sub_list: bool) -> ListError {
+    match e {
+        ConnError::Decode(o @ FlistError::NameOverflow { .. }) => {
+            let role = if sub_list { "receiver" } else { "Receiver" };
+            ListError::fatal(
+                format!(
+                    "{o} [{role}]\n[{role}] buffer overflow: recv_file_entry (file=flist.c, line=823)"
+                ),
+                ExitCode::MALLOC,
+                "util2.c",
+                129,
+                role,
+            )
+        }
+        other => other.into(),
+    }
+}
+
 /// Maps the sender's ids to ours by name (upstream: uidlist.c recv_add_id()).
 #[derive(Debug, Default, Clone)]
 pub struct IdMap {
@@ -142,41 +163,73 @@ pub struct IdMap {
     pub group_map: Option<NameMap>,
     /// Names are looked up locally (not with `--numeric-ids`).
     pub by_name: bool,
+    /// The module's `name converter`, asked instead of the system's user database.
+    pub converter: Option<Arc<Mutex<NameConverter>>>,
+    /// Messages for the client and the log from lookups since they were last taken.
+    pub errors: Vec<String>,
 }
 
 impl IdMap {
     /// Records a name the sender gave for a uid; returns our uid for it.
     pub fn add_user(&mut self, id: u32, name: &[u8]) -> u32 {
-        let local = self.map_user(id, name);
+        if let Some(&local) = self.uids.get(&id) {
+            return local;
+        }
+        let local = self.map_user(id, name).unwrap_or_else(|| {
+            self.by_name(id, name, "usr", |n| {
+                uzers::get_user_by_name(n).map(|u| u.uid())
+            })
+        });
         *self.uids.entry(id).or_insert(local)
     }
 
     /// Records a name the sender gave for a gid; returns our gid for it.
     pub fn add_group(&mut self, id: u32, name: &[u8]) -> u32 {
-        let local = self.map_group(id, name);
+        if let Some(&local) = self.gids.get(&id) {
+            return local;
+        }
+        let local = self.map_group(id, name).unwrap_or_else(|| {
+            self.by_name(id, name, "grp", |n| {
+                uzers::get_group_by_name(n).map(|g| g.gid())
+            })
+        });
         *self.gids.entry(id).or_insert(local)
     }
 
-    fn map_user(&self, id: u32, name: &[u8]) -> u32 {
-        if let Some(to) = self.user_map.as_ref().and_then(|m| m.lookup(id, name)) {
-            return to;
+    /// The local id of a sender's named, non-root id: from the name converter when the
+    /// module has one, else from the system; the sender's id when neither knows the name.
+    /// Upstream: uidlist.c, recv_add_id() with user_to_uid()/group_to_gid().
+    fn by_name(&mut self, id: u32, name: &[u8], cmd: &str, system: fn(&str) -> Option<u32>) -> u32 {
+        if !self.by_name || name.is_empty() || id == 0 {
+            return id;
+        }
+        if let Some(cvt) = &self.converter {
+            let answer = cvt
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .id_of(cmd, name);
+            return match answer {
+                Ok(found) => found.unwrap_or(id),
+                Err(message) => {
+                    self.errors.push(message);
+                    id
+                }
+            };
         }
         std::str::from_utf8(name)
             .ok()
-            .filter(|n| self.by_name && !n.is_empty() && id != 0)
-            .and_then(uzers::get_user_by_name)
-            .map_or(id, |u| u.uid())
+            .and_then(system)
+            .unwrap_or(id)
     }
 
-    fn map_group(&self, id: u32, name: &[u8]) -> u32 {
-        if let Some(to) = self.group_map.as_ref().and_then(|m| m.lookup(id, name)) {
-            return to;
-        }
-        std::str::from_utf8(name)
-            .ok()
-            .filter(|n| self.by_name && !n.is_empty() && id != 0)
-            .and_then(uzers::get_group_by_name)
-            .map_or(id, |g| g.gid())
+    /// The id a `--usermap`/`--chown` rule gives.
+    fn map_user(&self, id: u32, name: &[u8]) -> Option<u32> {
+        self.user_map.as_ref().and_then(|m| m.lookup(id, name))
+    }
+
+    /// The id a `--groupmap`/`--chown` rule gives.
+    fn map_group(&self, id: u32, name: &[u8]) -> Option<u32> {
+        self.group_map.as_ref().and_then(|m| m.lookup(id, name))
     }
 
     /// Our uid for the sender's (an id without a name is mapped by the rules alone).
@@ -184,7 +237,7 @@ impl IdMap {
         self.uids
             .get(&id)
             .copied()
-            .unwrap_or_else(|| self.map_user(id, b""))
+            .unwrap_or_else(|| self.map_user(id, b"").unwrap_or(id))
     }
 
     /// Our gid for the sender's.
@@ -192,7 +245,7 @@ impl IdMap {
         self.gids
             .get(&id)
             .copied()
-            .unwrap_or_else(|| self.map_group(id, b""))
+            .unwrap_or_else(|| self.map_group(id, b"").unwrap_or(id))
     }
 
     /// Whether ids are translated at all.
@@ -268,7 +321,9 @@ impl ListReceiver {
         let mut data_bytes = 0u64;
         let io_error = loop {
             let dec = &mut self.decoder;
-            let item = r.decode_with(|b| dec.decode(b, &entries, ndx_start))?;
+            let item = r
+                .decode_with(|b| dec.decode(b, &entries, ndx_start))
+                .map_err(|e| overflow_exit(e, parent.is_some()))?;
             match item {
                 FlistItem::End { io_error } => break io_error,
                 FlistItem::Entry(mut e) => {

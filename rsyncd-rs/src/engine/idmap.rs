@@ -2,6 +2,9 @@
 //! `*:GROUP` maps): which local id a sender's id or name becomes. Upstream: uidlist.c,
 //! parse_name_map() and recv_add_id().
 
+use std::fs::File;
+use std::io::{Read, Write};
+
 use crate::wildmatch::wildmatch;
 
 /// What a map rule matches.
@@ -86,6 +89,81 @@ impl NameMap {
     }
 }
 
+/// A daemon module's `name converter`: a program that answers one line per request line
+/// (`usr NAME` and `grp NAME` for a name's id, `uid ID` and `gid ID` for an id's name).
+/// Upstream: clientserver.c, namecvt_call().
+#[derive(Debug)]
+pub struct NameConverter {
+    requests: File,
+    answers: File,
+}
+
+/// The longest request or answer line, with its newline (upstream's buffer).
+const NAMECVT_LINE_MAX: usize = 1024;
+
+impl NameConverter {
+    /// Talks to a converter through its standard input and output.
+    pub fn new(requests: File, answers: File) -> NameConverter {
+        NameConverter { requests, answers }
+    }
+
+    /// Asks for the id of `name` (`cmd` is `usr` or `grp`). `Ok(None)` when the converter
+    /// does not know it or is gone (the caller keeps the sender's id); `Err` with the
+    /// message to report when the name cannot be put on the converter's line at all.
+    pub fn id_of(&mut self, cmd: &str, name: &[u8]) -> Result<Option<u32>, String> {
+        // A control character (a newline above all) would let a sender forge requests.
+        if name.iter().any(|&b| b < b' ' || b == 0x7f) {
+            return Err(format!(
+                "invalid name-converter token: {}",
+                String::from_utf8_lossy(name)
+            ));
+        }
+        let mut line = format!("{cmd} ").into_bytes();
+        line.extend_from_slice(name);
+        line.push(b'\n');
+        if line.len() >= NAMECVT_LINE_MAX {
+            return Err("namecvt_call() request was too large.".into());
+        }
+        if self.requests.write_all(&line).is_err() {
+            return Ok(None);
+        }
+        let Some(answer) = self.read_line() else {
+            return Ok(None);
+        };
+        // An empty or non-numeric answer means "unknown", never uid 0.
+        if answer.is_empty() || !answer.iter().all(u8::is_ascii_digit) {
+            return Ok(None);
+        }
+        Ok(std::str::from_utf8(&answer)
+            .ok()
+            .and_then(|t| t.parse::<u32>().ok()))
+    }
+
+    /// One answer line without its newline (and a CR before it); `None` at end of file or
+    /// on a line longer than the buffer.
+    fn read_line(&mut self) -> Option<Vec<u8>> {
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        loop {
+            match self.answers.read(&mut byte) {
+                Ok(1) if byte[0] == b'\n' => break,
+                Ok(1) => {
+                    if line.len() >= NAMECVT_LINE_MAX {
+                        return None;
+                    }
+                    line.push(byte[0]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                _ => return None,
+            }
+        }
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        Some(line)
+    }
+}
+
 /// A name or number as a local id.
 fn local_id(text: &str, users: bool) -> Option<u32> {
     if let Ok(n) = text.parse::<u32>() {
@@ -104,6 +182,52 @@ mod tests {
 
     fn parse(text: &str) -> Result<NameMap, MapError> {
         NameMap::parse(text, false, &mut |_| {})
+    }
+
+    /// A converter answering `usr alice` with 1234, `usr root0` with a non-number and
+    /// everything else with an empty line; it logs each request to `log`.
+    fn converter(log: &std::path::Path) -> (NameConverter, std::process::Child) {
+        use std::os::fd::OwnedFd;
+        use std::process::{Command, Stdio};
+        let script = format!(
+            "while read c n; do echo \"$c $n\" >> '{}'; case \"$c $n\" in 'usr alice') echo 1234 ;; 'usr root0') echo 0x1 ;; *) echo ;; esac; done",
+            log.display()
+        );
+        let mut child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn sh");
+        let req = File::from(OwnedFd::from(child.stdin.take().expect("stdin")));
+        let ans = File::from(OwnedFd::from(child.stdout.take().expect("stdout")));
+        (NameConverter::new(req, ans), child)
+    }
+
+    #[test]
+    fn the_converter_answers_names_and_refuses_control_characters() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("asked");
+        let (mut c, mut child) = converter(&log);
+        assert_eq!(c.id_of("usr", b"alice"), Ok(Some(1234)));
+        assert_eq!(c.id_of("grp", b"alice"), Ok(None));
+        assert_eq!(c.id_of("usr", b"root0"), Ok(None));
+        assert_eq!(
+            c.id_of("usr", b"bad\nname"),
+            Err("invalid name-converter token: bad\nname".to_string())
+        );
+        assert_eq!(
+            c.id_of("usr", &[b'x'; 2000]),
+            Err("namecvt_call() request was too large.".to_string())
+        );
+        drop(c);
+        child.wait().expect("wait");
+        // The refused names never reached the converter.
+        assert_eq!(
+            std::fs::read_to_string(&log).expect("log"),
+            "usr alice\ngrp alice\nusr root0\n"
+        );
     }
 
     #[test]

@@ -42,6 +42,24 @@ pub const MAX_QUEUED_MESSAGE_BYTES: usize = 16 << 20;
 /// What a queued message costs besides its payload (the enum and the vector header).
 const MESSAGE_OVERHEAD: usize = 64;
 
+/// What takes one of the peer's texts: its code and its bytes.
+type TextFn = dyn FnMut(MsgCode, &[u8]) + Send;
+
+/// Where the peer's texts go as they arrive, instead of waiting in the queue.
+pub struct TextSink(Box<TextFn>);
+
+impl TextSink {
+    pub fn new(f: impl FnMut(MsgCode, &[u8]) + Send + 'static) -> TextSink {
+        TextSink(Box::new(f))
+    }
+}
+
+impl std::fmt::Debug for TextSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TextSink")
+    }
+}
+
 /// The reading side: multiplexed (frames) or raw bytes, with a data buffer decoders run on.
 #[derive(Debug)]
 pub struct MuxReader {
@@ -59,6 +77,8 @@ pub struct MuxReader {
     queued_bytes: usize,
     /// Texts dropped because the queue was full, since the last take.
     dropped_texts: u64,
+    /// Takes texts at once when set (upstream handles each message as it reads it).
+    text_sink: Option<TextSink>,
 }
 
 impl MuxReader {
@@ -74,7 +94,14 @@ impl MuxReader {
             messages: Vec::new(),
             queued_bytes: 0,
             dropped_texts: 0,
+            text_sink: None,
         }
+    }
+
+    /// Sends the peer's texts to `sink` as they arrive rather than queueing them, so
+    /// that one sent while we wait for data is not lost when the peer then goes away.
+    pub fn set_text_sink(&mut self, sink: TextSink) {
+        self.text_sink = Some(sink);
     }
 
     /// The input half (for timeouts).
@@ -146,6 +173,10 @@ impl MuxReader {
             let payload = self.conn.buffered()[..header.len].to_vec();
             self.conn.consume(header.len);
             let message = parse_message(header.code, payload)?;
+            if let (Message::Text(code, text), Some(sink)) = (&message, &mut self.text_sink) {
+                (sink.0)(*code, text);
+                continue;
+            }
             if let Message::ErrorExit(code) = message {
                 self.peer_exit = Some(code);
                 self.messages.push(message);
@@ -423,6 +454,30 @@ mod tests {
             [
                 Message::Text(MsgCode::Info, b"hello\n".to_vec()),
                 Message::IoError(1)
+            ]
+        );
+        assert!(r.take_messages().is_empty());
+    }
+
+    #[test]
+    fn a_text_sink_takes_texts_as_they_arrive() {
+        // A text and then the end of the stream, with no data: the text must not wait in
+        // the queue for a decode that never completes.
+        let mut wire = Vec::new();
+        put_frame(&mut wire, MsgCode::Info, b"MARKER\n");
+        put_frame(&mut wire, MsgCode::Noop, b"");
+        let mut r = reader_over(wire);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let into = seen.clone();
+        r.set_text_sink(TextSink::new(move |code, text| {
+            into.lock().unwrap().push((code, text.to_vec()));
+        }));
+        assert!(matches!(r.fill(), Err(ConnError::Eof)));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                (MsgCode::Info, b"MARKER\n".to_vec()),
+                (MsgCode::Noop, Vec::new())
             ]
         );
         assert!(r.take_messages().is_empty());

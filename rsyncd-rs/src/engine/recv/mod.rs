@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use super::exit::{ExitCode, Origin, error_line};
 use super::filter::{FilterContext, FilterSet, RuleOrigin};
 use super::flist::{FileList, ListError, ListReceiver};
-use super::mux::{MuxReader, MuxWriter, SharedWriter, lock};
+use super::mux::{MuxReader, MuxWriter, SharedWriter, TextSink, lock};
 use super::setup::Wire;
 use super::tree::{RelPath, Tree};
 use crate::protocol::checksum::ChecksumSpec;
@@ -418,6 +418,15 @@ impl RecvError {
     }
 }
 
+/// Reports what the id lookups of the last list had to refuse, as upstream's
+/// rprintf(FERROR) does in a daemon: to the log and to the client.
+pub(crate) fn report_id_errors(lists: &mut ListReceiver, log: &dyn LogSink, writer: &SharedWriter) {
+    for text in std::mem::take(&mut lists.ids.errors) {
+        log.line(&text);
+        let _ = lock(writer).text(MsgCode::Error, &with_newline(&text));
+    }
+}
+
 /// Tells the client (and the log) why the session ends, as upstream's exit_cleanup() does
 /// on a server: the message, the `rsync error:` line, and MSG_ERROR_EXIT from protocol 31
 /// (or from the forked receiver at any protocol). Returns whether MSG_ERROR_EXIT went out,
@@ -454,6 +463,8 @@ pub struct RecvSession {
     /// The destination argument (module-relative, sanitized): `None` for the root.
     pub dest_arg: Option<Vec<u8>>,
     pub log: Arc<dyn LogSink>,
+    /// The module's running `name converter`, if it has one.
+    pub name_converter: Option<crate::engine::idmap::NameConverter>,
 }
 
 impl std::fmt::Debug for RecvSession {
@@ -489,6 +500,14 @@ pub fn run(
 ) -> Result<RecvOutcome, RecvError> {
     let writer: SharedWriter = Arc::new(Mutex::new(writer));
     let log = s.log.clone();
+    // Texts a peer puts on the wire (a stock sender does not) go to the log as they come,
+    // as upstream's generator logs what its receiver forwards.
+    let text_log = s.log.clone();
+    reader.set_text_sink(TextSink::new(move |code, text| {
+        if code != MsgCode::Noop {
+            text_log.line(String::from_utf8_lossy(text).trim_end());
+        }
+    }));
     let protocol = s.wire.protocol;
     let outcome = run_session(s, &mut reader, writer.clone());
     if let Err(e) = &outcome {
@@ -623,8 +642,11 @@ fn run_session(
         s.log.line(&text);
         let _ = lock(&writer).text(MsgCode::Error, &with_newline(&text));
     }
+    lists.ids.converter = s.name_converter.take().map(|c| Arc::new(Mutex::new(c)));
     s.log.line("receiving file list");
-    let first = lists.receive(reader, None)?;
+    let first = lists.receive(reader, None);
+    report_id_errors(&mut lists, &*s.log, &writer);
+    let first = first?;
     let daemon_only = daemon_filter_set(&s)?;
     let dest = Destination::prepare(
         &s.tree,

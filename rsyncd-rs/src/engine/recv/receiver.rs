@@ -209,19 +209,19 @@ impl Receiver<'_, '_> {
             )
             .at("flist.c", 2904, role));
         }
-        let list = lists
-            .receive(self.r, Some(d as usize))
-            .map_err(|e| match e {
-                // A refused sub-list is the receiver's (or, before it forks, the
-                // Receiver's) to report.
-                ListError::Fatal {
-                    msg,
-                    code,
-                    at,
-                    role: "receiver",
-                } => RecvError::fatal(msg, code).at(at.file, at.line, role),
-                other => RecvError::List(other),
-            })?;
+        let list = lists.receive(self.r, Some(d as usize));
+        super::report_id_errors(lists, &*self.sh.log, &self.sh.writer);
+        let list = list.map_err(|e| match e {
+            // A refused sub-list is the receiver's (or, before it forks, the
+            // Receiver's) to report.
+            ListError::Fatal {
+                msg,
+                code,
+                at,
+                role: "receiver",
+            } => RecvError::fatal(msg, code).at(at.file, at.line, role),
+            other => RecvError::List(other),
+        })?;
         Stats::add(&self.sh.stats.total_size, super::total_size(&list));
         if lists.io_error != 0 {
             self.notify(ToGenerator::IoError(lists.io_error));

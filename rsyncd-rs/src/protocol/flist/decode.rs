@@ -235,16 +235,22 @@ impl FlistDecoder {
         } else {
             i32::from(cur.byte()?)
         };
-        let l2 = usize::try_from(l2).map_err(|_| {
-            FlistError::Wire(WireError::Malformed {
-                what: "name length",
-            })
-        })?;
-        if l1 > prev.name.len() || l2 >= MAXPATHLEN - l1 {
-            return Err(FlistError::Wire(WireError::TooLarge {
-                what: "file name",
-                got: (l1 + l2) as u64,
-                limit: MAXPATHLEN as u64,
+        // Upstream compares as ints, so a negative length passes its check and fails
+        // later; refusing it here with the same words is the safe reading.
+        let Some(l2) = usize::try_from(l2).ok().filter(|&n| n < MAXPATHLEN - l1) else {
+            return Err(FlistError::NameOverflow {
+                xflags,
+                l1,
+                l2: i64::from(l2),
+                lastname: String::from_utf8_lossy(&prev.name).into_owned(),
+            }
+            .into());
+        };
+        // Upstream keeps what there is of a shorter previous name, leaving a NUL that cuts
+        // the name short; a prefix longer than the previous name is refused instead.
+        if l1 > prev.name.len() {
+            return Err(FlistError::Wire(WireError::Malformed {
+                what: "file name prefix length",
             })
             .into());
         }

@@ -200,6 +200,15 @@ pub enum FlistError {
     BadMode { mode: u32, name: String },
     #[error("hard-link reference out of range: {0}")]
     BadHardLink(i32),
+    /// A name whose kept prefix and new suffix reach MAXPATHLEN (upstream's
+    /// recv_file_entry() guard, which ends the session as a buffer overflow).
+    #[error("overflow: xflags=0x{xflags:x} l1={l1} l2={l2} lastname={lastname}")]
+    NameOverflow {
+        xflags: u32,
+        l1: usize,
+        l2: i64,
+        lastname: String,
+    },
     #[error("ERROR: rejecting non-directory transfer-root entry: {0}")]
     DotNotDir(String),
     #[error("Invalid flist flag: {0:x}")]

@@ -268,6 +268,30 @@ fn hostile_entries_are_refused() {
     ));
 }
 
+#[test]
+fn an_overlong_name_is_upstreams_overflow() {
+    // XMIT_LONG_NAME|SAME_UID|SAME_GID, then a varint length of 0x7fffff (upstream's
+    // recv_file_entry() guard, as rsync's proto-sender-selftest sends it at protocol 30).
+    let bad = [0x58, 0xe0, 0xff, 0xff, 0x7f, b'x', b'x'];
+    let err = FlistDecoder::new(cfg(30)).decode(&bad, &[], 0).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "overflow: xflags=0x58 l1=0 l2=8388607 lastname="
+    );
+    // MAXPATHLEN (varint 0x1000) is refused; one less is read (and then wants more).
+    let at_limit = [0x58, 0x90, 0x00];
+    assert!(matches!(
+        FlistDecoder::new(cfg(30)).decode(&at_limit, &[], 0),
+        Err(FlistError::NameOverflow { l2: 4096, .. })
+    ));
+    let mut fits = vec![0x58, 0x8f, 0xff];
+    fits.extend(std::iter::repeat_n(b'a', 4095));
+    assert!(matches!(
+        FlistDecoder::new(cfg(30)).decode(&fits, &[], 0),
+        Ok(Decoded::Needed(_))
+    ));
+}
+
 fn arb_entry() -> impl Strategy<Value = FileEntry> {
     (
         "[a-z]{1,8}(/[a-z]{1,8}){0,2}",
