@@ -334,6 +334,36 @@ fn backups() {
     ]);
 }
 
+/// Pushes into a sub-directory, twice, with a `--backup-dir`: a relative one is below the
+/// destination, an absolute one below the module root.
+#[test]
+fn backup_dir_into_a_sub_directory() {
+    run_cases(["bak", "/bak"].into_iter().map(|dir| {
+        (format!("--backup-dir={dir}"), move || {
+            let opt = format!("--backup-dir={dir}");
+            let opts = ["-a", "-i", opt.as_str()];
+            let runs = push_twice(
+                no_setup,
+                |d, f| push_cmd_to(Rsync::client(), d, f, &opts, "backup/sub/"),
+                |d, f| push_cmd_to(Rsync::client(), d, f, &opts, "backup/sub/"),
+            );
+            let mut found = step_differences(&runs, BACKUP_DIR);
+            found.extend(log_difference(&runs));
+            // Stock's backups are where the option says: a check that this case backs up.
+            let module = runs[0].module_dir();
+            let backups = if dir.starts_with('/') {
+                module.join("bak")
+            } else {
+                module.join("sub/bak")
+            };
+            if !backups.is_dir() {
+                found.push(format!("stock made no {}", backups.display()));
+            }
+            assert!(found.is_empty(), "{}", found.join("\n"));
+        })
+    }));
+}
+
 /// `refuse options` (stock's wording and exit code for a refused `--delete-after` and
 /// `-H`), and `transfer logging` with a `log format` of `%o %f %n %l %b %i`: the
 /// daemons' per-file lines are compared with the rest of their logs.

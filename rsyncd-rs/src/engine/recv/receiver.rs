@@ -869,8 +869,8 @@ fn umask() -> u32 {
     old.bits()
 }
 
-/// Where `--backup` puts the old version of `dest`: `--backup-dir` (relative to the module)
-/// or beside it with the suffix (default `~`).
+/// Where `--backup` puts the old version of `dest`: under `--backup-dir` (see
+/// [`backup_dir_root`]) or beside it with the suffix (default `~`).
 pub(super) fn backup_path(sh: &Shared, dest: &RelPath) -> Option<RelPath> {
     let o = &sh.opts;
     let suffix = o.backup_suffix.clone().unwrap_or_else(|| {
@@ -952,10 +952,16 @@ fn make_backup_dirs(sh: &Shared, backup: &RelPath) -> Result<(), TreeError> {
     Ok(())
 }
 
-/// The --backup-dir as a module path.
+/// The --backup-dir as a module path: a relative one is below the destination, an
+/// absolute one below the module root (upstream: options.c sanitizes it with
+/// sanitize_path(), which roots a leading "/" at the module directory).
 fn backup_dir_root(sh: &Shared) -> Option<RelPath> {
     let dir = sh.opts.backup_dir.as_deref()?;
-    let mut p = sh.dest.root.clone();
+    let mut p = if dir.starts_with('/') {
+        RelPath::root()
+    } else {
+        sh.dest.root.clone()
+    };
     for part in super::dest::sanitize(dir.as_bytes()).components() {
         p = p.join(part).ok()?;
     }
