@@ -194,7 +194,7 @@ impl Hooks {
             }
         }
         if let Some(pre) = self.pre.clone() {
-            match self.spawn_pre_xfer(&pre) {
+            match self.spawn_helper(&pre) {
                 Ok(child) => self.pre_child = Some(child),
                 Err(e) => {
                     s.log
@@ -206,7 +206,7 @@ impl Hooks {
         // Started now, while the session may still see the whole system (before any
         // chroot), so that names resolve as outside it. Upstream: rsync_module().
         if let Some(cvt) = self.namecvt.clone() {
-            match self.spawn_name_converter(&cvt) {
+            match self.spawn_helper(&cvt) {
                 Ok(child) => self.namecvt_child = Some(child),
                 Err(e) => {
                     s.log
@@ -273,48 +273,12 @@ impl Hooks {
     }
 
     /// Forks the helper that waits for the request: it reads the NUL-separated request and
-    /// arguments, puts them in RSYNC_REQUEST and RSYNC_ARG0.. and runs the command with its
-    /// standard output piped back. Upstream: clientserver.c, start_pre_exec().
-    fn spawn_pre_xfer(&self, cmd: &str) -> std::io::Result<PreXfer> {
-        let (args_in, args_out) = nix::unistd::pipe()?;
-        let (output_in, output_out) = nix::unistd::pipe()?;
-        match fork_process()? {
-            Forked::Parent(pid) => Ok(PreXfer {
-                pid,
-                args_out: File::from(args_out),
-                output_in: File::from(output_in),
-            }),
-            Forked::Child => {
-                drop(args_out);
-                drop(output_in);
-                let mut reader = File::from(args_in);
-                let mut data = Vec::new();
-                let _ = Read::by_ref(&mut reader)
-                    .take(1 << 20)
-                    .read_to_end(&mut data);
-                let mut words = data
-                    .split(|b| *b == 0)
-                    .map(|w| String::from_utf8_lossy(w).into_owned());
-                let mut c = self.command(cmd);
-                c.env("RSYNC_REQUEST", words.next().unwrap_or_default());
-                for (i, w) in words.take_while(|w| !w.is_empty()).enumerate() {
-                    c.env(format!("RSYNC_ARG{i}"), w);
-                }
-                c.stdin(Stdio::null()).stdout(Stdio::from(output_out));
-                let code = match c.status() {
-                    Ok(st) => st.code().unwrap_or(1),
-                    Err(_) => 1,
-                };
-                std::process::exit(code);
-            }
-        }
-    }
-
-    /// Forks the helper that reads the request and arguments from its pipe one byte at a
-    /// time (what follows them is the converter's input), then runs the converter with
-    /// that pipe as its standard input and its standard output piped back. Upstream:
+    /// arguments (one byte at a time: what follows them is the command's input), puts them
+    /// in RSYNC_REQUEST and RSYNC_ARG0.., and runs the command with that pipe as its
+    /// standard input and its standard output piped back. The pre-xfer command finds its
+    /// input at an end; the name converter gets its lookups there. Upstream:
     /// clientserver.c, start_pre_exec().
-    fn spawn_name_converter(&self, cmd: &str) -> std::io::Result<PreXfer> {
+    fn spawn_helper(&self, cmd: &str) -> std::io::Result<PreXfer> {
         let (args_in, args_out) = nix::unistd::pipe()?;
         let (output_in, output_out) = nix::unistd::pipe()?;
         match fork_process()? {
