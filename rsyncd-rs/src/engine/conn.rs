@@ -88,6 +88,8 @@ pub struct ConnIn {
     pos: usize,
     limits: Limits,
     bytes: Arc<AtomicU64>,
+    /// Whether the input is a TCP socket we acknowledge at once (see [`ConnIn::fill`]).
+    quickack: bool,
 }
 
 /// The writing half.
@@ -116,6 +118,7 @@ impl Conn {
                 pos: 0,
                 limits: Limits::default(),
                 bytes: Arc::new(AtomicU64::new(0)),
+                quickack: true,
             },
             tx: ConnOut {
                 file: File::from(output),
@@ -137,6 +140,7 @@ impl Conn {
             pos: std::mem::take(&mut self.rx.pos),
             limits: self.rx.limits,
             bytes: self.rx.bytes.clone(),
+            quickack: self.rx.quickack,
         };
         let tx = ConnOut {
             file: std::mem::replace(&mut self.tx.file, tx_copy),
@@ -278,7 +282,21 @@ impl ConnIn {
             return Err(ConnError::Eof);
         }
         self.bytes.fetch_add(got as u64, Ordering::Relaxed);
+        self.ack_now();
         Ok(got)
+    }
+
+    /// Acknowledges what was just read at once. The client writes its arguments, its
+    /// checksum list and its goodbye as small writes that Nagle's algorithm holds back
+    /// until the previous one is acknowledged, and a delayed acknowledgement costs each
+    /// of those waits 40 ms: three of them made a one-file push take 130 ms on loopback
+    /// rather than 10. The option does not stick (the kernel goes back to delaying), so
+    /// it is set after every read; on a pipe or a Unix socket it fails once and is not
+    /// tried again.
+    fn ack_now(&mut self) {
+        if self.quickack && socket2::SockRef::from(&self.file).set_tcp_quickack(true).is_err() {
+            self.quickack = false;
+        }
     }
 
     /// Runs a sans-IO decoder over the buffer, reading more until it is satisfied.
