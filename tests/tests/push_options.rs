@@ -331,6 +331,15 @@ fn backups() {
                 &["--backup-dir=bak", "--suffix=.old", "--delete"],
             )
         },
+        // A --backup-dir in what the module excludes is refused before anything moves.
+        Case {
+            setup: |f| f.set_module("backup", "exclude", "/dir2/"),
+            stock_ok: false,
+            ..case(
+                "--backup-dir in an excluded directory",
+                &["--backup-dir=/dir1/../dir2/bak"],
+            )
+        },
     ]);
 }
 

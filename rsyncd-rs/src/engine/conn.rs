@@ -294,7 +294,11 @@ impl ConnIn {
     /// it is set after every read; on a pipe or a Unix socket it fails once and is not
     /// tried again.
     fn ack_now(&mut self) {
-        if self.quickack && socket2::SockRef::from(&self.file).set_tcp_quickack(true).is_err() {
+        if self.quickack
+            && socket2::SockRef::from(&self.file)
+                .set_tcp_quickack(true)
+                .is_err()
+        {
             self.quickack = false;
         }
     }

@@ -736,7 +736,11 @@ pub(crate) mod tests {
         for n in 0..=2 * ROW * MAX_ROWS + ROW + 3 {
             for b in [0x7f, 0x80, 0xff] {
                 let block = vec![b; n];
-                assert_eq!(rolling_checksum(&block), reference_sum1(&block), "{n} x {b:#x}");
+                assert_eq!(
+                    rolling_checksum(&block),
+                    reference_sum1(&block),
+                    "{n} x {b:#x}"
+                );
             }
         }
     }

@@ -620,6 +620,8 @@ fn run_session(
     let cfg = flist_config(&s.opts, &s.wire, &s.policy, &sums);
     apply_protocol_defaults(&mut s.opts, s.wire.protocol);
 
+    let daemon_only = daemon_filter_set(&s)?;
+    reject_excluded_backup_dir(&s.opts, &daemon_only)?;
     let peer_rules = receive_filters(reader, &s.opts, s.wire.protocol)?;
     let mut lists = ListReceiver::new(cfg.clone(), !s.policy.numeric_ids);
     lists.chmod = s.policy.incoming_chmod.clone();
@@ -647,7 +649,6 @@ fn run_session(
     let first = lists.receive(reader, None);
     report_id_errors(&mut lists, &*s.log, &writer);
     let first = first?;
-    let daemon_only = daemon_filter_set(&s)?;
     let dest = Destination::prepare(
         &s.tree,
         s.dest_arg.as_deref(),
@@ -843,8 +844,7 @@ fn reject_excluded_option_dirs(o: &Options, daemon: &FilterSet) -> Result<(), Re
         dirs.push(p);
     }
     for dir in dirs {
-        let clean = dest::sanitize(dir.as_bytes());
-        if !clean.is_root() && daemon.daemon_refuses(clean.as_bytes(), true) {
+        if excluded_dir(dir, daemon) {
             return Err(RecvError::fatal(
                 "Your options have been rejected by the server.",
                 ExitCode::SYNTAX,
@@ -853,6 +853,27 @@ fn reject_excluded_option_dirs(o: &Options, daemon: &FilterSet) -> Result<(), Re
         }
     }
     Ok(())
+}
+
+/// A --backup-dir inside what the daemon excludes is refused with the options, before
+/// anything is read: upstream vets it as it is written, relative or not, in options.c
+/// parse_arguments(), and the daemon reports the failed parse (clientserver.c).
+fn reject_excluded_backup_dir(o: &Options, daemon: &FilterSet) -> Result<(), RecvError> {
+    match &o.backup_dir {
+        Some(dir) if excluded_dir(dir, daemon) => Err(RecvError::fatal(
+            "rsync: Your options have been rejected by the server.",
+            ExitCode::UNSUPPORTED,
+        )
+        .at("clientserver.c", 1267, "Receiver")),
+        _ => Ok(()),
+    }
+}
+
+/// Whether the daemon's rules exclude `dir` (an option's directory, cleaned of `..` and
+/// rooted at the module).
+fn excluded_dir(dir: &str, daemon: &FilterSet) -> bool {
+    let clean = dest::sanitize(dir.as_bytes());
+    !clean.is_root() && daemon.daemon_refuses(clean.as_bytes(), true)
 }
 
 /// The daemon's own rules alone, rooted at the module (to vet the destination argument).
