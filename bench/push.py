@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import os
 import pwd
 import grp
@@ -45,6 +46,7 @@ CLIENT_WITHOUT_Z = ["-artu", "-R", "--delete"]
 WORKLOADS = [
     ("small-initial", "{n} small files / {d} dirs, initial push"),
     ("small-nochange", "re-push of the {n}, nothing changed"),
+    ("small-perchange", "{pc} changed files, one push each (sersync's per-change push)"),
     ("big-initial", "one {big} file, initial push"),
     ("big-delta", "{big} file, {chg} changed in {k} places"),
 ]
@@ -100,6 +102,25 @@ def make_small_tree(root: Path, nfiles: int, ndirs: int) -> int:
             idx += 1
         os.utime(dpath, (MTIME_BASE, MTIME_BASE))
     return total
+
+
+_CHANGE_ROUNDS = itertools.count(1)
+
+
+def change_small_files(root: Path, count: int, rep: int) -> list[str]:
+    """Rewrites `count` files spread over the small tree (new content, and an mtime newer
+    than any before: `-u` skips a file older than its copy) and returns their paths as
+    sersync names them for `rsync -R`: `./dNNN/fNNNNN.txt`."""
+    round_ = next(_CHANGE_ROUNDS)
+    files = sorted(root.glob("d*/f*.txt"))
+    step = max(1, len(files) // max(1, count))
+    paths = []
+    for i, f in enumerate(files[::step][:count]):
+        f.write_bytes(b"changed in repetition %d, file %d\n" % (rep, i) + f.read_bytes()[:2048])
+        t = MTIME_BASE + 1_000_000 + round_
+        os.utime(f, (t, t))
+        paths.append("./" + str(f.relative_to(root)))
+    return paths
 
 
 def make_big_file(path: Path, size: int) -> None:
@@ -449,25 +470,39 @@ def parse_stat(out: str, label: str) -> int | None:
     return None
 
 
-def push(b: Bench, d: Daemon, srcdir: Path, opts: list[str]) -> Result:
+def push(b: Bench, d: Daemon, srcdir: Path, opts: list[str],
+         paths: list[str] | None = None) -> Result:
+    """One push of the whole source ("./"), or one session per path of `paths` in turn,
+    all timed together (sersync pushes each change by itself)."""
     subprocess.run(["sync"], check=True)
     d.start()
     sampler = Sampler(d.proc.pid, b.args.poll_ms / 1000)  # type: ignore[union-attr]
     sampler.start()
-    argv = [
-        b.client,
-        *opts,
-        "--stats",
-        "./",
-        f"rsync://rsync_backup@127.0.0.1:{d.port}/backup/",
-        f"--password-file={b.work / 'rsync.password.client'}",
-    ]
+
+    def argv_for(path: str) -> list[str]:
+        return [
+            b.client,
+            *opts,
+            "--stats",
+            path,
+            f"rsync://rsync_backup@127.0.0.1:{d.port}/backup/",
+            f"--password-file={b.work / 'rsync.password.client'}",
+        ]
+
     out_f = open(b.work / "client.out", "w+b")
     err_f = open(b.work / "client.err", "w+b")
     busy0, self0 = busy_ticks(), os.times()
     t0 = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=srcdir, stdout=out_f, stderr=err_f)
-    _, status, ru = os.wait4(proc.pid, 0)
+    utime = stime = 0.0
+    status = 0
+    for path in paths or ["./"]:
+        argv = argv_for(path)
+        proc = subprocess.Popen(argv, cwd=srcdir, stdout=out_f, stderr=err_f)
+        _, status, ru = os.wait4(proc.pid, 0)
+        utime += ru.ru_utime
+        stime += ru.ru_stime
+        if os.waitstatus_to_exitcode(status) != 0:
+            break
     wall = time.monotonic() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     # Wait for the session processes to exit: their RSS/CPU belong to the measurement.
@@ -490,7 +525,7 @@ def push(b: Bench, d: Daemon, srcdir: Path, opts: list[str]) -> Result:
             f"daemon log: {d.logfile}"
         )
     tck = os.sysconf("SC_CLK_TCK")
-    ours_cpu = sum(daemon_cpu) + ru.ru_utime + ru.ru_stime
+    ours_cpu = sum(daemon_cpu) + utime + stime
     ours_cpu += (self1.user - self0.user) + (self1.system - self0.system)
     elsewhere = max(0.0, (busy1 - busy0) / tck - ours_cpu)
     return Result(
@@ -501,7 +536,7 @@ def push(b: Bench, d: Daemon, srcdir: Path, opts: list[str]) -> Result:
         # The kernel's count when the listener reaped its sessions, else the samples'.
         daemon_cpu_s=sum(daemon_cpu) if sum(daemon_cpu) > 0 else sampler.session_cpu_s,
         daemon_sys_s=daemon_cpu[1],
-        client_cpu_s=ru.ru_utime + ru.ru_stime,
+        client_cpu_s=utime + stime,
         max_procs=sampler.max_procs,
         literal=parse_stat(out, "Literal data"),
         matched=parse_stat(out, "Matched data"),
@@ -540,10 +575,11 @@ def run_mode(b: Bench, mode: str, opts: list[str], src_small: Path, src_big: Pat
         what = "warm-up (not counted)" if warm else f"repetition {rep + 1}/{b.args.repeats}"
         log(f"[{mode}] {what}: order {' then '.join(order)}")
 
-        def one(wl: str, src: Path, check_content: bool) -> None:
+        def one(wl: str, src: Path, check_content: bool,
+                paths: list[str] | None = None) -> None:
             for n in order:
                 d = b.daemons[n]
-                r = push(b, d, src, opts)
+                r = push(b, d, src, opts, paths)
                 if not warm:
                     b.results.setdefault((mode, wl, n), []).append(r)
                 lit = f" literal {r.literal}" if r.literal is not None else ""
@@ -561,6 +597,8 @@ def run_mode(b: Bench, mode: str, opts: list[str], src_small: Path, src_big: Pat
                 b.daemons[n].reset_module()
             one("small-initial", src_small, False)
             one("small-nochange", src_small, False)
+            changed = change_small_files(src_small, b.args.per_change, rep)
+            one("small-perchange", src_small, True, changed)
         if "big" in b.args.workloads:
             for n in order:
                 b.daemons[n].reset_module()
@@ -730,6 +768,8 @@ def main() -> int:
                     help="places changed in the big file for the delta push (256)")
     ap.add_argument("--change-kib", type=int, default=4,
                     help="KiB changed at each place (4: 256 x 4 KiB = 1 MiB)")
+    ap.add_argument("--per-change", type=int, default=50,
+                    help="files changed and pushed one session each (50)")
     ap.add_argument("--repeats", type=int, default=4,
                     help="repetitions, median reported; even, so that each daemon goes "
                          "first as often as second (4)")
@@ -811,7 +851,7 @@ def main() -> int:
         chg_label = human_bytes(args.changes * span).replace(".0 ", " ")
         labels = {
             wl: text.format(n=f"{args.files:,}", d=args.dirs, big=big_label, chg=chg_label,
-                            k=args.changes)
+                            k=args.changes, pc=args.per_change)
             for wl, text in WORKLOADS
         }
         warns = report(b, labels)
