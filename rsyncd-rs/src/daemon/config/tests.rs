@@ -9,7 +9,7 @@ use proptest::prelude::*;
 
 use super::*;
 
-const SEED: &str = include_str!("../../../../../shared/fixtures/seed/rsyncd.conf");
+const SEED: &str = include_str!("../../../../tests/fixtures/seed/rsyncd.conf");
 
 fn no_env(_: &str) -> Option<String> {
     None
