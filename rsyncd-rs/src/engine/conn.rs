@@ -17,6 +17,12 @@ use crate::protocol::Decoded;
 /// How much is read from the socket at a time.
 const READ_CHUNK: usize = 256 * 1024;
 
+/// Reads shorter than this are acknowledged at once (see [`ConnIn::ack_now`]). A longer
+/// read means data is streaming, when the kernel acknowledges every other segment anyway
+/// and an acknowledgement per read only makes the client's side busier: in a 1 GiB
+/// `-z` push that cost the client 0.1-0.3 s of CPU.
+const QUICKACK_BELOW: usize = 16 * 1024;
+
 /// Why reading or writing the connection failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError<E = std::convert::Infallible> {
@@ -282,7 +288,9 @@ impl ConnIn {
             return Err(ConnError::Eof);
         }
         self.bytes.fetch_add(got as u64, Ordering::Relaxed);
-        self.ack_now();
+        if got < QUICKACK_BELOW {
+            self.ack_now();
+        }
         Ok(got)
     }
 
@@ -291,8 +299,8 @@ impl ConnIn {
     /// until the previous one is acknowledged, and a delayed acknowledgement costs each
     /// of those waits 40 ms: three of them made a one-file push take 130 ms on loopback
     /// rather than 10. The option does not stick (the kernel goes back to delaying), so
-    /// it is set after every read; on a pipe or a Unix socket it fails once and is not
-    /// tried again.
+    /// it is set after every short read; on a pipe or a Unix socket it fails once and is
+    /// not tried again.
     fn ack_now(&mut self) {
         if self.quickack
             && socket2::SockRef::from(&self.file)
