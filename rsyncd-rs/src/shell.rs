@@ -181,23 +181,15 @@ fn receive(conn: Conn, options: Options, wire: Wire) -> ExitCode {
         }
     };
     let am_root = nix::unistd::geteuid().is_root() && !fake_super;
+    // Not a daemon: no module rules, munging, chmods or transfer log.
     let policy = Policy {
         am_root,
         fake_super,
         numeric_ids: options.numeric_ids,
-        munge_symlinks: false,
         ignore_errors: options.ignore_errors,
-        is_daemon: false,
-        show_absolute_args: false,
         dest_shown: Some(shown_arg(&arg)),
-        daemon_rules: Vec::new(),
-        incoming_chmod: None,
-        transfer_log_format: None,
-        log_host: String::new(),
-        log_addr: String::new(),
-        log_module: String::new(),
         log_module_path: root.display().to_string(),
-        log_user: String::new(),
+        ..Policy::default()
     };
     let session = RecvSession {
         opts: options,

@@ -127,12 +127,17 @@ pub fn litmatch_array(literal: &[u8], pieces: &[&[u8]], anchor: Anchor) -> bool 
     text[start..] == *c_str(literal)
 }
 
-fn join(pieces: &[&[u8]]) -> Vec<u8> {
+/// The pieces as one text, each cut at a NUL as a C string is; a single piece (the usual
+/// case) is borrowed rather than copied.
+fn join<'a>(pieces: &[&'a [u8]]) -> std::borrow::Cow<'a, [u8]> {
+    if let [one] = pieces {
+        return std::borrow::Cow::Borrowed(c_str(one));
+    }
     let mut text = Vec::with_capacity(pieces.iter().map(|p| p.len()).sum());
     for piece in pieces {
         text.extend_from_slice(c_str(piece));
     }
-    text
+    std::borrow::Cow::Owned(text)
 }
 
 /// Start of the last `count` components of `text`, or `None` if it has fewer.

@@ -219,8 +219,6 @@ fn utf8_len(first: u8) -> usize {
     }
 }
 
-pub use crate::engine::logfmt::{LogFileInfo, LogSessionInfo, format_log_line};
-
 /// A daemon log shared with the transfer threads.
 #[derive(Debug, Clone)]
 pub struct SharedLog(std::sync::Arc<std::sync::Mutex<DaemonLog>>);

@@ -54,14 +54,15 @@ pub(super) fn receive(
         }
     };
     let incoming_chmod = match p.incoming_chmod.as_deref().filter(|c| !c.trim().is_empty()) {
-        Some(text) => match crate::engine::chmod::parse_chmod(text, current_umask()) {
-            Ok(rules) => Some(rules),
-            Err(_) => {
-                s.log
-                    .line(&format!("Invalid \"incoming chmod\" directive: {text}"));
-                None
+        Some(text) => {
+            match crate::engine::chmod::parse_chmod(text, crate::engine::chmod::process_umask()) {
+                Ok(rules) => Some(rules),
+                Err(e) => {
+                    s.log.line(&e.daemon_log_line(true));
+                    None
+                }
             }
-        },
+        }
         None => None,
     };
     let transfer_log_format = match (&s.setup.log_file_format, p.transfer_logging) {
@@ -128,13 +129,6 @@ pub(super) fn receive(
 /// glob_expand_module() does (`backup/dir` → `/dir`).
 fn strip_module(arg: &str, module: &str) -> Vec<u8> {
     arg.strip_prefix(module).unwrap_or(arg).as_bytes().to_vec()
-}
-
-/// The process umask (read by setting and restoring it).
-fn current_umask() -> u32 {
-    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
-    nix::sys::stat::umask(old);
-    old.bits()
 }
 
 /// The module's `filter`, `include from`, `include`, `exclude from` and `exclude` rules, in

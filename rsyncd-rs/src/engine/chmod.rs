@@ -78,6 +78,15 @@ fn dest_special_bits(who: u32) -> u32 {
     bits
 }
 
+/// The process umask. POSIX offers no way to read it but setting it, so it is set and put
+/// back; call this once, before a session starts threads that create files (they would
+/// see the temporary value).
+pub fn process_umask() -> u32 {
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    nix::sys::stat::umask(old);
+    old.bits()
+}
+
 /// Parses a chmod string: comma-separated clauses, each an optional `D` (directories
 /// only) or `F` (files only), then either an octal mode, or `ugoa` letters, an
 /// operator `+`, `-` or `=` and `rwxXst` letters or one of `ugo` to copy from. Without

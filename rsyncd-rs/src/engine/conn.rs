@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -168,14 +168,6 @@ impl Conn {
         self.tx.limits.idle = timeout;
     }
 
-    /// Total bytes received and sent so far.
-    pub fn totals(&self) -> (u64, u64) {
-        (
-            self.rx.bytes.load(Ordering::Relaxed),
-            self.tx.bytes.load(Ordering::Relaxed),
-        )
-    }
-
     /// Counters that stay valid after the halves are moved to other threads.
     pub fn counters(&self) -> (Arc<AtomicU64>, Arc<AtomicU64>) {
         (self.rx.bytes.clone(), self.tx.bytes.clone())
@@ -224,11 +216,6 @@ impl Conn {
     /// Splits into the reading and the writing half.
     pub fn into_halves(self) -> (ConnIn, ConnOut) {
         (self.rx, self.tx)
-    }
-
-    /// Joins the halves again.
-    pub fn from_halves(rx: ConnIn, tx: ConnOut) -> Conn {
-        Conn { rx, tx }
     }
 }
 
@@ -362,11 +349,5 @@ impl ConnOut {
     /// Sets the idle timeout of this half.
     pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
         self.limits.idle = timeout;
-    }
-
-    /// Half-closes the output side where possible, so the peer sees EOF.
-    pub fn shutdown(&self) {
-        let _ =
-            nix::sys::socket::shutdown(self.file.as_raw_fd(), nix::sys::socket::Shutdown::Write);
     }
 }

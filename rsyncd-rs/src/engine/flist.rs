@@ -57,9 +57,36 @@ pub struct FileList {
     /// The directory this list holds the contents of (incremental recursion): its index in
     /// the directory list and its entry. The first list's parent is `.` when it has one.
     pub parent: Option<(usize, FileEntry)>,
+    /// The active entries but `.`, ordered by directory: built the first time --delete
+    /// asks what a directory holds (see [`FileList::names_in`]).
+    by_dir: std::sync::OnceLock<Vec<u32>>,
 }
 
 impl FileList {
+    /// The basenames of the active entries directly in `dir` (`""` for the top).
+    /// Upstream finds each name by a binary search of its sorted list
+    /// (flist_find_ignore_dirness()); the directory index serves the same purpose here.
+    pub fn names_in<'a>(&'a self, dir: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let order = self.by_dir.get_or_init(|| {
+            let mut order: Vec<u32> = (0..self.entries.len())
+                .filter(|&i| self.active[i] && self.entries[i].name != b".")
+                .map(|i| i as u32)
+                .collect();
+            order.sort_by(|&a, &b| {
+                self.entries[a as usize]
+                    .dirname()
+                    .cmp(self.entries[b as usize].dirname())
+            });
+            order
+        });
+        let dir_of = |i: &u32| self.entries[*i as usize].dirname();
+        let lo = order.partition_point(|i| dir_of(i) < dir);
+        let hi = order.partition_point(|i| dir_of(i) <= dir);
+        order[lo..hi]
+            .iter()
+            .map(|&i| self.entries[i as usize].basename())
+    }
+
     /// The entry for an index in this list, if it is one of ours and active.
     pub fn get(&self, ndx: i32) -> Option<&FileEntry> {
         let i = usize::try_from(ndx.checked_sub(self.ndx_start)?).ok()?;
@@ -436,6 +463,7 @@ impl ListReceiver {
             active,
             hlink_group,
             parent: parent_entry,
+            by_dir: std::sync::OnceLock::new(),
         }))
     }
 
@@ -593,23 +621,7 @@ fn sort_with<T: Copy>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::conn::Conn;
-    use std::io::Write;
-    use std::os::fd::OwnedFd;
-    use std::os::unix::net::UnixStream;
-
-    /// A reader whose peer writes `bytes` and hangs up.
-    fn reader_over(bytes: Vec<u8>, muxed: bool) -> MuxReader {
-        let (ours, theirs) = UnixStream::pair().unwrap();
-        std::thread::spawn(move || {
-            let mut theirs = theirs;
-            let _ = theirs.write_all(&bytes);
-        });
-        let input = OwnedFd::from(ours);
-        let output = input.try_clone().unwrap();
-        let (rx, _) = Conn::new(input, output).into_halves();
-        MuxReader::new(rx, muxed)
-    }
+    use crate::engine::mux::reader_over;
 
     fn cfg29() -> FlistConfig {
         FlistConfig {

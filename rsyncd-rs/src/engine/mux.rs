@@ -398,16 +398,6 @@ impl MuxWriter {
         }
         Ok(())
     }
-
-    pub fn protocol(&self) -> i32 {
-        self.protocol
-    }
-
-    /// Gives the output half back.
-    pub fn into_conn(mut self) -> Result<ConnOut, ConnError> {
-        self.flush()?;
-        Ok(self.conn)
-    }
 }
 
 /// The writer shared by the generator and the receiver (who only sends messages).
@@ -419,26 +409,25 @@ pub fn lock(w: &SharedWriter) -> MutexGuard<'_, MuxWriter> {
     w.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// A reader (multiplexed or not) whose peer writes `bytes` and hangs up, for tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn reader_over(bytes: Vec<u8>, muxed: bool) -> MuxReader {
+    use std::io::Write;
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    std::thread::spawn(move || {
+        let mut theirs = theirs;
+        let _ = theirs.write_all(&bytes);
+    });
+    let input = std::os::fd::OwnedFd::from(ours);
+    let output = input.try_clone().unwrap();
+    let (rx, _) = super::conn::Conn::new(input, output).into_halves();
+    MuxReader::new(rx, muxed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::conn::Conn;
-    use std::io::Write;
-    use std::os::fd::OwnedFd;
-    use std::os::unix::net::UnixStream;
-
-    /// A multiplexed reader whose peer writes `bytes` and hangs up.
-    fn reader_over(bytes: Vec<u8>) -> MuxReader {
-        let (ours, theirs) = UnixStream::pair().unwrap();
-        std::thread::spawn(move || {
-            let mut theirs = theirs;
-            let _ = theirs.write_all(&bytes);
-        });
-        let input = OwnedFd::from(ours);
-        let output = input.try_clone().unwrap();
-        let (rx, _) = Conn::new(input, output).into_halves();
-        MuxReader::new(rx, true)
-    }
 
     #[test]
     fn messages_queue_until_taken() {
@@ -446,7 +435,7 @@ mod tests {
         put_frame(&mut wire, MsgCode::Info, b"hello\n");
         put_frame(&mut wire, MsgCode::IoError, &1i32.to_le_bytes());
         put_frame(&mut wire, MsgCode::Data, b"abc");
-        let mut r = reader_over(wire);
+        let mut r = reader_over(wire, true);
         r.fill().unwrap();
         assert_eq!(r.buffered(), b"abc");
         assert_eq!(
@@ -466,7 +455,7 @@ mod tests {
         let mut wire = Vec::new();
         put_frame(&mut wire, MsgCode::Info, b"MARKER\n");
         put_frame(&mut wire, MsgCode::Noop, b"");
-        let mut r = reader_over(wire);
+        let mut r = reader_over(wire, true);
         let seen = Arc::new(Mutex::new(Vec::new()));
         let into = seen.clone();
         r.set_text_sink(TextSink::new(move |code, text| {
@@ -493,7 +482,7 @@ mod tests {
             put_frame(&mut wire, MsgCode::Warning, &text);
         }
         put_frame(&mut wire, MsgCode::Data, b"x");
-        let mut r = reader_over(wire);
+        let mut r = reader_over(wire, true);
         r.fill().unwrap();
         assert_eq!(r.buffered(), b"x");
         let kept = r.messages.len();
@@ -517,7 +506,7 @@ mod tests {
             put_frame(&mut wire, MsgCode::NoSend, &(i as i32).to_le_bytes());
         }
         put_frame(&mut wire, MsgCode::Data, b"x");
-        let mut r = reader_over(wire);
+        let mut r = reader_over(wire, true);
         assert!(matches!(
             r.fill(),
             Err(ConnError::Decode(WireError::TooLarge { .. }))

@@ -2,8 +2,6 @@
 //! block length and strong-sum length (upstream: io.c read_sum_head()/write_sum_head(),
 //! generator.c sum_sizes_sqroot()/generate_and_send_sums(), sender.c receive_sums()).
 
-use std::io::{self, Read};
-
 use super::checksum::{ChecksumSpec, block_sum, rolling_checksum};
 use super::codec::{get_int, put_int};
 use super::{Decoded, WireError};
@@ -404,18 +402,23 @@ pub fn encode_block_sums(out: &mut Vec<u8>, sums: &BlockSums) {
     }
 }
 
-/// Computes the block sums of a basis read from `data` (give it a buffered reader; each
-/// block is one `read` at least) as described by `head`. A basis shorter than the head
-/// says is padded with zeros, as upstream's map_ptr() does when a file shrinks mid-transfer;
-/// other read errors are returned. Fails with `InvalidInput` for a head that describes no
-/// valid table (negative count, zero block length with blocks, s2length over 16).
-/// Upstream: generator.c, generate_and_send_sums().
-pub fn compute_block_sums(
+/// Why [`compute_block_sums`] stopped: the head describes no valid table, or `fill` failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BlockSumsError<E> {
+    /// Negative count or block length, zero block length with blocks, s2length over 16.
+    InvalidHead(&'static str),
+    Fill(E),
+}
+
+/// Computes the block sums of a basis as described by `head`; `fill` puts the next block's
+/// bytes into the buffer it is given (the caller reads the basis: this module does no
+/// I/O). Upstream: generator.c, generate_and_send_sums().
+pub fn compute_block_sums<E>(
     head: &SumHead,
     spec: &ChecksumSpec,
-    data: &mut impl Read,
-) -> io::Result<BlockSums> {
-    let invalid = |what| io::Error::new(io::ErrorKind::InvalidInput, what);
+    mut fill: impl FnMut(&mut [u8]) -> Result<(), E>,
+) -> Result<BlockSums, BlockSumsError<E>> {
+    let invalid = BlockSumsError::InvalidHead;
     let count = usize::try_from(head.count).map_err(|_| invalid("negative block count"))?;
     let s2 = s2_len(head).map_err(|_| invalid("strong sum length out of range"))?;
     let blength = usize::try_from(head.blength).map_err(|_| invalid("negative block length"))?;
@@ -427,27 +430,10 @@ pub fn compute_block_sums(
     for i in 0..count {
         let n = head.block_len(i).unwrap_or(blength).min(blength);
         let block = &mut buf[..n];
-        read_or_zero(data, block)?;
+        fill(block).map_err(BlockSumsError::Fill)?;
         sums.push(BlockSum::compute(spec, block, s2));
     }
     Ok(BlockSums { head: *head, sums })
-}
-
-/// Fills `buf` from `data`, zero-filling whatever is left when the data ends early.
-fn read_or_zero(data: &mut impl Read, buf: &mut [u8]) -> io::Result<()> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match data.read(&mut buf[filled..]) {
-            Ok(0) => {
-                buf[filled..].fill(0);
-                break;
-            }
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -674,7 +660,7 @@ mod tests {
             else {
                 panic!("block sums of p{protocol} @{at}");
             };
-            let computed = compute_block_sums(&h, &spec, &mut &basis[..]).unwrap();
+            let computed = compute_block_sums(&h, &spec, from_slice(basis)).unwrap();
             assert_eq!(got, computed, "p{protocol} @{at}");
             // Our encoders give back the generator's bytes.
             let mut out = Vec::new();
@@ -756,7 +742,7 @@ mod tests {
         ];
         for (name, seed, seed_fix, want, whole) in cases {
             let spec = ChecksumSpec::for_transfer(name, seed, 32, seed_fix).unwrap();
-            let got = compute_block_sums(&h, &spec, &mut &basis[..]).unwrap();
+            let got = compute_block_sums(&h, &spec, from_slice(&basis)).unwrap();
             let sum1: Vec<u32> = got.sums[..4].iter().map(|s| s.sum1).collect();
             assert_eq!(sum1, [0x6c05_092a, 0x5beb_0954, 0xce8b_05a3, 0x5d18_ffc4]);
             let sum2: Vec<u8> = got.sums[..4]
@@ -770,15 +756,27 @@ mod tests {
         }
     }
 
+    /// Fills blocks from `data` in turn, with zeros past its end (as the generator's
+    /// reader pads a basis that shrank).
+    fn from_slice(mut data: &[u8]) -> impl FnMut(&mut [u8]) -> Result<(), ()> + '_ {
+        move |block: &mut [u8]| {
+            let n = block.len().min(data.len());
+            block[..n].copy_from_slice(&data[..n]);
+            block[n..].fill(0);
+            data = &data[n..];
+            Ok(())
+        }
+    }
+
     #[test]
     fn short_basis_is_zero_filled() {
         let spec = ChecksumSpec::for_transfer(Some("md5"), 9, 32, true).unwrap();
         let h = head(2, 700, 16, 100);
-        let sums = compute_block_sums(&h, &spec, &mut &[1u8; 750][..]).unwrap();
+        let sums = compute_block_sums(&h, &spec, from_slice(&[1u8; 750])).unwrap();
         let mut last = [0u8; 100];
         last[..50].fill(1);
         assert_eq!(sums.sums[1], BlockSum::compute(&spec, &last, 16));
-        assert!(compute_block_sums(&head(1, 0, 2, 0), &spec, &mut &[][..]).is_err());
+        assert!(compute_block_sums(&head(1, 0, 2, 0), &spec, from_slice(&[])).is_err());
     }
 
     fn valid_head() -> impl Strategy<Value = (SumHead, i32)> {

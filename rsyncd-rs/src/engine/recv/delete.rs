@@ -149,13 +149,10 @@ impl Generator<'_> {
 
     /// The names the sender has in `dir` (in any live list).
     fn names_in_lists(&self, dir: &[u8]) -> HashSet<Vec<u8>> {
+        let dir: &[u8] = if dir == b"." { b"" } else { dir };
         let mut out = HashSet::new();
         for list in self.all_lists() {
-            for (e, a) in list.entries.iter().zip(&list.active) {
-                if *a && e.dirname() == if dir == b"." { &b""[..] } else { dir } && e.name != b"." {
-                    out.insert(e.basename().to_vec());
-                }
-            }
+            out.extend(list.names_in(dir).map(<[u8]>::to_vec));
         }
         out
     }

@@ -83,15 +83,24 @@ impl<'a> Output<'a> {
 }
 
 /// Writes `data`, turning runs of zeros into holes. Upstream: fileio.c, write_sparse().
+/// A run of zero chunks is skipped with one seek.
 fn write_sparse(file: &mut File, data: &[u8], pos: &mut u64) -> io::Result<()> {
     const CHUNK: usize = 1024;
+    let mut hole = 0i64;
     for chunk in data.chunks(CHUNK) {
         if chunk.iter().all(|&b| b == 0) {
-            file.seek(SeekFrom::Current(chunk.len() as i64))?;
+            hole += chunk.len() as i64;
         } else {
+            if hole > 0 {
+                file.seek(SeekFrom::Current(hole))?;
+                hole = 0;
+            }
             file.write_all(chunk)?;
         }
         *pos += chunk.len() as u64;
+    }
+    if hole > 0 {
+        file.seek(SeekFrom::Current(hole))?;
     }
     Ok(())
 }

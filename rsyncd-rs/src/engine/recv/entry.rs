@@ -45,18 +45,14 @@ pub(super) struct EntryCtx {
 }
 
 impl EntryCtx {
-    pub fn new() -> EntryCtx {
-        let umask = {
-            let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
-            nix::sys::stat::umask(old);
-            old.bits()
-        };
+    /// `dflt_perms` is 0777 without the process umask (upstream's dflt_perms).
+    pub fn new(dflt_perms: u32) -> EntryCtx {
         EntryCtx {
             skip_dir: None,
             dirs_to_touch: Vec::new(),
             created_dirs: Default::default(),
             missing_dirs: Default::default(),
-            dflt_perms: 0o777 & !umask,
+            dflt_perms,
             redo: false,
             skipped_deletes: 0,
             dry_missing_dir: None,
@@ -897,7 +893,10 @@ impl Generator<'_> {
             }
         };
         let mut reader = BufReader::with_capacity(256 * 1024, file);
-        compute_block_sums(&head, &self.sh.sums.xfer, &mut reader).ok()
+        compute_block_sums(&head, &self.sh.sums.xfer, |block| {
+            read_or_zero(&mut reader, block)
+        })
+        .ok()
     }
 
     /// The item flags for an entry compared with what is at the destination.
@@ -1472,4 +1471,22 @@ fn list_line(e: &FileEntry, o: &crate::protocol::options::Options) -> String {
         time_string(e.mtime),
         show(&e.name),
     )
+}
+
+/// Fills `buf` from `data`, zero-filling whatever is left when the data ends early, as
+/// upstream's map_ptr() pads a basis that shrank while its sums were made.
+fn read_or_zero(data: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match data.read(&mut buf[filled..]) {
+            Ok(0) => {
+                buf[filled..].fill(0);
+                break;
+            }
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

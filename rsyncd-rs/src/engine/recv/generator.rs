@@ -75,7 +75,7 @@ pub(super) fn run(sh: &Shared, rx: Receiver<ToGenerator>) -> Result<(), RecvErro
         hlink_done: VecDeque::new(),
         ndx: NdxCodec::new(sh.wire.protocol),
         io_error: 0,
-        entry: EntryCtx::new(),
+        entry: EntryCtx::new(sh.dflt_perms),
         hlinks: Hlinks::default(),
         aborted: false,
         walking_done: false,

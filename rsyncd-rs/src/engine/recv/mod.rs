@@ -158,6 +158,9 @@ pub(crate) struct Shared {
     /// (root, or fake super, which only records them). Upstream: uidlist.c,
     /// is_in_group() and FLAG_SKIP_GROUP.
     pub settable_groups: Option<std::collections::HashSet<u32>>,
+    /// 0777 without the process umask, read once before the threads start (upstream's
+    /// dflt_perms).
+    pub dflt_perms: u32,
 }
 
 /// The checksums of a session: the transfer (whole-file) sum, and the `--checksum` file-list
@@ -212,8 +215,7 @@ impl Shared {
 
     /// An error that does not by itself make the transfer partial (upstream's FERROR).
     pub fn error_note(&self, text: &str) {
-        self.log.line(text.trim_end());
-        let _ = lock(&self.writer).text(MsgCode::Error, &with_newline(text));
+        note_error(&*self.log, &self.writer, text);
     }
 
     /// Whether files may be given group `gid` (upstream's FLAG_SKIP_GROUP, inverted).
@@ -422,9 +424,14 @@ impl RecvError {
 /// rprintf(FERROR) does in a daemon: to the log and to the client.
 pub(crate) fn report_id_errors(lists: &mut ListReceiver, log: &dyn LogSink, writer: &SharedWriter) {
     for text in std::mem::take(&mut lists.ids.errors) {
-        log.line(&text);
-        let _ = lock(writer).text(MsgCode::Error, &with_newline(&text));
+        note_error(log, writer, &text);
     }
+}
+
+/// An error line (upstream's FERROR) to the log and to the client.
+fn note_error(log: &dyn LogSink, writer: &SharedWriter, text: &str) {
+    log.line(text.trim_end());
+    let _ = lock(writer).text(MsgCode::Error, &with_newline(text));
 }
 
 /// Tells the client (and the log) why the session ends, as upstream's exit_cleanup() does
@@ -627,10 +634,10 @@ fn run_session(
     lists.chmod = s.policy.incoming_chmod.clone();
     // --usermap/--groupmap (and --chown): names the system lacks are reported, the rest
     // applies. Upstream: uidlist.c, parse_name_map().
-    let mut unknown = Vec::new();
     for (text, users) in [(&s.opts.usermap, true), (&s.opts.groupmap, false)] {
         let Some(text) = text else { continue };
-        let map = crate::engine::idmap::NameMap::parse(text, users, &mut |t| unknown.push(t))
+        let errors = &mut lists.ids.errors;
+        let map = crate::engine::idmap::NameMap::parse(text, users, &mut |t| errors.push(t))
             .map_err(|e| {
                 RecvError::fatal(e.0, ExitCode::SYNTAX).at("uidlist.c", 514, "Receiver")
             })?;
@@ -640,10 +647,7 @@ fn run_session(
             lists.ids.group_map = Some(map);
         }
     }
-    for text in unknown {
-        s.log.line(&text);
-        let _ = lock(&writer).text(MsgCode::Error, &with_newline(&text));
-    }
+    report_id_errors(&mut lists, &*s.log, &writer);
     lists.ids.converter = s.name_converter.take().map(|c| Arc::new(Mutex::new(c)));
     s.log.line("receiving file list");
     let first = lists.receive(reader, None);
@@ -690,6 +694,7 @@ fn run_session(
         sums,
         basis,
         settable_groups,
+        dflt_perms: 0o777 & !crate::engine::chmod::process_umask(),
     });
     Stats::add(&shared.stats.total_size, total_size(&first));
 

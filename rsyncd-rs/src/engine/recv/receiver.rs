@@ -456,9 +456,8 @@ impl Receiver<'_, '_> {
             Ok(Some(m)) if m.kind == FileKind::Regular => sh.tree.open_read(bp).ok(),
             _ => None,
         });
-        if let Ok(Some(m)) = sh.tree.lstat(&dest)
-            && m.kind == FileKind::Dir
-        {
+        let dest_meta = sh.tree.lstat(&dest).ok().flatten();
+        if dest_meta.as_ref().is_some_and(|m| m.kind == FileKind::Dir) {
             return self.skip_file(
                 ndx,
                 &head,
@@ -470,9 +469,8 @@ impl Receiver<'_, '_> {
         let inplace = o.inplace;
         let mut want = want_attrs(sh, e);
         if !o.preserve_perms {
-            let existing = sh.tree.lstat(&dest).ok().flatten().map(|m| m.mode);
-            want.mode =
-                Some(super::entry::dest_mode(o, e.mode, existing, 0o777 & !umask()) & 0o7777);
+            let existing = dest_meta.as_ref().map(|m| m.mode);
+            want.mode = Some(super::entry::dest_mode(o, e.mode, existing, sh.dflt_perms) & 0o7777);
         }
         let outcome = if inplace {
             // --append keeps what the sum head covered, except when redoing a file whose
@@ -861,12 +859,6 @@ fn delta_err(e: super::delta::DeltaError) -> RecvError {
         super::delta::DeltaError::Read(r) => read_err(r),
         other => RecvError::fatal(other.to_string(), ExitCode::FILEIO),
     }
-}
-
-fn umask() -> u32 {
-    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
-    nix::sys::stat::umask(old);
-    old.bits()
 }
 
 /// Where `--backup` puts the old version of `dest`: under `--backup-dir` (see

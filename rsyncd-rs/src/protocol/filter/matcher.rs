@@ -117,27 +117,34 @@ impl CompiledRule {
             return false;
         }
 
-        let mut strings: Vec<&[u8]> = Vec::with_capacity(4);
+        // At most four pieces, kept on the stack: this runs for every rule and name.
+        let mut pieces: [&[u8]; 4] = [b""; 4];
+        let mut n = 0;
         if self.slash_cnt == 0 && !self.wild2 {
             if let Some(i) = name.iter().rposition(|&c| c == b'/') {
                 name = &name[i + 1..];
             }
         } else if self.abs_path && !rooted && !abs_prefix.is_empty() {
-            strings.push(abs_prefix);
-            strings.push(b"/");
+            pieces[0] = abs_prefix;
+            pieces[1] = b"/";
+            n = 2;
         } else if self.wild2_prefix && !rooted {
             // Lets "**/" match at the start of the name.
-            strings.push(b"/");
+            pieces[0] = b"/";
+            n = 1;
         }
-        strings.push(name);
+        pieces[n] = name;
+        n += 1;
         if kind == NameKind::Dir {
             // Lets a trailing "/***" match the directory itself.
             if self.wild3_suffix {
-                strings.push(b"/");
+                pieces[n] = b"/";
+                n += 1;
             }
         } else if self.dir_only {
             return !ret_match;
         }
+        let strings = &pieces[..n];
 
         let (pattern, anchored) = match self.pattern.strip_prefix(b"/") {
             Some(rest) => (rest, true),
@@ -152,9 +159,9 @@ impl CompiledRule {
         };
 
         let hit = if self.wild {
-            wildmatch_array(pattern, &strings, anchor)
+            wildmatch_array(pattern, strings, anchor)
         } else if strings.len() > 1 {
-            litmatch_array(pattern, &strings, anchor)
+            litmatch_array(pattern, strings, anchor)
         } else if anchored {
             name == pattern
         } else {

@@ -4,7 +4,7 @@
 //! coding at the top of each send_*_token().
 
 use super::{Decoded, MAX_TOKEN_INDEX, Tok, TokenEvent, WireError, malformed};
-use crate::protocol::codec::put_int;
+use crate::protocol::codec::{get_int, get_shortint, put_int};
 
 /// End of the file's tokens.
 pub(super) const END_FLAG: u8 = 0x00;
@@ -69,10 +69,11 @@ pub(super) fn parse_record(input: &[u8], previous: u32) -> Result<Decoded<Record
             .ok_or(malformed("compressed token: block index out of range"))?;
         (first, flag & 0x40 != 0, 1)
     } else if flag == TOKEN_LONG || flag == TOKENRUN_LONG {
-        let Some(raw) = input.get(1..5).and_then(|b| b.first_chunk::<4>()) else {
-            return Ok(Decoded::Needed(5 - input.len()));
+        let raw = match get_int(input.get(1..).unwrap_or_default()) {
+            Decoded::Done { value, .. } => value,
+            Decoded::Needed(n) => return Ok(Decoded::Needed(n)),
         };
-        let first = u32::try_from(i32::from_le_bytes(*raw))
+        let first = u32::try_from(raw)
             .ok()
             .filter(|&b| b <= MAX_TOKEN_INDEX)
             .ok_or(malformed("compressed token: block index out of range"))?;
@@ -86,10 +87,10 @@ pub(super) fn parse_record(input: &[u8], previous: u32) -> Result<Decoded<Record
             used: at,
         });
     }
-    let Some(raw) = input.get(at..at + 2).and_then(|b| b.first_chunk::<2>()) else {
-        return Ok(Decoded::Needed(at + 2 - input.len()));
+    let extra = match get_shortint(input.get(at..).unwrap_or_default()) {
+        Decoded::Done { value, .. } => u32::from(value),
+        Decoded::Needed(n) => return Ok(Decoded::Needed(n)),
     };
-    let extra = u32::from(u16::from_le_bytes(*raw));
     if extra == 0 || first > MAX_TOKEN_INDEX - extra {
         return Err(malformed("compressed token: bad run length"));
     }
