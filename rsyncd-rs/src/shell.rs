@@ -12,11 +12,10 @@ use std::sync::Arc;
 use crate::engine::conn::{Conn, ConnError};
 use crate::engine::exit::{ExitCode, Origin};
 use crate::engine::recv::{NoLog, Policy, RecvSession};
-use crate::engine::setup::{ServerSetup, Wire, setup_protocol};
+use crate::engine::setup::{ArgListError, ServerSetup, Wire, read_arg_list, setup_protocol};
 use crate::engine::tree::{Tree, TreeOptions};
 use crate::protocol::WireError;
 use crate::protocol::codec::{get_int, put_int};
-use crate::protocol::handshake::ArgDecoder;
 use crate::protocol::options::{Options, Refusals, parse_server_args};
 
 /// The most arguments `--secluded-args` may send (upstream: MAX_ARGS-ish bound).
@@ -274,26 +273,14 @@ fn split_destination(arg: &str) -> std::io::Result<(PathBuf, Vec<u8>)> {
 
 /// Reads the `--secluded-args` list: NUL-terminated words up to an empty one.
 fn read_secluded_args(conn: &mut Conn) -> Result<Vec<String>, ExitCode> {
-    let mut args = Vec::new();
-    let mut d = ArgDecoder::new(true, MAX_ARG_LEN);
-    loop {
-        let arg = loop {
-            match conn.decode(|b| Ok::<_, std::convert::Infallible>(d.decode(b))) {
-                Ok(Some(a)) => break a,
-                Ok(None) => {}
-                Err(ConnError::Eof) => return Err(ExitCode::STREAMIO),
-                Err(_) => return Err(ExitCode::SOCKETIO),
-            }
-        };
-        if arg.is_empty() {
-            return Ok(args);
-        }
-        if args.len() >= MAX_ARGS {
+    read_arg_list(conn, true, MAX_ARG_LEN, MAX_ARGS).map_err(|e| match e {
+        ArgListError::Conn(ConnError::Eof) => ExitCode::STREAMIO,
+        ArgListError::Conn(_) => ExitCode::SOCKETIO,
+        ArgListError::TooMany => {
             eprintln!("rsync: [server] too many arguments");
-            return Err(ExitCode::PROTOCOL);
+            ExitCode::PROTOCOL
         }
-        args.push(String::from_utf8_lossy(&arg).into_owned());
-    }
+    })
 }
 
 #[cfg(test)]

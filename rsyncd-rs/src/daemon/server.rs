@@ -8,37 +8,27 @@ use super::module::ModuleSession;
 use super::session::Session;
 use crate::engine::conn::ConnError;
 use crate::engine::exit::{ExitCode, Origin};
-use crate::engine::setup::{ServerSetup, setup_protocol};
-use crate::protocol::handshake::{ArgDecoder, BIG_LINE_MAX, MAX_DAEMON_ARGS};
+use crate::engine::setup::{ArgListError, ServerSetup, read_arg_list, setup_protocol};
+use crate::protocol::handshake::{BIG_LINE_MAX, MAX_DAEMON_ARGS};
 use crate::protocol::options::{Options, Refusals, parse_server_args};
 
 /// Reads the argument list; `nul_separated` from protocol 30. Upstream: io.c, read_args().
 fn read_args(s: &mut Session<'_>, nul_separated: bool) -> Result<Vec<String>, ExitCode> {
-    let mut args = Vec::new();
-    let mut d = ArgDecoder::new(nul_separated, BIG_LINE_MAX);
-    loop {
-        // Bytes beyond the limit are read and dropped, as upstream's read_line() does.
-        let arg = loop {
-            match s
-                .conn
-                .decode(|b| Ok::<_, std::convert::Infallible>(d.decode(b)))
-            {
-                Ok(Some(a)) => break a,
-                Ok(None) => {}
-                Err(e @ (ConnError::Timeout | ConnError::Io(_))) => {
-                    return Err(s.read_failed(&e));
-                }
-                Err(_) => return Err(ExitCode::SOCKETIO),
-            }
-        };
-        if arg.is_empty() {
-            return Ok(args);
+    match read_arg_list(
+        &mut s.conn,
+        nul_separated,
+        BIG_LINE_MAX,
+        MAX_DAEMON_ARGS - 2,
+    ) {
+        Ok(args) => Ok(args),
+        Err(ArgListError::Conn(e @ (ConnError::Timeout | ConnError::Io(_)))) => {
+            Err(s.read_failed(&e))
         }
-        if args.len() >= MAX_DAEMON_ARGS - 2 {
+        Err(ArgListError::Conn(_)) => Err(ExitCode::SOCKETIO),
+        Err(ArgListError::TooMany) => {
             s.log.line("too many daemon arguments");
-            return Err(ExitCode::PROTOCOL);
+            Err(ExitCode::PROTOCOL)
         }
-        args.push(String::from_utf8_lossy(&arg).into_owned());
     }
 }
 

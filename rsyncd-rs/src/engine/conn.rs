@@ -90,8 +90,11 @@ impl Limits {
 #[derive(Debug)]
 pub struct ConnIn {
     file: File,
+    /// Unconsumed bytes are `buf[pos..end]`; past `end` are stale bytes, kept so that a
+    /// read does not zero 256 KiB again each time.
     buf: Vec<u8>,
     pos: usize,
+    end: usize,
     limits: Limits,
     bytes: Arc<AtomicU64>,
     /// Whether the input is a TCP socket we acknowledge at once (see [`ConnIn::fill`]).
@@ -122,6 +125,7 @@ impl Conn {
                 file: File::from(input),
                 buf: Vec::new(),
                 pos: 0,
+                end: 0,
                 limits: Limits::default(),
                 bytes: Arc::new(AtomicU64::new(0)),
                 quickack: true,
@@ -144,6 +148,7 @@ impl Conn {
             file: std::mem::replace(&mut self.rx.file, rx_copy),
             buf: std::mem::take(&mut self.rx.buf),
             pos: std::mem::take(&mut self.rx.pos),
+            end: std::mem::take(&mut self.rx.end),
             limits: self.rx.limits,
             bytes: self.rx.bytes.clone(),
             quickack: self.rx.quickack,
@@ -211,6 +216,7 @@ impl Conn {
         }
         self.rx.buf.clear();
         self.rx.pos = 0;
+        self.rx.end = 0;
     }
 
     /// Splits into the reading and the writing half.
@@ -229,15 +235,15 @@ impl ConnIn {
 impl ConnIn {
     /// The bytes read but not yet consumed.
     pub fn buffered(&self) -> &[u8] {
-        &self.buf[self.pos..]
+        &self.buf[self.pos..self.end]
     }
 
     /// Marks `n` buffered bytes as consumed.
     pub fn consume(&mut self, n: usize) {
-        self.pos = (self.pos + n).min(self.buf.len());
-        if self.pos == self.buf.len() {
-            self.buf.clear();
+        self.pos = (self.pos + n).min(self.end);
+        if self.pos == self.end {
             self.pos = 0;
+            self.end = 0;
         }
     }
 
@@ -255,22 +261,21 @@ impl ConnIn {
     pub fn fill(&mut self) -> Result<usize, ConnError> {
         self.limits.wait(&self.file, PollFlags::POLLIN)?;
         if self.pos > 0 {
-            self.buf.drain(..self.pos);
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
             self.pos = 0;
         }
-        let start = self.buf.len();
-        self.buf.resize(start + READ_CHUNK, 0);
+        if self.buf.len() < self.end + READ_CHUNK {
+            self.buf.resize(self.end + READ_CHUNK, 0);
+        }
         let got = loop {
-            match self.file.read(&mut self.buf[start..]) {
+            match self.file.read(&mut self.buf[self.end..]) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    self.buf.truncate(start);
-                    return Err(ConnError::Io(e));
-                }
+                Err(e) => return Err(ConnError::Io(e)),
             }
         };
-        self.buf.truncate(start + got);
+        self.end += got;
         if got == 0 {
             return Err(ConnError::Eof);
         }

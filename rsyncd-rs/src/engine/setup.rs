@@ -12,6 +12,7 @@ use crate::protocol::compat::{
     CF_INC_RECURSE, CHECKSUM_NAMES, COMPRESS_NAMES, MAX_NSTR_STRLEN, choose_name,
     negotiates_strings, server_compat_flags,
 };
+use crate::protocol::handshake::ArgDecoder;
 use crate::protocol::mux::{MsgCode, put_frame};
 use crate::protocol::options::Options;
 
@@ -60,6 +61,44 @@ impl SetupError {
             SetupError::NoCommonName(_) => ExitCode::UNSUPPORTED,
             SetupError::Protocol(_) => ExitCode::PROTOCOL,
         }
+    }
+}
+
+/// Why [`read_arg_list`] stopped.
+#[derive(Debug)]
+pub enum ArgListError {
+    Conn(ConnError),
+    /// More than the allowed number of arguments.
+    TooMany,
+}
+
+/// Reads an argument list: words up to an empty one, NUL-separated from protocol 30 (or
+/// for `--secluded-args`), newline-separated before. A word longer than `max_len` is read
+/// and cut, as upstream's read_line() does; more than `max_args` words is an error.
+/// Upstream: io.c, read_args().
+pub fn read_arg_list(
+    conn: &mut Conn,
+    nul_separated: bool,
+    max_len: usize,
+    max_args: usize,
+) -> Result<Vec<String>, ArgListError> {
+    let mut args = Vec::new();
+    let mut d = ArgDecoder::new(nul_separated, max_len);
+    loop {
+        let arg = loop {
+            match conn.decode(|b| Ok::<_, std::convert::Infallible>(d.decode(b))) {
+                Ok(Some(a)) => break a,
+                Ok(None) => {}
+                Err(e) => return Err(ArgListError::Conn(e)),
+            }
+        };
+        if arg.is_empty() {
+            return Ok(args);
+        }
+        if args.len() >= max_args {
+            return Err(ArgListError::TooMany);
+        }
+        args.push(String::from_utf8_lossy(&arg).into_owned());
     }
 }
 

@@ -36,7 +36,7 @@ pub use wire::{
 };
 
 /// Upstream's MAXPATHLEN on Linux: a pattern this long or longer is discarded.
-pub const MAXPATHLEN: usize = 4096;
+pub use super::flist::MAXPATHLEN;
 
 /// How a merge file's lines are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
