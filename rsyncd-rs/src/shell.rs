@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use crate::engine::conn::{Conn, ConnError};
 use crate::engine::exit::{ExitCode, Origin};
-use crate::engine::recv::{NoLog, Policy, RecvSession};
+use crate::engine::recv::RecvSession;
+use crate::engine::session::{NoLog, Policy};
 use crate::engine::setup::{ArgListError, ServerSetup, Wire, read_arg_list, setup_protocol};
 use crate::engine::tree::{Tree, TreeOptions};
 use crate::protocol::WireError;

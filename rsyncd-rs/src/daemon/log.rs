@@ -253,7 +253,7 @@ impl SharedLog {
     }
 }
 
-impl crate::engine::recv::LogSink for SharedLog {
+impl crate::engine::session::LogSink for SharedLog {
     fn line(&self, text: &str) {
         SharedLog::line(self, text);
     }

@@ -3,6 +3,7 @@
 
 pub mod chmod;
 pub mod conn;
+pub mod error;
 pub mod exit;
 pub mod filter;
 pub mod flist;
@@ -11,6 +12,7 @@ pub mod itemize;
 pub mod logfmt;
 pub mod mux;
 pub mod recv;
+pub mod session;
 pub mod setup;
 pub mod tree;
 pub mod unsupported;

@@ -12,128 +12,30 @@ mod generator;
 mod receiver;
 mod translog;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use super::exit::{ExitCode, Origin, error_line};
 use super::filter::{FilterContext, FilterSet, RuleOrigin};
-use super::flist::{FileList, ListError, ListReceiver};
+use super::flist::{FileList, ListReceiver};
 use super::mux::{MuxReader, MuxWriter, SharedWriter, TextSink, lock};
 use super::setup::Wire;
 use super::tree::{RelPath, Tree};
-use crate::protocol::checksum::ChecksumSpec;
-use crate::protocol::compat::{CF_CHKSUM_SEED_FIX, CF_ID0_NAMES, CF_SAFE_FLIST};
-use crate::protocol::filter::{FilterRule, filter_list_expected, server_cvs_rules};
+use crate::protocol::compat::{CF_ID0_NAMES, CF_SAFE_FLIST};
+use crate::protocol::filter::{FilterRule, server_cvs_rules};
 use crate::protocol::flist::FlistConfig;
 use crate::protocol::mux::MsgCode;
 use crate::protocol::options::{DeleteWhen, Info, Options};
 
 pub use dest::Destination;
 
-/// Where transfer log lines go (the daemon's log); the engine knows nothing else of it.
-pub trait LogSink: Send + Sync {
-    /// Writes one line.
-    fn line(&self, text: &str);
-}
-
-/// A sink that drops everything.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoLog;
-
-impl LogSink for NoLog {
-    fn line(&self, _: &str) {}
-}
-
-/// What the module (or the local side) decides beyond the client's options.
-#[derive(Debug, Clone, Default)]
-pub struct Policy {
-    /// The session may give files away (root, and not under fake super).
-    pub am_root: bool,
-    /// Ownership and special files go into xattrs (`fake super`).
-    pub fake_super: bool,
-    /// Ids are not mapped through names (`--numeric-ids`, or the module's `numeric ids`).
-    pub numeric_ids: bool,
-    /// Received symlink targets get the `/rsyncd-munged/` prefix.
-    pub munge_symlinks: bool,
-    /// Delete even after the sender reported I/O errors (`ignore errors`).
-    pub ignore_errors: bool,
-    /// A daemon module is being served (daemon-only refusals and log lines apply).
-    pub is_daemon: bool,
-    /// Absolute path arguments are shown as the client gave them: a daemon chrooted at the
-    /// module root leaves them unsanitized, so "/sub" stays "/sub" in its messages
-    /// (upstream: clientserver.c, `sanitize_paths` only when `module_dirlen`).
-    pub show_absolute_args: bool,
-    /// The destination as messages name it, when not derived from the module path (a
-    /// remote-shell server shows the argument as the client gave it).
-    pub dest_shown: Option<String>,
-    /// The module's own `filter`, `include from`, `include`, `exclude from` and `exclude`
-    /// rules, parsed, in that order.
-    pub daemon_rules: Vec<FilterRule>,
-    /// The module's `incoming chmod`, applied after any client `--chmod`.
-    pub incoming_chmod: Option<super::chmod::ChmodRules>,
-    /// `log format` when `transfer logging` is on.
-    pub transfer_log_format: Option<String>,
-    /// For `log format` escapes.
-    pub log_host: String,
-    pub log_addr: String,
-    pub log_module: String,
-    pub log_module_path: String,
-    pub log_user: String,
-}
-
-impl Policy {
-    /// A name quoted for a message as upstream's full_fname() does: in a daemon the
-    /// module-relative path and the module, `"dir/file" (in backup)`; otherwise the path
-    /// under the transfer root.
-    pub fn full_fname(&self, rel: &str) -> String {
-        if self.is_daemon {
-            format!("\"{rel}\" (in {})", self.log_module)
-        } else if self.log_module_path.is_empty() || rel.starts_with('/') {
-            format!("\"{rel}\"")
-        } else {
-            format!("\"{}/{rel}\"", self.log_module_path.trim_end_matches('/'))
-        }
-    }
-}
-
-/// Statistics of the receiving side.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub total_size: AtomicU64,
-    pub literal_bytes: AtomicU64,
-    pub matched_bytes: AtomicU64,
-    pub files_transferred: AtomicU64,
-    pub deleted: [AtomicU64; 5],
-}
-
-impl Stats {
-    fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-}
-
-/// Where an informational line goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Said {
-    /// To the client only (upstream's FCLIENT).
-    Client,
-    /// To the daemon log only (FLOG).
-    Log,
-    /// To both (FINFO).
-    Both,
-}
-
-/// Sends `text` where `to` says.
-fn say(log: &dyn LogSink, writer: &SharedWriter, quiet: bool, to: Said, text: &str) {
-    if matches!(to, Said::Log | Said::Both) {
-        log.line(text.trim_end());
-    }
-    // A quiet client gets no informational lines (upstream: rwrite() drops FINFO).
-    if matches!(to, Said::Client | Said::Both) && !quiet {
-        let _ = lock(writer).text(MsgCode::Info, &with_newline(text));
-    }
-}
+pub use super::error::EngineError as RecvError;
+pub(crate) use super::error::{PEER_CLOSED, drain, is_eof, peer_exited, report_fatal};
+pub use super::session::{LogSink, NoLog, Policy, Said, Stats};
+pub(crate) use super::session::{
+    Sums, note_error, read_rule_file, receive_filters, say, with_newline,
+};
 
 /// Everything the two threads share.
 pub(crate) struct Shared {
@@ -161,47 +63,6 @@ pub(crate) struct Shared {
     /// 0777 without the process umask, read once before the threads start (upstream's
     /// dflt_perms).
     pub dflt_perms: u32,
-}
-
-/// The checksums of a session: the transfer (whole-file) sum, and the `--checksum` file-list
-/// sum when that option is on. Upstream: checksum.c, parse_checksum_choice() (xfer_sum_nni
-/// and file_sum_nni).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Sums {
-    pub xfer: ChecksumSpec,
-    pub file: Option<ChecksumSpec>,
-}
-
-impl Sums {
-    /// From `--checksum-choice=X[,Y]` or the negotiated name; an unknown name is fatal.
-    fn for_session(o: &Options, w: &Wire) -> Result<Sums, RecvError> {
-        let mut parts = o.checksum_choice.as_deref().map(|c| c.split(','));
-        let xfer_name = match &mut parts {
-            Some(p) => p.next(),
-            None => Some(w.checksum.as_str()),
-        };
-        let file_name = match &mut parts {
-            Some(p) => p.next().or(xfer_name),
-            None => xfer_name,
-        };
-        let unknown = |n: Option<&str>| {
-            RecvError::fatal(
-                format!("unknown checksum name: {}", n.unwrap_or("")),
-                ExitCode::UNSUPPORTED,
-            )
-        };
-        let xfer = ChecksumSpec::for_transfer(xfer_name, w.seed, w.protocol, seed_fix(w))
-            .ok_or_else(|| unknown(xfer_name))?;
-        let file = if o.always_checksum {
-            Some(
-                crate::protocol::checksum::file_checksum_spec(file_name, w.protocol)
-                    .ok_or_else(|| unknown(file_name))?,
-            )
-        } else {
-            None
-        };
-        Ok(Sums { xfer, file })
-    }
 }
 
 impl Shared {
@@ -309,14 +170,6 @@ impl Shared {
     }
 }
 
-fn with_newline(text: &str) -> String {
-    if text.ends_with('\n') {
-        text.to_string()
-    } else {
-        format!("{text}\n")
-    }
-}
-
 /// Messages from the receiver thread to the generator (upstream: the error pipe).
 #[derive(Debug)]
 pub(crate) enum ToGenerator {
@@ -336,129 +189,12 @@ pub(crate) enum ToGenerator {
     Abort,
 }
 
-/// Why the receiving side stopped early.
-#[derive(Debug, thiserror::Error)]
-pub enum RecvError {
-    #[error("{0}")]
-    List(#[from] ListError),
-    #[error("{msg}")]
-    Fatal {
-        msg: String,
-        code: ExitCode,
-        /// Where upstream ends the session in this case, and which of its processes
-        /// (for the `rsync error: ... at FILE(LINE) [ROLE=VERSION]` line).
-        at: Origin,
-        role: &'static str,
-    },
-}
-
-impl RecvError {
-    pub fn code(&self) -> ExitCode {
-        match self {
-            RecvError::List(ListError::Flist(crate::protocol::flist::FlistError::UnsafeName(
-                _,
-            ))) => ExitCode::UNSUPPORTED,
-            RecvError::List(ListError::OutsideDir(_)) => ExitCode::UNSUPPORTED,
-            RecvError::List(ListError::Read(crate::engine::conn::ConnError::Timeout)) => {
-                ExitCode::TIMEOUT
-            }
-            RecvError::List(ListError::Read(crate::engine::conn::ConnError::Decode(_))) => {
-                ExitCode::PROTOCOL
-            }
-            RecvError::List(ListError::Read(_)) => ExitCode::STREAMIO,
-            RecvError::List(ListError::Fatal { code, .. }) => *code,
-            RecvError::List(_) => ExitCode::PROTOCOL,
-            RecvError::Fatal { code, .. } => *code,
-        }
-    }
-
-    pub(crate) fn fatal(msg: impl Into<String>, code: ExitCode) -> RecvError {
-        RecvError::Fatal {
-            msg: msg.into(),
-            code,
-            at: Origin {
-                file: "receiver.c",
-                line: 868,
-            },
-            role: "receiver",
-        }
-    }
-
-    /// The same error, placed where upstream raises it.
-    pub(crate) fn at(self, file: &'static str, line: u32, who: &'static str) -> RecvError {
-        match self {
-            RecvError::Fatal { msg, code, .. } => RecvError::Fatal {
-                msg,
-                code,
-                at: Origin { file, line },
-                role: who,
-            },
-            other => other,
-        }
-    }
-
-    /// What the client is told: the message (if any), then the `rsync error:` line.
-    fn client_text(&self) -> String {
-        let (msg, at, role) = match self {
-            RecvError::Fatal { msg, at, role, .. }
-            | RecvError::List(ListError::Fatal { msg, at, role, .. }) => (msg.clone(), *at, *role),
-            RecvError::List(e) => (
-                e.to_string(),
-                Origin {
-                    file: "flist.c",
-                    line: 2724,
-                },
-                "receiver",
-            ),
-        };
-        let mut text = msg;
-        if !text.is_empty() && !text.ends_with('\n') {
-            text.push('\n');
-        }
-        text.push_str(&error_line(self.code(), at, role));
-        text
-    }
-}
-
 /// Reports what the id lookups of the last list had to refuse, as upstream's
 /// rprintf(FERROR) does in a daemon: to the log and to the client.
 pub(crate) fn report_id_errors(lists: &mut ListReceiver, log: &dyn LogSink, writer: &SharedWriter) {
     for text in std::mem::take(&mut lists.ids.errors) {
         note_error(log, writer, &text);
     }
-}
-
-/// An error line (upstream's FERROR) to the log and to the client.
-fn note_error(log: &dyn LogSink, writer: &SharedWriter, text: &str) {
-    log.line(text.trim_end());
-    let _ = lock(writer).text(MsgCode::Error, &with_newline(text));
-}
-
-/// Tells the client (and the log) why the session ends, as upstream's exit_cleanup() does
-/// on a server: the message, the `rsync error:` line, and MSG_ERROR_EXIT from protocol 31
-/// (or from the forked receiver at any protocol). Returns whether MSG_ERROR_EXIT went out,
-/// in which case upstream waits for the client to hang up.
-fn report_fatal(writer: &SharedWriter, log: &dyn LogSink, protocol: i32, err: &RecvError) -> bool {
-    let text = err.client_text();
-    for line in text.lines() {
-        log.line(line);
-    }
-    let mut w = lock(writer);
-    let _ = w.text(MsgCode::Error, &text);
-    let code = err.code();
-    let role = match err {
-        RecvError::Fatal { role, .. } | RecvError::List(ListError::Fatal { role, .. }) => *role,
-        RecvError::List(_) => "receiver",
-    };
-    let exit_msg = !matches!(
-        code,
-        ExitCode::SOCKETIO | ExitCode::STREAMIO | ExitCode::TIMEOUT
-    ) && (protocol >= 31 || role == "receiver");
-    if exit_msg {
-        let _ = w.message(MsgCode::ErrorExit, &err.code().0.to_le_bytes());
-    }
-    let _ = w.flush();
-    exit_msg
 }
 
 /// The inputs of a receiving session.
@@ -541,81 +277,6 @@ pub fn run(
         }
     }
     outcome
-}
-
-/// The error text of a read that met the end of the client's stream.
-pub(crate) const PEER_CLOSED: &str = "connection unexpectedly closed";
-
-/// Whether the session ended because the client's side of the connection closed.
-fn is_eof(e: &RecvError) -> bool {
-    use crate::engine::conn::ConnError;
-    match e {
-        RecvError::List(ListError::Read(ConnError::Eof)) => true,
-        RecvError::Fatal { code, msg, .. } => *code == ExitCode::STREAMIO && msg == PEER_CLOSED,
-        _ => false,
-    }
-}
-
-/// The client ended the session with MSG_ERROR_EXIT (it printed its own error): answer
-/// it as upstream's read_a_msg() does (from protocol 31), log the `rsync error:` line
-/// with the client's code, and tell the client nothing else.
-fn peer_exited(
-    writer: &SharedWriter,
-    log: &dyn LogSink,
-    protocol: i32,
-    err: &RecvError,
-    code: Option<i32>,
-) -> RecvError {
-    // Before the file list is in, upstream's receiver has not forked yet.
-    let role = match err {
-        RecvError::List(_) => "Receiver",
-        RecvError::Fatal { .. } => "receiver",
-    };
-    let code = ExitCode(code.unwrap_or(0));
-    if protocol >= 31 {
-        let mut w = lock(writer);
-        let payload = if role == "receiver" {
-            code.0.to_le_bytes().to_vec()
-        } else {
-            Vec::new()
-        };
-        let _ = w.message(MsgCode::ErrorExit, &payload);
-        let _ = w.flush();
-    }
-    if code != ExitCode::OK {
-        let at = Origin {
-            file: "io.c",
-            line: 1892,
-        };
-        log.line(error_line(code, at, role).trim_end());
-    }
-    RecvError::fatal("", code).at("io.c", 1892, role)
-}
-
-/// Reads and drops what the client still sends until it hangs up or answers our
-/// MSG_ERROR_EXIT with an empty one, which is returned before we go (at most a minute of
-/// silence), so that the client reads our error instead of a reset connection.
-/// Upstream: io.c, noop_io_until_death() and read_a_msg() for MSG_ERROR_EXIT.
-fn drain(reader: &mut MuxReader, writer: &SharedWriter) {
-    reader
-        .conn_mut()
-        .set_idle_timeout(Some(std::time::Duration::from_secs(60)));
-    loop {
-        if let Some(code) = reader.peer_exit() {
-            if code.is_none() {
-                let mut w = lock(writer);
-                let _ = w.message(MsgCode::ErrorExit, &[]);
-                let _ = w.flush();
-            }
-            return;
-        }
-        if reader.fill().is_err() {
-            return;
-        }
-        let n = reader.buffered().len();
-        reader.consume(n);
-        drop(reader.take_messages());
-    }
 }
 
 fn run_session(
@@ -771,34 +432,6 @@ fn apply_protocol_defaults(o: &mut Options, protocol: i32) {
     o.apply_protocol(protocol);
 }
 
-/// Reads the client's filter list when one comes our way. Upstream: exclude.c,
-/// recv_filter_list().
-fn receive_filters(
-    r: &mut MuxReader,
-    o: &Options,
-    protocol: i32,
-) -> Result<Vec<FilterRule>, RecvError> {
-    if !filter_list_expected(
-        false,
-        o.prune_empty_dirs,
-        o.deletes(),
-        o.delete_excluded,
-        protocol,
-    ) {
-        return Ok(Vec::new());
-    }
-    // A rule at a time, so each rule's bytes are dropped as it is read.
-    let mut d = crate::protocol::filter::FilterListDecoder::new(protocol);
-    loop {
-        if let Some(rules) = r
-            .decode_with(|b| d.decode(b))
-            .map_err(|e| RecvError::fatal(format!("filter list: {e}"), ExitCode::PROTOCOL))?
-        {
-            return Ok(rules);
-        }
-    }
-}
-
 /// The session's filter set: the daemon's rules, then the client's (and `-C`'s).
 fn build_filters(
     s: &RecvSession,
@@ -895,22 +528,6 @@ fn daemon_filter_set(s: &RecvSession) -> Result<FilterSet, RecvError> {
     set.add_daemon_rules(s.policy.daemon_rules.clone(), &mut read)
         .map_err(|e| RecvError::fatal(e.to_string(), crate::engine::filter::exit_code(&e)))?;
     Ok(set)
-}
-
-/// Reads a merge file named relative to the module root, through the confined tree.
-pub(crate) fn read_rule_file(tree: &Tree, path: &[u8]) -> Option<Vec<u8>> {
-    use std::io::Read;
-    let rel = RelPath::parse(path).ok()?;
-    let mut f = tree.open_read(&rel).ok()?;
-    let mut buf = Vec::new();
-    // Filter files are small; a huge one is not read past this.
-    f.by_ref().take(16 << 20).read_to_end(&mut buf).ok()?;
-    Some(buf)
-}
-
-/// Whether MD5 block sums put the seed first (CF_CHKSUM_SEED_FIX).
-pub(crate) fn seed_fix(w: &Wire) -> bool {
-    w.compat_flags & CF_CHKSUM_SEED_FIX != 0
 }
 
 /// `--delete` modes the generator runs in.

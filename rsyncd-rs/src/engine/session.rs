@@ -1,0 +1,219 @@
+//! The session core every role shares: where log lines go, the module's policy, how
+//! lines reach the client, the session's checksums, the client's filter list, and merge
+//! files read through the confined tree.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::error::EngineError;
+use super::exit::ExitCode;
+use super::mux::{MuxReader, SharedWriter, lock};
+use super::setup::Wire;
+use super::tree::{RelPath, Tree};
+use crate::protocol::checksum::ChecksumSpec;
+use crate::protocol::compat::CF_CHKSUM_SEED_FIX;
+use crate::protocol::filter::{FilterRule, filter_list_expected};
+use crate::protocol::mux::MsgCode;
+use crate::protocol::options::Options;
+
+/// Where transfer log lines go (the daemon's log); the engine knows nothing else of it.
+pub trait LogSink: Send + Sync {
+    /// Writes one line.
+    fn line(&self, text: &str);
+}
+
+/// A sink that drops everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoLog;
+
+impl LogSink for NoLog {
+    fn line(&self, _: &str) {}
+}
+
+/// What the module (or the local side) decides beyond the client's options.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// The session may give files away (root, and not under fake super).
+    pub am_root: bool,
+    /// Ownership and special files go into xattrs (`fake super`).
+    pub fake_super: bool,
+    /// Ids are not mapped through names (`--numeric-ids`, or the module's `numeric ids`).
+    pub numeric_ids: bool,
+    /// Received symlink targets get the `/rsyncd-munged/` prefix.
+    pub munge_symlinks: bool,
+    /// Delete even after the sender reported I/O errors (`ignore errors`).
+    pub ignore_errors: bool,
+    /// A daemon module is being served (daemon-only refusals and log lines apply).
+    pub is_daemon: bool,
+    /// Absolute path arguments are shown as the client gave them: a daemon chrooted at the
+    /// module root leaves them unsanitized, so "/sub" stays "/sub" in its messages
+    /// (upstream: clientserver.c, `sanitize_paths` only when `module_dirlen`).
+    pub show_absolute_args: bool,
+    /// The destination as messages name it, when not derived from the module path (a
+    /// remote-shell server shows the argument as the client gave it).
+    pub dest_shown: Option<String>,
+    /// The module's own `filter`, `include from`, `include`, `exclude from` and `exclude`
+    /// rules, parsed, in that order.
+    pub daemon_rules: Vec<FilterRule>,
+    /// The module's `incoming chmod`, applied after any client `--chmod`.
+    pub incoming_chmod: Option<super::chmod::ChmodRules>,
+    /// `log format` when `transfer logging` is on.
+    pub transfer_log_format: Option<String>,
+    /// For `log format` escapes.
+    pub log_host: String,
+    pub log_addr: String,
+    pub log_module: String,
+    pub log_module_path: String,
+    pub log_user: String,
+}
+
+impl Policy {
+    /// A name quoted for a message as upstream's full_fname() does: in a daemon the
+    /// module-relative path and the module, `"dir/file" (in backup)`; otherwise the path
+    /// under the transfer root.
+    pub fn full_fname(&self, rel: &str) -> String {
+        if self.is_daemon {
+            format!("\"{rel}\" (in {})", self.log_module)
+        } else if self.log_module_path.is_empty() || rel.starts_with('/') {
+            format!("\"{rel}\"")
+        } else {
+            format!("\"{}/{rel}\"", self.log_module_path.trim_end_matches('/'))
+        }
+    }
+}
+
+/// Statistics of the receiving side.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub total_size: AtomicU64,
+    pub literal_bytes: AtomicU64,
+    pub matched_bytes: AtomicU64,
+    pub files_transferred: AtomicU64,
+    pub deleted: [AtomicU64; 5],
+}
+
+impl Stats {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Where an informational line goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Said {
+    /// To the client only (upstream's FCLIENT).
+    Client,
+    /// To the daemon log only (FLOG).
+    Log,
+    /// To both (FINFO).
+    Both,
+}
+
+/// Sends `text` where `to` says.
+pub(crate) fn say(log: &dyn LogSink, writer: &SharedWriter, quiet: bool, to: Said, text: &str) {
+    if matches!(to, Said::Log | Said::Both) {
+        log.line(text.trim_end());
+    }
+    // A quiet client gets no informational lines (upstream: rwrite() drops FINFO).
+    if matches!(to, Said::Client | Said::Both) && !quiet {
+        let _ = lock(writer).text(MsgCode::Info, &with_newline(text));
+    }
+}
+
+/// The checksums of a session: the transfer (whole-file) sum, and the `--checksum` file-list
+/// sum when that option is on. Upstream: checksum.c, parse_checksum_choice() (xfer_sum_nni
+/// and file_sum_nni).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sums {
+    pub xfer: ChecksumSpec,
+    pub file: Option<ChecksumSpec>,
+}
+
+impl Sums {
+    /// From `--checksum-choice=X[,Y]` or the negotiated name; an unknown name is fatal.
+    pub(crate) fn for_session(o: &Options, w: &Wire) -> Result<Sums, EngineError> {
+        let mut parts = o.checksum_choice.as_deref().map(|c| c.split(','));
+        let xfer_name = match &mut parts {
+            Some(p) => p.next(),
+            None => Some(w.checksum.as_str()),
+        };
+        let file_name = match &mut parts {
+            Some(p) => p.next().or(xfer_name),
+            None => xfer_name,
+        };
+        let unknown = |n: Option<&str>| {
+            EngineError::fatal(
+                format!("unknown checksum name: {}", n.unwrap_or("")),
+                ExitCode::UNSUPPORTED,
+            )
+        };
+        let xfer = ChecksumSpec::for_transfer(xfer_name, w.seed, w.protocol, seed_fix(w))
+            .ok_or_else(|| unknown(xfer_name))?;
+        let file = if o.always_checksum {
+            Some(
+                crate::protocol::checksum::file_checksum_spec(file_name, w.protocol)
+                    .ok_or_else(|| unknown(file_name))?,
+            )
+        } else {
+            None
+        };
+        Ok(Sums { xfer, file })
+    }
+}
+
+pub(crate) fn with_newline(text: &str) -> String {
+    if text.ends_with('\n') {
+        text.to_string()
+    } else {
+        format!("{text}\n")
+    }
+}
+
+/// An error line (upstream's FERROR) to the log and to the client.
+pub(crate) fn note_error(log: &dyn LogSink, writer: &SharedWriter, text: &str) {
+    log.line(text.trim_end());
+    let _ = lock(writer).text(MsgCode::Error, &with_newline(text));
+}
+
+/// Reads a merge file named relative to the module root, through the confined tree.
+pub(crate) fn read_rule_file(tree: &Tree, path: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let rel = RelPath::parse(path).ok()?;
+    let mut f = tree.open_read(&rel).ok()?;
+    let mut buf = Vec::new();
+    // Filter files are small; a huge one is not read past this.
+    f.by_ref().take(16 << 20).read_to_end(&mut buf).ok()?;
+    Some(buf)
+}
+
+/// Whether MD5 block sums put the seed first (CF_CHKSUM_SEED_FIX).
+pub(crate) fn seed_fix(w: &Wire) -> bool {
+    w.compat_flags & CF_CHKSUM_SEED_FIX != 0
+}
+
+/// Reads the client's filter list when one comes our way. Upstream: exclude.c,
+/// recv_filter_list().
+pub(crate) fn receive_filters(
+    r: &mut MuxReader,
+    o: &Options,
+    protocol: i32,
+) -> Result<Vec<FilterRule>, EngineError> {
+    if !filter_list_expected(
+        o.am_sender,
+        o.prune_empty_dirs,
+        o.deletes(),
+        o.delete_excluded,
+        protocol,
+    ) {
+        return Ok(Vec::new());
+    }
+    // A rule at a time, so each rule's bytes are dropped as it is read.
+    let mut d = crate::protocol::filter::FilterListDecoder::new(protocol);
+    loop {
+        if let Some(rules) = r
+            .decode_with(|b| d.decode(b))
+            .map_err(|e| EngineError::fatal(format!("filter list: {e}"), ExitCode::PROTOCOL))?
+        {
+            return Ok(rules);
+        }
+    }
+}
