@@ -176,21 +176,11 @@ pub(super) fn run(
     if let Some(r) = refusal {
         return Err(end_session(s, &mut wire, options.am_sender, &r));
     }
-    if !options.am_sender {
-        return super::transfer::receive(s, m, ms, options, wire);
+    if options.am_sender {
+        super::transfer::send(s, m, ms, options, wire)
+    } else {
+        super::transfer::receive(s, m, ms, options, wire)
     }
-    let not_yet = Refusal {
-        text: "ERROR: rsyncd-rs: sending files (a pull) is not implemented yet\n",
-        code: ExitCode::UNSUPPORTED,
-        origin: Origin {
-            file: "main.c",
-            line: 1185,
-        },
-        stage: Stage::Server,
-        always_tell: true,
-        sent,
-    };
-    Err(end_session(s, &mut wire, options.am_sender, &not_yet))
 }
 
 /// A refused option or a failed `pre-xfer exec`. Upstream: clientserver.c, rsync_module().

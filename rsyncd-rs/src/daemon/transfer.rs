@@ -9,23 +9,21 @@ use super::module::ModuleSession;
 use super::session::Session;
 use crate::engine::exit::ExitCode;
 use crate::engine::recv::RecvSession;
+use crate::engine::send::SendSession;
 use crate::engine::session::Policy;
 use crate::engine::setup::Wire;
 use crate::engine::tree::{Tree, TreeOptions};
 use crate::protocol::filter::{DaemonParam, FilterRule, parse_daemon_param};
 use crate::protocol::options::Options;
 
-/// Runs the receiving side of a push into the module.
-pub(super) fn receive(
+/// What both directions build from the module: the confined tree and the policy.
+fn prepare(
     s: &mut Session<'_>,
     m: &Module,
-    mut ms: ModuleSession,
-    mut options: Options,
-    wire: Wire,
-) -> Result<ExitCode, ExitCode> {
+    ms: &ModuleSession,
+    options: &Options,
+) -> Result<(Tree, Policy), ExitCode> {
     let p = &m.params;
-    // What the client may ask the daemon to report is capped by `max verbosity`.
-    options.info.limit(p.max_verbosity);
     // An absolute --partial-dir names a directory from the module root (upstream's
     // sanitize_path() puts the module path in front of it), which is how the engine
     // reads it.
@@ -34,7 +32,7 @@ pub(super) fn receive(
         &ms.root,
         TreeOptions {
             fake_super: ms.fake_super,
-            keep_dirlinks: options.keep_dirlinks,
+            keep_dirlinks: options.keep_dirlinks && !options.am_sender,
             dry_run: options.dry_run,
             ..TreeOptions::default()
         },
@@ -45,7 +43,6 @@ pub(super) fn receive(
             return Err(ExitCode::FILEIO);
         }
     };
-    let dest_arg = options.paths().first().map(|a| strip_module(a, &m.name));
     let vars = |k: &str| std::env::var(k).ok();
     let daemon_rules = match module_filters(m, &vars) {
         Ok(f) => f,
@@ -54,7 +51,7 @@ pub(super) fn receive(
             return Err(ExitCode::SYNTAX);
         }
     };
-    let incoming_chmod = match p.incoming_chmod.as_deref().filter(|c| !c.trim().is_empty()) {
+    let chmod = |text: Option<&str>| match text.filter(|c| !c.trim().is_empty()) {
         Some(text) => {
             match crate::engine::chmod::parse_chmod(text, crate::engine::chmod::process_umask()) {
                 Ok(rules) => Some(rules),
@@ -66,6 +63,8 @@ pub(super) fn receive(
         }
         None => None,
     };
+    let incoming_chmod = chmod(p.incoming_chmod.as_deref());
+    let outgoing_chmod = chmod(p.outgoing_chmod.as_deref());
     let transfer_log_format = match (&s.setup.log_file_format, p.transfer_logging) {
         (Some(f), _) => Some(f.clone()),
         (None, true) => Some(p.log_format.clone()),
@@ -83,6 +82,8 @@ pub(super) fn receive(
         dest_shown: None,
         daemon_rules,
         incoming_chmod,
+        outgoing_chmod,
+        ignore_nonreadable: p.ignore_nonreadable,
         transfer_log_format,
         log_host: s.peer.host.to_string(),
         log_addr: s.peer.addr.clone(),
@@ -90,15 +91,37 @@ pub(super) fn receive(
         log_module_path: ms.full_path.display().to_string(),
         log_user: s.user.clone().unwrap_or_default(),
     };
+    Ok((tree, policy))
+}
+
+/// Takes the connection out of the session, with the byte counts so far (the statistics
+/// leave out the handshake and protocol setup, as upstream's do).
+fn take_conn(s: &mut Session<'_>) -> Result<(crate::engine::conn::Conn, (u64, u64)), ExitCode> {
     let conn = s.conn.take().map_err(|e| {
         s.log.line(&format!("cannot duplicate the connection: {e}"));
         ExitCode::FILEIO
     })?;
     let (read, written) = conn.counters();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-    // Like upstream's stats, the totals leave out the handshake and protocol setup.
-    let (read_before, written_before) =
-        (load(&read) - conn.buffered().len() as u64, load(&written));
+    let before = (load(&read) - conn.buffered().len() as u64, load(&written));
+    Ok((conn, before))
+}
+
+/// Runs the receiving side of a push into the module.
+pub(super) fn receive(
+    s: &mut Session<'_>,
+    m: &Module,
+    mut ms: ModuleSession,
+    mut options: Options,
+    wire: Wire,
+) -> Result<ExitCode, ExitCode> {
+    // What the client may ask the daemon to report is capped by `max verbosity`.
+    options.info.limit(m.params.max_verbosity);
+    let (tree, policy) = prepare(s, m, &ms, &options)?;
+    let dest_arg = options.paths().first().map(|a| strip_module(a, &m.name));
+    let (conn, (read_before, written_before)) = take_conn(s)?;
+    let (read, written) = conn.counters();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     let session = RecvSession {
         opts: options,
         wire,
@@ -122,6 +145,45 @@ pub(super) fn receive(
         }
         Ok(o) => Err(o.code),
         // The engine has told the client and the log already.
+        Err(e) => Err(e.code()),
+    }
+}
+
+/// Runs the sending side of a pull from the module (upstream: main.c,
+/// do_server_sender()).
+pub(super) fn send(
+    s: &mut Session<'_>,
+    m: &Module,
+    ms: ModuleSession,
+    mut options: Options,
+    wire: Wire,
+) -> Result<ExitCode, ExitCode> {
+    options.info.limit(m.params.max_verbosity);
+    let (tree, policy) = prepare(s, m, &ms, &options)?;
+    let args: Vec<Vec<u8>> = options
+        .paths()
+        .iter()
+        .map(|a| strip_module(a, &m.name))
+        .collect();
+    let (conn, counted_from) = take_conn(s)?;
+    let session = SendSession {
+        opts: options,
+        wire,
+        policy,
+        tree,
+        args,
+        log: Arc::new(s.log.clone()),
+        counted_from,
+    };
+    match crate::engine::send::run_conn(session, conn) {
+        Ok(o) if o.code == ExitCode::OK => {
+            s.log.line(&format!(
+                "sent {} bytes  received {} bytes  total size {}",
+                o.bytes_written, o.bytes_read, o.total_size
+            ));
+            Ok(o.code)
+        }
+        Ok(o) => Err(o.code),
         Err(e) => Err(e.code()),
     }
 }

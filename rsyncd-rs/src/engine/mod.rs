@@ -12,6 +12,7 @@ pub mod itemize;
 pub mod logfmt;
 pub mod mux;
 pub mod recv;
+pub mod send;
 pub mod session;
 pub mod setup;
 pub mod tree;

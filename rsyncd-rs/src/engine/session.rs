@@ -56,6 +56,10 @@ pub struct Policy {
     pub daemon_rules: Vec<FilterRule>,
     /// The module's `incoming chmod`, applied after any client `--chmod`.
     pub incoming_chmod: Option<super::chmod::ChmodRules>,
+    /// The module's `outgoing chmod`: the modes a pull's file list shows.
+    pub outgoing_chmod: Option<super::chmod::ChmodRules>,
+    /// `ignore nonreadable`: a pull leaves out what this session cannot read.
+    pub ignore_nonreadable: bool,
     /// `log format` when `transfer logging` is on.
     pub transfer_log_format: Option<String>,
     /// For `log format` escapes.

@@ -176,6 +176,22 @@ impl Tree {
         Ok(file)
     }
 
+    /// Whether this process may read `p` (a final symlink is not followed), as
+    /// access(2) with the effective ids answers (`ignore nonreadable`).
+    pub fn is_readable(&self, p: &RelPath) -> bool {
+        let flags = AtFlags::AT_SYMLINK_NOFOLLOW | AtFlags::AT_EACCESS;
+        match self.locate(p) {
+            Ok(Located::Root) => {
+                nix::unistd::faccessat(&self.root, ".", nix::unistd::AccessFlags::R_OK, flags)
+                    .is_ok()
+            }
+            Ok(Located::Entry { dir, name }) => {
+                nix::unistd::faccessat(&dir, name, nix::unistd::AccessFlags::R_OK, flags).is_ok()
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Opens `p` for `--inplace` writing: `O_WRONLY`, no `O_TRUNC`, created `0600` if
     /// absent, never following a final symlink. Errors: `WrongKind` unless a regular
     /// file, resolver refusals, `Io`.

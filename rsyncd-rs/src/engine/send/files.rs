@@ -1,0 +1,459 @@
+//! Answering the receiver's requests: each index with its item flags, the receiver's block
+//! sums, and the file sent against them. Upstream: sender.c send_files(),
+//! receive_sums(); rsync.c read_ndx_and_attrs(); main.c read_final_goodbye().
+
+use super::Core;
+use super::list::{IOERR_GENERAL, IOERR_VANISHED, LOOKAHEAD, Lister};
+use super::matcher::{MatchError, match_sums};
+use crate::engine::error::EngineError;
+use crate::engine::exit::ExitCode;
+use crate::engine::itemize::{ItemizeCtx, is_significant, itemize_string};
+use crate::engine::logfmt::{
+    LogFileInfo, LogSessionInfo, format_log_line, mtime_string, perm_string,
+};
+use crate::engine::mux::{MuxReader, lock};
+use crate::protocol::Decoded;
+use crate::protocol::codec::{get_shortint, get_vstring, put_shortint, put_vstring};
+use crate::protocol::flist::{FileEntry, mode};
+use crate::protocol::mux::MsgCode;
+use crate::protocol::ndx::{NDX_DEL_STATS, NDX_DONE, NdxCodec, iflags as it};
+use crate::protocol::sums::{BlockSum, SumHead, decode_block_sum, decode_sum_head};
+use crate::protocol::token::{Compression, TokenEncoder};
+
+/// The longest name a request may carry (MAXPATHLEN).
+const MAX_XNAME: usize = 4096;
+
+/// One request of the receiver.
+#[derive(Debug)]
+struct Request {
+    ndx: i32,
+    iflags: u32,
+    basis_type: Option<u8>,
+    xname: Option<Vec<u8>>,
+}
+
+struct Io<'a> {
+    core: &'a Core,
+    r: &'a mut MuxReader,
+    ndx_in: NdxCodec,
+    ndx_out: NdxCodec,
+}
+
+impl Io<'_> {
+    fn fail(&self, msg: impl Into<String>) -> EngineError {
+        EngineError::fatal(msg, ExitCode::PROTOCOL).at("io.c", 1900, "sender")
+    }
+
+    fn read<T>(
+        &mut self,
+        f: impl FnMut(&[u8]) -> Result<Decoded<T>, crate::protocol::WireError>,
+    ) -> Result<T, EngineError> {
+        read_from(self.r, f)
+    }
+
+    fn read_ndx(&mut self) -> Result<i32, EngineError> {
+        let codec = &mut self.ndx_in;
+        read_from(self.r, |b| codec.decode(b))
+    }
+
+    /// Reads the next request, answering delete statistics on the way.
+    /// Upstream: rsync.c, read_ndx_and_attrs().
+    fn read_request(&mut self, lists: Option<&Lister>) -> Result<Request, EngineError> {
+        let protocol = self.core.wire.protocol;
+        loop {
+            let ndx = self.read_ndx()?;
+            if ndx == NDX_DONE {
+                return Ok(Request {
+                    ndx,
+                    iflags: 0,
+                    basis_type: None,
+                    xname: None,
+                });
+            }
+            if ndx == NDX_DEL_STATS {
+                // Five varints: the receiver's deletion counts, echoed back as upstream's
+                // server sender does.
+                let mut counts = Vec::new();
+                for _ in 0..5 {
+                    counts.push(self.read(crate::protocol::codec::get_varint)?);
+                }
+                let mut out = Vec::new();
+                self.ndx_out.encode(NDX_DEL_STATS, &mut out);
+                for c in counts {
+                    crate::protocol::codec::put_varint(&mut out, c);
+                }
+                self.core.data(&out)?;
+                continue;
+            }
+            if ndx < 0 {
+                let last = lists
+                    .and_then(|l| l.lists.back())
+                    .map_or(-1, |l| l.ndx_start + l.items.len() as i32 - 1);
+                return Err(self.fail(format!(
+                    "Invalid file index: {ndx} ({NDX_DONE} - {last}) [sender]"
+                )));
+            }
+            let iflags = if protocol >= 29 {
+                u32::from(self.read(|b| Ok(get_shortint(b)))?)
+            } else {
+                it::TRANSFER | it::MISSING_DATA
+            };
+            // The protocol-29 keep-alive: the index one past the list with ITEM_IS_NEW.
+            if protocol < 30
+                && iflags == it::IS_NEW
+                && lists
+                    .and_then(|l| l.lists.back())
+                    .is_some_and(|l| ndx == l.ndx_start + l.items.len() as i32)
+            {
+                continue;
+            }
+            let basis_type = if iflags & it::BASIS_TYPE_FOLLOWS != 0 {
+                Some(self.read(get_byte)?)
+            } else {
+                None
+            };
+            let xname = if iflags & it::XNAME_FOLLOWS != 0 {
+                Some(self.read(|b| get_vstring(b, MAX_XNAME))?)
+            } else {
+                None
+            };
+            return Ok(Request {
+                ndx,
+                iflags,
+                basis_type,
+                xname,
+            });
+        }
+    }
+
+    /// Echoes a request back before the file's data. Upstream: sender.c,
+    /// write_ndx_and_attrs().
+    fn write_request(&mut self, req: &Request, out: &mut Vec<u8>) {
+        self.ndx_out.encode(req.ndx, out);
+        if self.core.wire.protocol < 29 {
+            return;
+        }
+        put_shortint(out, req.iflags as u16);
+        if let Some(t) = req.basis_type {
+            out.push(t);
+        }
+        if let Some(x) = &req.xname {
+            // Names were read with a MAXPATHLEN bound, well inside a vstring's.
+            let _ = put_vstring(out, x);
+        }
+    }
+
+    fn write_done(&mut self) -> Result<(), EngineError> {
+        let mut out = Vec::new();
+        self.ndx_out.encode(NDX_DONE, &mut out);
+        self.core.data(&out)
+    }
+
+    /// The sum head and block sums of one request, bounded as upstream's receive_sums().
+    fn read_sums(&mut self) -> Result<(SumHead, Vec<BlockSum>), EngineError> {
+        let protocol = self.core.wire.protocol;
+        let max = self.core.sums.xfer.digest_len().min(16);
+        let head = self.read(|b| decode_sum_head(b, protocol, max))?;
+        let count = usize::try_from(head.count).unwrap_or(0);
+        let mut sums = Vec::with_capacity(count.min(1 << 16));
+        for _ in 0..count {
+            sums.push(self.read(|b| decode_block_sum(b, &head))?);
+        }
+        Ok((head, sums))
+    }
+}
+
+/// Decodes one value from the client's stream.
+fn read_from<T>(
+    r: &mut MuxReader,
+    f: impl FnMut(&[u8]) -> Result<Decoded<T>, crate::protocol::WireError>,
+) -> Result<T, EngineError> {
+    let v = r.decode_with(f).map_err(read_err)?;
+    // Messages the client sends (MSG_NOOP keep-alives, MSG_ERROR_EXIT...) are handled by
+    // the reader; texts went to the log.
+    drop(r.take_messages());
+    Ok(v)
+}
+
+fn get_byte(b: &[u8]) -> Result<Decoded<u8>, crate::protocol::WireError> {
+    Ok(match b.first() {
+        Some(&x) => Decoded::Done { value: x, used: 1 },
+        None => Decoded::Needed(1),
+    })
+}
+
+fn read_err(e: crate::engine::mux::ReadError) -> EngineError {
+    use crate::engine::conn::ConnError;
+    match e {
+        ConnError::Timeout => {
+            EngineError::fatal("io timeout", ExitCode::TIMEOUT).at("io.c", 197, "sender")
+        }
+        ConnError::Eof => EngineError::fatal(crate::engine::error::PEER_CLOSED, ExitCode::STREAMIO)
+            .at("io.c", 285, "sender"),
+        other => {
+            EngineError::fatal(other.to_string(), ExitCode::PROTOCOL).at("io.c", 1900, "sender")
+        }
+    }
+}
+
+/// Statistics the sender keeps.
+#[derive(Debug, Default)]
+pub(super) struct SendStats {
+    pub literal: u64,
+    pub matched: u64,
+    pub files: u64,
+}
+
+/// Answers requests until the receiver's last phase ends. Upstream: sender.c, send_files().
+pub(super) fn send_files(
+    core: &Core,
+    r: &mut MuxReader,
+    lists: &mut Lister,
+) -> Result<SendStats, EngineError> {
+    let protocol = core.wire.protocol;
+    let mut io = Io {
+        core,
+        r,
+        ndx_in: NdxCodec::new(protocol),
+        ndx_out: NdxCodec::new(protocol),
+    };
+    let compression = match &core.wire.compression {
+        Some(name) => Compression::from_name(name).ok_or_else(|| {
+            EngineError::fatal(
+                format!("unknown compress name: {name}"),
+                ExitCode::UNSUPPORTED,
+            )
+        })?,
+        None => Compression::None,
+    };
+    let mut tokens = TokenEncoder::new(compression, core.opts.compress_level, protocol);
+    let max_phase = if protocol >= 29 { 2 } else { 1 };
+    let mut phase = 0;
+    let mut stats = SendStats::default();
+    let saved_io_error = lists.io_error;
+    loop {
+        if core.cfg.inc_recurse {
+            lists.send_extra(core, LOOKAHEAD)?;
+        }
+        lock(&core.writer).flush().map_err(super::write_err)?;
+        let req = io.read_request(Some(lists))?;
+        if req.ndx == NDX_DONE {
+            if core.cfg.inc_recurse && !lists.lists.is_empty() {
+                lists.finish_first();
+                if !lists.lists.is_empty() {
+                    io.write_done()?;
+                    continue;
+                }
+            }
+            phase += 1;
+            if phase > max_phase {
+                break;
+            }
+            io.write_done()?;
+            continue;
+        }
+        if core.cfg.inc_recurse {
+            lists.send_extra(core, LOOKAHEAD)?;
+        }
+        let Some((_, item)) = lists.find(req.ndx) else {
+            return Err(io.fail(format!(
+                "rsync: refusing transfer of cleared file index {}",
+                req.ndx
+            )));
+        };
+        let item = item.clone();
+        let e = &item.e;
+        if req.iflags & it::TRANSFER != 0 && !mode::is_reg(e.mode) {
+            return Err(io.fail(format!(
+                "received request to transfer non-regular file: {} [sender]",
+                req.ndx
+            )));
+        }
+        if req.iflags & it::TRANSFER == 0 {
+            maybe_log_item(core, e, req.iflags);
+            let mut out = Vec::new();
+            io.write_request(&req, &mut out);
+            core.data(&out)?;
+            continue;
+        }
+        if phase == 2 {
+            return Err(io.fail("got transfer request in phase 2 [sender]"));
+        }
+        if core.opts.dry_run {
+            log_item(core, e, req.iflags, 0);
+            let mut out = Vec::new();
+            io.write_request(&req, &mut out);
+            core.data(&out)?;
+            continue;
+        }
+        let (head, sums) = io.read_sums()?;
+        let path = lists.disk_path(&item)?;
+        let mut file = match core.tree.open_read(&path) {
+            Ok(f) => f,
+            Err(err) => {
+                if err.is_not_found() {
+                    lists.io_error |= IOERR_VANISHED;
+                    let text = format!("file has vanished: {}", core.quoted(&path));
+                    if protocol < 28 {
+                        core.error_xfer(&text);
+                    } else {
+                        core.warn(&text);
+                    }
+                } else {
+                    lists.io_error |= IOERR_GENERAL;
+                    core.error_xfer(&crate::engine::exit::syserr(
+                        "sender",
+                        &format!("send_files failed to open {}", core.quoted(&path)),
+                        err.raw_os_error(),
+                        &err,
+                    ));
+                }
+                if protocol >= 30 {
+                    lock(&core.writer)
+                        .message(MsgCode::NoSend, &req.ndx.to_le_bytes())
+                        .map_err(super::write_err)?;
+                }
+                continue;
+            }
+        };
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut out = Vec::new();
+        io.write_request(&req, &mut out);
+        crate::protocol::sums::encode_sum_head(&mut out, &head, protocol);
+        core.data(&out)?;
+        let result = match_sums(
+            &mut file,
+            len,
+            &head,
+            &sums,
+            &core.sums.xfer,
+            &mut tokens,
+            &mut |b| core.data(b).map_err(|_| MatchError::Write),
+        );
+        let st = match result {
+            Ok(st) => st,
+            Err(MatchError::Read(e)) => {
+                // The stream is mid-file: upstream ends the session here too.
+                lists.io_error |= IOERR_GENERAL;
+                return Err(EngineError::fatal(
+                    format!("read errors mapping {}: {e}", core.quoted(&path)),
+                    ExitCode::FILEIO,
+                )
+                .at("sender.c", 400, "sender"));
+            }
+            Err(MatchError::Wire(e)) => {
+                return Err(EngineError::fatal(e.to_string(), ExitCode::PROTOCOL));
+            }
+            Err(MatchError::Write) => {
+                return Err(EngineError::fatal(
+                    crate::engine::error::PEER_CLOSED,
+                    ExitCode::STREAMIO,
+                )
+                .at("io.c", 285, "sender"));
+            }
+        };
+        stats.literal += st.literal;
+        stats.matched += st.matched;
+        stats.files += 1;
+        log_item(core, e, req.iflags, st.literal + st.matched);
+    }
+    if lists.io_error != saved_io_error && protocol >= 30 {
+        lock(&core.writer)
+            .message(MsgCode::IoError, &lists.io_error.to_le_bytes())
+            .map_err(super::write_err)?;
+    }
+    io.write_done()?;
+    Ok(stats)
+}
+
+/// Reads the client's goodbye. Upstream: main.c, read_final_goodbye().
+pub(super) fn read_final_goodbye(core: &Core, r: &mut MuxReader) -> Result<(), EngineError> {
+    let protocol = core.wire.protocol;
+    let mut io = Io {
+        core,
+        r,
+        ndx_in: NdxCodec::new(protocol),
+        ndx_out: NdxCodec::new(protocol),
+    };
+    let mut i = if protocol < 29 {
+        io.read(|b| Ok(crate::protocol::codec::get_int(b)))?
+    } else {
+        io.read_request(None)?.ndx
+    };
+    if protocol >= 31 && i == NDX_DONE {
+        io.write_done()?;
+        lock(&core.writer).flush().map_err(super::write_err)?;
+        i = io.read_request(None)?.ndx;
+    }
+    if i != NDX_DONE {
+        return Err(io.fail(format!("Invalid packet at end of run ({i}) [sender]")));
+    }
+    Ok(())
+}
+
+/// A non-transfer item worth a log line (upstream: log.c, maybe_log_item()).
+fn maybe_log_item(core: &Core, e: &FileEntry, iflags: u32) {
+    let Some(fmt) = core.policy.transfer_log_format.as_deref() else {
+        return;
+    };
+    if fmt.contains("%i") && is_significant(iflags) {
+        core.log.line(&format_line(core, fmt, e, iflags, 0));
+    }
+}
+
+/// The transfer log line of a sent file (upstream: log.c, log_item()).
+fn log_item(core: &Core, e: &FileEntry, iflags: u32, bytes: u64) {
+    if let Some(fmt) = core.policy.transfer_log_format.as_deref() {
+        core.log.line(&format_line(core, fmt, e, iflags, bytes));
+    }
+}
+
+fn format_line(core: &Core, fmt: &str, e: &FileEntry, iflags: u32, bytes: u64) -> String {
+    let p = &core.policy;
+    let show = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let name = if e.is_dir() {
+        format!("{}/", show(&e.name))
+    } else {
+        show(&e.name)
+    };
+    let link = match &e.link_target {
+        Some(t) if mode::is_lnk(e.mode) => format!(" -> {}", show(t)),
+        _ => String::new(),
+    };
+    let item = itemize_string(
+        iflags,
+        e.mode,
+        ItemizeCtx {
+            sending: true,
+            preserve_mtimes: core.opts.preserve_mtimes,
+            symlink_times: true,
+        },
+    );
+    let (perms, mtime) = (perm_string(e.mode), mtime_string(e.mtime));
+    let blank = " ".repeat(2 * core.sums.file.unwrap_or(core.sums.xfer).digest_len());
+    format_log_line(
+        fmt,
+        &LogSessionInfo {
+            host: &p.log_host,
+            addr: &p.log_addr,
+            module: &p.log_module,
+            module_path: &p.log_module_path,
+            user: &p.log_user,
+        },
+        &LogFileInfo {
+            operation: "send",
+            name: &name,
+            full_name: &show(&e.name),
+            link: &link,
+            length: e.size,
+            bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
+            checksum_bytes: 0,
+            itemize: &item,
+            perms: &perms,
+            mtime: &mtime,
+            uid: e.uid.unwrap_or(0),
+            gid: e.gid,
+            checksum: &blank,
+        },
+    )
+}

@@ -1,0 +1,351 @@
+//! The sending side of a transfer (a pull from the daemon, `rsyncd-rs --server --sender`,
+//! and the pushing half of the native client): the client's filter list, the file lists,
+//! then the receiver's requests answered with delta data, the statistics and the goodbye.
+//! Upstream: main.c do_server_sender(), flist.c send_file_list(), sender.c send_files(),
+//! match.c.
+
+mod files;
+mod list;
+mod matcher;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::conn::Conn;
+use super::error::{EngineError, drain, is_eof, peer_exited, report_fatal};
+use super::exit::{ExitCode, Origin, error_line};
+use super::filter::{FilterContext, FilterSet, RuleOrigin};
+use super::mux::{MuxReader, MuxWriter, SharedWriter, TextSink, lock};
+use super::session::{
+    LogSink, Policy, Said, Sums, read_rule_file, receive_filters, say, with_newline,
+};
+use super::setup::Wire;
+use super::tree::{RelPath, Tree};
+use crate::protocol::checksum::{ChecksumSpec, FileSum};
+use crate::protocol::compat::{CF_ID0_NAMES, CF_SAFE_FLIST, CF_VARINT_FLIST_FLAGS};
+use crate::protocol::filter::{FilterRule, server_cvs_rules};
+use crate::protocol::flist::FlistConfig;
+use crate::protocol::mux::MsgCode;
+use crate::protocol::options::Options;
+
+/// The inputs of a sending session.
+pub struct SendSession {
+    pub opts: Options,
+    pub wire: Wire,
+    pub policy: Policy,
+    pub tree: Tree,
+    /// The path arguments after `.`, with the module name taken off (module-relative).
+    pub args: Vec<Vec<u8>>,
+    pub log: Arc<dyn LogSink>,
+    /// Bytes read and written on the connection before the transfer (the statistics
+    /// leave out the handshake, as upstream's do).
+    pub counted_from: (u64, u64),
+}
+
+impl std::fmt::Debug for SendSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendSession")
+            .field("wire", &self.wire)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of a sending session.
+#[derive(Debug)]
+pub struct SendOutcome {
+    pub code: ExitCode,
+    pub total_size: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+}
+
+/// What every part of the sender reads: the session's settings and its outputs.
+pub(crate) struct Core {
+    pub opts: Options,
+    pub wire: Wire,
+    pub policy: Policy,
+    pub tree: Tree,
+    pub cfg: FlistConfig,
+    pub sums: Sums,
+    pub writer: SharedWriter,
+    pub log: Arc<dyn LogSink>,
+    /// The client's rules (and `-C`'s), for the filter set of each transfer root.
+    peer_rules: Vec<FilterRule>,
+    exit: Mutex<ExitCode>,
+}
+
+impl Core {
+    /// Writes file-list or file data.
+    pub fn data(&self, bytes: &[u8]) -> Result<(), EngineError> {
+        lock(&self.writer).data(bytes).map_err(write_err)
+    }
+
+    /// A per-file error that makes the transfer partial (upstream's FERROR_XFER).
+    pub fn error_xfer(&self, text: &str) {
+        self.log.line(text.trim_end());
+        let _ = lock(&self.writer).text(MsgCode::ErrorXfer, &with_newline(text));
+        self.set_exit(ExitCode::PARTIAL);
+    }
+
+    /// A warning (upstream's FWARNING).
+    pub fn warn(&self, text: &str) {
+        self.log.line(text.trim_end());
+        let _ = lock(&self.writer).text(MsgCode::Warning, &with_newline(text));
+    }
+
+    /// An informational line to the client.
+    pub fn info(&self, text: &str) {
+        say(
+            &*self.log,
+            &self.writer,
+            self.opts.quiet > 0,
+            Said::Client,
+            text,
+        );
+    }
+
+    /// A name quoted for a message as upstream's full_fname() does.
+    pub fn quoted(&self, p: &RelPath) -> String {
+        self.policy
+            .full_fname(&String::from_utf8_lossy(if p.is_root() {
+                b"."
+            } else {
+                p.as_bytes()
+            }))
+    }
+
+    fn set_exit(&self, code: ExitCode) {
+        let mut e = self
+            .exit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if e.0 == 0 {
+            *e = code;
+        }
+    }
+
+    /// The filter set of a transfer rooted at `dir` (module-relative): the daemon's rules,
+    /// then the client's. Upstream: exclude.c, the daemon and transfer filter lists.
+    pub fn filters_for(&self, dir: &[u8]) -> Result<FilterSet, EngineError> {
+        let mut set = FilterSet::new(FilterContext {
+            protocol: self.wire.protocol,
+            am_sender: true,
+            root: dir.to_vec(),
+            delete_excluded: self.opts.delete_excluded,
+            eol_nulls: self.opts.from0,
+        });
+        let tree = &self.tree;
+        let mut read = |p: &[u8]| -> Option<Vec<u8>> { read_rule_file(tree, p) };
+        let fail = |e: crate::protocol::filter::FilterError| {
+            EngineError::fatal(e.to_string(), crate::engine::filter::exit_code(&e)).at(
+                "exclude.c",
+                1500,
+                "sender",
+            )
+        };
+        set.add_daemon_rules(self.policy.daemon_rules.clone(), &mut read)
+            .map_err(fail)?;
+        set.add_rules(self.peer_rules.clone(), RuleOrigin::Peer, &mut read)
+            .map_err(fail)?;
+        Ok(set)
+    }
+
+    /// The `--checksum` sum of a file, or `None` when it cannot be read.
+    pub fn file_checksum(&self, p: &RelPath, spec: ChecksumSpec) -> Option<Vec<u8>> {
+        use std::io::Read;
+        let mut f = self.tree.open_read(p).ok()?;
+        let mut sum = FileSum::new(&spec);
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => sum.update(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+        let d = sum.finish();
+        Some(d[..spec.digest_len().min(d.len())].to_vec())
+    }
+}
+
+pub(crate) fn write_err(e: super::conn::ConnError) -> EngineError {
+    EngineError::fatal(format!("write error: {e}"), ExitCode::STREAMIO).at("io.c", 1500, "sender")
+}
+
+/// [`run`] over a connection after the set-up: the client's side is multiplexed from
+/// protocol 30 (upstream's need_messages_from_generator), ours always.
+pub fn run_conn(s: SendSession, conn: Conn) -> Result<SendOutcome, EngineError> {
+    let counters = conn.counters();
+    let (rx, tx) = conn.into_halves();
+    let protocol = s.wire.protocol;
+    let reader = MuxReader::new(rx, protocol >= 30);
+    let writer = MuxWriter::new(tx, true, protocol);
+    run(s, reader, writer, counters)
+}
+
+/// Runs the sending side to its end.
+pub fn run(
+    s: SendSession,
+    mut reader: MuxReader,
+    writer: MuxWriter,
+    counters: Counters,
+) -> Result<SendOutcome, EngineError> {
+    let writer: SharedWriter = Arc::new(Mutex::new(writer));
+    let log = s.log.clone();
+    let text_log = s.log.clone();
+    reader.set_text_sink(TextSink::new(move |code, text| {
+        if code != MsgCode::Noop {
+            text_log.line(String::from_utf8_lossy(text).trim_end());
+        }
+    }));
+    if s.wire.io_timeout > 0 {
+        reader
+            .conn_mut()
+            .set_idle_timeout(Some(std::time::Duration::from_secs(
+                s.wire.io_timeout as u64,
+            )));
+    }
+    let protocol = s.wire.protocol;
+    let outcome = run_session(s, &mut reader, writer.clone(), &counters);
+    if let Err(e) = &outcome {
+        if let Some(code) = reader.peer_exit() {
+            return Err(peer_exited(&writer, &*log, protocol, e, code));
+        }
+        if is_eof(e) {
+            let got = reader.conn_mut().total_read();
+            let text = format!(
+                "rsync: connection unexpectedly closed ({got} bytes received so far) [sender]"
+            );
+            log.line(&text);
+            let at = Origin {
+                file: "io.c",
+                line: 285,
+            };
+            log.line(error_line(ExitCode::STREAMIO, at, "sender").trim_end());
+            return Err(EngineError::fatal(text, ExitCode::STREAMIO).at("io.c", 285, "sender"));
+        }
+        if report_fatal(&writer, &*log, protocol, e) {
+            drain(&mut reader, &writer);
+        }
+    }
+    outcome
+}
+
+/// Upstream: main.c, start_server() for the sender and do_server_sender().
+fn run_session(
+    mut s: SendSession,
+    reader: &mut MuxReader,
+    writer: SharedWriter,
+    counters: &Counters,
+) -> Result<SendOutcome, EngineError> {
+    let started = Instant::now();
+    s.opts.apply_protocol(s.wire.protocol);
+    let sums = Sums::for_session(&s.opts, &s.wire)?;
+    let mut peer_rules = receive_filters(reader, &s.opts, s.wire.protocol)?;
+    if s.opts.cvs_exclude {
+        peer_rules.extend(server_cvs_rules(true, s.wire.protocol));
+    }
+    let cfg = flist_config(&s.opts, &s.wire, &sums);
+    let core = Core {
+        opts: s.opts,
+        wire: s.wire,
+        policy: s.policy,
+        tree: s.tree,
+        cfg,
+        sums,
+        writer,
+        log: s.log,
+        peer_rules,
+        exit: Mutex::new(ExitCode::OK),
+    };
+    core.log.line("building file list");
+    let mut lists = list::Lister::new(&core);
+    lists.send_first(&core, &s.args)?;
+    let build_ms = started.elapsed().as_millis().max(1) as i64;
+    if lists.file_total == 0 {
+        // Upstream ends at once when the list is empty (no statistics, no goodbye).
+        lock(&core.writer).flush().map_err(write_err)?;
+        let code = *core
+            .exit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        return Ok(SendOutcome {
+            code,
+            total_size: 0,
+            bytes_read: 0,
+            bytes_written: 0,
+        });
+    }
+    files::send_files(&core, reader, &mut lists)?;
+    lock(&core.writer).flush().map_err(write_err)?;
+
+    // The statistics the client prints. Upstream: main.c, handle_stats().
+    let (read, written) = (load(&counters.0), load(&counters.1));
+    let (read, written) = (
+        read.saturating_sub(s.counted_from.0),
+        written.saturating_sub(s.counted_from.1),
+    );
+    let mut out = Vec::new();
+    let put = |out: &mut Vec<u8>, v: i64| {
+        if core.wire.protocol < 30 {
+            crate::protocol::codec::put_longint(out, v)
+        } else {
+            crate::protocol::codec::put_varlong(out, v, 3)
+        }
+    };
+    put(&mut out, read as i64);
+    put(&mut out, written as i64);
+    put(&mut out, lists.total_size as i64);
+    if core.wire.protocol >= 29 {
+        put(&mut out, build_ms);
+        put(&mut out, 0);
+    }
+    core.data(&out)?;
+    lock(&core.writer).flush().map_err(write_err)?;
+    if core.wire.protocol >= 24 {
+        files::read_final_goodbye(&core, reader)?;
+    }
+    lock(&core.writer).flush().map_err(write_err)?;
+    let code = *core
+        .exit
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Ok(SendOutcome {
+        code,
+        total_size: lists.total_size,
+        bytes_read: load(&counters.0).saturating_sub(s.counted_from.0),
+        bytes_written: load(&counters.1).saturating_sub(s.counted_from.1),
+    })
+}
+
+/// The file-list settings of a sending session.
+fn flist_config(o: &Options, w: &Wire, sums: &Sums) -> FlistConfig {
+    FlistConfig {
+        protocol: w.protocol,
+        varint_flags: w.compat_flags & CF_VARINT_FLIST_FLAGS != 0,
+        inc_recurse: w.inc_recurse,
+        safe_flist: w.protocol >= 31 || w.compat_flags & CF_SAFE_FLIST != 0,
+        preserve_uid: o.preserve_uid,
+        preserve_gid: o.preserve_gid,
+        preserve_links: o.preserve_links,
+        preserve_devices: o.preserve_devices,
+        preserve_specials: o.preserve_specials,
+        preserve_hard_links: o.hard_links > 0,
+        preserve_atimes: o.preserve_atimes > 0,
+        preserve_crtimes: o.preserve_crtimes,
+        relative: o.relative,
+        flist_csum_len: sums.file.map_or(0, |f| f.digest_len()),
+        id0_names: w.compat_flags & CF_ID0_NAMES != 0,
+        missing_args_delete: o.missing_args == 2,
+        munge_symlinks: false,
+    }
+}
+
+/// The connection's byte counters (read, written).
+pub type Counters = (Arc<AtomicU64>, Arc<AtomicU64>);
+
+fn load(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
