@@ -36,7 +36,6 @@ struct Io<'a> {
     core: &'a Core,
     r: &'a mut MuxReader,
     ndx_in: NdxCodec,
-    ndx_out: NdxCodec,
 }
 
 impl Io<'_> {
@@ -78,7 +77,7 @@ impl Io<'_> {
                     counts.push(self.read(crate::protocol::codec::get_varint)?);
                 }
                 let mut out = Vec::new();
-                self.ndx_out.encode(NDX_DEL_STATS, &mut out);
+                self.core.put_ndx(NDX_DEL_STATS, &mut out);
                 for c in counts {
                     crate::protocol::codec::put_varint(&mut out, c);
                 }
@@ -129,7 +128,7 @@ impl Io<'_> {
     /// Echoes a request back before the file's data. Upstream: sender.c,
     /// write_ndx_and_attrs().
     fn write_request(&mut self, req: &Request, out: &mut Vec<u8>) {
-        self.ndx_out.encode(req.ndx, out);
+        self.core.put_ndx(req.ndx, out);
         if self.core.wire.protocol < 29 {
             return;
         }
@@ -145,7 +144,7 @@ impl Io<'_> {
 
     fn write_done(&mut self) -> Result<(), EngineError> {
         let mut out = Vec::new();
-        self.ndx_out.encode(NDX_DONE, &mut out);
+        self.core.put_ndx(NDX_DONE, &mut out);
         self.core.data(&out)
     }
 
@@ -215,7 +214,6 @@ pub(super) fn send_files(
         core,
         r,
         ndx_in: NdxCodec::new(protocol),
-        ndx_out: NdxCodec::new(protocol),
     };
     let compression = match &core.wire.compression {
         Some(name) => Compression::from_name(name).ok_or_else(|| {
@@ -288,7 +286,13 @@ pub(super) fn send_files(
         }
         let (head, sums) = io.read_sums()?;
         let path = lists.disk_path(&item)?;
-        let mut file = match core.tree.open_read(&path) {
+        // With -L the list described what the link leads to (always in the module).
+        let open_path = if core.opts.copy_links {
+            core.tree.resolve(&path).unwrap_or_else(|_| path.clone())
+        } else {
+            path.clone()
+        };
+        let mut file = match core.tree.open_read(&open_path) {
             Ok(f) => f,
             Err(err) => {
                 if err.is_not_found() {
@@ -373,7 +377,6 @@ pub(super) fn read_final_goodbye(core: &Core, r: &mut MuxReader) -> Result<(), E
         core,
         r,
         ndx_in: NdxCodec::new(protocol),
-        ndx_out: NdxCodec::new(protocol),
     };
     let mut i = if protocol < 29 {
         io.read(|b| Ok(crate::protocol::codec::get_int(b)))?

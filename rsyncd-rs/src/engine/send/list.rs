@@ -16,7 +16,7 @@ use crate::protocol::codec::put_int;
 use crate::protocol::flist::{
     FileEntry, FlistEncoder, HardLink, compare_names, encode_id_list, mode, xmit,
 };
-use crate::protocol::ndx::{NDX_FLIST_EOF, NDX_FLIST_OFFSET, NdxCodec};
+use crate::protocol::ndx::{NDX_FLIST_EOF, NDX_FLIST_OFFSET};
 
 /// Sub-lists are sent until this many files wait ahead of the receiver.
 /// Upstream: rsync.h, MIN_FILECNT_LOOKAHEAD.
@@ -44,7 +44,8 @@ pub(super) struct Item {
 pub(super) struct SendList {
     pub ndx_start: i32,
     pub items: Vec<Item>,
-    /// The directory this list holds the contents of (an index into the directory list).
+    /// The directory this list holds the contents of (an index into the directory list;
+    /// for the first list, its `.`).
     pub parent: Option<usize>,
 }
 
@@ -67,7 +68,6 @@ struct DirNode {
 /// Builds and sends the lists of one session.
 pub(super) struct Lister {
     enc: FlistEncoder,
-    ndx: NdxCodec,
     /// Transfer roots relative to the module root, one per distinct argument directory.
     pub roots: Vec<Vec<u8>>,
     /// The filter set of each root (daemon rules are anchored at the root's path).
@@ -111,7 +111,6 @@ impl Lister {
         let inc = core.cfg.inc_recurse;
         Lister {
             enc: FlistEncoder::new(core.cfg.clone()),
-            ndx: NdxCodec::new(core.wire.protocol),
             roots: Vec::new(),
             filters: Vec::new(),
             lists: std::collections::VecDeque::new(),
@@ -223,7 +222,7 @@ impl Lister {
 
     fn write_eof(&mut self, core: &Core) -> Result<(), EngineError> {
         let mut out = Vec::new();
-        self.ndx.encode(NDX_FLIST_EOF, &mut out);
+        core.put_ndx(NDX_FLIST_EOF, &mut out);
         core.data(&out)?;
         self.eof = true;
         Ok(())
@@ -243,7 +242,7 @@ impl Lister {
                 self.scan_dir(core, dir.root, &name, &mut items, true)?;
             }
             let mut out = Vec::new();
-            self.ndx.encode(NDX_FLIST_OFFSET - d as i32, &mut out);
+            core.put_ndx(NDX_FLIST_OFFSET - d as i32, &mut out);
             let list = self.finish_list(core, items, Some(d), &mut out)?;
             core.data(&out)?;
             self.add_dirs(&list, Some(d));
@@ -333,6 +332,13 @@ impl Lister {
         self.list_bytes += (out.len() - start_len) as u64;
         self.next_ndx = ndx_start + items.len() as i32 + i32::from(core.cfg.inc_recurse);
         self.file_total += items.len();
+        // The first list's `.` is also directory 0: the index before the list names it.
+        let parent = match parent {
+            None if core.cfg.inc_recurse && items.first().is_some_and(|i| i.e.name == b".") => {
+                Some(self.dirs.len())
+            }
+            p => p,
+        };
         let list = Arc::new(SendList {
             ndx_start,
             items,
@@ -640,7 +646,12 @@ impl Lister {
             root,
             content_dir: false,
         };
-        let path = self.disk_path(&probe)?;
+        let mut path = self.disk_path(&probe)?;
+        if core.opts.copy_links
+            && let Ok(resolved) = core.tree.resolve(&path)
+        {
+            path = resolved;
+        }
         let names = match core.tree.read_dir(&path) {
             Ok(n) => n,
             Err(e) if e.is_not_found() => {
@@ -696,11 +707,23 @@ impl Lister {
                 }
                 Err(e) => {
                     self.io_error |= IOERR_GENERAL;
+                    // A link followed out of the module is refused as a confined open
+                    // refuses it (upstream's secure resolver gives ELOOP).
+                    let errno = if e.is_confinement() {
+                        Some(40)
+                    } else {
+                        e.raw_os_error()
+                    };
+                    let text: &dyn std::fmt::Display = if e.is_confinement() {
+                        &"Too many levels of symbolic links"
+                    } else {
+                        &e
+                    };
                     core.error_xfer(&crate::engine::exit::syserr(
                         "sender",
                         &format!("readlink_stat({}) failed", core.quoted(&p)),
-                        e.raw_os_error(),
-                        &e,
+                        errno,
+                        text,
                     ));
                     continue;
                 }

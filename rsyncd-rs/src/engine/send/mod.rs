@@ -73,9 +73,19 @@ pub(crate) struct Core {
     /// The client's rules (and `-C`'s), for the filter set of each transfer root.
     peer_rules: Vec<FilterRule>,
     exit: Mutex<ExitCode>,
+    /// The one index encoder of our output: list markers and answers share its state.
+    ndx_out: Mutex<crate::protocol::ndx::NdxCodec>,
 }
 
 impl Core {
+    /// Appends an index to `out` (upstream's write_ndx(), one state for the session).
+    pub fn put_ndx(&self, ndx: i32, out: &mut Vec<u8>) {
+        self.ndx_out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .encode(ndx, out);
+    }
+
     /// Writes file-list or file data.
     pub fn data(&self, bytes: &[u8]) -> Result<(), EngineError> {
         lock(&self.writer).data(bytes).map_err(write_err)
@@ -248,6 +258,7 @@ fn run_session(
         peer_rules.extend(server_cvs_rules(true, s.wire.protocol));
     }
     let cfg = flist_config(&s.opts, &s.wire, &sums);
+    let protocol = s.wire.protocol;
     let core = Core {
         opts: s.opts,
         wire: s.wire,
@@ -259,6 +270,7 @@ fn run_session(
         log: s.log,
         peer_rules,
         exit: Mutex::new(ExitCode::OK),
+        ndx_out: Mutex::new(crate::protocol::ndx::NdxCodec::new(protocol)),
     };
     core.log.line("building file list");
     let mut lists = list::Lister::new(&core);
