@@ -72,6 +72,8 @@ pub(super) struct Lister {
     pub roots: Vec<Vec<u8>>,
     /// The filter set of each root (daemon rules are anchored at the root's path).
     filters: Vec<FilterSet>,
+    /// The daemon's rules alone, rooted at the module (for argument paths).
+    daemon: Option<FilterSet>,
     /// The lists sent and not yet finished by the receiver, oldest first.
     pub lists: std::collections::VecDeque<Arc<SendList>>,
     dirs: Vec<DirNode>,
@@ -113,6 +115,7 @@ impl Lister {
             enc: FlistEncoder::new(core.cfg.clone()),
             roots: Vec::new(),
             filters: Vec::new(),
+            daemon: None,
             lists: std::collections::VecDeque::new(),
             dirs: Vec::new(),
             next_dir: None,
@@ -462,6 +465,13 @@ impl Lister {
             fname = b".".to_vec();
             name_type = NameType::DotDir;
         }
+        if !dir.is_empty() && self.daemon_excluded(core, &dir, false)? {
+            core.error_xfer(&format!(
+                "rsync: [sender] change_dir {} failed: No such file or directory (2)",
+                core.quoted(&RelPath::parse(&dir).unwrap_or_else(|_| RelPath::root()))
+            ));
+            return Ok(());
+        }
         let root = self.root_index(core, &dir)?;
         let it_name = if name_type == NameType::DotDir && !o.relative {
             b".".to_vec()
@@ -483,7 +493,7 @@ impl Lister {
                 self.io_error |= IOERR_VANISHED;
                 core.error_xfer(&format!(
                     "rsync: [sender] link_stat {} failed: No such file or directory (2)",
-                    core.quoted(&path)
+                    self.quoted(core, root, &path)
                 ));
                 return Ok(());
             }
@@ -491,7 +501,7 @@ impl Lister {
                 self.io_error |= IOERR_GENERAL;
                 core.error_xfer(&crate::engine::exit::syserr(
                     "sender",
-                    &format!("link_stat {} failed", core.quoted(&path)),
+                    &format!("link_stat {} failed", self.quoted(core, root, &path)),
                     e.raw_os_error(),
                     &e,
                 ));
@@ -499,8 +509,19 @@ impl Lister {
             }
         };
         let is_dir = mode::is_dir(meta.mode);
-        let filters = &self.filters[root as usize];
-        if name_type != NameType::DotDir && filters.is_excluded(&it_name, is_dir) {
+        let hidden = (name_type != NameType::DotDir
+            && self.filters[root as usize].check_daemon(&it_name, is_dir)
+                == Some(crate::engine::filter::Verdict::Excluded))
+            || (o.relative && self.daemon_excluded(core, path.as_bytes(), true)?);
+        if hidden {
+            // What the daemon hides is reported as missing (upstream sets ENOENT).
+            core.error_xfer(&format!(
+                "rsync: [sender] link_stat {} failed: No such file or directory (2)",
+                self.quoted(core, root, &path)
+            ));
+            return Ok(());
+        }
+        if name_type != NameType::DotDir && self.filters[root as usize].is_excluded(&it_name, is_dir) {
             return Ok(());
         }
         if is_dir && !o.xfer_dirs && !o.recurse {
@@ -575,6 +596,43 @@ impl Lister {
             }
         }
         Ok(())
+    }
+
+    /// A name quoted for a message as upstream's full_fname() shows it from the transfer
+    /// root `root` (its working directory): `"/root/name" (in module)`.
+    pub fn quoted(&self, core: &Core, root: u32, path: &RelPath) -> String {
+        let dir = self.roots.get(root as usize).map_or(&[][..], Vec::as_slice);
+        let full = path.as_bytes();
+        let name = if dir.is_empty() {
+            full
+        } else {
+            full.strip_prefix(dir)
+                .map(|r| r.strip_prefix(b"/").unwrap_or(r))
+                .unwrap_or(full)
+        };
+        core.quoted_in(dir, if name.is_empty() { b"." } else { name })
+    }
+
+    /// Whether the daemon's rules hide `path` (module-relative): any of its parent
+    /// directories, or (unless `ignore_filename`) the path itself as a directory.
+    /// Upstream: flist.c, path_is_daemon_excluded().
+    fn daemon_excluded(&mut self, core: &Core, path: &[u8], ignore_filename: bool) -> Result<bool, EngineError> {
+        if core.policy.daemon_rules.is_empty() {
+            return Ok(false);
+        }
+        if self.daemon.is_none() {
+            self.daemon = Some(core.daemon_filters()?);
+        }
+        let Some(set) = &self.daemon else {
+            return Ok(false);
+        };
+        let excluded = |p: &[u8]| set.check_daemon(p, true) == Some(crate::engine::filter::Verdict::Excluded);
+        for (i, _) in path.iter().enumerate().skip(1).filter(|(_, b)| **b == b'/') {
+            if excluded(&path[..i]) {
+                return Ok(true);
+            }
+        }
+        Ok(!ignore_filename && excluded(path))
     }
 
     fn root_index(&mut self, core: &Core, dir: &[u8]) -> Result<u32, EngineError> {
@@ -656,14 +714,14 @@ impl Lister {
             Ok(n) => n,
             Err(e) if e.is_not_found() => {
                 self.io_error |= IOERR_VANISHED;
-                core.warn(&format!("directory has vanished: {}", core.quoted(&path)));
+                core.warn(&format!("directory has vanished: {}", self.quoted(core, root, &path)));
                 return Ok(());
             }
             Err(e) => {
                 self.io_error |= IOERR_GENERAL;
                 core.error_xfer(&crate::engine::exit::syserr(
                     "sender",
-                    &format!("opendir {} failed", core.quoted(&path)),
+                    &format!("opendir {} failed", self.quoted(core, root, &path)),
                     e.raw_os_error(),
                     &e,
                 ));
@@ -702,7 +760,7 @@ impl Lister {
                 Ok(Some(m)) => m,
                 Ok(None) => {
                     self.io_error |= IOERR_VANISHED;
-                    core.warn(&format!("file has vanished: {}", core.quoted(&p)));
+                    core.warn(&format!("file has vanished: {}", self.quoted(core, root, &p)));
                     continue;
                 }
                 Err(e) => {
@@ -721,7 +779,7 @@ impl Lister {
                     };
                     core.error_xfer(&crate::engine::exit::syserr(
                         "sender",
-                        &format!("readlink_stat({}) failed", core.quoted(&p)),
+                        &format!("readlink_stat({}) failed", self.quoted(core, root, &p)),
                         errno,
                         text,
                     ));
@@ -801,13 +859,14 @@ impl Lister {
                     {
                         t.drain(..MUNGE_PREFIX.len());
                     }
-                    e.size = t.len() as i64;
+                    // The size stays lstat's (a munged target counts its prefix), as
+                    // upstream's make_file() takes st_size.
                     if cfg.preserve_links {
                         if t.is_empty() {
                             self.io_error |= IOERR_GENERAL;
                             core.error_xfer(&format!(
                                 "skipping symlink with 0-length value: {}",
-                                core.quoted(&p)
+                                self.quoted(core, root, &p)
                             ));
                             return Ok(None);
                         }
@@ -818,7 +877,7 @@ impl Lister {
                     self.io_error |= IOERR_GENERAL;
                     core.error_xfer(&crate::engine::exit::syserr(
                         "sender",
-                        &format!("readlink {} failed", core.quoted(&p)),
+                        &format!("readlink {} failed", self.quoted(core, root, &p)),
                         err.raw_os_error(),
                         &err,
                     ));

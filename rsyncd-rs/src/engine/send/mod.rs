@@ -125,6 +125,22 @@ impl Core {
             }))
     }
 
+    /// A name relative to the transfer root `dir`, quoted as upstream's full_fname()
+    /// does with the working directory at `dir`: in a daemon the module-relative
+    /// directory with a leading slash, then the name.
+    pub fn quoted_in(&self, dir: &[u8], name: &[u8]) -> String {
+        let show = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        if dir.is_empty() || !self.policy.is_daemon {
+            let mut p = dir.to_vec();
+            if !p.is_empty() {
+                p.push(b'/');
+            }
+            p.extend_from_slice(name);
+            return self.policy.full_fname(&show(&p));
+        }
+        format!("\"/{}/{}\" (in {})", show(dir), show(name), self.policy.log_module)
+    }
+
     fn set_exit(&self, code: ExitCode) {
         let mut e = self
             .exit
@@ -158,6 +174,22 @@ impl Core {
             .map_err(fail)?;
         set.add_rules(self.peer_rules.clone(), RuleOrigin::Peer, &mut read)
             .map_err(fail)?;
+        Ok(set)
+    }
+
+    /// The daemon's rules alone, rooted at the module.
+    pub fn daemon_filters(&self) -> Result<FilterSet, EngineError> {
+        let mut set = FilterSet::new(FilterContext {
+            protocol: self.wire.protocol,
+            am_sender: true,
+            root: Vec::new(),
+            delete_excluded: false,
+            eol_nulls: false,
+        });
+        let tree = &self.tree;
+        let mut read = |p: &[u8]| -> Option<Vec<u8>> { read_rule_file(tree, p) };
+        set.add_daemon_rules(self.policy.daemon_rules.clone(), &mut read)
+            .map_err(|e| EngineError::fatal(e.to_string(), crate::engine::filter::exit_code(&e)))?;
         Ok(set)
     }
 
