@@ -1,9 +1,10 @@
 //! The remote end of a remote-shell transfer: `rsyncd-rs --server ARGS . DEST` on standard
 //! input and output, which is what `rsync -e ssh --rsync-path=rsyncd-rs` (and rsync's own
 //! test suite) runs. No daemon handshake, no modules: the client's user owns the process
-//! and names any path it may reach, exactly as with `rsync --server`. Only the receiving
-//! side (a push) exists yet; a pull is refused with an error the client prints.
-//! Upstream: main.c, start_server() and do_server_recv() when not a daemon.
+//! and names any path it may reach, exactly as with `rsync --server`. Both directions: the
+//! receiving side of a push and the sending side of a pull.
+//! Upstream: main.c, start_server(), do_server_recv() and do_server_sender() when not a
+//! daemon.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
@@ -128,24 +129,7 @@ pub fn serve_on(mut conn: Conn, args: &[String]) -> ExitCode {
         return ExitCode::UNSUPPORTED;
     }
     if options.am_sender {
-        wire.fatal(
-            &mut conn,
-            "ERROR: rsyncd-rs: sending files (a pull) is not implemented yet\n",
-            ExitCode::UNSUPPORTED,
-            Origin {
-                file: "main.c",
-                line: 1012,
-            },
-            "sender",
-        );
-        // The client is still sending its filter list; let it finish so that it reads
-        // the error instead of a broken pipe.
-        conn.set_idle_timeout(Some(std::time::Duration::from_secs(10)));
-        while conn.fill().is_ok() {
-            let n = conn.buffered().len();
-            conn.consume(n);
-        }
-        return ExitCode::UNSUPPORTED;
+        return send(conn, options, wire);
     }
     receive(conn, options, wire)
 }
@@ -204,6 +188,102 @@ fn receive(conn: Conn, options: Options, wire: Wire) -> ExitCode {
         Ok(o) => o.code,
         Err(e) => e.code(),
     }
+}
+
+/// The sending end: `rsyncd-rs --server --sender ARGS . PATH...` (a pull over a remote
+/// shell). Not a daemon: the paths are the client's to name, absolute or relative to our
+/// working directory, and symlinks on the way to them are followed as a chdir follows
+/// them; inside the transfer the tree's rules apply. Upstream: main.c,
+/// do_server_sender().
+fn send(conn: Conn, options: Options, wire: Wire) -> ExitCode {
+    let fake_super = options.super_mode == Some(-1);
+    let tree = match Tree::open(
+        Path::new("/"),
+        TreeOptions {
+            fake_super,
+            ..TreeOptions::default()
+        },
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("rsync: [sender] opening / failed: {e}");
+            return ExitCode::FILESELECT;
+        }
+    };
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let args: Vec<Vec<u8>> = options
+        .paths()
+        .iter()
+        .map(|a| sender_arg(&cwd, a, options.relative))
+        .collect();
+    let policy = Policy {
+        am_root: nix::unistd::geteuid().is_root() && !fake_super,
+        fake_super,
+        numeric_ids: options.numeric_ids,
+        ignore_errors: options.ignore_errors,
+        log_module_path: "/".into(),
+        ..Policy::default()
+    };
+    let session = crate::engine::send::SendSession {
+        opts: options,
+        wire,
+        policy,
+        tree,
+        args,
+        log: Arc::new(NoLog),
+        counted_from: (0, 0),
+    };
+    match crate::engine::send::run_conn(session, conn) {
+        Ok(o) => o.code,
+        Err(e) => e.code(),
+    }
+}
+
+/// A path argument made relative to `/` for a tree rooted there: relative to `cwd` when
+/// not absolute, and the directory part resolved as the kernel resolves it (symlinks and
+/// `..`), keeping the last component and a trailing slash as the client wrote them.
+/// With `-R` the part before a `/./` marker is resolved and the rest kept.
+fn sender_arg(cwd: &Path, arg: &str, relative: bool) -> Vec<u8> {
+    use std::os::unix::ffi::OsStrExt;
+    let joined = if arg.starts_with('/') {
+        arg.to_string()
+    } else {
+        format!("{}/{arg}", cwd.display())
+    };
+    let (dir, rest) = if relative {
+        match joined.find("/./") {
+            Some(i) => (joined[..i].to_string(), format!("/./{}", &joined[i + 3..])),
+            None => ("/".to_string(), joined.trim_start_matches('/').to_string()),
+        }
+    } else {
+        let body = joined.trim_end_matches('/');
+        match body.rfind('/') {
+            Some(i) => (body[..i].to_string(), joined[i..].to_string()),
+            None => (String::new(), joined.clone()),
+        }
+    };
+    let dir = if dir.is_empty() { "/".to_string() } else { dir };
+    let resolved = Path::new(&dir)
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from(&dir));
+    let mut out = resolved.as_os_str().as_bytes().to_vec();
+    while out.first() == Some(&b'/') {
+        out.remove(0);
+    }
+    let rest = rest.as_bytes();
+    if relative && !rest.starts_with(b"/./") {
+        if !out.is_empty() {
+            out.extend_from_slice(b"/./");
+        }
+        out.extend_from_slice(rest);
+        return out;
+    }
+    if out.is_empty() {
+        out.extend_from_slice(rest.strip_prefix(b"/").unwrap_or(rest));
+    } else {
+        out.extend_from_slice(rest);
+    }
+    out
 }
 
 /// The destination as upstream's messages show it: as given, without a trailing slash.
@@ -300,5 +380,18 @@ mod tests {
         assert_eq!(ok(s("a/new/")), (base.join("a"), b"new/".to_vec()));
         assert_eq!(ok(s("a/x/y")), (base.join("a"), b"x/y".to_vec()));
         assert_eq!(ok(s("a/../b")), (base.clone(), b"b".to_vec()));
+    }
+
+    #[test]
+    fn sender_arguments_resolve_their_directory() {
+        let cwd = Path::new("/");
+        assert_eq!(sender_arg(cwd, "/etc/", false), b"etc/");
+        assert_eq!(sender_arg(cwd, "/etc/hostname", false), b"etc/hostname");
+        assert_eq!(sender_arg(cwd, "/", false), b"");
+        assert_eq!(
+            sender_arg(Path::new("/etc"), "hostname", false),
+            b"etc/hostname"
+        );
+        assert_eq!(sender_arg(cwd, "/etc/./hostname", true), b"etc/./hostname");
     }
 }

@@ -60,6 +60,17 @@ struct Limits {
 
 impl Limits {
     fn wait(&self, fd: &File, flags: PollFlags) -> Result<(), ConnError> {
+        self.wait_for(fd, flags, false)
+    }
+
+    /// Like [`Limits::wait`], but waits even without a limit: after `EAGAIN` on a
+    /// descriptor someone else made non-blocking (a remote shell's pipe shares its file
+    /// status flags with the client that created it).
+    fn wait_ready(&self, fd: &File, flags: PollFlags) -> Result<(), ConnError> {
+        self.wait_for(fd, flags, true)
+    }
+
+    fn wait_for(&self, fd: &File, flags: PollFlags, always: bool) -> Result<(), ConnError> {
         let mut wait = self.idle;
         if let Some(d) = self.deadline {
             let left = d
@@ -67,16 +78,19 @@ impl Limits {
                 .ok_or(ConnError::Timeout)?;
             wait = Some(wait.map_or(left, |w| w.min(left)));
         }
-        let Some(wait) = wait else {
-            return Ok(());
+        let ms = match wait {
+            Some(w) => w.as_millis().min(i32::MAX as u128) as i32,
+            None if always => -1,
+            None => return Ok(()),
         };
-        let ms = wait.as_millis().min(i32::MAX as u128) as i32;
         let mut fds = [PollFd::new(fd.as_fd(), flags)];
         loop {
-            match poll(
-                &mut fds,
-                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-            ) {
+            let timeout = if ms < 0 {
+                PollTimeout::NONE
+            } else {
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+            };
+            match poll(&mut fds, timeout) {
                 Ok(0) => return Err(ConnError::Timeout),
                 Ok(_) => return Ok(()),
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -272,6 +286,10 @@ impl ConnIn {
             match self.file.read(&mut self.buf[self.end..]) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.limits.wait_ready(&self.file, PollFlags::POLLIN)?;
+                    continue;
+                }
                 Err(e) => return Err(ConnError::Io(e)),
             }
         };
@@ -345,6 +363,9 @@ impl ConnOut {
                     rest = &rest[n..];
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.limits.wait_ready(&self.file, PollFlags::POLLOUT)?;
+                }
                 Err(e) => return Err(ConnError::Io(e)),
             }
         }

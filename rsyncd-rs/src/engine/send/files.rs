@@ -297,7 +297,10 @@ pub(super) fn send_files(
             Err(err) => {
                 if err.is_not_found() {
                     lists.io_error |= IOERR_VANISHED;
-                    let text = format!("file has vanished: {}", lists.quoted(core, item.root, &path));
+                    let text = format!(
+                        "file has vanished: {}",
+                        lists.quoted(core, item.root, &path)
+                    );
                     if protocol < 28 {
                         core.error_xfer(&text);
                     } else {
@@ -307,7 +310,10 @@ pub(super) fn send_files(
                     lists.io_error |= IOERR_GENERAL;
                     core.error_xfer(&crate::engine::exit::syserr(
                         "sender",
-                        &format!("send_files failed to open {}", lists.quoted(core, item.root, &path)),
+                        &format!(
+                            "send_files failed to open {}",
+                            lists.quoted(core, item.root, &path)
+                        ),
                         err.raw_os_error(),
                         &err,
                     ));
@@ -340,7 +346,10 @@ pub(super) fn send_files(
                 // The stream is mid-file: upstream ends the session here too.
                 lists.io_error |= IOERR_GENERAL;
                 return Err(EngineError::fatal(
-                    format!("read errors mapping {}: {e}", lists.quoted(core, item.root, &path)),
+                    format!(
+                        "read errors mapping {}: {e}",
+                        lists.quoted(core, item.root, &path)
+                    ),
                     ExitCode::FILEIO,
                 )
                 .at("sender.c", 400, "sender"));

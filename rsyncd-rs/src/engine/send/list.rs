@@ -521,7 +521,9 @@ impl Lister {
             ));
             return Ok(());
         }
-        if name_type != NameType::DotDir && self.filters[root as usize].is_excluded(&it_name, is_dir) {
+        if name_type != NameType::DotDir
+            && self.filters[root as usize].is_excluded(&it_name, is_dir)
+        {
             return Ok(());
         }
         if is_dir && !o.xfer_dirs && !o.recurse {
@@ -616,7 +618,12 @@ impl Lister {
     /// Whether the daemon's rules hide `path` (module-relative): any of its parent
     /// directories, or (unless `ignore_filename`) the path itself as a directory.
     /// Upstream: flist.c, path_is_daemon_excluded().
-    fn daemon_excluded(&mut self, core: &Core, path: &[u8], ignore_filename: bool) -> Result<bool, EngineError> {
+    fn daemon_excluded(
+        &mut self,
+        core: &Core,
+        path: &[u8],
+        ignore_filename: bool,
+    ) -> Result<bool, EngineError> {
         if core.policy.daemon_rules.is_empty() {
             return Ok(false);
         }
@@ -626,7 +633,8 @@ impl Lister {
         let Some(set) = &self.daemon else {
             return Ok(false);
         };
-        let excluded = |p: &[u8]| set.check_daemon(p, true) == Some(crate::engine::filter::Verdict::Excluded);
+        let excluded =
+            |p: &[u8]| set.check_daemon(p, true) == Some(crate::engine::filter::Verdict::Excluded);
         for (i, _) in path.iter().enumerate().skip(1).filter(|(_, b)| **b == b'/') {
             if excluded(&path[..i]) {
                 return Ok(true);
@@ -714,7 +722,10 @@ impl Lister {
             Ok(n) => n,
             Err(e) if e.is_not_found() => {
                 self.io_error |= IOERR_VANISHED;
-                core.warn(&format!("directory has vanished: {}", self.quoted(core, root, &path)));
+                core.warn(&format!(
+                    "directory has vanished: {}",
+                    self.quoted(core, root, &path)
+                ));
                 return Ok(());
             }
             Err(e) => {
@@ -760,7 +771,10 @@ impl Lister {
                 Ok(Some(m)) => m,
                 Ok(None) => {
                     self.io_error |= IOERR_VANISHED;
-                    core.warn(&format!("file has vanished: {}", self.quoted(core, root, &p)));
+                    core.warn(&format!(
+                        "file has vanished: {}",
+                        self.quoted(core, root, &p)
+                    ));
                     continue;
                 }
                 Err(e) => {

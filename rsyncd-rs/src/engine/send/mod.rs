@@ -138,7 +138,12 @@ impl Core {
             p.extend_from_slice(name);
             return self.policy.full_fname(&show(&p));
         }
-        format!("\"/{}/{}\" (in {})", show(dir), show(name), self.policy.log_module)
+        format!(
+            "\"/{}/{}\" (in {})",
+            show(dir),
+            show(name),
+            self.policy.log_module
+        )
     }
 
     fn set_exit(&self, code: ExitCode) {
