@@ -98,6 +98,12 @@ impl MuxReader {
         }
     }
 
+    /// Switches between frames and raw bytes, at a frame boundary (before protocol 31 a
+    /// client sends `--files-from` names unframed on a multiplexed stream).
+    pub fn set_muxed(&mut self, muxed: bool) {
+        self.muxed = muxed;
+    }
+
     /// Sends the peer's texts to `sink` as they arrive rather than queueing them, so
     /// that one sent while we wait for data is not lost when the peer then goes away.
     pub fn set_text_sink(&mut self, sink: TextSink) {

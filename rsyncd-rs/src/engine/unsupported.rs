@@ -23,7 +23,12 @@ pub fn check(o: &Options) -> Option<String> {
     if o.prune_empty_dirs {
         return refused("prune-empty-dirs");
     }
-    if o.files_from.is_some() {
+    // A sender reads the names the client forwards (`-`); a file of the server's own
+    // is not offered.
+    if o.files_from
+        .as_deref()
+        .is_some_and(|f| !(o.am_sender && f == "-"))
+    {
         return refused("files-from");
     }
     if o.temp_dir.is_some() {

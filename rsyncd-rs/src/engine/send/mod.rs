@@ -311,7 +311,11 @@ fn run_session(
     };
     core.log.line("building file list");
     let mut lists = list::Lister::new(&core);
-    lists.send_first(&core, &s.args)?;
+    let args = match core.opts.files_from.as_deref() {
+        Some("-") => files_from(reader, &core, &s.args)?,
+        _ => s.args.clone(),
+    };
+    lists.send_first(&core, &args)?;
     let build_ms = started.elapsed().as_millis().max(1) as i64;
     if lists.file_total == 0 {
         // Upstream ends at once when the list is empty (no statistics, no goodbye).
@@ -367,6 +371,72 @@ fn run_session(
         bytes_read: load(&counters.0).saturating_sub(s.counted_from.0),
         bytes_written: load(&counters.1).saturating_sub(s.counted_from.1),
     })
+}
+
+/// The most names a `--files-from` list may hold (a bound on what a client can make us
+/// keep: the first list holds them all, as upstream's does).
+const MAX_FILES_FROM: usize = 10_000_000;
+
+/// Reads the names the client forwards for `--files-from=-` (NUL-terminated, ended by an
+/// empty one) and turns each into a `-R` argument under the first path argument.
+/// Upstream: flist.c, send_file_list() reading filesfrom_fd.
+fn files_from(
+    r: &mut MuxReader,
+    core: &Core,
+    args: &[Vec<u8>],
+) -> Result<Vec<Vec<u8>>, EngineError> {
+    let base = list::sanitize_arg(args.first().map_or(&[][..], Vec::as_slice));
+    let base = base.strip_suffix(b"/").unwrap_or(&base).to_vec();
+    let raw = core.wire.protocol < 31 && core.wire.protocol >= 30;
+    if raw {
+        r.set_muxed(false);
+    }
+    let mut out = Vec::new();
+    loop {
+        let name = r
+            .decode_with(|b| match b.iter().position(|&c| c == 0) {
+                Some(i) if i <= 4096 => Ok(crate::protocol::Decoded::Done {
+                    value: b[..i].to_vec(),
+                    used: i + 1,
+                }),
+                None if b.len() <= 4096 => Ok(crate::protocol::Decoded::Needed(1)),
+                _ => Err(crate::protocol::WireError::TooLarge {
+                    what: "files-from name",
+                    got: b.len() as u64,
+                    limit: 4096,
+                }),
+            })
+            .map_err(|e| {
+                EngineError::fatal(
+                    format!("reading --files-from names: {e}"),
+                    ExitCode::PROTOCOL,
+                )
+                .at("io.c", 1200, "sender")
+            })?;
+        if name.is_empty() {
+            break;
+        }
+        if out.len() >= MAX_FILES_FROM {
+            return Err(EngineError::fatal(
+                "too many --files-from names",
+                ExitCode::PROTOCOL,
+            ));
+        }
+        let clean = list::sanitize_arg(&name);
+        if clean.is_empty() {
+            continue;
+        }
+        let mut arg = base.clone();
+        if !arg.is_empty() {
+            arg.extend_from_slice(b"/./");
+        }
+        arg.extend_from_slice(&clean);
+        out.push(arg);
+    }
+    if raw {
+        r.set_muxed(true);
+    }
+    Ok(out)
 }
 
 /// The file-list settings of a sending session.
