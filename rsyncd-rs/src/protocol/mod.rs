@@ -12,6 +12,7 @@ pub mod handshake;
 pub mod mux;
 pub mod ndx;
 pub mod options;
+pub mod request;
 pub mod sums;
 #[cfg(test)]
 pub mod testutil;

@@ -13,29 +13,37 @@ use crate::engine::logfmt::{
 };
 use crate::engine::mux::{MuxReader, lock};
 use crate::protocol::Decoded;
-use crate::protocol::codec::{get_shortint, get_vstring, put_shortint, put_vstring};
 use crate::protocol::flist::{FileEntry, mode};
 use crate::protocol::mux::MsgCode;
-use crate::protocol::ndx::{NDX_DEL_STATS, NDX_DONE, NdxCodec, iflags as it};
+use crate::protocol::ndx::{NDX_DONE, iflags as it};
+use crate::protocol::request::{Request, RequestDecoder};
 use crate::protocol::sums::{BlockSum, SumHead, decode_block_sum, decode_sum_head};
 use crate::protocol::token::{Compression, TokenEncoder};
 
-/// The longest name a request may carry (MAXPATHLEN).
-const MAX_XNAME: usize = 4096;
+struct Io<'a> {
+    core: &'a Core,
+    r: &'a mut MuxReader,
+    requests: RequestDecoder,
+}
 
-/// One request of the receiver.
+/// A file request, as read.
 #[derive(Debug)]
-struct Request {
+struct FileRequest {
     ndx: i32,
     iflags: u32,
     basis_type: Option<u8>,
     xname: Option<Vec<u8>>,
 }
 
-struct Io<'a> {
-    core: &'a Core,
-    r: &'a mut MuxReader,
-    ndx_in: NdxCodec,
+impl FileRequest {
+    fn echo(&self) -> Request {
+        Request::File {
+            ndx: self.ndx,
+            iflags: self.iflags,
+            basis_type: self.basis_type,
+            xname: self.xname.clone(),
+        }
+    }
 }
 
 impl Io<'_> {
@@ -50,96 +58,60 @@ impl Io<'_> {
         read_from(self.r, f)
     }
 
-    fn read_ndx(&mut self) -> Result<i32, EngineError> {
-        let codec = &mut self.ndx_in;
-        read_from(self.r, |b| codec.decode(b))
-    }
-
-    /// Reads the next request, answering delete statistics on the way.
-    /// Upstream: rsync.c, read_ndx_and_attrs().
-    fn read_request(&mut self, lists: Option<&Lister>) -> Result<Request, EngineError> {
+    /// Reads the next file request (`None` for NDX_DONE), answering delete statistics on
+    /// the way. Upstream: rsync.c, read_ndx_and_attrs().
+    fn read_request(&mut self, lists: Option<&Lister>) -> Result<Option<FileRequest>, EngineError> {
         let protocol = self.core.wire.protocol;
         loop {
-            let ndx = self.read_ndx()?;
-            if ndx == NDX_DONE {
-                return Ok(Request {
+            let dec = &mut self.requests;
+            match read_from(self.r, |b| dec.decode(b))? {
+                Request::Done => return Ok(None),
+                // The receiver's deletion counts, echoed back as upstream's server sender
+                // does.
+                Request::DelStats(counts) => {
+                    let mut out = Vec::new();
+                    self.core.put_request(&Request::DelStats(counts), &mut out);
+                    self.core.data(&out)?;
+                }
+                Request::Other(ndx) => {
+                    let last = lists
+                        .and_then(|l| l.lists.back())
+                        .map_or(-1, |l| l.ndx_start + l.items.len() as i32 - 1);
+                    return Err(self.fail(format!(
+                        "Invalid file index: {ndx} ({NDX_DONE} - {last}) [sender]"
+                    )));
+                }
+                Request::File {
                     ndx,
-                    iflags: 0,
-                    basis_type: None,
-                    xname: None,
-                });
-            }
-            if ndx == NDX_DEL_STATS {
-                // Five varints: the receiver's deletion counts, echoed back as upstream's
-                // server sender does.
-                let mut counts = Vec::new();
-                for _ in 0..5 {
-                    counts.push(self.read(crate::protocol::codec::get_varint)?);
+                    iflags,
+                    basis_type,
+                    xname,
+                } => {
+                    // The protocol-29 keep-alive: the index one past the list with
+                    // ITEM_IS_NEW.
+                    if protocol < 30
+                        && iflags == it::IS_NEW
+                        && lists
+                            .and_then(|l| l.lists.back())
+                            .is_some_and(|l| ndx == l.ndx_start + l.items.len() as i32)
+                    {
+                        continue;
+                    }
+                    return Ok(Some(FileRequest {
+                        ndx,
+                        iflags,
+                        basis_type,
+                        xname,
+                    }));
                 }
-                let mut out = Vec::new();
-                self.core.put_ndx(NDX_DEL_STATS, &mut out);
-                for c in counts {
-                    crate::protocol::codec::put_varint(&mut out, c);
-                }
-                self.core.data(&out)?;
-                continue;
             }
-            if ndx < 0 {
-                let last = lists
-                    .and_then(|l| l.lists.back())
-                    .map_or(-1, |l| l.ndx_start + l.items.len() as i32 - 1);
-                return Err(self.fail(format!(
-                    "Invalid file index: {ndx} ({NDX_DONE} - {last}) [sender]"
-                )));
-            }
-            let iflags = if protocol >= 29 {
-                u32::from(self.read(|b| Ok(get_shortint(b)))?)
-            } else {
-                it::TRANSFER | it::MISSING_DATA
-            };
-            // The protocol-29 keep-alive: the index one past the list with ITEM_IS_NEW.
-            if protocol < 30
-                && iflags == it::IS_NEW
-                && lists
-                    .and_then(|l| l.lists.back())
-                    .is_some_and(|l| ndx == l.ndx_start + l.items.len() as i32)
-            {
-                continue;
-            }
-            let basis_type = if iflags & it::BASIS_TYPE_FOLLOWS != 0 {
-                Some(self.read(get_byte)?)
-            } else {
-                None
-            };
-            let xname = if iflags & it::XNAME_FOLLOWS != 0 {
-                Some(self.read(|b| get_vstring(b, MAX_XNAME))?)
-            } else {
-                None
-            };
-            return Ok(Request {
-                ndx,
-                iflags,
-                basis_type,
-                xname,
-            });
         }
     }
 
     /// Echoes a request back before the file's data. Upstream: sender.c,
     /// write_ndx_and_attrs().
-    fn write_request(&mut self, req: &Request, out: &mut Vec<u8>) {
-        self.core.put_ndx(req.ndx, out);
-        if self.core.wire.protocol < 29 {
-            return;
-        }
-        put_shortint(out, req.iflags as u16);
-        if let Some(t) = req.basis_type {
-            out.push(t);
-        }
-        if let Some(x) = &req.xname {
-            // Names were read with a MAXPATHLEN bound, well inside a vstring's.
-            let _ = put_vstring(out, x);
-        }
+    fn write_request(&mut self, req: &FileRequest, out: &mut Vec<u8>) {
+        self.core.put_request(&req.echo(), out);
     }
 
     fn write_done(&mut self) -> Result<(), EngineError> {
@@ -174,13 +146,6 @@ fn read_from<T>(
     Ok(v)
 }
 
-fn get_byte(b: &[u8]) -> Result<Decoded<u8>, crate::protocol::WireError> {
-    Ok(match b.first() {
-        Some(&x) => Decoded::Done { value: x, used: 1 },
-        None => Decoded::Needed(1),
-    })
-}
-
 fn read_err(e: crate::engine::mux::ReadError) -> EngineError {
     use crate::engine::conn::ConnError;
     match e {
@@ -213,7 +178,7 @@ pub(super) fn send_files(
     let mut io = Io {
         core,
         r,
-        ndx_in: NdxCodec::new(protocol),
+        requests: RequestDecoder::new(protocol),
     };
     let compression = match &core.wire.compression {
         Some(name) => Compression::from_name(name).ok_or_else(|| {
@@ -234,8 +199,7 @@ pub(super) fn send_files(
             lists.send_extra(core, LOOKAHEAD)?;
         }
         lock(&core.writer).flush().map_err(super::write_err)?;
-        let req = io.read_request(Some(lists))?;
-        if req.ndx == NDX_DONE {
+        let Some(req) = io.read_request(Some(lists))? else {
             if core.cfg.inc_recurse && !lists.lists.is_empty() {
                 lists.finish_first();
                 if !lists.lists.is_empty() {
@@ -249,7 +213,7 @@ pub(super) fn send_files(
             }
             io.write_done()?;
             continue;
-        }
+        };
         if core.cfg.inc_recurse {
             lists.send_extra(core, LOOKAHEAD)?;
         }
@@ -385,17 +349,18 @@ pub(super) fn read_final_goodbye(core: &Core, r: &mut MuxReader) -> Result<(), E
     let mut io = Io {
         core,
         r,
-        ndx_in: NdxCodec::new(protocol),
+        requests: RequestDecoder::new(protocol),
     };
+    let ndx = |r: Option<FileRequest>| r.map_or(NDX_DONE, |r| r.ndx);
     let mut i = if protocol < 29 {
         io.read(|b| Ok(crate::protocol::codec::get_int(b)))?
     } else {
-        io.read_request(None)?.ndx
+        ndx(io.read_request(None)?)
     };
     if protocol >= 31 && i == NDX_DONE {
         io.write_done()?;
         lock(&core.writer).flush().map_err(super::write_err)?;
-        i = io.read_request(None)?.ndx;
+        i = ndx(io.read_request(None)?);
     }
     if i != NDX_DONE {
         return Err(io.fail(format!("Invalid packet at end of run ({i}) [sender]")));

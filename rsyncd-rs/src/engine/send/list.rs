@@ -801,11 +801,9 @@ impl Lister {
                 }
             };
             let is_dir = mode::is_dir(meta.mode);
-            if is_dir && !core.opts.recurse {
-                if !core.opts.xfer_dirs {
-                    core.info(&format!("skipping directory {}", show(&name)));
-                    continue;
-                }
+            if is_dir && !core.opts.recurse && !core.opts.xfer_dirs {
+                core.info(&format!("skipping directory {}", show(&name)));
+                continue;
             }
             if self.filters[root as usize].is_excluded(&name, is_dir) {
                 continue;

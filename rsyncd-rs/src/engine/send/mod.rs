@@ -78,6 +78,16 @@ pub(crate) struct Core {
 }
 
 impl Core {
+    /// Appends a request (an echoed file request, delete statistics, NDX_DONE) to `out`.
+    pub fn put_request(&self, r: &crate::protocol::request::Request, out: &mut Vec<u8>) {
+        let mut codec = self
+            .ndx_out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Names were read with a MAXPATHLEN bound, well inside a vstring's.
+        let _ = crate::protocol::request::encode_request(&mut codec, self.wire.protocol, r, out);
+    }
+
     /// Appends an index to `out` (upstream's write_ndx(), one state for the session).
     pub fn put_ndx(&self, ndx: i32, out: &mut Vec<u8>) {
         self.ndx_out
