@@ -8,13 +8,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::Core;
+use super::scan::{group_name, user_name};
 use crate::engine::error::EngineError;
 use crate::engine::exit::ExitCode;
 use crate::engine::filter::FilterSet;
-use crate::engine::tree::{Meta, RelPath};
+use crate::engine::tree::RelPath;
 use crate::protocol::codec::put_int;
 use crate::protocol::flist::{
-    FileEntry, FlistEncoder, HardLink, compare_names, encode_id_list, mode, xmit,
+    FileEntry, FlistEncoder, HardLink, compare_names, encode_id_list, mode,
 };
 use crate::protocol::ndx::{NDX_FLIST_EOF, NDX_FLIST_OFFSET};
 
@@ -27,7 +28,7 @@ pub(super) const IOERR_GENERAL: i32 = 1;
 pub(super) const IOERR_VANISHED: i32 = 2;
 
 /// The prefix a `munge symlinks` module stores before every symlink target.
-const MUNGE_PREFIX: &[u8] = b"/rsyncd-munged/";
+pub(super) const MUNGE_PREFIX: &[u8] = b"/rsyncd-munged/";
 
 /// One entry as the sender keeps it: what went on the wire, and where it is on disk.
 #[derive(Debug, Clone)]
@@ -67,20 +68,20 @@ struct DirNode {
 
 /// Builds and sends the lists of one session.
 pub(super) struct Lister {
-    enc: FlistEncoder,
+    pub(super) enc: FlistEncoder,
     /// Transfer roots relative to the module root, one per distinct argument directory.
     pub roots: Vec<Vec<u8>>,
     /// The filter set of each root (daemon rules are anchored at the root's path).
-    filters: Vec<FilterSet>,
+    pub(super) filters: Vec<FilterSet>,
     /// The daemon's rules alone, rooted at the module (for argument paths).
-    daemon: Option<FilterSet>,
+    pub(super) daemon: Option<FilterSet>,
     /// The lists sent and not yet finished by the receiver, oldest first.
     pub lists: std::collections::VecDeque<Arc<SendList>>,
     dirs: Vec<DirNode>,
     next_dir: Option<usize>,
     /// No more lists follow.
     pub eof: bool,
-    next_ndx: i32,
+    pub(super) next_ndx: i32,
     /// Files in lists sent / in lists the receiver finished (upstream's file_total and
     /// file_old_total).
     pub file_total: usize,
@@ -88,13 +89,13 @@ pub(super) struct Lister {
     /// The io_error bits so far.
     pub io_error: i32,
     /// The first index of each (dev, ino) seen, for hard links.
-    hlinks: HashMap<(u64, u64), i32>,
+    pub(super) hlinks: HashMap<(u64, u64), i32>,
     /// Ids met, with their names, for the id lists (non-incremental).
-    uids: BTreeMap<u32, Option<Vec<u8>>>,
-    gids: BTreeMap<u32, Option<Vec<u8>>>,
+    pub(super) uids: BTreeMap<u32, Option<Vec<u8>>>,
+    pub(super) gids: BTreeMap<u32, Option<Vec<u8>>>,
     /// Ids whose names already rode inline (incremental).
-    sent_uids: HashSet<u32>,
-    sent_gids: HashSet<u32>,
+    pub(super) sent_uids: HashSet<u32>,
+    pub(super) sent_gids: HashSet<u32>,
     /// Sum of the sizes of regular files and symlinks listed (the `total size` statistic).
     pub total_size: u64,
     /// Bytes of list data written.
@@ -103,7 +104,7 @@ pub(super) struct Lister {
 
 /// What the sender sends of an argument (upstream's name_type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NameType {
+pub(super) enum NameType {
     Normal,
     DotDir,
 }
@@ -430,176 +431,6 @@ impl Lister {
         Ok(())
     }
 
-    /// One path argument of the first list. Upstream: the loop of send_file_list().
-    fn add_arg(
-        &mut self,
-        core: &Core,
-        raw: &[u8],
-        items: &mut Vec<Item>,
-    ) -> Result<(), EngineError> {
-        let o = &core.opts;
-        let mut fbuf = sanitize_arg(raw);
-        let (dir, mut fname, mut name_type) = if o.relative {
-            split_relative(&fbuf)
-        } else {
-            if fbuf.is_empty() || fbuf.ends_with(b"/") {
-                if fbuf == b"./" {
-                    fbuf.truncate(1);
-                } else {
-                    fbuf.push(b'.');
-                }
-            } else if fbuf == b".." || fbuf.ends_with(b"/..") {
-                fbuf.extend_from_slice(b"/.");
-            }
-            let name_type = if fbuf == b"." || fbuf.ends_with(b"/.") {
-                NameType::DotDir
-            } else {
-                NameType::Normal
-            };
-            match fbuf.iter().rposition(|&b| b == b'/') {
-                Some(i) => (fbuf[..i].to_vec(), fbuf[i + 1..].to_vec(), name_type),
-                None => (Vec::new(), fbuf.clone(), name_type),
-            }
-        };
-        if fname.is_empty() {
-            fname = b".".to_vec();
-            name_type = NameType::DotDir;
-        }
-        if !dir.is_empty() && self.daemon_excluded(core, &dir, false)? {
-            core.error_xfer(&format!(
-                "rsync: [sender] change_dir {} failed: No such file or directory (2)",
-                core.quoted(&RelPath::parse(&dir).unwrap_or_else(|_| RelPath::root()))
-            ));
-            return Ok(());
-        }
-        let root = self.root_index(core, &dir)?;
-        let it_name = if name_type == NameType::DotDir && !o.relative {
-            b".".to_vec()
-        } else {
-            fname.clone()
-        };
-        let probe = Item {
-            e: FileEntry {
-                name: it_name.clone(),
-                ..FileEntry::default()
-            },
-            root,
-            content_dir: false,
-        };
-        let path = self.disk_path(&probe)?;
-        let meta = match self.stat(core, &path) {
-            Ok(Some(m)) => m,
-            Ok(None) => {
-                self.io_error |= IOERR_VANISHED;
-                core.error_xfer(&format!(
-                    "rsync: [sender] link_stat {} failed: No such file or directory (2)",
-                    self.quoted(core, root, &path)
-                ));
-                return Ok(());
-            }
-            Err(e) => {
-                self.io_error |= IOERR_GENERAL;
-                core.error_xfer(&crate::engine::exit::syserr(
-                    "sender",
-                    &format!("link_stat {} failed", self.quoted(core, root, &path)),
-                    e.raw_os_error(),
-                    &e,
-                ));
-                return Ok(());
-            }
-        };
-        let is_dir = mode::is_dir(meta.mode);
-        let hidden = (name_type != NameType::DotDir
-            && self.filters[root as usize].check_daemon(&it_name, is_dir)
-                == Some(crate::engine::filter::Verdict::Excluded))
-            || (o.relative && self.daemon_excluded(core, path.as_bytes(), true)?);
-        if hidden {
-            // What the daemon hides is reported as missing (upstream sets ENOENT).
-            core.error_xfer(&format!(
-                "rsync: [sender] link_stat {} failed: No such file or directory (2)",
-                self.quoted(core, root, &path)
-            ));
-            return Ok(());
-        }
-        if name_type != NameType::DotDir
-            && self.filters[root as usize].is_excluded(&it_name, is_dir)
-        {
-            return Ok(());
-        }
-        if is_dir && !o.xfer_dirs && !o.recurse {
-            core.info(&format!("skipping directory {}", show(&it_name)));
-            return Ok(());
-        }
-        if o.relative && o.implied_dirs {
-            self.implied_dirs(core, root, &it_name, items)?;
-        }
-        let whole = o.recurse || (o.xfer_dirs && name_type == NameType::DotDir);
-        let mut xflags = 0;
-        if whole && is_dir {
-            xflags |= xmit::TOP_DIR;
-        }
-        let Some(item) = self.make_item(core, root, it_name.clone(), &meta, xflags, whole)? else {
-            return Ok(());
-        };
-        let content = item.content_dir;
-        items.push(item);
-        if is_dir && content {
-            let descend = if core.cfg.inc_recurse {
-                name_type == NameType::DotDir
-            } else {
-                true
-            };
-            if descend {
-                let recurse_all = o.recurse && !core.cfg.inc_recurse;
-                self.scan_tree(core, root, &it_name, items, recurse_all)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// With `-R`, the parents of a path go first as implied directories.
-    /// Upstream: flist.c, send_implied_dirs().
-    fn implied_dirs(
-        &mut self,
-        core: &Core,
-        root: u32,
-        name: &[u8],
-        items: &mut Vec<Item>,
-    ) -> Result<(), EngineError> {
-        let mut at = 0;
-        while let Some(i) = name[at..].iter().position(|&b| b == b'/') {
-            let part = name[..at + i].to_vec();
-            at += i + 1;
-            if part == b"." || items.iter().any(|x| x.e.name == part) {
-                continue;
-            }
-            let probe = Item {
-                e: FileEntry {
-                    name: part.clone(),
-                    ..FileEntry::default()
-                },
-                root,
-                content_dir: false,
-            };
-            let path = self.disk_path(&probe)?;
-            let Ok(Some(meta)) = self.stat(core, &path) else {
-                continue;
-            };
-            if !mode::is_dir(meta.mode) {
-                continue;
-            }
-            let xflags = if core.wire.protocol >= 30 {
-                xmit::TOP_DIR | xmit::NO_CONTENT_DIR
-            } else {
-                0
-            };
-            if let Some(it) = self.make_item(core, root, part, &meta, xflags, false)? {
-                items.push(it);
-            }
-        }
-        Ok(())
-    }
-
     /// A name quoted for a message as upstream's full_fname() shows it from the transfer
     /// root `root` (its working directory): `"/root/name" (in module)`.
     pub fn quoted(&self, core: &Core, root: u32, path: &RelPath) -> String {
@@ -614,414 +445,8 @@ impl Lister {
         };
         core.quoted_in(dir, if name.is_empty() { b"." } else { name })
     }
-
-    /// Whether the daemon's rules hide `path` (module-relative): any of its parent
-    /// directories, or (unless `ignore_filename`) the path itself as a directory.
-    /// Upstream: flist.c, path_is_daemon_excluded().
-    fn daemon_excluded(
-        &mut self,
-        core: &Core,
-        path: &[u8],
-        ignore_filename: bool,
-    ) -> Result<bool, EngineError> {
-        if core.policy.daemon_rules.is_empty() {
-            return Ok(false);
-        }
-        if self.daemon.is_none() {
-            self.daemon = Some(core.daemon_filters()?);
-        }
-        let Some(set) = &self.daemon else {
-            return Ok(false);
-        };
-        let excluded =
-            |p: &[u8]| set.check_daemon(p, true) == Some(crate::engine::filter::Verdict::Excluded);
-        for (i, _) in path.iter().enumerate().skip(1).filter(|(_, b)| **b == b'/') {
-            if excluded(&path[..i]) {
-                return Ok(true);
-            }
-        }
-        Ok(!ignore_filename && excluded(path))
-    }
-
-    fn root_index(&mut self, core: &Core, dir: &[u8]) -> Result<u32, EngineError> {
-        if let Some(i) = self.roots.iter().position(|r| r == dir) {
-            return Ok(i as u32);
-        }
-        self.filters.push(core.filters_for(dir)?);
-        self.roots.push(dir.to_vec());
-        Ok((self.roots.len() - 1) as u32)
-    }
-
-    /// `lstat` (or with `-L`, `stat` confined to the module) of a path.
-    fn stat(
-        &self,
-        core: &Core,
-        p: &RelPath,
-    ) -> Result<Option<Meta>, crate::engine::tree::TreeError> {
-        let meta = core.tree.lstat(p)?;
-        match meta {
-            Some(m) if mode::is_lnk(m.mode) && core.opts.copy_links => {
-                let target = core.tree.resolve(p)?;
-                match core.tree.lstat(&target)? {
-                    Some(t) if !mode::is_lnk(t.mode) => Ok(Some(t)),
-                    _ => Ok(Some(m)),
-                }
-            }
-            other => Ok(other),
-        }
-    }
-
-    /// The contents of `dir` (a name relative to the root), and with `deep` everything
-    /// below it. Upstream: flist.c, send_directory() and send_if_directory().
-    fn scan_tree(
-        &mut self,
-        core: &Core,
-        root: u32,
-        dir: &[u8],
-        items: &mut Vec<Item>,
-        deep: bool,
-    ) -> Result<(), EngineError> {
-        let start = items.len();
-        self.scan_dir(core, root, dir, items, false)?;
-        if deep {
-            let end = items.len();
-            for i in start..end {
-                if items[i].e.is_dir() && items[i].content_dir {
-                    let name = items[i].e.name.clone();
-                    self.scan_tree(core, root, &name, items, true)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// One directory's entries, filtered, appended to `items`.
-    fn scan_dir(
-        &mut self,
-        core: &Core,
-        root: u32,
-        dir: &[u8],
-        items: &mut Vec<Item>,
-        _sub_list: bool,
-    ) -> Result<(), EngineError> {
-        let probe = Item {
-            e: FileEntry {
-                name: dir.to_vec(),
-                ..FileEntry::default()
-            },
-            root,
-            content_dir: false,
-        };
-        let mut path = self.disk_path(&probe)?;
-        if core.opts.copy_links
-            && let Ok(resolved) = core.tree.resolve(&path)
-        {
-            path = resolved;
-        }
-        let names = match core.tree.read_dir(&path) {
-            Ok(n) => n,
-            Err(e) if e.is_not_found() => {
-                self.io_error |= IOERR_VANISHED;
-                core.warn(&format!(
-                    "directory has vanished: {}",
-                    self.quoted(core, root, &path)
-                ));
-                return Ok(());
-            }
-            Err(e) => {
-                self.io_error |= IOERR_GENERAL;
-                core.error_xfer(&crate::engine::exit::syserr(
-                    "sender",
-                    &format!("opendir {} failed", self.quoted(core, root, &path)),
-                    e.raw_os_error(),
-                    &e,
-                ));
-                return Ok(());
-            }
-        };
-        let has_merge = self.filters[root as usize].has_dir_merge();
-        if has_merge {
-            let depth = if dir == b"." {
-                0
-            } else {
-                dir.split(|&b| b == b'/').count()
-            };
-            let tree = &core.tree;
-            let mut read = |p: &[u8]| crate::engine::session::read_rule_file(tree, p);
-            let rel: &[u8] = if dir == b"." { b"" } else { dir };
-            self.filters[root as usize]
-                .change_dir(rel, depth, &mut read)
-                .map_err(|e| {
-                    EngineError::fatal(e.to_string(), crate::engine::filter::exit_code(&e))
-                })?;
-        }
-        for base in names {
-            let name = if dir == b"." || dir.is_empty() {
-                base.clone()
-            } else {
-                let mut n = dir.to_vec();
-                n.push(b'/');
-                n.extend_from_slice(&base);
-                n
-            };
-            let Ok(p) = path.join(&base) else {
-                continue;
-            };
-            let meta = match self.stat(core, &p) {
-                Ok(Some(m)) => m,
-                Ok(None) => {
-                    self.io_error |= IOERR_VANISHED;
-                    core.warn(&format!(
-                        "file has vanished: {}",
-                        self.quoted(core, root, &p)
-                    ));
-                    continue;
-                }
-                Err(e) => {
-                    self.io_error |= IOERR_GENERAL;
-                    // A link followed out of the module is refused as a confined open
-                    // refuses it (upstream's secure resolver gives ELOOP).
-                    let errno = if e.is_confinement() {
-                        Some(40)
-                    } else {
-                        e.raw_os_error()
-                    };
-                    let text: &dyn std::fmt::Display = if e.is_confinement() {
-                        &"Too many levels of symbolic links"
-                    } else {
-                        &e
-                    };
-                    core.error_xfer(&crate::engine::exit::syserr(
-                        "sender",
-                        &format!("readlink_stat({}) failed", self.quoted(core, root, &p)),
-                        errno,
-                        text,
-                    ));
-                    continue;
-                }
-            };
-            let is_dir = mode::is_dir(meta.mode);
-            if is_dir && !core.opts.recurse && !core.opts.xfer_dirs {
-                core.info(&format!("skipping directory {}", show(&name)));
-                continue;
-            }
-            if self.filters[root as usize].is_excluded(&name, is_dir) {
-                continue;
-            }
-            if core.policy.ignore_nonreadable
-                && !mode::is_lnk(meta.mode)
-                && !core.tree.is_readable(&p)
-            {
-                continue;
-            }
-            if let Some(it) = self.make_item(core, root, name, &meta, 0, core.opts.recurse)? {
-                items.push(it);
-            }
-        }
-        Ok(())
-    }
-
-    /// An entry from its metadata (upstream's make_file() after the filters).
-    fn make_item(
-        &mut self,
-        core: &Core,
-        root: u32,
-        name: Vec<u8>,
-        m: &Meta,
-        xflags: u32,
-        content: bool,
-    ) -> Result<Option<Item>, EngineError> {
-        let cfg = &core.cfg;
-        let mut e = FileEntry {
-            name,
-            mode: m.mode,
-            size: i64::try_from(m.size).unwrap_or(i64::MAX),
-            mtime: m.mtime,
-            mtime_nsec: m.mtime_nsec,
-            xflags,
-            ..FileEntry::default()
-        };
-        if cfg.preserve_atimes && !e.is_dir() {
-            e.atime = Some(m.atime);
-        }
-        if cfg.preserve_uid {
-            e.uid = Some(m.uid);
-        }
-        if cfg.preserve_gid {
-            e.gid = Some(m.gid);
-        }
-        if (mode::is_device(m.mode) && cfg.preserve_devices)
-            || (mode::is_special(m.mode) && cfg.preserve_specials)
-        {
-            let (ma, mi) = (nix::sys::stat::major(m.rdev), nix::sys::stat::minor(m.rdev));
-            e.rdev = Some((ma as u32, mi as u32));
-        }
-        if mode::is_lnk(m.mode) {
-            let it = Item {
-                e: e.clone(),
-                root,
-                content_dir: false,
-            };
-            let p = self.disk_path(&it)?;
-            match core.tree.read_link(&p) {
-                Ok(mut t) => {
-                    if core.policy.munge_symlinks
-                        && t.starts_with(MUNGE_PREFIX)
-                        && t.len() > MUNGE_PREFIX.len()
-                    {
-                        t.drain(..MUNGE_PREFIX.len());
-                    }
-                    // The size stays lstat's (a munged target counts its prefix), as
-                    // upstream's make_file() takes st_size.
-                    if cfg.preserve_links {
-                        if t.is_empty() {
-                            self.io_error |= IOERR_GENERAL;
-                            core.error_xfer(&format!(
-                                "skipping symlink with 0-length value: {}",
-                                self.quoted(core, root, &p)
-                            ));
-                            return Ok(None);
-                        }
-                        e.link_target = Some(t);
-                    }
-                }
-                Err(err) => {
-                    self.io_error |= IOERR_GENERAL;
-                    core.error_xfer(&crate::engine::exit::syserr(
-                        "sender",
-                        &format!("readlink {} failed", self.quoted(core, root, &p)),
-                        err.raw_os_error(),
-                        &err,
-                    ));
-                    return Ok(None);
-                }
-            }
-        }
-        if cfg.preserve_hard_links && !e.is_dir() {
-            let linked = if core.wire.protocol < 28 {
-                mode::is_reg(m.mode)
-            } else {
-                m.nlink > 1
-            };
-            if linked {
-                e.hard_link = Some(HardLink::DevIno {
-                    dev: m.dev as i64,
-                    ino: m.ino as i64,
-                });
-            }
-        }
-        if let Some(c) = &core.policy.outgoing_chmod
-            && !mode::is_lnk(e.mode)
-        {
-            e.mode = c.apply(e.mode);
-        }
-        let item = Item {
-            e,
-            root,
-            content_dir: content && mode::is_dir(m.mode),
-        };
-        let mut item = item;
-        if let Some(spec) = core.sums.file
-            && mode::is_reg(item.e.mode)
-        {
-            let p = self.disk_path(&item)?;
-            item.e.checksum = Some(
-                core.file_checksum(&p, spec)
-                    .unwrap_or_else(|| vec![0; spec.digest_len()]),
-            );
-        }
-        Ok(Some(item))
-    }
-}
-
-/// A path argument made safe as upstream's sanitize_path() with SP_KEEP_DOT_DIRS: no
-/// leading slash, `..` never climbs above the start, `.` components and a trailing slash
-/// kept.
-pub(super) fn sanitize_arg(arg: &[u8]) -> Vec<u8> {
-    let mut parts: Vec<&[u8]> = Vec::new();
-    let mut dotdot_floor = 0;
-    for part in arg.split(|&b| b == b'/') {
-        match part {
-            b"" => {}
-            b".." => {
-                if parts.len() > dotdot_floor {
-                    parts.pop();
-                } else {
-                    dotdot_floor = parts.len();
-                }
-            }
-            p => parts.push(p),
-        }
-    }
-    let mut out = parts.join(&b'/');
-    if arg.ends_with(b"/") && !out.is_empty() {
-        out.push(b'/');
-    }
-    out
-}
-
-/// Splits a `-R` argument at its `/./` marker into the part that stays behind (the
-/// transfer root) and the part that is sent, as upstream's send_file_list() does.
-fn split_relative(fbuf: &[u8]) -> (Vec<u8>, Vec<u8>, NameType) {
-    let (dir, rest) = match fbuf.windows(3).position(|w| w == b"/./") {
-        Some(i) => (fbuf[..i].to_vec(), &fbuf[i + 3..]),
-        None => match fbuf.strip_prefix(b"./") {
-            Some(r) => (Vec::new(), r),
-            None => (Vec::new(), fbuf),
-        },
-    };
-    let mut parts: Vec<&[u8]> = Vec::new();
-    for p in rest.split(|&b| b == b'/') {
-        if !p.is_empty() && p != b"." {
-            parts.push(p);
-        }
-    }
-    let name = parts.join(&b'/');
-    if name.is_empty() {
-        (dir, b".".to_vec(), NameType::DotDir)
-    } else {
-        (dir, name, NameType::Normal)
-    }
-}
-
-fn user_name(uid: u32) -> Option<Vec<u8>> {
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map(|u| u.name.into_bytes())
-        .filter(|n| n.len() <= 255)
-}
-
-fn group_name(gid: u32) -> Option<Vec<u8>> {
-    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
-        .ok()
-        .flatten()
-        .map(|g| g.name.into_bytes())
-        .filter(|n| n.len() <= 255)
 }
 
 pub(super) fn show(name: &[u8]) -> String {
     String::from_utf8_lossy(name).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sanitizing_arguments() {
-        assert_eq!(sanitize_arg(b"/"), b"");
-        assert_eq!(sanitize_arg(b"/sub/"), b"sub/");
-        assert_eq!(sanitize_arg(b"../../etc/passwd"), b"etc/passwd");
-        assert_eq!(sanitize_arg(b"a/../../b"), b"b");
-        assert_eq!(sanitize_arg(b"a/./b"), b"a/./b");
-    }
-
-    #[test]
-    fn relative_split() {
-        assert_eq!(split_relative(b"a/b/c").1, b"a/b/c");
-        let (d, n, _) = split_relative(b"a/./b/c");
-        assert_eq!((d.as_slice(), n.as_slice()), (&b"a"[..], &b"b/c"[..]));
-        assert_eq!(split_relative(b"").2, NameType::DotDir);
-    }
 }

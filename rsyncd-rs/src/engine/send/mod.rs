@@ -4,9 +4,11 @@
 //! Upstream: main.c do_server_sender(), flist.c send_file_list(), sender.c send_files(),
 //! match.c.
 
+mod args;
 mod files;
 mod list;
 mod matcher;
+mod scan;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -395,7 +397,7 @@ fn files_from(
     core: &Core,
     args: &[Vec<u8>],
 ) -> Result<Vec<Vec<u8>>, EngineError> {
-    let base = list::sanitize_arg(args.first().map_or(&[][..], Vec::as_slice));
+    let base = args::sanitize_arg(args.first().map_or(&[][..], Vec::as_slice));
     let base = base.strip_suffix(b"/").unwrap_or(&base).to_vec();
     let raw = core.wire.protocol < 31 && core.wire.protocol >= 30;
     if raw {
@@ -432,7 +434,7 @@ fn files_from(
                 ExitCode::PROTOCOL,
             ));
         }
-        let clean = list::sanitize_arg(&name);
+        let clean = args::sanitize_arg(&name);
         if clean.is_empty() {
             continue;
         }

@@ -93,6 +93,9 @@ pub struct Tree {
     use_openat2: AtomicBool,
 }
 
+/// A directory's entries with their metadata (see [`Tree::read_dir_meta`]).
+pub type DirEntries = Vec<(Vec<u8>, Result<Option<Meta>, TreeError>)>;
+
 /// The longest symlink target we read or write (`PATH_MAX`).
 const MAX_LINK_LEN: usize = 4096;
 
@@ -254,6 +257,40 @@ impl Tree {
         let mut listing =
             Dir::from_fd(OwnedFd::from(listing)).map_err(|e| TreeError::errno("opendir", p, e))?;
         remove::list_names(&mut listing).map_err(|e| TreeError::errno("readdir", p, e))
+    }
+
+    /// The entries of directory `p` with their `lstat` (as [`Tree::lstat`] gives it,
+    /// fake super included), the directory opened once: what a sender's scan needs.
+    /// An entry gone between the listing and its `lstat` is `Ok(None)`.
+    pub fn read_dir_meta(&self, p: &RelPath) -> Result<DirEntries, TreeError> {
+        let dir = self.open_dir(p)?;
+        let listing = reopen_dir(&dir, p)?;
+        let mut listing =
+            Dir::from_fd(OwnedFd::from(listing)).map_err(|e| TreeError::errno("opendir", p, e))?;
+        let names =
+            remove::list_names(&mut listing).map_err(|e| TreeError::errno("readdir", p, e))?;
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let meta = match stat_at(&dir, &name) {
+                Ok(st) if self.opts.fake_super => match p.join(&name) {
+                    Ok(child) => match pin_leaf(&dir, &name, &st, &child) {
+                        Ok(Some(f)) => overlay_stat_xattr(&f, &st, &child).map(Some),
+                        Ok(None) => Ok(Some(Meta::from_stat(&st))),
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                },
+                Ok(st) => Ok(Some(Meta::from_stat(&st))),
+                Err(Errno::ENOENT) => Ok(None),
+                Err(e) => Err(TreeError::errno(
+                    "lstat",
+                    &String::from_utf8_lossy(&name),
+                    e,
+                )),
+            };
+            out.push((name, meta));
+        }
+        Ok(out)
     }
 
     /// The target of symlink `p`. With fake super, the content of its stand-in file

@@ -1,0 +1,291 @@
+//! The sender's path arguments: each made safe, split into a transfer root and a name
+//! (`-R` keeps the path), vetted against the daemon's rules, and listed with its implied
+//! directories. Upstream: flist.c, send_file_list() (its argument loop),
+//! send_implied_dirs(), path_is_daemon_excluded().
+
+use super::Core;
+use super::list::{IOERR_GENERAL, IOERR_VANISHED, Item, Lister, NameType, show};
+use crate::engine::error::EngineError;
+use crate::engine::tree::RelPath;
+use crate::protocol::flist::{FileEntry, mode, xmit};
+
+impl Lister {
+    /// One path argument of the first list. Upstream: the loop of send_file_list().
+    pub(super) fn add_arg(
+        &mut self,
+        core: &Core,
+        raw: &[u8],
+        items: &mut Vec<Item>,
+    ) -> Result<(), EngineError> {
+        let o = &core.opts;
+        let mut fbuf = sanitize_arg(raw);
+        let (dir, mut fname, mut name_type) = if o.relative {
+            split_relative(&fbuf)
+        } else {
+            if fbuf.is_empty() || fbuf.ends_with(b"/") {
+                if fbuf == b"./" {
+                    fbuf.truncate(1);
+                } else {
+                    fbuf.push(b'.');
+                }
+            } else if fbuf == b".." || fbuf.ends_with(b"/..") {
+                fbuf.extend_from_slice(b"/.");
+            }
+            let name_type = if fbuf == b"." || fbuf.ends_with(b"/.") {
+                NameType::DotDir
+            } else {
+                NameType::Normal
+            };
+            match fbuf.iter().rposition(|&b| b == b'/') {
+                Some(i) => (fbuf[..i].to_vec(), fbuf[i + 1..].to_vec(), name_type),
+                None => (Vec::new(), fbuf.clone(), name_type),
+            }
+        };
+        if fname.is_empty() {
+            fname = b".".to_vec();
+            name_type = NameType::DotDir;
+        }
+        if !dir.is_empty() && self.daemon_excluded(core, &dir, false)? {
+            core.error_xfer(&format!(
+                "rsync: [sender] change_dir {} failed: No such file or directory (2)",
+                core.quoted(&RelPath::parse(&dir).unwrap_or_else(|_| RelPath::root()))
+            ));
+            return Ok(());
+        }
+        let root = self.root_index(core, &dir)?;
+        let it_name = if name_type == NameType::DotDir && !o.relative {
+            b".".to_vec()
+        } else {
+            fname.clone()
+        };
+        let probe = Item {
+            e: FileEntry {
+                name: it_name.clone(),
+                ..FileEntry::default()
+            },
+            root,
+            content_dir: false,
+        };
+        let path = self.disk_path(&probe)?;
+        let meta = match self.stat(core, &path) {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                self.io_error |= IOERR_VANISHED;
+                core.error_xfer(&format!(
+                    "rsync: [sender] link_stat {} failed: No such file or directory (2)",
+                    self.quoted(core, root, &path)
+                ));
+                return Ok(());
+            }
+            Err(e) => {
+                self.io_error |= IOERR_GENERAL;
+                core.error_xfer(&crate::engine::exit::syserr(
+                    "sender",
+                    &format!("link_stat {} failed", self.quoted(core, root, &path)),
+                    e.raw_os_error(),
+                    &e,
+                ));
+                return Ok(());
+            }
+        };
+        let is_dir = mode::is_dir(meta.mode);
+        let hidden = (name_type != NameType::DotDir
+            && self.filters[root as usize].check_daemon(&it_name, is_dir)
+                == Some(crate::engine::filter::Verdict::Excluded))
+            || (o.relative && self.daemon_excluded(core, path.as_bytes(), true)?);
+        if hidden {
+            // What the daemon hides is reported as missing (upstream sets ENOENT).
+            core.error_xfer(&format!(
+                "rsync: [sender] link_stat {} failed: No such file or directory (2)",
+                self.quoted(core, root, &path)
+            ));
+            return Ok(());
+        }
+        if name_type != NameType::DotDir
+            && self.filters[root as usize].is_excluded(&it_name, is_dir)
+        {
+            return Ok(());
+        }
+        if is_dir && !o.xfer_dirs && !o.recurse {
+            core.info(&format!("skipping directory {}", show(&it_name)));
+            return Ok(());
+        }
+        if o.relative && o.implied_dirs {
+            self.implied_dirs(core, root, &it_name, items)?;
+        }
+        let whole = o.recurse || (o.xfer_dirs && name_type == NameType::DotDir);
+        let mut xflags = 0;
+        if whole && is_dir {
+            xflags |= xmit::TOP_DIR;
+        }
+        let Some(item) = self.make_item(core, root, it_name.clone(), &meta, xflags, whole)? else {
+            return Ok(());
+        };
+        let content = item.content_dir;
+        items.push(item);
+        if is_dir && content {
+            let descend = if core.cfg.inc_recurse {
+                name_type == NameType::DotDir
+            } else {
+                true
+            };
+            if descend {
+                let recurse_all = o.recurse && !core.cfg.inc_recurse;
+                self.scan_tree(core, root, &it_name, items, recurse_all)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// With `-R`, the parents of a path go first as implied directories.
+    /// Upstream: flist.c, send_implied_dirs().
+    pub(super) fn implied_dirs(
+        &mut self,
+        core: &Core,
+        root: u32,
+        name: &[u8],
+        items: &mut Vec<Item>,
+    ) -> Result<(), EngineError> {
+        let mut at = 0;
+        while let Some(i) = name[at..].iter().position(|&b| b == b'/') {
+            let part = name[..at + i].to_vec();
+            at += i + 1;
+            if part == b"." || items.iter().any(|x| x.e.name == part) {
+                continue;
+            }
+            let probe = Item {
+                e: FileEntry {
+                    name: part.clone(),
+                    ..FileEntry::default()
+                },
+                root,
+                content_dir: false,
+            };
+            let path = self.disk_path(&probe)?;
+            let Ok(Some(meta)) = self.stat(core, &path) else {
+                continue;
+            };
+            if !mode::is_dir(meta.mode) {
+                continue;
+            }
+            let xflags = if core.wire.protocol >= 30 {
+                xmit::TOP_DIR | xmit::NO_CONTENT_DIR
+            } else {
+                0
+            };
+            if let Some(it) = self.make_item(core, root, part, &meta, xflags, false)? {
+                items.push(it);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the daemon's rules hide `path` (module-relative): any of its parent
+    /// directories, or (unless `ignore_filename`) the path itself as a directory.
+    /// Upstream: flist.c, path_is_daemon_excluded().
+    pub(super) fn daemon_excluded(
+        &mut self,
+        core: &Core,
+        path: &[u8],
+        ignore_filename: bool,
+    ) -> Result<bool, EngineError> {
+        if core.policy.daemon_rules.is_empty() {
+            return Ok(false);
+        }
+        if self.daemon.is_none() {
+            self.daemon = Some(core.daemon_filters()?);
+        }
+        let Some(set) = &self.daemon else {
+            return Ok(false);
+        };
+        let excluded =
+            |p: &[u8]| set.check_daemon(p, true) == Some(crate::engine::filter::Verdict::Excluded);
+        for (i, _) in path.iter().enumerate().skip(1).filter(|(_, b)| **b == b'/') {
+            if excluded(&path[..i]) {
+                return Ok(true);
+            }
+        }
+        Ok(!ignore_filename && excluded(path))
+    }
+
+    pub(super) fn root_index(&mut self, core: &Core, dir: &[u8]) -> Result<u32, EngineError> {
+        if let Some(i) = self.roots.iter().position(|r| r == dir) {
+            return Ok(i as u32);
+        }
+        self.filters.push(core.filters_for(dir)?);
+        self.roots.push(dir.to_vec());
+        Ok((self.roots.len() - 1) as u32)
+    }
+}
+
+/// A path argument made safe as upstream's sanitize_path() with SP_KEEP_DOT_DIRS: no
+/// leading slash, `..` never climbs above the start, `.` components and a trailing slash
+/// kept.
+pub(super) fn sanitize_arg(arg: &[u8]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    let mut dotdot_floor = 0;
+    for part in arg.split(|&b| b == b'/') {
+        match part {
+            b"" => {}
+            b".." => {
+                if parts.len() > dotdot_floor {
+                    parts.pop();
+                } else {
+                    dotdot_floor = parts.len();
+                }
+            }
+            p => parts.push(p),
+        }
+    }
+    let mut out = parts.join(&b'/');
+    if arg.ends_with(b"/") && !out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
+
+/// Splits a `-R` argument at its `/./` marker into the part that stays behind (the
+/// transfer root) and the part that is sent, as upstream's send_file_list() does.
+fn split_relative(fbuf: &[u8]) -> (Vec<u8>, Vec<u8>, NameType) {
+    let (dir, rest) = match fbuf.windows(3).position(|w| w == b"/./") {
+        Some(i) => (fbuf[..i].to_vec(), &fbuf[i + 3..]),
+        None => match fbuf.strip_prefix(b"./") {
+            Some(r) => (Vec::new(), r),
+            None => (Vec::new(), fbuf),
+        },
+    };
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for p in rest.split(|&b| b == b'/') {
+        if !p.is_empty() && p != b"." {
+            parts.push(p);
+        }
+    }
+    let name = parts.join(&b'/');
+    if name.is_empty() {
+        (dir, b".".to_vec(), NameType::DotDir)
+    } else {
+        (dir, name, NameType::Normal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    pub(super) fn sanitizing_arguments() {
+        assert_eq!(sanitize_arg(b"/"), b"");
+        assert_eq!(sanitize_arg(b"/sub/"), b"sub/");
+        assert_eq!(sanitize_arg(b"../../etc/passwd"), b"etc/passwd");
+        assert_eq!(sanitize_arg(b"a/../../b"), b"b");
+        assert_eq!(sanitize_arg(b"a/./b"), b"a/./b");
+    }
+
+    #[test]
+    pub(super) fn relative_split() {
+        assert_eq!(split_relative(b"a/b/c").1, b"a/b/c");
+        let (d, n, _) = split_relative(b"a/./b/c");
+        assert_eq!((d.as_slice(), n.as_slice()), (&b"a"[..], &b"b/c"[..]));
+        assert_eq!(split_relative(b"").2, NameType::DotDir);
+    }
+}

@@ -1,0 +1,317 @@
+//! Directories read through the confined tree and their entries turned into file-list
+//! items: filters, `ignore nonreadable`, `-L`, symlink targets (unmunged), hard-link
+//! identities, `outgoing chmod`, `--checksum` sums. Upstream: flist.c send_directory(),
+//! send_if_directory(), make_file(), readlink_stat().
+
+use super::Core;
+use super::list::{IOERR_GENERAL, IOERR_VANISHED, Item, Lister, MUNGE_PREFIX, show};
+use crate::engine::error::EngineError;
+use crate::engine::tree::{Meta, RelPath};
+use crate::protocol::flist::{FileEntry, HardLink, mode};
+
+impl Lister {
+    /// `lstat` (or with `-L`, `stat` confined to the module) of a path.
+    pub(super) fn stat(
+        &self,
+        core: &Core,
+        p: &RelPath,
+    ) -> Result<Option<Meta>, crate::engine::tree::TreeError> {
+        let meta = core.tree.lstat(p)?;
+        match meta {
+            Some(m) if mode::is_lnk(m.mode) && core.opts.copy_links => {
+                let target = core.tree.resolve(p)?;
+                match core.tree.lstat(&target)? {
+                    Some(t) if !mode::is_lnk(t.mode) => Ok(Some(t)),
+                    _ => Ok(Some(m)),
+                }
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// The contents of `dir` (a name relative to the root), and with `deep` everything
+    /// below it. Upstream: flist.c, send_directory() and send_if_directory().
+    pub(super) fn scan_tree(
+        &mut self,
+        core: &Core,
+        root: u32,
+        dir: &[u8],
+        items: &mut Vec<Item>,
+        deep: bool,
+    ) -> Result<(), EngineError> {
+        let start = items.len();
+        self.scan_dir(core, root, dir, items, false)?;
+        if deep {
+            let end = items.len();
+            for i in start..end {
+                if items[i].e.is_dir() && items[i].content_dir {
+                    let name = items[i].e.name.clone();
+                    self.scan_tree(core, root, &name, items, true)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One directory's entries, filtered, appended to `items`.
+    pub(super) fn scan_dir(
+        &mut self,
+        core: &Core,
+        root: u32,
+        dir: &[u8],
+        items: &mut Vec<Item>,
+        _sub_list: bool,
+    ) -> Result<(), EngineError> {
+        let probe = Item {
+            e: FileEntry {
+                name: dir.to_vec(),
+                ..FileEntry::default()
+            },
+            root,
+            content_dir: false,
+        };
+        let mut path = self.disk_path(&probe)?;
+        if core.opts.copy_links
+            && let Ok(resolved) = core.tree.resolve(&path)
+        {
+            path = resolved;
+        }
+        let names = match core.tree.read_dir_meta(&path) {
+            Ok(n) => n,
+            Err(e) if e.is_not_found() => {
+                self.io_error |= IOERR_VANISHED;
+                core.warn(&format!(
+                    "directory has vanished: {}",
+                    self.quoted(core, root, &path)
+                ));
+                return Ok(());
+            }
+            Err(e) => {
+                self.io_error |= IOERR_GENERAL;
+                core.error_xfer(&crate::engine::exit::syserr(
+                    "sender",
+                    &format!("opendir {} failed", self.quoted(core, root, &path)),
+                    e.raw_os_error(),
+                    &e,
+                ));
+                return Ok(());
+            }
+        };
+        let has_merge = self.filters[root as usize].has_dir_merge();
+        if has_merge {
+            let depth = if dir == b"." {
+                0
+            } else {
+                dir.split(|&b| b == b'/').count()
+            };
+            let tree = &core.tree;
+            let mut read = |p: &[u8]| crate::engine::session::read_rule_file(tree, p);
+            let rel: &[u8] = if dir == b"." { b"" } else { dir };
+            self.filters[root as usize]
+                .change_dir(rel, depth, &mut read)
+                .map_err(|e| {
+                    EngineError::fatal(e.to_string(), crate::engine::filter::exit_code(&e))
+                })?;
+        }
+        for (base, listed) in names {
+            let name = if dir == b"." || dir.is_empty() {
+                base.clone()
+            } else {
+                let mut n = dir.to_vec();
+                n.push(b'/');
+                n.extend_from_slice(&base);
+                n
+            };
+            let Ok(p) = path.join(&base) else {
+                continue;
+            };
+            // With -L a link is described by what it leads to.
+            let listed = match listed {
+                Ok(Some(m)) if core.opts.copy_links && mode::is_lnk(m.mode) => self.stat(core, &p),
+                other => other,
+            };
+            let meta = match listed {
+                Ok(Some(m)) => m,
+                Ok(None) => {
+                    self.io_error |= IOERR_VANISHED;
+                    core.warn(&format!(
+                        "file has vanished: {}",
+                        self.quoted(core, root, &p)
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    self.io_error |= IOERR_GENERAL;
+                    // A link followed out of the module is refused as a confined open
+                    // refuses it (upstream's secure resolver gives ELOOP).
+                    let errno = if e.is_confinement() {
+                        Some(40)
+                    } else {
+                        e.raw_os_error()
+                    };
+                    let text: &dyn std::fmt::Display = if e.is_confinement() {
+                        &"Too many levels of symbolic links"
+                    } else {
+                        &e
+                    };
+                    core.error_xfer(&crate::engine::exit::syserr(
+                        "sender",
+                        &format!("readlink_stat({}) failed", self.quoted(core, root, &p)),
+                        errno,
+                        text,
+                    ));
+                    continue;
+                }
+            };
+            let is_dir = mode::is_dir(meta.mode);
+            if is_dir && !core.opts.recurse && !core.opts.xfer_dirs {
+                core.info(&format!("skipping directory {}", show(&name)));
+                continue;
+            }
+            if self.filters[root as usize].is_excluded(&name, is_dir) {
+                continue;
+            }
+            if core.policy.ignore_nonreadable
+                && !mode::is_lnk(meta.mode)
+                && !core.tree.is_readable(&p)
+            {
+                continue;
+            }
+            if let Some(it) = self.make_item(core, root, name, &meta, 0, core.opts.recurse)? {
+                items.push(it);
+            }
+        }
+        Ok(())
+    }
+
+    /// An entry from its metadata (upstream's make_file() after the filters).
+    pub(super) fn make_item(
+        &mut self,
+        core: &Core,
+        root: u32,
+        name: Vec<u8>,
+        m: &Meta,
+        xflags: u32,
+        content: bool,
+    ) -> Result<Option<Item>, EngineError> {
+        let cfg = &core.cfg;
+        let mut e = FileEntry {
+            name,
+            mode: m.mode,
+            size: i64::try_from(m.size).unwrap_or(i64::MAX),
+            mtime: m.mtime,
+            mtime_nsec: m.mtime_nsec,
+            xflags,
+            ..FileEntry::default()
+        };
+        if cfg.preserve_atimes && !e.is_dir() {
+            e.atime = Some(m.atime);
+        }
+        if cfg.preserve_uid {
+            e.uid = Some(m.uid);
+        }
+        if cfg.preserve_gid {
+            e.gid = Some(m.gid);
+        }
+        if (mode::is_device(m.mode) && cfg.preserve_devices)
+            || (mode::is_special(m.mode) && cfg.preserve_specials)
+        {
+            let (ma, mi) = (nix::sys::stat::major(m.rdev), nix::sys::stat::minor(m.rdev));
+            e.rdev = Some((ma as u32, mi as u32));
+        }
+        if mode::is_lnk(m.mode) {
+            let it = Item {
+                e: e.clone(),
+                root,
+                content_dir: false,
+            };
+            let p = self.disk_path(&it)?;
+            match core.tree.read_link(&p) {
+                Ok(mut t) => {
+                    if core.policy.munge_symlinks
+                        && t.starts_with(MUNGE_PREFIX)
+                        && t.len() > MUNGE_PREFIX.len()
+                    {
+                        t.drain(..MUNGE_PREFIX.len());
+                    }
+                    // The size stays lstat's (a munged target counts its prefix), as
+                    // upstream's make_file() takes st_size.
+                    if cfg.preserve_links {
+                        if t.is_empty() {
+                            self.io_error |= IOERR_GENERAL;
+                            core.error_xfer(&format!(
+                                "skipping symlink with 0-length value: {}",
+                                self.quoted(core, root, &p)
+                            ));
+                            return Ok(None);
+                        }
+                        e.link_target = Some(t);
+                    }
+                }
+                Err(err) => {
+                    self.io_error |= IOERR_GENERAL;
+                    core.error_xfer(&crate::engine::exit::syserr(
+                        "sender",
+                        &format!("readlink {} failed", self.quoted(core, root, &p)),
+                        err.raw_os_error(),
+                        &err,
+                    ));
+                    return Ok(None);
+                }
+            }
+        }
+        if cfg.preserve_hard_links && !e.is_dir() {
+            let linked = if core.wire.protocol < 28 {
+                mode::is_reg(m.mode)
+            } else {
+                m.nlink > 1
+            };
+            if linked {
+                e.hard_link = Some(HardLink::DevIno {
+                    dev: m.dev as i64,
+                    ino: m.ino as i64,
+                });
+            }
+        }
+        if let Some(c) = &core.policy.outgoing_chmod
+            && !mode::is_lnk(e.mode)
+        {
+            e.mode = c.apply(e.mode);
+        }
+        let item = Item {
+            e,
+            root,
+            content_dir: content && mode::is_dir(m.mode),
+        };
+        let mut item = item;
+        if let Some(spec) = core.sums.file
+            && mode::is_reg(item.e.mode)
+        {
+            let p = self.disk_path(&item)?;
+            item.e.checksum = Some(
+                core.file_checksum(&p, spec)
+                    .unwrap_or_else(|| vec![0; spec.digest_len()]),
+            );
+        }
+        Ok(Some(item))
+    }
+}
+
+/// The name of a user, for the id lists (none when the system has none or it is too
+/// long for the wire).
+pub(super) fn user_name(uid: u32) -> Option<Vec<u8>> {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name.into_bytes())
+        .filter(|n| n.len() <= 255)
+}
+
+/// The name of a group, as [`user_name`].
+pub(super) fn group_name(gid: u32) -> Option<Vec<u8>> {
+    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+        .ok()
+        .flatten()
+        .map(|g| g.name.into_bytes())
+        .filter(|n| n.len() <= 255)
+}
