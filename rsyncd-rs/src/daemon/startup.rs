@@ -4,15 +4,7 @@
 use super::config::DaemonConfig;
 
 /// Module parameters this build parses but does not apply yet.
-pub const UNAPPLIED_MODULE_PARAMS: &[&str] = &[
-    "dont compress",
-    "temp dir",
-    "charset",
-    "open noatime",
-    "ignore nonreadable",
-    "insecure links",
-    "outgoing chmod",
-];
+pub const UNAPPLIED_MODULE_PARAMS: &[&str] = &["temp dir", "charset", "insecure links"];
 
 /// Global parameters this build parses but does not apply yet.
 pub const UNAPPLIED_GLOBAL_PARAMS: &[&str] = &["socket options"];

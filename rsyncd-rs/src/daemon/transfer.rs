@@ -34,6 +34,7 @@ fn prepare(
             fake_super: ms.fake_super,
             keep_dirlinks: options.keep_dirlinks && !options.am_sender,
             dry_run: options.dry_run,
+            open_noatime: p.open_noatime == Some(true),
             ..TreeOptions::default()
         },
     ) {
@@ -84,6 +85,7 @@ fn prepare(
         incoming_chmod,
         outgoing_chmod,
         ignore_nonreadable: p.ignore_nonreadable,
+        dont_compress_all: p.dont_compress.split_whitespace().any(|w| w == "*"),
         transfer_log_format,
         log_host: s.peer.host.to_string(),
         log_addr: s.peer.addr.clone(),

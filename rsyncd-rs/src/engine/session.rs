@@ -60,6 +60,9 @@ pub struct Policy {
     pub outgoing_chmod: Option<super::chmod::ChmodRules>,
     /// `ignore nonreadable`: a pull leaves out what this session cannot read.
     pub ignore_nonreadable: bool,
+    /// `dont compress` holds `*`: a pull's zlib stream is stored, not compressed (the one
+    /// effect the list has in stock 3.5.0, whose per-file levels are compiled out).
+    pub dont_compress_all: bool,
     /// `log format` when `transfer logging` is on.
     pub transfer_log_format: Option<String>,
     /// For `log format` escapes.

@@ -189,7 +189,11 @@ pub(super) fn send_files(
         })?,
         None => Compression::None,
     };
-    let mut tokens = TokenEncoder::new(compression, core.opts.compress_level, protocol);
+    let level = match compression {
+        Compression::Zlib | Compression::Zlibx if core.policy.dont_compress_all => Some(0),
+        _ => core.opts.compress_level,
+    };
+    let mut tokens = TokenEncoder::new(compression, level, protocol);
     let max_phase = if protocol >= 29 { 2 } else { 1 };
     let mut phase = 0;
     let mut stats = SendStats::default();

@@ -77,6 +77,9 @@ pub struct TreeOptions {
     pub keep_dirlinks: bool,
     /// Which resolver to use.
     pub resolver: Resolver,
+    /// Files opened for reading do not update their access time (`open noatime`), where
+    /// the kernel allows it (the owner or root).
+    pub open_noatime: bool,
     /// `--dry-run`: every change succeeds without touching anything, as upstream's
     /// syscall wrappers do; [`Tree::set_attrs`] reports what it would change.
     pub dry_run: bool,
@@ -174,7 +177,17 @@ impl Tree {
         let (dir, name) = self.locate_entry(p, "open")?;
         // O_NONBLOCK: a fifo planted under the name must not hang us.
         let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
-        let file = self.open_regular(&dir, name, flags, p)?;
+        let file = if self.opts.open_noatime {
+            // O_NOATIME needs the owner or CAP_FOWNER; without, open as usual.
+            match self.open_regular(&dir, name, flags | OFlag::O_NOATIME, p) {
+                Err(e) if e.raw_os_error() == Some(Errno::EPERM as i32) => {
+                    self.open_regular(&dir, name, flags, p)?
+                }
+                other => other?,
+            }
+        } else {
+            self.open_regular(&dir, name, flags, p)?
+        };
         clear_nonblock(&file).map_err(|e| TreeError::errno("fcntl", p, e))?;
         Ok(file)
     }
