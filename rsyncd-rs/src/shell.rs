@@ -128,6 +128,7 @@ pub fn serve_on(mut conn: Conn, args: &[String]) -> ExitCode {
         );
         return ExitCode::UNSUPPORTED;
     }
+    let options = options.for_session(wire.protocol, None);
     if options.am_sender {
         return send(conn, options, wire);
     }

@@ -176,6 +176,8 @@ pub(super) fn run(
     if let Some(r) = refusal {
         return Err(end_session(s, &mut wire, options.am_sender, &r));
     }
+    // Resolved once; the roles read it and never change it.
+    let options = options.for_session(wire.protocol, Some(m.params.max_verbosity));
     if options.am_sender {
         super::transfer::send(s, m, ms, options, wire)
     } else {

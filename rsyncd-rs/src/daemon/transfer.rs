@@ -114,11 +114,9 @@ pub(super) fn receive(
     s: &mut Session<'_>,
     m: &Module,
     mut ms: ModuleSession,
-    mut options: Options,
+    options: Options,
     wire: Wire,
 ) -> Result<ExitCode, ExitCode> {
-    // What the client may ask the daemon to report is capped by `max verbosity`.
-    options.info.limit(m.params.max_verbosity);
     let (tree, policy) = prepare(s, m, &ms, &options)?;
     let dest_arg = options.paths().first().map(|a| strip_module(a, &m.name));
     let (conn, (read_before, written_before)) = take_conn(s)?;
@@ -157,10 +155,9 @@ pub(super) fn send(
     s: &mut Session<'_>,
     m: &Module,
     ms: ModuleSession,
-    mut options: Options,
+    options: Options,
     wire: Wire,
 ) -> Result<ExitCode, ExitCode> {
-    options.info.limit(m.params.max_verbosity);
     let (tree, policy) = prepare(s, m, &ms, &options)?;
     let args: Vec<Vec<u8>> = options
         .paths()

@@ -286,7 +286,6 @@ fn run_session(
 ) -> Result<RecvOutcome, RecvError> {
     let sums = Sums::for_session(&s.opts, &s.wire)?;
     let cfg = flist_config(&s.opts, &s.wire, &s.policy, &sums);
-    apply_protocol_defaults(&mut s.opts, s.wire.protocol);
 
     let daemon_only = daemon_filter_set(&s)?;
     reject_excluded_backup_dir(&s.opts, &daemon_only)?;
@@ -425,11 +424,6 @@ fn flist_config(o: &Options, w: &Wire, p: &Policy, sums: &Sums) -> FlistConfig {
         missing_args_delete: o.missing_args == 2,
         munge_symlinks: p.munge_symlinks,
     }
-}
-
-/// What depends on the negotiated protocol (upstream: compat.c, setup_protocol()).
-fn apply_protocol_defaults(o: &mut Options, protocol: i32) {
-    o.apply_protocol(protocol);
 }
 
 /// The session's filter set: the daemon's rules, then the client's (and `-C`'s).

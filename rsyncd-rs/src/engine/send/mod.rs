@@ -294,13 +294,12 @@ pub fn run(
 
 /// Upstream: main.c, start_server() for the sender and do_server_sender().
 fn run_session(
-    mut s: SendSession,
+    s: SendSession,
     reader: &mut MuxReader,
     writer: SharedWriter,
     counters: &Counters,
 ) -> Result<SendOutcome, EngineError> {
     let started = Instant::now();
-    s.opts.apply_protocol(s.wire.protocol);
     let sums = Sums::for_session(&s.opts, &s.wire)?;
     let mut peer_rules = receive_filters(reader, &s.opts, s.wire.protocol)?;
     if s.opts.cvs_exclude {

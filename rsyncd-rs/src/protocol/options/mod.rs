@@ -289,9 +289,20 @@ impl Options {
         self.delete != DeleteWhen::Never
     }
 
+    /// The options a session runs with, resolved once: what depends on the negotiated
+    /// protocol, and what the client may ask the server to report capped by the module's
+    /// `max verbosity` (`None` outside a daemon). Nothing changes them afterwards.
+    pub fn for_session(mut self, protocol: i32, max_verbosity: Option<i32>) -> Options {
+        self.apply_protocol(protocol);
+        if let Some(level) = max_verbosity {
+            self.info.limit(level);
+        }
+        self
+    }
+
     /// Resolves what depends on the negotiated protocol. Upstream: compat.c,
     /// setup_protocol().
-    pub fn apply_protocol(&mut self, protocol: i32) {
+    fn apply_protocol(&mut self, protocol: i32) {
         if self.delete_when_default && protocol < 30 {
             self.delete = DeleteWhen::Before;
         }
