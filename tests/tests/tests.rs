@@ -12,6 +12,7 @@ mod auth;
 mod bad_input;
 mod compat;
 mod listing;
+mod module_root;
 mod process;
 mod push;
 mod push_compat;

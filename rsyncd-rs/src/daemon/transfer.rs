@@ -29,21 +29,16 @@ pub(super) fn receive(
     // sanitize_path() puts the module path in front of it), which is how the engine
     // reads it.
     let chrooted_at_root = ms.use_chroot && ms.root == std::path::Path::new("/");
-    let tree = match Tree::open(
-        &ms.root,
+    // Built here, after the privilege drop, on the root opened before it.
+    let tree = Tree::from_fd(
+        ms.root_dir,
         TreeOptions {
             fake_super: ms.fake_super,
             keep_dirlinks: options.keep_dirlinks,
             dry_run: options.dry_run,
             ..TreeOptions::default()
         },
-    ) {
-        Ok(t) => t,
-        Err(e) => {
-            s.log.line(&format!("opening module root failed: {e}"));
-            return Err(ExitCode::FILEIO);
-        }
-    };
+    );
     let dest_arg = options.paths().first().map(|a| strip_module(a, &m.name));
     let vars = |k: &str| std::env::var(k).ok();
     let daemon_rules = match module_filters(m, &vars) {
