@@ -18,3 +18,4 @@ mod push;
 mod push_compat;
 mod push_options;
 mod push_safety;
+mod session_end;

@@ -515,7 +515,7 @@ pub fn run(
             text_log.line(String::from_utf8_lossy(text).trim_end());
         }
     }));
-    let protocol = s.wire.protocol;
+    let (protocol, io_timeout) = (s.wire.protocol, s.wire.io_timeout);
     let outcome = run_session(s, &mut reader, writer.clone());
     if let Err(e) = &outcome {
         if let Some(code) = reader.peer_exit() {
@@ -537,7 +537,7 @@ pub fn run(
             return Err(RecvError::fatal(text, ExitCode::STREAMIO).at("io.c", 285, "generator"));
         }
         if report_fatal(&writer, &*log, protocol, e) {
-            drain(&mut reader, &writer);
+            drain(&mut reader, &writer, io_timeout);
         }
     }
     outcome
@@ -594,12 +594,17 @@ fn peer_exited(
 
 /// Reads and drops what the client still sends until it hangs up or answers our
 /// MSG_ERROR_EXIT with an empty one, which is returned before we go (at most a minute of
-/// silence), so that the client reads our error instead of a reset connection.
+/// silence, or the session's `timeout` when shorter), so that the client reads our error
+/// instead of a reset connection.
 /// Upstream: io.c, noop_io_until_death() and read_a_msg() for MSG_ERROR_EXIT.
-fn drain(reader: &mut MuxReader, writer: &SharedWriter) {
+fn drain(reader: &mut MuxReader, writer: &SharedWriter, io_timeout: i32) {
+    let idle = u64::try_from(io_timeout)
+        .ok()
+        .filter(|&t| t > 0)
+        .map_or(60, |t| t.min(60));
     reader
         .conn_mut()
-        .set_idle_timeout(Some(std::time::Duration::from_secs(60)));
+        .set_idle_timeout(Some(std::time::Duration::from_secs(idle)));
     loop {
         if let Some(code) = reader.peer_exit() {
             if code.is_none() {
@@ -715,6 +720,10 @@ fn run_session(
     if received.is_err() {
         let _ = to_gen.send(ToGenerator::Abort);
     }
+    // Nothing more can reach the generator: without this sender its waits see the end
+    // instead of waiting for messages the receiver, gone early (with an error or not),
+    // will never send.
+    drop(to_gen);
     let generated = generator
         .join()
         .unwrap_or_else(|_| Err(RecvError::fatal("generator crashed", ExitCode::CRASHED)));
