@@ -122,6 +122,22 @@ fn listening_inode(port: u16) -> Option<String> {
     })
 }
 
+/// Whether a process still holds the daemon's end of the connection from the client's
+/// `client_port` to 127.0.0.1:`server_port`: its entry in `/proc/net/tcp` names a socket
+/// inode until the last descriptor for it is closed (a session that ended leaves none,
+/// or an orphan in FIN_WAIT/TIME_WAIT with inode 0).
+pub fn is_connection_held(server_port: u16, client_port: u16) -> bool {
+    let local = format!("0100007F:{server_port:04X}");
+    let remote = format!("0100007F:{client_port:04X}");
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table.lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.get(1) == Some(&local.as_str())
+            && f.get(2) == Some(&remote.as_str())
+            && f.get(9).is_some_and(|inode| *inode != "0")
+    })
+}
+
 /// Whether process `pid` itself holds the socket listening on 127.0.0.1:`port`: a port
 /// picked free can be taken by a daemon of a test running in parallel before ours binds
 /// it, and the test must not talk to that one.

@@ -54,6 +54,19 @@ impl RawClient {
         }
     }
 
+    /// Reads exactly `n` bytes (for a peer past the line-based handshake).
+    pub fn read_exact(&mut self, n: usize) -> std::io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; n];
+        self.reader.read_exact(&mut buf)?;
+        Ok(buf)
+    }
+
+    /// The client's own port: with the daemon's, it names the connection in
+    /// `/proc/net/tcp`.
+    pub fn local_port(&self) -> u16 {
+        self.stream.local_addr().expect("local address").port()
+    }
+
     /// Reads everything until the daemon closes (or the read times out).
     pub fn rest(&mut self) -> Vec<u8> {
         let mut out = Vec::new();

@@ -1,6 +1,7 @@
 //! A chosen module, from the access check to `@RSYNCD: OK`: hosts, connection limit,
 //! auth, identity, path and chroot (upstream: clientserver.c rsync_module()).
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::unistd::{Gid, Uid};
@@ -17,6 +18,7 @@ use super::log::{io_error, sys_error, target_for};
 use super::privileges::{self, DropError};
 use super::session::{Session, handshake_timeout};
 use crate::engine::exit::ExitCode;
+use crate::engine::tree::Tree;
 use crate::protocol::auth::{choose_digest, make_challenge};
 
 /// Where symlink munging puts its prefix; a real directory of this name makes munging
@@ -28,6 +30,9 @@ pub const SYMLINK_PREFIX: &str = "/rsyncd-munged/";
 pub struct ModuleSession {
     /// The module root as seen from this process (after any chroot).
     pub root: PathBuf,
+    /// The module root, opened before privileges were dropped (see [`Tree::open_root`]);
+    /// the session's [`Tree`] is built on it once the client's options are known.
+    pub root_dir: OwnedFd,
     /// The configured path (for `%P` and the environment).
     pub full_path: PathBuf,
     pub is_read_only: bool,
@@ -187,11 +192,22 @@ pub(super) fn open_module(
             return Err(s.fail("chroot failed"));
         }
     }
-    if let Err(e) = std::env::set_current_dir(&inner) {
-        s.log
-            .line(&io_error(&format!("chdir {} failed", inner.display()), &e));
-        return Err(s.fail("chdir failed"));
-    }
+    // The module root is entered and its descriptor opened while we are still root: the
+    // module's user may not be able to reach it (a parent it cannot search), as upstream
+    // enters the module before it drops privileges too.
+    let entered = match std::env::set_current_dir(&inner) {
+        Ok(()) => Tree::open_root(Path::new(".")).map_err(|e| e.raw_os_error()),
+        Err(e) => Err(e.raw_os_error()),
+    };
+    let root_dir = match entered {
+        Ok(fd) => fd,
+        Err(errno) => {
+            let what = format!("chdir {} failed", inner.display());
+            s.log
+                .line(&sys_error("Receiver", &what, errno.unwrap_or(0)));
+            return Err(s.fail("chdir failed"));
+        }
+    };
 
     let munge_symlinks = p
         .munge_symlinks
@@ -230,6 +246,7 @@ pub(super) fn open_module(
     };
     Ok(ModuleSession {
         root: inner,
+        root_dir,
         full_path,
         is_read_only,
         is_write_only: p.write_only,

@@ -28,8 +28,14 @@ fn prepare(
     // sanitize_path() puts the module path in front of it), which is how the engine
     // reads it.
     let chrooted_at_root = ms.use_chroot && ms.root == std::path::Path::new("/");
-    let tree = match Tree::open(
-        &ms.root,
+    // Built here, after the privilege drop, on the root opened before it.
+    let root_dir = ms.root_dir.try_clone().map_err(|e| {
+        s.log
+            .line(&format!("cannot duplicate the module root: {e}"));
+        ExitCode::FILEIO
+    })?;
+    let tree = Tree::from_fd(
+        root_dir,
         TreeOptions {
             fake_super: ms.fake_super,
             keep_dirlinks: options.keep_dirlinks && !options.am_sender,
@@ -37,13 +43,7 @@ fn prepare(
             open_noatime: p.open_noatime == Some(true),
             ..TreeOptions::default()
         },
-    ) {
-        Ok(t) => t,
-        Err(e) => {
-            s.log.line(&format!("opening module root failed: {e}"));
-            return Err(ExitCode::FILEIO);
-        }
-    };
+    );
     let vars = |k: &str| std::env::var(k).ok();
     let daemon_rules = match module_filters(m, &vars) {
         Ok(f) => f,

@@ -176,12 +176,17 @@ pub(crate) fn peer_exited(
 
 /// Reads and drops what the client still sends until it hangs up or answers our
 /// MSG_ERROR_EXIT with an empty one, which is returned before we go (at most a minute of
-/// silence), so that the client reads our error instead of a reset connection.
+/// silence, or the session's `timeout` when shorter), so that the client reads our error
+/// instead of a reset connection.
 /// Upstream: io.c, noop_io_until_death() and read_a_msg() for MSG_ERROR_EXIT.
-pub(crate) fn drain(reader: &mut MuxReader, writer: &SharedWriter) {
+pub(crate) fn drain(reader: &mut MuxReader, writer: &SharedWriter, io_timeout: i32) {
+    let idle = u64::try_from(io_timeout)
+        .ok()
+        .filter(|&t| t > 0)
+        .map_or(60, |t| t.min(60));
     reader
         .conn_mut()
-        .set_idle_timeout(Some(std::time::Duration::from_secs(60)));
+        .set_idle_timeout(Some(std::time::Duration::from_secs(idle)));
     loop {
         if let Some(code) = reader.peer_exit() {
             if code.is_none() {

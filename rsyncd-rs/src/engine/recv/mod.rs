@@ -251,7 +251,7 @@ pub fn run(
             text_log.line(String::from_utf8_lossy(text).trim_end());
         }
     }));
-    let protocol = s.wire.protocol;
+    let (protocol, io_timeout) = (s.wire.protocol, s.wire.io_timeout);
     let outcome = run_session(s, &mut reader, writer.clone());
     if let Err(e) = &outcome {
         if let Some(code) = reader.peer_exit() {
@@ -273,7 +273,7 @@ pub fn run(
             return Err(RecvError::fatal(text, ExitCode::STREAMIO).at("io.c", 285, "generator"));
         }
         if report_fatal(&writer, &*log, protocol, e) {
-            drain(&mut reader, &writer);
+            drain(&mut reader, &writer, io_timeout);
         }
     }
     outcome
@@ -375,6 +375,10 @@ fn run_session(
     if received.is_err() {
         let _ = to_gen.send(ToGenerator::Abort);
     }
+    // Nothing more can reach the generator: without this sender its waits see the end
+    // instead of waiting for messages the receiver, gone early (with an error or not),
+    // will never send.
+    drop(to_gen);
     let generated = generator
         .join()
         .unwrap_or_else(|_| Err(RecvError::fatal("generator crashed", ExitCode::CRASHED)));

@@ -106,8 +106,7 @@ pub(super) fn run(
     rc.flush_done();
     result?;
     rc.notify(ToGenerator::PhaseDone);
-    rc.goodbye();
-    Ok(())
+    rc.goodbye()
 }
 
 impl Receiver<'_, '_> {
@@ -807,27 +806,41 @@ impl Receiver<'_, '_> {
     }
 
     /// After the last phase: the sender's final NDX_DONE (at 31+, passed on to the
-    /// generator, which then says goodbye), until the sender hangs up.
+    /// generator, which then says goodbye), until the sender hangs up. The connection
+    /// ending (or timing out) before that NDX_DONE is the client leaving early, an error
+    /// as upstream's generator reports it; after it, it is how the session ends.
     /// Upstream: main.c, read_final_goodbye().
-    fn goodbye(&mut self) {
-        if self.sh.wire.protocol < 29 {
-            return;
+    fn goodbye(&mut self) -> Result<(), RecvError> {
+        let p = self.sh.wire.protocol;
+        if p < 29 {
+            return Ok(());
         }
+        // A client that never hangs up is let go after a minute, or after the session's
+        // `timeout` when that is shorter.
+        let idle = u64::try_from(self.sh.wire.io_timeout)
+            .ok()
+            .filter(|&t| t > 0)
+            .map_or(60, |t| t.min(60));
         self.r
             .conn_mut()
-            .set_idle_timeout(Some(std::time::Duration::from_secs(60)));
-        let mut first = true;
-        while let Ok(ndx) = self.read_ndx() {
+            .set_idle_timeout(Some(std::time::Duration::from_secs(idle)));
+        let mut awaited = p >= 31;
+        loop {
+            let ndx = match self.read_ndx() {
+                Ok(ndx) => ndx,
+                Err(e) if awaited => return Err(e),
+                Err(_) => return Ok(()),
+            };
             if ndx != NDX_DONE {
                 self.sh
                     .log
                     .line(&format!("Invalid packet at end of run ({ndx}) [receiver]"));
-                return;
+                return Ok(());
             }
-            if first && self.sh.wire.protocol >= 31 {
+            if awaited {
                 self.notify(ToGenerator::PhaseDone);
+                awaited = false;
             }
-            first = false;
         }
     }
 }

@@ -267,6 +267,7 @@ pub fn run(
             )));
     }
     let protocol = s.wire.protocol;
+    let io_timeout = s.wire.io_timeout;
     let outcome = run_session(s, &mut reader, writer.clone(), &counters);
     if let Err(e) = &outcome {
         if let Some(code) = reader.peer_exit() {
@@ -286,7 +287,7 @@ pub fn run(
             return Err(EngineError::fatal(text, ExitCode::STREAMIO).at("io.c", 285, "sender"));
         }
         if report_fatal(&writer, &*log, protocol, e) {
-            drain(&mut reader, &writer);
+            drain(&mut reader, &writer, io_timeout);
         }
     }
     outcome

@@ -106,14 +106,22 @@ impl Tree {
     /// Opens the module root `root` (an operator-trusted path, which may itself
     /// contain symlinks). Errors: `Io` when it cannot be opened as a directory.
     pub fn open(root: &Path, opts: TreeOptions) -> Result<Tree, TreeError> {
-        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-        let fd = nix::fcntl::open(root, flags, Mode::empty())
-            .map_err(|e| TreeError::errno("open", &root.display(), e))?;
-        Ok(Tree::from_fd(fd, opts))
+        Ok(Tree::from_fd(Tree::open_root(root)?, opts))
     }
 
-    /// Wraps an already-open root directory descriptor (e.g. opened before dropping
-    /// privileges).
+    /// Opens the directory `root` (operator-trusted, as for [`Tree::open`]) as a root
+    /// descriptor for [`Tree::from_fd`]: a daemon opens it while it may still enter the
+    /// module's parents, and builds the tree once it has dropped privileges and knows
+    /// the client's options. Errors: `Io` when it cannot be opened as a directory.
+    pub fn open_root(root: &Path) -> Result<OwnedFd, TreeError> {
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        nix::fcntl::open(root, flags, Mode::empty())
+            .map_err(|e| TreeError::errno("open", &root.display(), e))
+    }
+
+    /// Wraps an already-open root directory descriptor (see [`Tree::open_root`]). Whether
+    /// the tree may give files away is read from the process's identity now, so build it
+    /// after any privilege drop.
     pub fn from_fd(root: OwnedFd, opts: TreeOptions) -> Tree {
         Tree {
             root,
