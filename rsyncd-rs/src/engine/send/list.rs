@@ -307,9 +307,6 @@ impl Lister {
         out: &mut Vec<u8>,
     ) -> Result<Arc<SendList>, EngineError> {
         let protocol = core.wire.protocol;
-        items.sort_by(|a, b| {
-            compare_names(&a.e.name, a.e.is_dir(), &b.e.name, b.e.is_dir(), protocol)
-        });
         let ndx_start = self.next_ndx;
         let start_len = out.len();
         for (i, it) in items.iter_mut().enumerate() {
@@ -327,6 +324,13 @@ impl Lister {
                 self.total_size += it.e.size.max(0) as u64;
             }
         }
+        // Sent in the order the directories were read, as upstream sends them (a
+        // hard-link follower names its leader by that position); requests then name
+        // entries by their place in the sorted list, which both sides sort alike.
+        // Upstream: flist.c, flist_sort_and_clean().
+        items.sort_by(|a, b| {
+            compare_names(&a.e.name, a.e.is_dir(), &b.e.name, b.e.is_dir(), protocol)
+        });
         let ioe = if self.io_error != 0 && !core.opts.ignore_errors && core.cfg.safe_flist {
             self.io_error
         } else {
@@ -378,7 +382,6 @@ impl Lister {
         }
         let mut any = false;
         if let Some(uid) = e.uid
-            && uid != 0
             && self.sent_uids.insert(uid)
             && let Some(n) = user_name(uid)
         {
@@ -386,7 +389,6 @@ impl Lister {
             any = true;
         }
         if let Some(gid) = e.gid
-            && gid != 0
             && self.sent_gids.insert(gid)
             && let Some(n) = group_name(gid)
         {
