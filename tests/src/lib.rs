@@ -34,8 +34,20 @@ impl Server {
     pub const BOTH: [Server; 2] = [Server::Stock, Server::Ours];
 }
 
-/// The `rsyncd-rs` binary built by cargo next to this test executable (or `RSYNCD_RS_BIN`).
+/// Whether `E2E_OURS_IS_STOCK=1` asks for stock rsync in the place of rsyncd-rs: every
+/// differential test then runs stock against stock, which checks the tests themselves (a
+/// case that fails that way compares something stock does not repeat, or expects what
+/// stock does not do).
+pub fn ours_is_stock() -> bool {
+    std::env::var_os("E2E_OURS_IS_STOCK").is_some_and(|v| v == "1")
+}
+
+/// The `rsyncd-rs` binary built by cargo next to this test executable (or `RSYNCD_RS_BIN`;
+/// the stock one under `E2E_OURS_IS_STOCK=1`, see [`ours_is_stock`]).
 pub fn ours_bin() -> PathBuf {
+    if ours_is_stock() {
+        return stock_rsync();
+    }
     if let Some(p) = std::env::var_os("RSYNCD_RS_BIN") {
         return PathBuf::from(p);
     }
