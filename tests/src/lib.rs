@@ -71,15 +71,77 @@ pub fn stock_rsync() -> PathBuf {
     std::env::var_os("RSYNC").map_or_else(|| PathBuf::from("rsync"), PathBuf::from)
 }
 
-/// An older client when one is installed: `RSYNC_3_1_2` / `RSYNC_3_2_7`, or the paths the
-/// README's setup uses.
+/// An older client when one is installed, looked for in order:
+/// - `RSYNC_3_1_2` / `RSYNC_3_2_7` (the version with `_` for `.`);
+/// - `/usr/local/lib/rsyncd-rs-tests/rsync-VERSION` (where `scripts/test.sh` puts Debian
+///   12's 3.2.7 when the stock client is a newer one);
+/// - `<repo>/../shared/tools/rsync-VERSION` (3.1.1 and 3.1.2 ship there, beside the
+///   repository, in the workspace and in CI's fresh clone);
+/// - the stock `rsync` itself when its `--version` names this version (Debian 12 shipped
+///   3.2.7 as its stock client).
 pub fn old_client(version: &str) -> Option<PathBuf> {
     let var = format!("RSYNC_{}", version.replace('.', "_"));
-    if let Some(p) = std::env::var_os(&var) {
+    if let Some(p) = std::env::var_os(&var).filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(p));
     }
-    let p = PathBuf::from(format!("/usr/local/lib/rsyncd-rs-tests/rsync-{version}"));
-    p.exists().then_some(p)
+    let installed = PathBuf::from(format!("/usr/local/lib/rsyncd-rs-tests/rsync-{version}"));
+    let shared = shared_tools_dir().join(format!("rsync-{version}"));
+    if let Some(p) = [installed, shared].into_iter().find(|p| p.exists()) {
+        return Some(p);
+    }
+    (stock_version().as_deref() == Some(version)).then(stock_rsync)
+}
+
+/// `<repo>/../shared/tools`: the old rsync binaries kept beside the repository.
+pub fn shared_tools_dir() -> PathBuf {
+    let tests_crate = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let beside_repo = tests_crate.parent().and_then(Path::parent);
+    beside_repo.unwrap_or(tests_crate).join("shared/tools")
+}
+
+/// The stock client's version (`3.5.0` of `rsync  version 3.5.0  protocol version 32`),
+/// asked once.
+pub fn stock_version() -> Option<String> {
+    static VERSION: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    VERSION
+        .get_or_init(|| {
+            let out = Command::new(stock_rsync()).arg("--version").output().ok()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let first = text.lines().next()?;
+            let mut words = first.split_whitespace();
+            words.find(|w| *w == "version")?;
+            words.next().map(str::to_string)
+        })
+        .clone()
+}
+
+/// Whether the tests run in CI (`CI=true`), where nothing may be skipped for want of a
+/// tool: a missing old client fails the test that needs it.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| v == "true")
+}
+
+/// The old client `version` for a test that needs it: [`old_client`]'s find. When there
+/// is none, outside CI the test is skipped (`None`, with a note on stderr); under
+/// `CI=true` it fails, naming where it looked.
+pub fn old_client_or_skip(version: &str) -> Option<PathBuf> {
+    if let Some(p) = old_client(version) {
+        return Some(p);
+    }
+    let var = format!("RSYNC_{}", version.replace('.', "_"));
+    let looked = format!(
+        "looked at ${var}, /usr/local/lib/rsyncd-rs-tests/rsync-{version}, {}/rsync-{version} \
+         and the stock client ({}, version {})",
+        shared_tools_dir().display(),
+        stock_rsync().display(),
+        stock_version().unwrap_or_else(|| "unknown".into())
+    );
+    assert!(
+        !in_ci(),
+        "rsync {version} is required under CI=true but was not found: {looked}"
+    );
+    eprintln!("rsync {version} is not available, skipped: set {var} to run this case ({looked})");
+    None
 }
 
 /// Whether the tests run as root (ownership, chroot and uid switching need it).
