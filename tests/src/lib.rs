@@ -301,6 +301,34 @@ impl Daemon {
         last.get(from..).unwrap_or_default().to_string()
     }
 
+    /// The log after its first `from` bytes once none of the daemon's sessions runs any
+    /// more. Each session is a process the listener forked (upstream's and ours), which
+    /// writes its lines before it exits, so this needs no quiet period as
+    /// [`Daemon::log_since`] does and suits tests that run many clients in a row. Where
+    /// the kernel does not list a process's children, it falls back to `log_since`.
+    pub fn log_after_sessions(&self, from: usize) -> String {
+        let pid = self.child.id();
+        let children = format!("/proc/{pid}/task/{pid}/children");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let Ok(list) = std::fs::read_to_string(&children) else {
+                return self.log_since(from);
+            };
+            // A session that exited but is not reaped yet has written all it will.
+            let running = list.split_whitespace().any(|c| {
+                std::fs::read_to_string(format!("/proc/{c}/stat")).is_ok_and(|st| {
+                    st.rsplit_once(") ")
+                        .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+                })
+            });
+            if !running || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.log().get(from..).unwrap_or_default().to_string()
+    }
+
     /// The process id of the listening daemon.
     pub fn pid(&self) -> u32 {
         self.child.id()
