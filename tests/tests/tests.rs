@@ -11,6 +11,7 @@ mod access;
 mod auth;
 mod bad_input;
 mod compat;
+mod list_content;
 mod listing;
 mod process;
 mod pull;
