@@ -7,8 +7,8 @@
 //!
 //! A [`Pair`] of daemons serves one module setup for many cases in a row, so a matrix
 //! costs client runs, not daemon starts. The module tree is in `pull_tree`, the option
-//! matrix in `pull_options`, older clients and protocols in `pull_compat`, listings in
-//! `list_content`.
+//! matrix in `pull_options`, the module parameters in `pull_module`, older clients and
+//! protocols in `pull_compat`, listings in `list_content`.
 //!
 //! `E2E_SHOW_PULLS=1` prints stock's outcome and log lines for every case (with
 //! `--nocapture`): what a case expects of the server, to read when writing one.

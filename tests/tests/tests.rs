@@ -16,6 +16,7 @@ mod listing;
 mod process;
 mod pull;
 mod pull_compat;
+mod pull_module;
 mod pull_options;
 mod pull_tree;
 mod push;
