@@ -8,7 +8,7 @@
 //! A [`Pair`] of daemons serves one module setup for many cases in a row, so a matrix
 //! costs client runs, not daemon starts. The module tree is in `pull_tree`, the option
 //! matrix in `pull_options`, the module parameters in `pull_module`, older clients and
-//! protocols in `pull_compat`, listings in `list_content`.
+//! protocols in `pull_compat`, listings in `list_content`, confinement in `pull_safety`.
 //!
 //! `E2E_SHOW_PULLS=1` prints stock's outcome and log lines for every case (with
 //! `--nocapture`): what a case expects of the server, to read when writing one.
@@ -172,6 +172,7 @@ pub(crate) struct Pair {
 /// One side of a pull.
 #[derive(Debug)]
 pub(crate) struct Pulled {
+    pub(crate) kind: Server,
     pub(crate) outcome: Outcome,
     /// The pull's daemon log lines ([`log_events`]), scratch paths replaced.
     pub(crate) events: Vec<String>,
@@ -220,6 +221,13 @@ impl Pair {
             let o = pull_from(ours, p, n);
             [st.join().expect("stock side"), o]
         })
+    }
+
+    /// Runs `change` on each side's module directory (a change between pulls).
+    pub(crate) fn each_module(&self, change: impl Fn(&Path)) {
+        for side in &self.sides {
+            change(&side.fixture.module_dir());
+        }
     }
 
     /// Runs every case, each to its end, and fails naming those that differ.
@@ -292,6 +300,7 @@ fn pull_from(side: &Served, p: &Pull, n: usize) -> Pulled {
         }
     }
     Pulled {
+        kind: side.kind,
         outcome,
         events,
         tree,

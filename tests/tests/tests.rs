@@ -18,6 +18,7 @@ mod pull;
 mod pull_compat;
 mod pull_module;
 mod pull_options;
+mod pull_safety;
 mod pull_tree;
 mod push;
 mod push_compat;
