@@ -28,5 +28,25 @@ if [ -n "$need" ]; then
     fi
 fi
 
+# The end-to-end tests run rsync 3.2.7 as an old client (Debian 12's first stock rsync;
+# 3.1.1 and 3.1.2 come from ../shared/tools). Where the stock client is a newer one and
+# apt still offers a 3.2.7 package, unpack that package's binary where the tests look.
+old327=/usr/local/lib/rsyncd-rs-tests/rsync-3.2.7
+if [ -z "${RSYNC_3_2_7:-}" ] && [ ! -x "$old327" ] \
+    && ! rsync --version | head -n 1 | grep -q 'version 3\.2\.7 ' \
+    && command -v apt-get >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    find327() { apt-cache madison rsync | awk '$3 ~ /^3\.2\.7-/ { print $3; exit }'; }
+    v=$(find327)
+    [ -n "$v" ] || { $sudo apt-get update -qq && v=$(find327); }
+    if [ -n "$v" ]; then
+        tmp=$(mktemp -d)
+        (cd "$tmp" && apt-get download -qq "rsync=$v" && dpkg-deb -x rsync_*.deb x)
+        $sudo install -D -m 755 "$tmp/x/usr/bin/rsync" "$old327"
+        rm -rf "$tmp"
+    fi
+fi
+
 cargo build --workspace --locked
 cargo test --workspace --locked

@@ -34,8 +34,20 @@ impl Server {
     pub const BOTH: [Server; 2] = [Server::Stock, Server::Ours];
 }
 
-/// The `rsyncd-rs` binary built by cargo next to this test executable (or `RSYNCD_RS_BIN`).
+/// Whether `E2E_OURS_IS_STOCK=1` asks for stock rsync in the place of rsyncd-rs: every
+/// differential test then runs stock against stock, which checks the tests themselves (a
+/// case that fails that way compares something stock does not repeat, or expects what
+/// stock does not do).
+pub fn ours_is_stock() -> bool {
+    std::env::var_os("E2E_OURS_IS_STOCK").is_some_and(|v| v == "1")
+}
+
+/// The `rsyncd-rs` binary built by cargo next to this test executable (or `RSYNCD_RS_BIN`;
+/// the stock one under `E2E_OURS_IS_STOCK=1`, see [`ours_is_stock`]).
 pub fn ours_bin() -> PathBuf {
+    if ours_is_stock() {
+        return stock_rsync();
+    }
     if let Some(p) = std::env::var_os("RSYNCD_RS_BIN") {
         return PathBuf::from(p);
     }
@@ -59,15 +71,77 @@ pub fn stock_rsync() -> PathBuf {
     std::env::var_os("RSYNC").map_or_else(|| PathBuf::from("rsync"), PathBuf::from)
 }
 
-/// An older client when one is installed: `RSYNC_3_1_2` / `RSYNC_3_2_7`, or the paths the
-/// README's setup uses.
+/// An older client when one is installed, looked for in order:
+/// - `RSYNC_3_1_2` / `RSYNC_3_2_7` (the version with `_` for `.`);
+/// - `/usr/local/lib/rsyncd-rs-tests/rsync-VERSION` (where `scripts/test.sh` puts Debian
+///   12's 3.2.7 when the stock client is a newer one);
+/// - `<repo>/../shared/tools/rsync-VERSION` (3.1.1 and 3.1.2 ship there, beside the
+///   repository, in the workspace and in CI's fresh clone);
+/// - the stock `rsync` itself when its `--version` names this version (Debian 12 shipped
+///   3.2.7 as its stock client).
 pub fn old_client(version: &str) -> Option<PathBuf> {
     let var = format!("RSYNC_{}", version.replace('.', "_"));
-    if let Some(p) = std::env::var_os(&var) {
+    if let Some(p) = std::env::var_os(&var).filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(p));
     }
-    let p = PathBuf::from(format!("/usr/local/lib/rsyncd-rs-tests/rsync-{version}"));
-    p.exists().then_some(p)
+    let installed = PathBuf::from(format!("/usr/local/lib/rsyncd-rs-tests/rsync-{version}"));
+    let shared = shared_tools_dir().join(format!("rsync-{version}"));
+    if let Some(p) = [installed, shared].into_iter().find(|p| p.exists()) {
+        return Some(p);
+    }
+    (stock_version().as_deref() == Some(version)).then(stock_rsync)
+}
+
+/// `<repo>/../shared/tools`: the old rsync binaries kept beside the repository.
+pub fn shared_tools_dir() -> PathBuf {
+    let tests_crate = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let beside_repo = tests_crate.parent().and_then(Path::parent);
+    beside_repo.unwrap_or(tests_crate).join("shared/tools")
+}
+
+/// The stock client's version (`3.5.0` of `rsync  version 3.5.0  protocol version 32`),
+/// asked once.
+pub fn stock_version() -> Option<String> {
+    static VERSION: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    VERSION
+        .get_or_init(|| {
+            let out = Command::new(stock_rsync()).arg("--version").output().ok()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let first = text.lines().next()?;
+            let mut words = first.split_whitespace();
+            words.find(|w| *w == "version")?;
+            words.next().map(str::to_string)
+        })
+        .clone()
+}
+
+/// Whether the tests run in CI (`CI=true`), where nothing may be skipped for want of a
+/// tool: a missing old client fails the test that needs it.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| v == "true")
+}
+
+/// The old client `version` for a test that needs it: [`old_client`]'s find. When there
+/// is none, outside CI the test is skipped (`None`, with a note on stderr); under
+/// `CI=true` it fails, naming where it looked.
+pub fn old_client_or_skip(version: &str) -> Option<PathBuf> {
+    if let Some(p) = old_client(version) {
+        return Some(p);
+    }
+    let var = format!("RSYNC_{}", version.replace('.', "_"));
+    let looked = format!(
+        "looked at ${var}, /usr/local/lib/rsyncd-rs-tests/rsync-{version}, {}/rsync-{version} \
+         and the stock client ({}, version {})",
+        shared_tools_dir().display(),
+        stock_rsync().display(),
+        stock_version().unwrap_or_else(|| "unknown".into())
+    );
+    assert!(
+        !in_ci(),
+        "rsync {version} is required under CI=true but was not found: {looked}"
+    );
+    eprintln!("rsync {version} is not available, skipped: set {var} to run this case ({looked})");
+    None
 }
 
 /// Whether the tests run as root (ownership, chroot and uid switching need it).
@@ -241,6 +315,34 @@ impl Daemon {
             }
         }
         last.get(from..).unwrap_or_default().to_string()
+    }
+
+    /// The log after its first `from` bytes once none of the daemon's sessions runs any
+    /// more. Each session is a process the listener forked (upstream's and ours), which
+    /// writes its lines before it exits, so this needs no quiet period as
+    /// [`Daemon::log_since`] does and suits tests that run many clients in a row. Where
+    /// the kernel does not list a process's children, it falls back to `log_since`.
+    pub fn log_after_sessions(&self, from: usize) -> String {
+        let pid = self.child.id();
+        let children = format!("/proc/{pid}/task/{pid}/children");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let Ok(list) = std::fs::read_to_string(&children) else {
+                return self.log_since(from);
+            };
+            // A session that exited but is not reaped yet has written all it will.
+            let running = list.split_whitespace().any(|c| {
+                std::fs::read_to_string(format!("/proc/{c}/stat")).is_ok_and(|st| {
+                    st.rsplit_once(") ")
+                        .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+                })
+            });
+            if !running || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.log().get(from..).unwrap_or_default().to_string()
     }
 
     /// The process id of the listening daemon.

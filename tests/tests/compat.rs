@@ -1,10 +1,10 @@
 //! The listing and authentication cases from older protocols and older clients: the
-//! stock 3.5.0 client forced to protocol 29 and 30, and rsync 3.1.2 and 3.2.7 when the
-//! environment provides them (`RSYNC_3_1_2`, `RSYNC_3_2_7`; see `e2e::old_client`).
+//! stock 3.5.0 client forced to protocol 29 and 30, and rsync 3.1.2 and 3.2.7 (see
+//! `e2e::old_client` for where they are found; skipped when missing, but under `CI=true`).
 
 use e2e::compare::{assert_same_client_view, assert_same_log, differential};
 use e2e::tree::sample_tree;
-use e2e::{Daemon, Fixture, Rsync, old_client};
+use e2e::{Daemon, Fixture, Rsync, old_client_or_skip};
 
 /// A client variant: a binary and the arguments that select it.
 #[derive(Debug, Clone)]
@@ -21,15 +21,9 @@ impl Client {
         })
     }
 
+    /// Skipped when the client is missing, but under `CI=true`, where that fails.
     fn old(version: &str) -> Option<Client> {
-        let bin = old_client(version);
-        if bin.is_none() {
-            eprintln!(
-                "rsync {version} is not available: set RSYNC_{} to run this case",
-                version.replace('.', "_")
-            );
-        }
-        bin.map(|bin| Client {
+        old_client_or_skip(version).map(|bin| Client {
             bin,
             extra: Vec::new(),
         })
