@@ -33,6 +33,9 @@ pub struct ModuleSession {
     /// The module root, opened before privileges were dropped (see [`Tree::open_root`]);
     /// the session's [`Tree`] is built on it once the client's options are known.
     pub root_dir: OwnedFd,
+    /// The module's `filter`, `include from`, `include`, `exclude from` and `exclude`
+    /// rules, read before privileges were dropped (or why they could not be).
+    pub daemon_rules: Result<Vec<crate::protocol::filter::FilterRule>, String>,
     /// The configured path (for `%P` and the environment).
     pub full_path: PathBuf,
     pub is_read_only: bool,
@@ -221,6 +224,11 @@ pub(super) fn open_module(
         return Err(ExitCode::UNSUPPORTED);
     }
 
+    // The module's rules, and the files `include from`/`exclude from` name, are read
+    // now, as root and outside any chroot, as upstream's rsync_module() reads them.
+    let vars = |k: &str| std::env::var(k).ok();
+    let daemon_rules = super::transfer::module_filters(m, &vars);
+
     if let Err(e) = privileges::drop_to(uid, &gids) {
         let what = match &e {
             DropError::Setgid(_) => {
@@ -247,6 +255,7 @@ pub(super) fn open_module(
     Ok(ModuleSession {
         root: inner,
         root_dir,
+        daemon_rules,
         full_path,
         is_read_only,
         is_write_only: p.write_only,

@@ -90,15 +90,27 @@ pub(super) fn run(
     s.conn.set_deadline(None);
 
     let request = request_text(&args, &m.name);
-    let mut hook_args = vec!["rsyncd".to_string()];
-    hook_args.extend(args.iter().cloned());
-    let hook_error = ms.hooks.finish_pre_xfer(&request, &hook_args);
-    ms.hooks.feed_name_converter(&request, &hook_args);
-
     let am_sender = parsed
         .as_ref()
         .map(|o| o.am_sender)
         .unwrap_or_else(|_| args.iter().any(|a| a == "--sender"));
+    // A sender's paths are expanded against the module before the hooks see them
+    // (upstream's glob_expand_module() in rsync_module()); a receiver's are not.
+    let mut hook_args = vec!["rsyncd".to_string()];
+    match args.iter().position(|a| a == ".") {
+        Some(dot) if am_sender => {
+            hook_args.extend(args[..=dot].iter().cloned());
+            for a in &args[dot + 1..] {
+                for p in super::transfer::module_args(a, &m.name) {
+                    hook_args.push(String::from_utf8_lossy(&p).into_owned());
+                }
+            }
+        }
+        _ => hook_args.extend(args.iter().cloned()),
+    }
+    let hook_error = ms.hooks.finish_pre_xfer(&request, &hook_args);
+    ms.hooks.feed_name_converter(&request, &hook_args);
+
     let who = s
         .user
         .clone()

@@ -44,9 +44,8 @@ fn prepare(
             ..TreeOptions::default()
         },
     );
-    let vars = |k: &str| std::env::var(k).ok();
-    let daemon_rules = match module_filters(m, &vars) {
-        Ok(f) => f,
+    let daemon_rules = match &ms.daemon_rules {
+        Ok(f) => f.clone(),
         Err(e) => {
             s.log.line(&format!("invalid daemon filter rules: {e}"));
             return Err(ExitCode::SYNTAX);
@@ -162,7 +161,7 @@ pub(super) fn send(
     let args: Vec<Vec<u8>> = options
         .paths()
         .iter()
-        .map(|a| strip_module(a, &m.name))
+        .flat_map(|a| module_args(a, &m.name))
         .collect();
     let (conn, counted_from) = take_conn(s)?;
     let session = SendSession {
@@ -175,14 +174,19 @@ pub(super) fn send(
         counted_from,
     };
     match crate::engine::send::run_conn(session, conn) {
-        Ok(o) if o.code == ExitCode::OK => {
+        // Unlike a push, a pull logs its totals after per-file errors too (upstream's
+        // sender reaches log_exit() with the partial code).
+        Ok(o) => {
             s.log.line(&format!(
                 "sent {} bytes  received {} bytes  total size {}",
                 o.bytes_written, o.bytes_read, o.total_size
             ));
-            Ok(o.code)
+            if o.code == ExitCode::OK {
+                Ok(o.code)
+            } else {
+                Err(o.code)
+            }
         }
-        Ok(o) => Err(o.code),
         Err(e) => Err(e.code()),
     }
 }
@@ -193,10 +197,22 @@ fn strip_module(arg: &str, module: &str) -> Vec<u8> {
     arg.strip_prefix(module).unwrap_or(arg).as_bytes().to_vec()
 }
 
+/// A sender's path argument as upstream's glob_expand_module() leaves it: the module
+/// name taken off its front, split where an old client joined several paths with
+/// ` module/`, each made safe (no leading slash, no climbing `..`). Wildcards are
+/// expanded later, against the module's tree.
+pub(super) fn module_args(arg: &str, module: &str) -> Vec<Vec<u8>> {
+    let rest = arg.strip_prefix(module).unwrap_or(arg);
+    let sep = format!(" {module}/");
+    rest.split(sep.as_str())
+        .map(|p| crate::engine::send::sanitize_arg(p.as_bytes()))
+        .collect()
+}
+
 /// The module's `filter`, `include from`, `include`, `exclude from` and `exclude` rules, in
 /// upstream's order; the `from` files are read now, as the operator's own files.
 /// Upstream: clientserver.c, rsync_module().
-fn module_filters(
+pub(super) fn module_filters(
     m: &Module,
     vars: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<FilterRule>, String> {
@@ -220,7 +236,14 @@ fn module_filters(
         ),
         (DaemonParam::Exclude, expand(&p.exclude)),
     ] {
-        if let Some(text) = value {
+        let Some(text) = value else { continue };
+        if matches!(param, DaemonParam::IncludeFrom | DaemonParam::ExcludeFrom) {
+            // A file of patterns: one rule a line, as upstream's parse_filter_file().
+            for (_, line) in crate::protocol::filter::split_rule_file(text.as_bytes(), false, false)
+            {
+                rules.extend(parse_daemon_param(param, line).map_err(|e| e.to_string())?);
+            }
+        } else {
             rules.extend(parse_daemon_param(param, text.as_bytes()).map_err(|e| e.to_string())?);
         }
     }

@@ -1,5 +1,7 @@
 //! The `log format` escapes of rsyncd's transfer log (upstream: log.c, log_formatted()).
 
+use crate::protocol::checksum::ChecksumKind;
+
 /// The per-file values `log format` escapes can refer to.
 #[derive(Debug, Clone, Default)]
 pub struct LogFileInfo<'a> {
@@ -177,6 +179,22 @@ pub fn human_num(num: i64, level: u8) -> String {
 /// A time as upstream's timestring() shows it: local `YYYY/MM/DD HH:MM:SS`.
 pub fn time_string(secs: i64) -> String {
     mtime_string(secs).replacen('-', " ", 1)
+}
+
+/// A checksum as hex in its canonical byte order (the xxHash family is stored
+/// little-endian, so it is reversed); `None` for sums with no canonical form.
+/// Upstream: util2.c, sum_as_hex(), and checksum.c, canonical_checksum().
+pub fn sum_hex(kind: ChecksumKind, sum: &[u8]) -> Option<String> {
+    let hex = |bytes: &mut dyn Iterator<Item = &u8>| {
+        bytes.map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    match kind {
+        ChecksumKind::Md4 | ChecksumKind::Md5 | ChecksumKind::Sha1 => Some(hex(&mut sum.iter())),
+        ChecksumKind::Xxh64 | ChecksumKind::Xxh3 | ChecksumKind::Xxh128 => {
+            Some(hex(&mut sum.iter().rev()))
+        }
+        ChecksumKind::Md4Old | ChecksumKind::None => None,
+    }
 }
 
 #[cfg(test)]

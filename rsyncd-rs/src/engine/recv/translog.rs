@@ -7,7 +7,6 @@ use crate::engine::itemize::itemize_string;
 use crate::engine::logfmt::{
     LogFileInfo, LogSessionInfo, format_log_line, mtime_string, perm_string,
 };
-use crate::protocol::checksum::ChecksumKind;
 use crate::protocol::flist::{FileEntry, mode};
 use crate::protocol::ndx::iflags as it;
 
@@ -103,45 +102,36 @@ fn checksum_field(sh: &Shared, e: &FileEntry, what: &Logged<'_>) -> String {
     let hex = if !mode::is_reg(e.mode) {
         None
     } else if let Some(spec) = list_sum.filter(|_| what.iflags & it::DELETED == 0) {
-        e.checksum.as_deref().and_then(|s| sum_hex(spec.kind, s))
+        e.checksum
+            .as_deref()
+            .and_then(|s| crate::engine::logfmt::sum_hex(spec.kind, s))
     } else if what.iflags & it::TRANSFER != 0 {
-        what.sum.and_then(|s| sum_hex(xfer.kind, s))
+        what.sum
+            .and_then(|s| crate::engine::logfmt::sum_hex(xfer.kind, s))
     } else {
         None
     };
     hex.unwrap_or_else(|| " ".repeat(2 * list_sum.unwrap_or(xfer).digest_len()))
 }
 
-/// A checksum as hex in its canonical byte order (the xxHash family is stored
-/// little-endian, so it is reversed); `None` for sums with no canonical form.
-/// Upstream: util2.c, sum_as_hex(), and checksum.c, canonical_checksum().
-fn sum_hex(kind: ChecksumKind, sum: &[u8]) -> Option<String> {
-    let hex = |bytes: &mut dyn Iterator<Item = &u8>| {
-        bytes.map(|b| format!("{b:02x}")).collect::<String>()
-    };
-    match kind {
-        ChecksumKind::Md4 | ChecksumKind::Md5 | ChecksumKind::Sha1 => Some(hex(&mut sum.iter())),
-        ChecksumKind::Xxh64 | ChecksumKind::Xxh3 | ChecksumKind::Xxh128 => {
-            Some(hex(&mut sum.iter().rev()))
-        }
-        ChecksumKind::Md4Old | ChecksumKind::None => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::checksum::ChecksumKind;
 
     #[test]
     fn sums_print_in_canonical_order() {
         assert_eq!(
-            sum_hex(ChecksumKind::Md5, &[0x01, 0xab]).as_deref(),
+            crate::engine::logfmt::sum_hex(ChecksumKind::Md5, &[0x01, 0xab]).as_deref(),
             Some("01ab")
         );
         assert_eq!(
-            sum_hex(ChecksumKind::Xxh64, &[0x01, 0xab]).as_deref(),
+            crate::engine::logfmt::sum_hex(ChecksumKind::Xxh64, &[0x01, 0xab]).as_deref(),
             Some("ab01")
         );
-        assert_eq!(sum_hex(ChecksumKind::Md4Old, &[0x01]), None);
+        assert_eq!(
+            crate::engine::logfmt::sum_hex(ChecksumKind::Md4Old, &[0x01]),
+            None
+        );
     }
 }

@@ -88,6 +88,9 @@ impl Lister {
                 return Ok(());
             }
         };
+        // Upstream stats an argument twice (link_stat, then make_file()).
+        self.note_unreadable_stat_xattr(core, root, &path, &meta);
+        self.note_unreadable_stat_xattr(core, root, &path, &meta);
         let is_dir = mode::is_dir(meta.mode);
         let hidden = (name_type != NameType::DotDir
             && self.filters[root as usize].check_daemon(&it_name, is_dir)
@@ -110,15 +113,41 @@ impl Lister {
             core.info(&format!("skipping directory {}", show(&it_name)));
             return Ok(());
         }
-        if o.relative && o.implied_dirs {
+        let implied = o.relative && (o.implied_dirs || core.wire.protocol >= 30);
+        if implied && core.cfg.inc_recurse {
+            // With incremental lists each list holds one directory's entries: the first
+            // component goes in this list, the rest waits in its sub-list.
+            if let Some(i) = it_name.iter().position(|&b| b == b'/') {
+                let first = it_name[..i].to_vec();
+                let rest = it_name[i + 1..].to_vec();
+                self.add_implied(core, root, first, rest, name_type, items)?;
+                return Ok(());
+            }
+        } else if implied {
             self.implied_dirs(core, root, &it_name, items)?;
         }
+        self.add_top(core, root, it_name, &meta, name_type, items)
+    }
+
+    /// An argument's own entry (a top directory when it is one), with its contents when
+    /// they belong in this list.
+    pub(super) fn add_top(
+        &mut self,
+        core: &Core,
+        root: u32,
+        name: Vec<u8>,
+        meta: &crate::engine::tree::Meta,
+        name_type: NameType,
+        items: &mut Vec<Item>,
+    ) -> Result<(), EngineError> {
+        let o = &core.opts;
+        let is_dir = mode::is_dir(meta.mode);
         let whole = o.recurse || (o.xfer_dirs && name_type == NameType::DotDir);
         let mut xflags = 0;
         if whole && is_dir {
             xflags |= xmit::TOP_DIR;
         }
-        let Some(item) = self.make_item(core, root, it_name.clone(), &meta, xflags, whole)? else {
+        let Some(item) = self.make_item(core, root, name.clone(), meta, xflags, whole)? else {
             return Ok(());
         };
         let content = item.content_dir;
@@ -131,7 +160,171 @@ impl Lister {
             };
             if descend {
                 let recurse_all = o.recurse && !core.cfg.inc_recurse;
-                self.scan_tree(core, root, &it_name, items, recurse_all)?;
+                self.scan_tree(core, root, &name, items, recurse_all)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A path argument with its wildcards (`*`, `?`, `[`) expanded against the module,
+    /// in directory order; an argument that matches nothing stays as it is.
+    /// Upstream: util1.c, glob_expand() and glob_match().
+    pub(super) fn glob(&mut self, core: &Core, arg: &[u8]) -> Result<Vec<Vec<u8>>, EngineError> {
+        if !arg.iter().any(|b| matches!(b, b'*' | b'?' | b'[')) {
+            return Ok(vec![arg.to_vec()]);
+        }
+        let (body, slash) = match arg.strip_suffix(b"/") {
+            Some(b) => (b, true),
+            None => (arg, false),
+        };
+        let parts: Vec<&[u8]> = body.split(|&b| b == b'/').collect();
+        let mut found = Vec::new();
+        self.glob_from(core, Vec::new(), &parts, slash, &mut found)?;
+        if found.is_empty() {
+            return Ok(vec![arg.to_vec()]);
+        }
+        Ok(found)
+    }
+
+    fn glob_from(
+        &mut self,
+        core: &Core,
+        prefix: Vec<u8>,
+        parts: &[&[u8]],
+        slash: bool,
+        found: &mut Vec<Vec<u8>>,
+    ) -> Result<(), EngineError> {
+        let Some((part, rest)) = parts.split_first() else {
+            let mut done = prefix;
+            if slash {
+                done.push(b'/');
+            }
+            found.push(done);
+            return Ok(());
+        };
+        let join = |name: &[u8]| {
+            let mut p = prefix.clone();
+            if !p.is_empty() {
+                p.push(b'/');
+            }
+            p.extend_from_slice(name);
+            p
+        };
+        if !part.iter().any(|b| matches!(b, b'*' | b'?' | b'[')) {
+            return self.glob_from(core, join(part), rest, slash, found);
+        }
+        let dir = if prefix.is_empty() {
+            RelPath::root()
+        } else {
+            match RelPath::parse(&prefix) {
+                Ok(p) => p,
+                Err(_) => return Ok(()),
+            }
+        };
+        let Ok(entries) = core.tree.read_dir_meta(&dir) else {
+            return Ok(());
+        };
+        for (name, meta) in entries {
+            if !crate::wildmatch::wildmatch(part, &name) {
+                continue;
+            }
+            let Ok(Some(meta)) = meta else { continue };
+            let is_dir = mode::is_dir(meta.mode);
+            if (!rest.is_empty() || slash) && !is_dir {
+                continue;
+            }
+            let path = join(&name);
+            if self.daemon_excluded(core, &path, false)? {
+                continue;
+            }
+            self.glob_from(core, path, rest, slash, found)?;
+        }
+        Ok(())
+    }
+
+    /// With incremental lists and `-R`: lists directory `dir` (an implied one) in this
+    /// list unless it already is, and keeps `rest` of the path for its sub-list.
+    /// Upstream: flist.c, send_implied_dirs() with inc_recurse (the relname lists).
+    pub(super) fn add_implied(
+        &mut self,
+        core: &Core,
+        root: u32,
+        dir: Vec<u8>,
+        rest: Vec<u8>,
+        name_type: NameType,
+        items: &mut Vec<Item>,
+    ) -> Result<(), EngineError> {
+        let listed = items
+            .iter()
+            .any(|x| x.root == root && x.e.name == dir && x.e.is_dir());
+        if !listed {
+            let probe = Item {
+                e: FileEntry {
+                    name: dir.clone(),
+                    ..FileEntry::default()
+                },
+                root,
+                content_dir: false,
+            };
+            let path = self.disk_path(&probe)?;
+            let Ok(Some(meta)) = self.stat(core, &path) else {
+                return Ok(());
+            };
+            if !mode::is_dir(meta.mode) {
+                return Ok(());
+            }
+            let xflags = xmit::TOP_DIR | xmit::NO_CONTENT_DIR;
+            let Some(it) = self.make_item(core, root, dir.clone(), &meta, xflags, false)? else {
+                return Ok(());
+            };
+            items.push(it);
+        }
+        self.relnames
+            .entry((root, dir))
+            .or_default()
+            .push((rest, name_type));
+        Ok(())
+    }
+
+    /// The paths kept for directory `dir`'s sub-list (see [`Lister::add_implied`]): the
+    /// next implied directory, or the argument itself.
+    pub(super) fn add_relnames(
+        &mut self,
+        core: &Core,
+        root: u32,
+        dir: &[u8],
+        items: &mut Vec<Item>,
+    ) -> Result<(), EngineError> {
+        let Some(names) = self.relnames.remove(&(root, dir.to_vec())) else {
+            return Ok(());
+        };
+        for (rest, name_type) in names {
+            let mut full = dir.to_vec();
+            full.push(b'/');
+            if let Some(i) = rest.iter().position(|&b| b == b'/') {
+                full.extend_from_slice(&rest[..i]);
+                self.add_implied(core, root, full, rest[i + 1..].to_vec(), name_type, items)?;
+                continue;
+            }
+            full.extend_from_slice(&rest);
+            let probe = Item {
+                e: FileEntry {
+                    name: full.clone(),
+                    ..FileEntry::default()
+                },
+                root,
+                content_dir: false,
+            };
+            let path = self.disk_path(&probe)?;
+            match self.stat(core, &path) {
+                Ok(Some(meta)) => self.add_top(core, root, full, &meta, name_type, items)?,
+                _ => {
+                    self.io_error |= IOERR_VANISHED;
+                    core.warn(&format!(
+                        "file has vanished: {}",
+                        self.quoted(core, root, &path)
+                    ));
+                }
             }
         }
         Ok(())
@@ -221,7 +414,7 @@ impl Lister {
 /// A path argument made safe as upstream's sanitize_path() with SP_KEEP_DOT_DIRS: no
 /// leading slash, `..` never climbs above the start, `.` components and a trailing slash
 /// kept.
-pub(super) fn sanitize_arg(arg: &[u8]) -> Vec<u8> {
+pub fn sanitize_arg(arg: &[u8]) -> Vec<u8> {
     let mut parts: Vec<&[u8]> = Vec::new();
     let mut dotdot_floor = 0;
     for part in arg.split(|&b| b == b'/') {

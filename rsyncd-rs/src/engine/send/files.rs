@@ -9,7 +9,7 @@ use crate::engine::error::EngineError;
 use crate::engine::exit::ExitCode;
 use crate::engine::itemize::{ItemizeCtx, is_significant, itemize_string};
 use crate::engine::logfmt::{
-    LogFileInfo, LogSessionInfo, format_log_line, mtime_string, perm_string,
+    LogFileInfo, LogSessionInfo, format_log_line, mtime_string, perm_string, sum_hex,
 };
 use crate::engine::mux::{MuxReader, lock};
 use crate::protocol::Decoded;
@@ -236,7 +236,7 @@ pub(super) fn send_files(
             )));
         }
         if req.iflags & it::TRANSFER == 0 {
-            maybe_log_item(core, e, req.iflags);
+            maybe_log_item(core, lists.root_of(&item), e, req.iflags);
             let mut out = Vec::new();
             io.write_request(&req, &mut out);
             core.data(&out)?;
@@ -246,7 +246,7 @@ pub(super) fn send_files(
             return Err(io.fail("got transfer request in phase 2 [sender]"));
         }
         if core.opts.dry_run {
-            log_item(core, e, req.iflags, 0);
+            log_item(core, lists.root_of(&item), e, &Logged::item(req.iflags));
             let mut out = Vec::new();
             io.write_request(&req, &mut out);
             core.data(&out)?;
@@ -299,6 +299,8 @@ pub(super) fn send_files(
         io.write_request(&req, &mut out);
         crate::protocol::sums::encode_sum_head(&mut out, &head, protocol);
         core.data(&out)?;
+        let echoed = out.len() as u64;
+        let mut streamed = 0u64;
         let result = match_sums(
             &mut file,
             len,
@@ -306,7 +308,10 @@ pub(super) fn send_files(
             &sums,
             &core.sums.xfer,
             &mut tokens,
-            &mut |b| core.data(b).map_err(|_| MatchError::Write),
+            &mut |b| {
+                streamed += b.len() as u64;
+                core.data(b).map_err(|_| MatchError::Write)
+            },
         );
         let st = match result {
             Ok(st) => st,
@@ -336,7 +341,21 @@ pub(super) fn send_files(
         stats.literal += st.literal;
         stats.matched += st.matched;
         stats.files += 1;
-        log_item(core, e, req.iflags, st.literal + st.matched);
+        // %b counts what we wrote for the file, %c what the receiver sent (its sums).
+        let sums_read = crate::protocol::sums::SumHead::wire_len(protocol) as u64
+            + sums.len() as u64 * (4 + u64::try_from(head.s2length).unwrap_or(0));
+        let root = lists.root_of(&item);
+        log_item(
+            core,
+            root,
+            e,
+            &Logged {
+                iflags: req.iflags,
+                written: echoed + streamed,
+                read: sums_read,
+                digest: Some(&st.digest[..st.digest_len]),
+            },
+        );
     }
     if lists.io_error != saved_io_error && protocol >= 30 {
         lock(&core.writer)
@@ -372,24 +391,50 @@ pub(super) fn read_final_goodbye(core: &Core, r: &mut MuxReader) -> Result<(), E
     Ok(())
 }
 
+/// What a transfer-log line says of one item beyond its entry.
+#[derive(Debug, Clone, Copy)]
+struct Logged<'a> {
+    iflags: u32,
+    /// `%b`: bytes written for it.
+    written: u64,
+    /// `%c`: bytes read for it (the receiver's sums).
+    read: u64,
+    /// The whole-file checksum sent, for `%C`.
+    digest: Option<&'a [u8]>,
+}
+
+impl Logged<'_> {
+    fn item(iflags: u32) -> Self {
+        Logged {
+            iflags,
+            written: 0,
+            read: 0,
+            digest: None,
+        }
+    }
+}
+
 /// A non-transfer item worth a log line (upstream: log.c, maybe_log_item()).
-fn maybe_log_item(core: &Core, e: &FileEntry, iflags: u32) {
+fn maybe_log_item(core: &Core, root: &[u8], e: &FileEntry, iflags: u32) {
     let Some(fmt) = core.policy.transfer_log_format.as_deref() else {
         return;
     };
     if fmt.contains("%i") && is_significant(iflags) {
-        core.log.line(&format_line(core, fmt, e, iflags, 0));
+        core.log
+            .line(&format_line(core, fmt, root, e, &Logged::item(iflags)));
     }
 }
 
 /// The transfer log line of a sent file (upstream: log.c, log_item()).
-fn log_item(core: &Core, e: &FileEntry, iflags: u32, bytes: u64) {
+fn log_item(core: &Core, root: &[u8], e: &FileEntry, what: &Logged<'_>) {
     if let Some(fmt) = core.policy.transfer_log_format.as_deref() {
-        core.log.line(&format_line(core, fmt, e, iflags, bytes));
+        core.log.line(&format_line(core, fmt, root, e, what));
     }
 }
 
-fn format_line(core: &Core, fmt: &str, e: &FileEntry, iflags: u32, bytes: u64) -> String {
+/// Upstream: log.c, log_formatted(), for the sending side: `%n` is the name under the
+/// transfer root, `%f` the path from the module root (`sub/.` for the root itself).
+fn format_line(core: &Core, fmt: &str, root: &[u8], e: &FileEntry, what: &Logged<'_>) -> String {
     let p = &core.policy;
     let show = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let name = if e.is_dir() {
@@ -397,12 +442,17 @@ fn format_line(core: &Core, fmt: &str, e: &FileEntry, iflags: u32, bytes: u64) -
     } else {
         show(&e.name)
     };
+    let full = if root.is_empty() {
+        show(&e.name)
+    } else {
+        format!("{}/{}", show(root), show(&e.name))
+    };
     let link = match &e.link_target {
         Some(t) if mode::is_lnk(e.mode) => format!(" -> {}", show(t)),
         _ => String::new(),
     };
     let item = itemize_string(
-        iflags,
+        what.iflags,
         e.mode,
         ItemizeCtx {
             sending: true,
@@ -411,7 +461,8 @@ fn format_line(core: &Core, fmt: &str, e: &FileEntry, iflags: u32, bytes: u64) -
         },
     );
     let (perms, mtime) = (perm_string(e.mode), mtime_string(e.mtime));
-    let blank = " ".repeat(2 * core.sums.file.unwrap_or(core.sums.xfer).digest_len());
+    let checksum = checksum_field(core, e, what);
+    let transferred = what.iflags & it::TRANSFER != 0;
     format_log_line(
         fmt,
         &LogSessionInfo {
@@ -424,17 +475,41 @@ fn format_line(core: &Core, fmt: &str, e: &FileEntry, iflags: u32, bytes: u64) -
         &LogFileInfo {
             operation: "send",
             name: &name,
-            full_name: &show(&e.name),
+            full_name: &full,
             link: &link,
             length: e.size,
-            bytes: i64::try_from(bytes).unwrap_or(i64::MAX),
-            checksum_bytes: 0,
+            bytes: if transferred {
+                i64::try_from(what.written).unwrap_or(i64::MAX)
+            } else {
+                0
+            },
+            checksum_bytes: if transferred {
+                i64::try_from(what.read).unwrap_or(i64::MAX)
+            } else {
+                0
+            },
             itemize: &item,
             perms: &perms,
             mtime: &mtime,
             uid: e.uid.unwrap_or(0),
             gid: e.gid,
-            checksum: &blank,
+            checksum: &checksum,
         },
     )
+}
+
+/// `%C`: the `--checksum` sum of a regular file when the list carried one, else the
+/// whole-file sum of a transferred file, else blanks of the sum's width.
+fn checksum_field(core: &Core, e: &FileEntry, what: &Logged<'_>) -> String {
+    let (list_sum, xfer) = (core.sums.file, core.sums.xfer);
+    let hex = if !mode::is_reg(e.mode) {
+        None
+    } else if let Some(spec) = list_sum {
+        e.checksum.as_deref().and_then(|s| sum_hex(spec.kind, s))
+    } else if what.iflags & it::TRANSFER != 0 {
+        what.digest.and_then(|s| sum_hex(xfer.kind, s))
+    } else {
+        None
+    };
+    hex.unwrap_or_else(|| " ".repeat(2 * list_sum.unwrap_or(xfer).digest_len()))
 }

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::Core;
+use super::args::sanitize_arg;
 use super::scan::{group_name, user_name};
 use crate::engine::error::EngineError;
 use crate::engine::exit::ExitCode;
@@ -96,6 +97,9 @@ pub(super) struct Lister {
     /// Ids whose names already rode inline (incremental).
     pub(super) sent_uids: HashSet<u32>,
     pub(super) sent_gids: HashSet<u32>,
+    /// With `-R` and incremental lists: the rest of each argument's path, kept for the
+    /// sub-list of the implied directory it passes through, by (root, directory).
+    pub(super) relnames: HashMap<(u32, Vec<u8>), Vec<(Vec<u8>, NameType)>>,
     /// Sum of the sizes of regular files and symlinks listed (the `total size` statistic).
     pub total_size: u64,
     /// Bytes of list data written.
@@ -103,7 +107,7 @@ pub(super) struct Lister {
 }
 
 /// What the sender sends of an argument (upstream's name_type).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum NameType {
     Normal,
     DotDir,
@@ -130,6 +134,7 @@ impl Lister {
             gids: BTreeMap::new(),
             sent_uids: HashSet::new(),
             sent_gids: HashSet::new(),
+            relnames: HashMap::new(),
             total_size: 0,
             list_bytes: 0,
         }
@@ -156,6 +161,13 @@ impl Lister {
         if let Some(l) = self.lists.pop_front() {
             self.file_old_total += l.items.len();
         }
+    }
+
+    /// The transfer root of an entry, from the module root.
+    pub fn root_of(&self, it: &Item) -> &[u8] {
+        self.roots
+            .get(it.root as usize)
+            .map_or(&[][..], Vec::as_slice)
     }
 
     /// The path of an entry from the module root.
@@ -189,7 +201,9 @@ impl Lister {
             args.push(b".".to_vec());
         }
         for arg in &args {
-            self.add_arg(core, arg, &mut items)?;
+            for one in self.glob(core, &sanitize_arg(arg))? {
+                self.add_arg(core, &one, &mut items)?;
+            }
         }
         let mut out = Vec::new();
         let list = self.finish_list(core, items, None, &mut out)?;
@@ -244,6 +258,9 @@ impl Lister {
             if dir.content_dir {
                 let name = dir.e.name.clone();
                 self.scan_dir(core, dir.root, &name, &mut items, true)?;
+            }
+            if core.opts.relative {
+                self.add_relnames(core, dir.root, &dir.e.name, &mut items)?;
             }
             let mut out = Vec::new();
             core.put_ndx(NDX_FLIST_OFFSET - d as i32, &mut out);

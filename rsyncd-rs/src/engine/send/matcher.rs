@@ -32,6 +32,11 @@ pub(super) struct MatchStats {
     pub matched: u64,
     /// Bytes read from the file.
     pub read: u64,
+    /// Bytes of token stream and checksum handed to `emit`.
+    pub written: u64,
+    /// The whole-file checksum sent after the tokens.
+    pub digest: [u8; 32],
+    pub digest_len: usize,
 }
 
 /// The receiver's blocks, indexed for the search.
@@ -147,7 +152,10 @@ pub(super) fn match_sums(
     }
     enc.end(&mut out)?;
     let digest = whole.finish();
-    out.extend_from_slice(&digest[..spec.digest_len().min(digest.len())]);
+    let n = spec.digest_len().min(digest.len()).min(32);
+    out.extend_from_slice(&digest[..n]);
+    st.digest[..n].copy_from_slice(&digest[..n]);
+    st.digest_len = n;
     flush(&mut out, emit)?;
     Ok(st)
 }

@@ -5,6 +5,8 @@
 //! match.c.
 
 mod args;
+
+pub use args::sanitize_arg;
 mod files;
 mod list;
 mod matcher;
@@ -142,6 +144,15 @@ impl Core {
     /// directory with a leading slash, then the name.
     pub fn quoted_in(&self, dir: &[u8], name: &[u8]) -> String {
         let show = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        // Chrooted at the module root, upstream's working directory is `/` itself.
+        if self.policy.is_daemon && self.policy.show_absolute_args {
+            let mut p = dir.to_vec();
+            if !p.is_empty() {
+                p.push(b'/');
+            }
+            p.extend_from_slice(name);
+            return format!("\"/{}\" (in {})", show(&p), self.policy.log_module);
+        }
         if dir.is_empty() || !self.policy.is_daemon {
             let mut p = dir.to_vec();
             if !p.is_empty() {

@@ -7,7 +7,7 @@ use super::Core;
 use super::list::{IOERR_GENERAL, IOERR_VANISHED, Item, Lister, MUNGE_PREFIX, show};
 use crate::engine::error::EngineError;
 use crate::engine::tree::{Meta, RelPath};
-use crate::protocol::flist::{FileEntry, HardLink, mode};
+use crate::protocol::flist::{FileEntry, HardLink, mode, xmit};
 
 impl Lister {
     /// `lstat` (or with `-L`, `stat` confined to the module) of a path.
@@ -26,6 +26,30 @@ impl Lister {
                 }
             }
             other => Ok(other),
+        }
+    }
+
+    /// What the symlink `p` leads to, if that is in the module and not a symlink itself.
+    pub(super) fn follow(&self, core: &Core, p: &RelPath) -> Option<Meta> {
+        let target = core.tree.resolve(p).ok()?;
+        core.tree
+            .lstat(&target)
+            .ok()?
+            .filter(|t| !mode::is_lnk(t.mode))
+    }
+
+    /// With fake super, what `user.rsync.%stat` this session cannot read is reported as
+    /// upstream's x_lstat() reports it (the entry is still listed, from plain `lstat`).
+    /// Upstream: xattrs.c, get_stat_xattr().
+    pub(super) fn note_unreadable_stat_xattr(&self, core: &Core, root: u32, p: &RelPath, m: &Meta) {
+        if core.tree.options().fake_super
+            && (mode::is_reg(m.mode) || mode::is_dir(m.mode))
+            && !core.tree.is_readable(p)
+        {
+            core.error_xfer(&format!(
+                "rsync: [sender] failed to read xattr user.rsync.%stat for {}: Permission denied (13)",
+                self.quoted(core, root, p)
+            ));
         }
     }
 
@@ -127,7 +151,21 @@ impl Lister {
             };
             // With -L a link is described by what it leads to.
             let listed = match listed {
-                Ok(Some(m)) if core.opts.copy_links && mode::is_lnk(m.mode) => self.stat(core, &p),
+                Ok(Some(m)) if core.opts.copy_links && mode::is_lnk(m.mode) => {
+                    match self.follow(core, &p) {
+                        Some(t) => Ok(Some(t)),
+                        None => {
+                            // A link to nothing, or to what is outside the module (which
+                            // is never looked at). Upstream: flist.c, make_file().
+                            self.io_error |= IOERR_GENERAL;
+                            core.error_xfer(&format!(
+                                "symlink has no referent: {}",
+                                self.quoted(core, root, &p)
+                            ));
+                            continue;
+                        }
+                    }
+                }
                 other => other,
             };
             let meta = match listed {
@@ -163,6 +201,7 @@ impl Lister {
                     continue;
                 }
             };
+            self.note_unreadable_stat_xattr(core, root, &p, &meta);
             let is_dir = mode::is_dir(meta.mode);
             if is_dir && !core.opts.recurse && !core.opts.xfer_dirs {
                 core.info(&format!("skipping directory {}", show(&name)));
@@ -195,6 +234,17 @@ impl Lister {
         content: bool,
     ) -> Result<Option<Item>, EngineError> {
         let cfg = &core.cfg;
+        // From protocol 30 a directory whose contents are not sent says so (an implied
+        // directory also says it is a top one). Upstream: flist.c, send_file_entry().
+        let xflags = if mode::is_dir(m.mode) && !content && core.wire.protocol >= 30 {
+            if xflags & xmit::NO_CONTENT_DIR != 0 {
+                xflags
+            } else {
+                xmit::NO_CONTENT_DIR
+            }
+        } else {
+            xflags
+        };
         let mut e = FileEntry {
             name,
             mode: m.mode,
