@@ -58,7 +58,10 @@ pub fn serve_on(mut conn: Conn, args: &[String]) -> ExitCode {
                 if !real.is_empty() {
                     real.remove(0);
                 }
-                parsed = parse_server_args(&real, &refusals);
+                // Parsed on top of what the command line said, as upstream does.
+                let mut all = args.to_vec();
+                all.extend(real);
+                parsed = parse_server_args(&all, &refusals);
             }
             Err(code) => return code,
         }

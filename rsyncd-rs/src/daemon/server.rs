@@ -79,12 +79,14 @@ pub(super) fn run(
     if let Ok(o) = &parsed
         && o.protect_args
     {
-        // --secluded-args: the real list follows, always NUL-separated, with an argv[0].
+        // --secluded-args: the rest of the list follows, always NUL-separated, with an
+        // argv[0]; the options parsed so far (`--sender`, the letters) still count, as
+        // upstream parses the second list on top of the first.
         let mut second = read_args(s, true)?;
         if !second.is_empty() {
             second.remove(0);
         }
-        args = second;
+        args.extend(second);
         parsed = parse_server_args(&args, &refusals);
     }
     s.conn.set_deadline(None);

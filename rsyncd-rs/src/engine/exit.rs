@@ -98,11 +98,17 @@ pub fn syserr(
     fallback: &dyn std::fmt::Display,
 ) -> String {
     match errno {
-        Some(n) => format!(
-            "rsync: [{role}] {what}: {} ({n})",
-            nix::errno::Errno::from_raw(n).desc()
-        ),
+        Some(n) => format!("rsync: [{role}] {what}: {} ({n})", strerror(n)),
         None => format!("rsync: [{role}] {what}: {fallback}"),
+    }
+}
+
+/// The C library's text for an errno, as upstream's strerror() gives it.
+pub fn strerror(n: i32) -> String {
+    let text = std::io::Error::from_raw_os_error(n).to_string();
+    match text.rfind(" (os error ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
     }
 }
 

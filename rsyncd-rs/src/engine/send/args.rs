@@ -52,6 +52,19 @@ impl Lister {
             ));
             return Ok(());
         }
+        // Upstream changes into the argument's directory first; what stops a chdir (a
+        // missing component, a symlink on the way, a file) is reported as such.
+        if !dir.is_empty()
+            && let Some(errno) = dir_errno(core, &dir)
+        {
+            core.error_xfer(&crate::engine::exit::syserr(
+                "sender",
+                &format!("change_dir {} failed", core.quoted_in(&[], &dir)),
+                Some(errno),
+                &"",
+            ));
+            return Ok(());
+        }
         let root = self.root_index(core, &dir)?;
         let it_name = if name_type == NameType::DotDir && !o.relative {
             b".".to_vec()
@@ -82,7 +95,7 @@ impl Lister {
                 core.error_xfer(&crate::engine::exit::syserr(
                     "sender",
                     &format!("link_stat {} failed", self.quoted(core, root, &path)),
-                    e.raw_os_error(),
+                    super::errno_of(&e),
                     &e,
                 ));
                 return Ok(());
@@ -409,6 +422,28 @@ impl Lister {
         self.roots.push(dir.to_vec());
         Ok((self.roots.len() - 1) as u32)
     }
+}
+
+/// Why a chdir into `dir` (module-relative) would fail, as an errno: ENOENT for a missing
+/// component, ELOOP for a symlink (the confined resolver follows none), ENOTDIR for a
+/// file on the way; `None` when it is a directory.
+fn dir_errno(core: &Core, dir: &[u8]) -> Option<i32> {
+    let mut at = Vec::new();
+    for part in dir.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
+        if !at.is_empty() {
+            at.push(b'/');
+        }
+        at.extend_from_slice(part);
+        let p = RelPath::parse(&at).ok()?;
+        match core.tree.lstat(&p) {
+            Ok(Some(m)) if mode::is_dir(m.mode) => {}
+            Ok(Some(m)) if mode::is_lnk(m.mode) => return Some(40),
+            Ok(Some(_)) => return Some(20),
+            Ok(None) => return Some(2),
+            Err(e) => return super::errno_of(&e),
+        }
+    }
+    None
 }
 
 /// A path argument made safe as upstream's sanitize_path() with SP_KEEP_DOT_DIRS: no

@@ -282,7 +282,7 @@ pub(super) fn send_files(
                             "send_files failed to open {}",
                             lists.quoted(core, item.root, &path)
                         ),
-                        err.raw_os_error(),
+                        super::errno_of(&err),
                         &err,
                     ));
                 }

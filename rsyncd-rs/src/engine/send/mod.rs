@@ -240,6 +240,16 @@ impl Core {
     }
 }
 
+/// The errno upstream reports for what the tree refused: its confined resolver answers a
+/// symlink on the way with ELOOP.
+pub(crate) fn errno_of(e: &super::tree::TreeError) -> Option<i32> {
+    if e.is_confinement() {
+        Some(40)
+    } else {
+        e.raw_os_error()
+    }
+}
+
 pub(crate) fn write_err(e: super::conn::ConnError) -> EngineError {
     EngineError::fatal(format!("write error: {e}"), ExitCode::STREAMIO).at("io.c", 1500, "sender")
 }

@@ -115,7 +115,7 @@ impl Lister {
                 core.error_xfer(&crate::engine::exit::syserr(
                     "sender",
                     &format!("opendir {} failed", self.quoted(core, root, &path)),
-                    e.raw_os_error(),
+                    super::errno_of(&e),
                     &e,
                 ));
                 return Ok(());
@@ -182,16 +182,8 @@ impl Lister {
                     self.io_error |= IOERR_GENERAL;
                     // A link followed out of the module is refused as a confined open
                     // refuses it (upstream's secure resolver gives ELOOP).
-                    let errno = if e.is_confinement() {
-                        Some(40)
-                    } else {
-                        e.raw_os_error()
-                    };
-                    let text: &dyn std::fmt::Display = if e.is_confinement() {
-                        &"Too many levels of symbolic links"
-                    } else {
-                        &e
-                    };
+                    let errno = super::errno_of(&e);
+                    let text: &dyn std::fmt::Display = &e;
                     core.error_xfer(&crate::engine::exit::syserr(
                         "sender",
                         &format!("readlink_stat({}) failed", self.quoted(core, root, &p)),
@@ -303,7 +295,7 @@ impl Lister {
                     core.error_xfer(&crate::engine::exit::syserr(
                         "sender",
                         &format!("readlink {} failed", self.quoted(core, root, &p)),
-                        err.raw_os_error(),
+                        super::errno_of(&err),
                         &err,
                     ));
                     return Ok(None);
