@@ -254,8 +254,11 @@ pub(super) fn send_files(
         }
         let (head, sums) = io.read_sums()?;
         let path = lists.disk_path(&item)?;
-        // With -L the list described what the link leads to (always in the module).
-        let open_path = if core.opts.copy_links {
+        // With -L (or -k, --copy-unsafe-links) the list may describe what a link leads
+        // to (always in the module): the file is opened there.
+        let o = &core.opts;
+        let follows = o.copy_links || o.copy_unsafe_links || o.copy_dirlinks;
+        let open_path = if follows {
             core.tree.resolve(&path).unwrap_or_else(|_| path.clone())
         } else {
             path.clone()

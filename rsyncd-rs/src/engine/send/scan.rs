@@ -29,6 +29,23 @@ impl Lister {
         }
     }
 
+    /// Whether the symlink at `p` (named `name` under the transfer root) is sent as what
+    /// it leads to: always with `-L`; with `--copy-unsafe-links` when its target leaves
+    /// the transfer; with `-k` when it leads to a directory.
+    pub(super) fn follows(&self, core: &Core, p: &RelPath, name: &[u8]) -> bool {
+        let o = &core.opts;
+        if o.copy_links {
+            return true;
+        }
+        if o.copy_unsafe_links
+            && let Ok(target) = core.tree.read_link(p)
+            && unsafe_symlink(&target, name)
+        {
+            return true;
+        }
+        o.copy_dirlinks && self.follow(core, p).is_some_and(|m| mode::is_dir(m.mode))
+    }
+
     /// What the symlink `p` leads to, if that is in the module and not a symlink itself.
     pub(super) fn follow(&self, core: &Core, p: &RelPath) -> Option<Meta> {
         let target = core.tree.resolve(p).ok()?;
@@ -95,7 +112,8 @@ impl Lister {
             content_dir: false,
         };
         let mut path = self.disk_path(&probe)?;
-        if core.opts.copy_links
+        let o = &core.opts;
+        if (o.copy_links || o.copy_dirlinks || o.copy_unsafe_links)
             && let Ok(resolved) = core.tree.resolve(&path)
         {
             path = resolved;
@@ -151,7 +169,7 @@ impl Lister {
             };
             // With -L a link is described by what it leads to.
             let listed = match listed {
-                Ok(Some(m)) if core.opts.copy_links && mode::is_lnk(m.mode) => {
+                Ok(Some(m)) if mode::is_lnk(m.mode) && self.follows(core, &p, &name) => {
                     match self.follow(core, &p) {
                         Some(t) => Ok(Some(t)),
                         None => {
@@ -339,6 +357,33 @@ impl Lister {
     }
 }
 
+/// Whether a symlink named `name` (relative to the transfer root) with target `target`
+/// leads out of the transfer: an absolute or empty target, or one whose `..` climb above
+/// the root. Upstream: util1.c, unsafe_symlink().
+pub(super) fn unsafe_symlink(target: &[u8], name: &[u8]) -> bool {
+    if target.is_empty() || target.starts_with(b"/") {
+        return true;
+    }
+    let mut depth: i64 = name
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .count() as i64
+        - 1;
+    for part in target.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return true;
+                }
+            }
+            _ => depth += 1,
+        }
+    }
+    false
+}
+
 /// The name of a user, for the id lists (none when the system has none or it is too
 /// long for the wire).
 pub(super) fn user_name(uid: u32) -> Option<Vec<u8>> {
@@ -356,4 +401,19 @@ pub(super) fn group_name(gid: u32) -> Option<Vec<u8>> {
         .flatten()
         .map(|g| g.name.into_bytes())
         .filter(|n| n.len() <= 255)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unsafe_symlink;
+
+    #[test]
+    fn unsafe_symlinks() {
+        assert!(unsafe_symlink(b"/etc", b"a"));
+        assert!(unsafe_symlink(b"../x", b"a"));
+        assert!(!unsafe_symlink(b"../x", b"d/a"));
+        assert!(unsafe_symlink(b"../../x", b"d/a"));
+        assert!(!unsafe_symlink(b"b/../c", b"a"));
+        assert!(unsafe_symlink(b"", b"a"));
+    }
 }
