@@ -200,6 +200,20 @@ pub fn sum_hex(kind: ChecksumKind, sum: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::checksum::ChecksumKind;
+
+    #[test]
+    fn sums_print_in_canonical_order() {
+        assert_eq!(
+            sum_hex(ChecksumKind::Md5, &[0x01, 0xab]).as_deref(),
+            Some("01ab")
+        );
+        assert_eq!(
+            sum_hex(ChecksumKind::Xxh64, &[0x01, 0xab]).as_deref(),
+            Some("ab01")
+        );
+        assert_eq!(sum_hex(ChecksumKind::Md4Old, &[0x01]), None);
+    }
 
     #[test]
     fn log_format_escapes() {

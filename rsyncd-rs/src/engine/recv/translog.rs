@@ -113,25 +113,3 @@ fn checksum_field(sh: &Shared, e: &FileEntry, what: &Logged<'_>) -> String {
     };
     hex.unwrap_or_else(|| " ".repeat(2 * list_sum.unwrap_or(xfer).digest_len()))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::checksum::ChecksumKind;
-
-    #[test]
-    fn sums_print_in_canonical_order() {
-        assert_eq!(
-            crate::engine::logfmt::sum_hex(ChecksumKind::Md5, &[0x01, 0xab]).as_deref(),
-            Some("01ab")
-        );
-        assert_eq!(
-            crate::engine::logfmt::sum_hex(ChecksumKind::Xxh64, &[0x01, 0xab]).as_deref(),
-            Some("ab01")
-        );
-        assert_eq!(
-            crate::engine::logfmt::sum_hex(ChecksumKind::Md4Old, &[0x01]),
-            None
-        );
-    }
-}

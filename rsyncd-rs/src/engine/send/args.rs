@@ -54,18 +54,19 @@ impl Lister {
         }
         // Upstream changes into the argument's directory first; what stops a chdir (a
         // missing component, a symlink on the way, a file) is reported as such.
-        if !dir.is_empty()
-            && let Some(errno) = dir_errno(core, &dir)
-        {
-            core.error_xfer(&crate::engine::exit::syserr(
-                "sender",
-                &format!("change_dir {} failed", core.quoted_in(&[], &dir)),
-                Some(errno),
-                &"",
-            ));
-            return Ok(());
-        }
-        let root = self.root_index(core, &dir)?;
+        let disk_dir = match resolve_dir(core, &dir) {
+            Ok(d) => d,
+            Err(errno) => {
+                core.error_xfer(&crate::engine::exit::syserr(
+                    "sender",
+                    &format!("change_dir {} failed", core.quoted_in(&[], &dir)),
+                    Some(errno),
+                    &"",
+                ));
+                return Ok(());
+            }
+        };
+        let root = self.root_index(core, &dir, &disk_dir)?;
         let it_name = if name_type == NameType::DotDir && !o.relative {
             b".".to_vec()
         } else {
@@ -242,11 +243,24 @@ impl Lister {
                 continue;
             }
             let Ok(Some(meta)) = meta else { continue };
-            let is_dir = mode::is_dir(meta.mode);
+            let path = join(&name);
+            // Upstream's glob stats through symlinks. One leading out of the module is
+            // kept as a directory would be (it is never looked at: the chdir into it
+            // fails later with ELOOP, as stock's does).
+            let is_dir = mode::is_dir(meta.mode)
+                || (mode::is_lnk(meta.mode)
+                    && RelPath::parse(&path).is_ok_and(|p| match core.tree.resolve(&p) {
+                        Ok(t) => core
+                            .tree
+                            .lstat(&t)
+                            .ok()
+                            .flatten()
+                            .is_some_and(|m| mode::is_dir(m.mode)),
+                        Err(e) => e.is_confinement(),
+                    }));
             if (!rest.is_empty() || slash) && !is_dir {
                 continue;
             }
-            let path = join(&name);
             if self.daemon_excluded(core, &path, false)? {
                 continue;
             }
@@ -414,36 +428,57 @@ impl Lister {
         Ok(!ignore_filename && excluded(path))
     }
 
-    pub(super) fn root_index(&mut self, core: &Core, dir: &[u8]) -> Result<u32, EngineError> {
-        if let Some(i) = self.roots.iter().position(|r| r == dir) {
+    /// The index of the transfer root the client named `shown` and the tree reaches as
+    /// `disk`.
+    pub(super) fn root_index(
+        &mut self,
+        core: &Core,
+        shown: &[u8],
+        disk: &[u8],
+    ) -> Result<u32, EngineError> {
+        if let Some(i) = self
+            .roots
+            .iter()
+            .zip(&self.shown_roots)
+            .position(|(r, s)| r == disk && s == shown)
+        {
             return Ok(i as u32);
         }
-        self.filters.push(core.filters_for(dir)?);
-        self.roots.push(dir.to_vec());
+        self.filters.push(core.filters_for(shown)?);
+        self.roots.push(disk.to_vec());
+        self.shown_roots.push(shown.to_vec());
         Ok((self.roots.len() - 1) as u32)
     }
 }
 
-/// Why a chdir into `dir` (module-relative) would fail, as an errno: ENOENT for a missing
-/// component, ELOOP for a symlink (the confined resolver follows none), ENOTDIR for a
-/// file on the way; `None` when it is a directory.
-fn dir_errno(core: &Core, dir: &[u8]) -> Option<i32> {
-    let mut at = Vec::new();
+/// Where a chdir into `dir` (module-relative) leads, with symlinks inside the module
+/// followed as a chdir follows them; or why it fails, as an errno: ENOENT for a missing
+/// component, ELOOP for a symlink that leads out of the module (the confined resolver
+/// follows none), ENOTDIR for a file on the way.
+fn resolve_dir(core: &Core, dir: &[u8]) -> Result<Vec<u8>, i32> {
+    let mut at: Vec<u8> = Vec::new();
     for part in dir.split(|&b| b == b'/').filter(|p| !p.is_empty()) {
         if !at.is_empty() {
             at.push(b'/');
         }
         at.extend_from_slice(part);
-        let p = RelPath::parse(&at).ok()?;
+        let p = RelPath::parse(&at).map_err(|_| 2)?;
         match core.tree.lstat(&p) {
             Ok(Some(m)) if mode::is_dir(m.mode) => {}
-            Ok(Some(m)) if mode::is_lnk(m.mode) => return Some(40),
-            Ok(Some(_)) => return Some(20),
-            Ok(None) => return Some(2),
-            Err(e) => return super::errno_of(&e),
+            Ok(Some(m)) if mode::is_lnk(m.mode) => {
+                let target = core.tree.resolve(&p).map_err(|_| 40)?;
+                match core.tree.lstat(&target) {
+                    Ok(Some(t)) if mode::is_dir(t.mode) => at = target.as_bytes().to_vec(),
+                    Ok(Some(_)) => return Err(20),
+                    _ => return Err(2),
+                }
+            }
+            Ok(Some(_)) => return Err(20),
+            Ok(None) => return Err(2),
+            Err(e) => return Err(super::errno_of(&e).unwrap_or(2)),
         }
     }
-    None
+    Ok(at)
 }
 
 /// A path argument made safe as upstream's sanitize_path() with SP_KEEP_DOT_DIRS: no

@@ -70,8 +70,12 @@ struct DirNode {
 /// Builds and sends the lists of one session.
 pub(super) struct Lister {
     pub(super) enc: FlistEncoder,
-    /// Transfer roots relative to the module root, one per distinct argument directory.
+    /// Transfer roots relative to the module root, one per distinct argument directory,
+    /// as the tree reaches them (symlinks inside the module resolved).
     pub roots: Vec<Vec<u8>>,
+    /// The same roots as the client named them, for messages, logs and the daemon's
+    /// rules (upstream's working directory is the path it changed into).
+    pub shown_roots: Vec<Vec<u8>>,
     /// The filter set of each root (daemon rules are anchored at the root's path).
     pub(super) filters: Vec<FilterSet>,
     /// The daemon's rules alone, rooted at the module (for argument paths).
@@ -99,12 +103,15 @@ pub(super) struct Lister {
     pub(super) sent_gids: HashSet<u32>,
     /// With `-R` and incremental lists: the rest of each argument's path, kept for the
     /// sub-list of the implied directory it passes through, by (root, directory).
-    pub(super) relnames: HashMap<(u32, Vec<u8>), Vec<(Vec<u8>, NameType)>>,
+    pub(super) relnames: HashMap<(u32, Vec<u8>), Vec<RelName>>,
     /// Sum of the sizes of regular files and symlinks listed (the `total size` statistic).
     pub total_size: u64,
     /// Bytes of list data written.
     pub list_bytes: u64,
 }
+
+/// The rest of a `-R` path kept for a sub-list, with its argument's name type.
+pub(super) type RelName = (Vec<u8>, NameType);
 
 /// What the sender sends of an argument (upstream's name_type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -119,6 +126,7 @@ impl Lister {
         Lister {
             enc: FlistEncoder::new(core.cfg.clone()),
             roots: Vec::new(),
+            shown_roots: Vec::new(),
             filters: Vec::new(),
             daemon: None,
             lists: std::collections::VecDeque::new(),
@@ -163,9 +171,9 @@ impl Lister {
         }
     }
 
-    /// The transfer root of an entry, from the module root.
+    /// The transfer root of an entry, from the module root, as the client named it.
     pub fn root_of(&self, it: &Item) -> &[u8] {
-        self.roots
+        self.shown_roots
             .get(it.root as usize)
             .map_or(&[][..], Vec::as_slice)
     }
@@ -454,6 +462,10 @@ impl Lister {
     /// root `root` (its working directory): `"/root/name" (in module)`.
     pub fn quoted(&self, core: &Core, root: u32, path: &RelPath) -> String {
         let dir = self.roots.get(root as usize).map_or(&[][..], Vec::as_slice);
+        let shown = self
+            .shown_roots
+            .get(root as usize)
+            .map_or(&[][..], Vec::as_slice);
         let full = path.as_bytes();
         let name = if dir.is_empty() {
             full
@@ -462,7 +474,7 @@ impl Lister {
                 .map(|r| r.strip_prefix(b"/").unwrap_or(r))
                 .unwrap_or(full)
         };
-        core.quoted_in(dir, if name.is_empty() { b"." } else { name })
+        core.quoted_in(shown, if name.is_empty() { b"." } else { name })
     }
 }
 
