@@ -25,6 +25,33 @@ pub enum Message {
     Success(i32),
     /// A name deleted by the receiving side.
     Deleted(Vec<u8>),
+    /// A daemon's `timeout`, in seconds, sent to its client from protocol 31 on; see
+    /// [`adopted_io_timeout`]. Only a reader of a server takes it.
+    IoTimeout(i32),
+}
+
+/// Whose output a reader reads, which decides what the peer may send. Over the
+/// connection the two differ only in MSG_IO_TIMEOUT, which a daemon sends its client; the
+/// sibling-only codes (MSG_REDO, MSG_STATS, MSG_LOG, ...) are refused either way.
+/// Upstream: io.c, read_a_msg(), by am_server and am_generator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Peer {
+    /// A client writes; we are the server.
+    #[default]
+    Client,
+    /// A server writes; we are its client.
+    Server,
+}
+
+/// The timeout a client runs with after its server sent MSG_IO_TIMEOUT `offered`, given
+/// its own `ours` (0 for none): the server's when it is shorter. A server may only
+/// tighten the client's timeout, and values outside 1 to 86400 seconds are ignored (they
+/// would switch it off or overflow it). Upstream: io.c, read_a_msg().
+pub fn adopted_io_timeout(ours: u32, offered: i32) -> u32 {
+    match u32::try_from(offered) {
+        Ok(t @ 1..=86_400) if ours == 0 || ours > t => t,
+        _ => ours,
+    }
 }
 
 /// Why reading the data stream stopped.
@@ -64,6 +91,8 @@ impl std::fmt::Debug for TextSink {
 #[derive(Debug)]
 pub struct MuxReader {
     conn: ConnIn,
+    /// Who writes what we read.
+    peer: Peer,
     muxed: bool,
     data: Vec<u8>,
     pos: usize,
@@ -82,10 +111,17 @@ pub struct MuxReader {
 }
 
 impl MuxReader {
-    /// Wraps the input half; `muxed` says whether the peer frames its output.
+    /// Wraps the input half a client writes to (a server's reader); `muxed` says whether
+    /// the peer frames its output.
     pub fn new(conn: ConnIn, muxed: bool) -> MuxReader {
+        MuxReader::with_peer(conn, muxed, Peer::Client)
+    }
+
+    /// Wraps the input half `peer` writes to: [`Peer::Server`] for a client's reader.
+    pub fn with_peer(conn: ConnIn, muxed: bool, peer: Peer) -> MuxReader {
         MuxReader {
             conn,
+            peer,
             muxed,
             data: Vec::new(),
             pos: 0,
@@ -108,6 +144,11 @@ impl MuxReader {
     /// that one sent while we wait for data is not lost when the peer then goes away.
     pub fn set_text_sink(&mut self, sink: TextSink) {
         self.text_sink = Some(sink);
+    }
+
+    /// Who writes what this reader reads.
+    pub fn peer(&self) -> Peer {
+        self.peer
     }
 
     /// The input half (for timeouts).
@@ -178,7 +219,8 @@ impl MuxReader {
             }
             let payload = self.conn.buffered()[..header.len].to_vec();
             self.conn.consume(header.len);
-            let message = parse_message(header.code, payload)?;
+            let message =
+                parse_message(self.peer, header.code, payload).map_err(ConnError::Decode)?;
             if let (Message::Text(code, text), Some(sink)) = (&message, &mut self.text_sink) {
                 (sink.0)(*code, text);
                 continue;
@@ -278,12 +320,18 @@ impl MuxReader {
     }
 }
 
-fn parse_message(code: MsgCode, payload: Vec<u8>) -> Result<Message, ReadError> {
+/// A message frame's payload (its size already checked by the header decoder) as what
+/// `peer` may send. Upstream: io.c, read_a_msg().
+fn parse_message(peer: Peer, code: MsgCode, payload: Vec<u8>) -> Result<Message, WireError> {
+    let refused = WireError::InvalidMessage {
+        code: code.to_wire(),
+        len: payload.len(),
+    };
     let int = |p: &[u8]| match get_int(p) {
         Decoded::Done { value, .. } => Ok(value),
-        Decoded::Needed(_) => Err(ConnError::Decode(WireError::Malformed {
+        Decoded::Needed(_) => Err(WireError::Malformed {
             what: "message payload",
-        })),
+        }),
     };
     Ok(match code {
         MsgCode::IoError => Message::IoError(int(&payload)?),
@@ -299,13 +347,18 @@ fn parse_message(code: MsgCode, payload: Vec<u8>) -> Result<Message, ReadError> 
         MsgCode::ErrorXfer | MsgCode::Info | MsgCode::Error | MsgCode::Warning => {
             Message::Text(code, payload)
         }
-        // Codes only rsync's own processes exchange, and the daemon-only timeout: a peer
-        // must not send them (upstream: "invalid multi-message").
-        _ => {
-            return Err(ConnError::Decode(WireError::Malformed {
-                what: "multiplexed message code",
-            }));
-        }
+        // A daemon tells its client; a client never tells a server.
+        MsgCode::IoTimeout if peer == Peer::Server => Message::IoTimeout(int(&payload)?),
+        // Codes only rsync's own processes exchange over their pipes, and the timeout
+        // from a client. (Data frames never get here.)
+        MsgCode::IoTimeout
+        | MsgCode::Redo
+        | MsgCode::Stats
+        | MsgCode::Log
+        | MsgCode::Client
+        | MsgCode::ErrorSocket
+        | MsgCode::ErrorUtf8
+        | MsgCode::Data => return Err(refused),
     })
 }
 
@@ -417,8 +470,14 @@ pub fn lock(w: &SharedWriter) -> MutexGuard<'_, MuxWriter> {
 
 /// A reader (multiplexed or not) whose peer writes `bytes` and hangs up, for tests.
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 pub(crate) fn reader_over(bytes: Vec<u8>, muxed: bool) -> MuxReader {
+    reader_from(bytes, muxed, Peer::Client)
+}
+
+/// [`reader_over`] for a reader of `peer`.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn reader_from(bytes: Vec<u8>, muxed: bool, peer: Peer) -> MuxReader {
     use std::io::Write;
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
     std::thread::spawn(move || {
@@ -428,7 +487,7 @@ pub(crate) fn reader_over(bytes: Vec<u8>, muxed: bool) -> MuxReader {
     let input = std::os::fd::OwnedFd::from(ours);
     let output = input.try_clone().unwrap();
     let (rx, _) = super::conn::Conn::new(input, output).into_halves();
-    MuxReader::new(rx, muxed)
+    MuxReader::with_peer(rx, muxed, peer)
 }
 
 #[cfg(test)]
@@ -519,3 +578,6 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod peer_tests;

@@ -56,4 +56,12 @@ pub enum WireError {
     /// A multiplex frame carries a message code that does not exist.
     #[error("unexpected tag {0}")]
     UnknownTag(i32),
+    /// A multiplexed message of a size its code does not allow, or one this side never
+    /// takes from its peer (upstream: "invalid multi-message CODE:LEN").
+    #[error("invalid multi-message {code}:{len}")]
+    InvalidMessage { code: u8, len: usize },
+    /// A text message longer than a reader holds (upstream: "multiplexing overflow
+    /// CODE:LEN").
+    #[error("multiplexing overflow {code}:{len}")]
+    Overflow { code: u8, len: usize },
 }

@@ -153,10 +153,11 @@ pub fn decode_mux_header(buf: &[u8]) -> Result<Decoded<MuxHeader>, WireError> {
     })
 }
 
-/// The size rules a 3.5.0 reader enforces (upstream: io.c, read_a_msg()).
+/// The size rules a 3.5.0 reader enforces, with its words for a breach. Upstream: io.c,
+/// read_a_msg().
 fn check_payload_len(code: MsgCode, len: usize) -> Result<(), WireError> {
-    let ok = match code {
-        MsgCode::Data => true,
+    let fixed = match code {
+        MsgCode::Data => return Ok(()),
         MsgCode::IoError
         | MsgCode::IoTimeout
         | MsgCode::Redo
@@ -165,13 +166,21 @@ fn check_payload_len(code: MsgCode, len: usize) -> Result<(), WireError> {
         MsgCode::Stats => len == 8,
         MsgCode::Noop => len == 0,
         MsgCode::ErrorExit => len == 0 || len == 4,
-        _ => len <= MAX_TEXT_LEN,
+        // Texts and deleted names are read into a fixed buffer.
+        _ if len > MAX_TEXT_LEN => {
+            return Err(WireError::Overflow {
+                code: code.to_wire(),
+                len,
+            });
+        }
+        _ => true,
     };
-    if ok {
+    if fixed {
         Ok(())
     } else {
-        Err(WireError::Malformed {
-            what: "multiplexed message length",
+        Err(WireError::InvalidMessage {
+            code: code.to_wire(),
+            len,
         })
     }
 }
@@ -246,6 +255,18 @@ mod tests {
         assert!(decode_mux_header(&[0, 0, 0, 0x7f]).is_err());
         assert!(decode_mux_header(&[3, 0, 0, 0x28]).is_err());
         assert!(decode_mux_header(&[0, 0x20, 0, 0x0a]).is_err());
+        // Upstream's words: a code that does not exist, a fixed size broken, a text too
+        // long for the reader's buffer.
+        let err = |b: [u8; 4]| decode_mux_header(&b).unwrap_err().to_string();
+        assert_eq!(err([0, 0, 0, 7 + 50]), "unexpected tag 50");
+        assert_eq!(err([0, 0, 0, 6]), "unexpected tag -1");
+        assert_eq!(err([3, 0, 0, 7 + 33]), "invalid multi-message 33:3");
+        assert_eq!(err([1, 0, 0, 7 + 42]), "invalid multi-message 42:1");
+        assert_eq!(err([0x00, 0x14, 0, 7 + 2]), "multiplexing overflow 2:5120");
+        assert_eq!(
+            err([0x00, 0x14, 0, 7 + 101]),
+            "multiplexing overflow 101:5120"
+        );
     }
 
     proptest! {

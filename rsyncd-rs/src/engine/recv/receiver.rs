@@ -161,7 +161,8 @@ impl Receiver<'_, '_> {
                 Message::Text(_, text) => {
                     self.sh.log.line(String::from_utf8_lossy(&text).trim_end())
                 }
-                Message::Success(_) | Message::Deleted(_) => {}
+                // A server's reader never gets MSG_IO_TIMEOUT.
+                Message::Success(_) | Message::Deleted(_) | Message::IoTimeout(_) => {}
             }
         }
         Ok(())

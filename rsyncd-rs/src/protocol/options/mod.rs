@@ -2,11 +2,13 @@
 //! parse_arguments(), as run with `--server`). This is the only reader of client flags;
 //! everything downstream takes `&Options`.
 
+mod encode;
 mod info;
 mod parse;
 pub mod refuse;
 pub mod table;
 
+pub use encode::{STOCK_CAPABILITIES, client_info, server_args};
 pub use info::{Info, InfoLevels};
 pub use parse::parse_server_args;
 

@@ -79,6 +79,8 @@ struct Implied {
     delete_after: bool,
     xfer_dirs: Option<u8>,
     recurse_level: u8,
+    /// `-R` or `--no-relative`, when given.
+    relative: Option<bool>,
 }
 
 fn bad_option(opt: &str, why: &str) -> OptionError {
@@ -202,8 +204,8 @@ fn apply(
         "keep_dirlinks=1" => o.keep_dirlinks = true,
         "H" => o.hard_links = o.hard_links.saturating_add(1),
         "preserve_hard_links=0" => o.hard_links = 0,
-        "relative_paths=1" => o.relative = true,
-        "relative_paths=0" => o.relative = false,
+        "relative_paths=1" => st.relative = Some(true),
+        "relative_paths=0" => st.relative = Some(false),
         "implied_dirs=1" => o.implied_dirs = true,
         "implied_dirs=0" => o.implied_dirs = false,
         "OPT_CHMOD" => o.chmod.push(v),
@@ -419,6 +421,8 @@ fn finish(o: &mut Options, st: &Implied, refusals: &Refusals) -> Result<(), Opti
         Some(x) => x > 0,
         None => o.list_only,
     };
+    // Names from a file are relative unless the client says otherwise.
+    o.relative = st.relative.unwrap_or(o.files_from.is_some());
     if !o.relative {
         o.implied_dirs = false;
     }
@@ -708,6 +712,26 @@ mod tests {
         assert_eq!(o.client_info, "iLsfxCIvu");
         assert_eq!(o.delete, DeleteWhen::During);
         assert_eq!(o.paths(), ["backup/"]);
+    }
+
+    #[test]
+    fn files_from_implies_relative() {
+        let parse = |a: &[&str]| parse_server_args(&args(a), &Refusals::none()).unwrap();
+        let o = parse(&["--server", "--sender", "-r", "--files-from=-", ".", "m/"]);
+        assert!(o.relative && o.implied_dirs);
+        // As stock sends `rsync -rt --no-relative --files-from=F host:src/ dst`.
+        let o = parse(&[
+            "--server",
+            "--sender",
+            "-tre.iLsfxCIvu",
+            "--files-from=-",
+            "--from0",
+            "--no-relative",
+            ".",
+            "src/",
+        ]);
+        assert!(!o.relative && !o.implied_dirs);
+        assert!(!parse(&["--server", "--sender", "-r", ".", "m/"]).relative);
     }
 
     #[test]
