@@ -17,6 +17,7 @@ mod module_root;
 mod process;
 mod pull;
 mod pull_compat;
+mod pull_hostile;
 mod pull_module;
 mod pull_options;
 mod pull_safety;
