@@ -120,3 +120,55 @@ fn a_module_below_a_directory_its_user_cannot_enter_is_served() {
         ),
     ]);
 }
+
+/// A module path through a symlink: followed when root owns it (the admin's
+/// `/backup -> /mnt/disk`), refused with `@ERROR: chdir failed` when another user owns
+/// it (one planted in a directory that user can write), as stock 3.5.0 does without a
+/// chroot. Rsync's own daemon-module-chdir-symlink test plants the second.
+#[test]
+fn a_module_path_through_a_foreign_symlink_is_refused() {
+    if !is_root() {
+        eprintln!("skipped: planting a symlink owned by nobody needs root");
+        return;
+    }
+    let through_link = |owner: Option<u32>| {
+        move |f: &Fixture| {
+            let real = f.dir().join("real");
+            std::fs::create_dir_all(&real).expect("mkdir real");
+            let link = f.dir().join("link");
+            std::os::unix::fs::symlink(&real, &link).expect("symlink");
+            if let Some(uid) = owner {
+                std::os::unix::fs::lchown(&link, Some(uid), Some(uid)).expect("lchown");
+            }
+            link.display().to_string()
+        }
+    };
+    let nobody = nix::unistd::User::from_name("nobody")
+        .ok()
+        .flatten()
+        .expect("user nobody")
+        .uid
+        .as_raw();
+    let scratch_free = |s: &Side| -> Vec<String> {
+        let scratch = s.fixture.dir().display().to_string();
+        s.events
+            .iter()
+            .map(|l| l.replace(&scratch, "SCRATCH"))
+            .collect()
+    };
+    for (owner, code) in [(None, 0), (Some(nobody), 5)] {
+        let sides = differential(
+            |f| {
+                let p = through_link(owner)(f);
+                f.add_module(
+                    "private",
+                    &[("path", p.as_str()), ("use chroot", "no"), ("uid", "root")],
+                );
+            },
+            push_private,
+        );
+        assert_same_client_view(&sides);
+        assert_eq!(scratch_free(&sides[0]), scratch_free(&sides[1]));
+        assert_eq!(sides[1].outcome.code, code, "{:#?}", sides[1].outcome);
+    }
+}

@@ -130,7 +130,7 @@ impl DaemonLog {
 /// (ERRNO)`. Before the argument list is read the role is "Receiver".
 /// Upstream: log.c, rsyserr().
 pub fn sys_error(role: &str, what: &str, errno: i32) -> String {
-    let desc = nix::errno::Errno::from_raw(errno).desc();
+    let desc = crate::engine::exit::strerror(errno);
     format!("rsync: [{role}] {what}: {desc} ({errno})")
 }
 

@@ -17,3 +17,4 @@ mod server;
 pub mod session;
 pub mod startup;
 mod transfer;
+pub mod trusted;

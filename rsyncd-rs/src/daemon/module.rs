@@ -198,9 +198,30 @@ pub(super) fn open_module(
     // The module root is entered and its descriptor opened while we are still root: the
     // module's user may not be able to reach it (a parent it cannot search), as upstream
     // enters the module before it drops privileges too.
-    let entered = match std::env::set_current_dir(&inner) {
-        Ok(()) => Tree::open_root(Path::new(".")).map_err(|e| e.raw_os_error()),
-        Err(e) => Err(e.raw_os_error()),
+    // Without a chroot, a symlink on the module path is followed only when root or the
+    // daemon owns it (upstream's change_dir() for a daemon, 3.5.0).
+    let entered = if chroot_dir.is_none() {
+        match super::trusted::open_trusted_dir(&inner, nix::unistd::geteuid().as_raw()) {
+            Ok(fd) => nix::unistd::fchdir(&fd)
+                .map_err(|e| Some(e as i32))
+                .and_then(|()| Tree::open_root(Path::new(".")).map_err(|e| e.raw_os_error())),
+            Err(e) => {
+                if matches!(e, super::trusted::TrustedError::Foreign) {
+                    // Upstream's words (syscall.c), logged before the chdir failure.
+                    s.log.line(
+                        "refusing to follow a symlink owned by an untrusted user; use \
+                         --insecure-links locally or \"insecure links = yes\" in a daemon \
+                         module ONLY if every path component is trusted",
+                    );
+                }
+                Err(e.raw_os_error())
+            }
+        }
+    } else {
+        match std::env::set_current_dir(&inner) {
+            Ok(()) => Tree::open_root(Path::new(".")).map_err(|e| e.raw_os_error()),
+            Err(e) => Err(e.raw_os_error()),
+        }
     };
     let root_dir = match entered {
         Ok(fd) => fd,

@@ -201,7 +201,7 @@ impl<'a> Session<'a> {
             ),
             ConnError::Io(io) => {
                 let errno = io.raw_os_error().unwrap_or(0);
-                let desc = nix::errno::Errno::from_raw(errno).desc();
+                let desc = crate::engine::exit::strerror(errno);
                 (
                     vec![
                         format!(

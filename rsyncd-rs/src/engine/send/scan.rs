@@ -169,6 +169,24 @@ impl Lister {
             };
             // With -L a link is described by what it leads to.
             let listed = match listed {
+                // -k and a link to a directory outside the module: listed as a directory
+                // (with the link's own times, never the target's), whose listing the
+                // tree then refuses, as stock's confined opendir does.
+                Ok(Some(m))
+                    if mode::is_lnk(m.mode)
+                        && core.opts.copy_dirlinks
+                        && !core.opts.copy_links
+                        && self.follow(core, &p).is_none()
+                        && core.tree.resolve(&p).is_err()
+                        && core.tree.link_leads_to_directory(&p) =>
+                {
+                    Ok(Some(Meta {
+                        mode: 0o040_755,
+                        kind: crate::engine::tree::FileKind::Dir,
+                        size: 4096,
+                        ..m
+                    }))
+                }
                 Ok(Some(m)) if mode::is_lnk(m.mode) && self.follows(core, &p, &name) => {
                     match self.follow(core, &p) {
                         Some(t) => Ok(Some(t)),

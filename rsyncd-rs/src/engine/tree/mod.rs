@@ -200,6 +200,18 @@ impl Tree {
         Ok(file)
     }
 
+    /// Whether the symlink `p` leads to a directory, wherever that is, as the kernel
+    /// resolves it: one bit about a target that may lie outside the root, and nothing
+    /// else of it. `-k` needs it to do what stock does with a link to a directory it
+    /// will then refuse to list (upstream stats through the link, outside too).
+    pub fn link_leads_to_directory(&self, p: &RelPath) -> bool {
+        let Ok(Located::Entry { dir, name }) = self.locate(p) else {
+            return false;
+        };
+        nix::sys::stat::fstatat(&dir, name, AtFlags::empty())
+            .is_ok_and(|st| is_type(&st, SFlag::S_IFDIR))
+    }
+
     /// Whether this process may read `p` (a final symlink is not followed), as
     /// access(2) with the effective ids answers (`ignore nonreadable`).
     pub fn is_readable(&self, p: &RelPath) -> bool {
