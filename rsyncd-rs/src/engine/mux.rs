@@ -108,6 +108,9 @@ pub struct MuxReader {
     dropped_texts: u64,
     /// Takes texts at once when set (upstream handles each message as it reads it).
     text_sink: Option<TextSink>,
+    /// Flushed before every read that would wait for the peer (see
+    /// [`MuxReader::flush_before_waiting`]).
+    flush_on_wait: Option<SharedWriter>,
 }
 
 impl MuxReader {
@@ -131,7 +134,26 @@ impl MuxReader {
             queued_bytes: 0,
             dropped_texts: 0,
             text_sink: None,
+            flush_on_wait: None,
         }
+    }
+
+    /// Flushes `writer` whenever a read would wait for the peer, and only then: what we
+    /// wrote may be what the peer waits for, but while its next input is already here
+    /// our output can keep filling the buffer (upstream's io.c flushes when it would
+    /// block). A sender answering many small requests then writes in large pieces.
+    pub fn flush_before_waiting(&mut self, writer: SharedWriter) {
+        self.flush_on_wait = Some(writer);
+    }
+
+    /// Reads more of the connection, flushing first when asked to (see
+    /// [`MuxReader::flush_before_waiting`]).
+    fn conn_fill(&mut self) -> Result<(), ReadError> {
+        if let Some(w) = &self.flush_on_wait {
+            lock(w).flush().map_err(ConnError::widen)?;
+        }
+        self.conn.fill().map_err(ConnError::widen)?;
+        Ok(())
     }
 
     /// Switches between frames and raw bytes, at a frame boundary (before protocol 31 a
@@ -195,7 +217,7 @@ impl MuxReader {
         }
         if !self.muxed {
             if self.conn.buffered().is_empty() {
-                self.conn.fill().map_err(ConnError::widen)?;
+                self.conn_fill()?;
             }
             let n = self.conn.buffered().len();
             self.data.extend_from_slice(self.conn.buffered());
@@ -203,9 +225,17 @@ impl MuxReader {
             return Ok(());
         }
         loop {
-            let header = self.conn.decode(decode_mux_header)?;
+            let header = loop {
+                match decode_mux_header(self.conn.buffered()).map_err(ConnError::Decode)? {
+                    Decoded::Done { value, used } => {
+                        self.conn.consume(used);
+                        break value;
+                    }
+                    Decoded::Needed(_) => self.conn_fill()?,
+                }
+            };
             while self.conn.buffered().len() < header.len {
-                self.conn.fill().map_err(ConnError::widen)?;
+                self.conn_fill()?;
             }
             if header.code == MsgCode::Data {
                 self.data

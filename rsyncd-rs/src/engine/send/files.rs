@@ -202,7 +202,6 @@ pub(super) fn send_files(
         if core.cfg.inc_recurse {
             lists.send_extra(core, LOOKAHEAD)?;
         }
-        lock(&core.writer).flush().map_err(super::write_err)?;
         let Some(req) = io.read_request(Some(lists))? else {
             if core.cfg.inc_recurse && !lists.lists.is_empty() {
                 lists.finish_first();

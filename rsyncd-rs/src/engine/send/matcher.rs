@@ -139,7 +139,10 @@ pub(super) fn match_sums(
         loop {
             win.buf.clear();
             win.base = st.read;
-            let n = win.fill(file, READ_SIZE)?;
+            // Only what the file held when opened is sent (upstream maps st_size), and a
+            // small file costs a small read.
+            let want = (len - st.read).min(READ_SIZE as u64) as usize;
+            let n = if want == 0 { 0 } else { win.fill(file, want)? };
             if n == 0 {
                 break;
             }
@@ -243,12 +246,16 @@ fn search(
         let need_end = (offset + blength + 1).min(len);
         while win.base + (win.buf.len() as u64) < need_end && !win.eof {
             let keep_from = sent_upto.min(offset);
-            if keep_from > win.base + (4 << 20) {
+            // What is sent and searched goes once it is a read's worth, so the window
+            // stays near upstream's (a read plus a block or two).
+            if keep_from > win.base + READ_SIZE as u64 {
                 let drop = (keep_from - win.base) as usize;
                 win.buf.drain(..drop);
                 win.base += drop as u64;
             }
-            let n = win.fill(file, READ_SIZE)?;
+            let held_to = win.base + win.buf.len() as u64;
+            let want = (len.saturating_sub(held_to)).min(READ_SIZE as u64) as usize;
+            let n = if want == 0 { 0 } else { win.fill(file, want)? };
             st.read += n as u64;
             if n == 0 {
                 break;

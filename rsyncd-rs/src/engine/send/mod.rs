@@ -289,6 +289,8 @@ pub fn run(
     }
     let protocol = s.wire.protocol;
     let io_timeout = s.wire.io_timeout;
+    // Our output goes out when we would wait for the client, not after every answer.
+    reader.flush_before_waiting(writer.clone());
     let outcome = run_session(s, &mut reader, writer.clone(), &counters);
     if let Err(e) = &outcome {
         if let Some(code) = reader.peer_exit() {
