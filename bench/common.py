@@ -1,0 +1,840 @@
+"""Shared parts of the benchmarks (push.py, pull.py): test data, the two daemons, RSS and
+CPU sampling, one measured client run, and the report. See bench/README.md."""
+
+from __future__ import annotations
+
+import argparse
+import grp
+import hashlib
+import os
+import pwd
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+
+REPO = Path(__file__).resolve().parent.parent
+SEED = REPO / "tests" / "fixtures" / "seed"
+
+# Fixed mtimes, so that -u (skip files newer on the receiver) never hides a change and both
+# daemons see identical metadata. The delta source is newer than the original.
+MTIME_BASE = 1_700_000_000
+MTIME_BIG_ORIG = MTIME_BASE
+MTIME_BIG_MOD = MTIME_BASE + 3600
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def gen_bytes(tag: bytes, n: int) -> bytes:
+    """Deterministic pseudo-random bytes (SHAKE-128 of a tag)."""
+    return hashlib.shake_128(tag).digest(n)
+
+
+# Half of every big-file chunk is mapped onto 16 letters: zlib then compresses the file to
+# roughly 80%, so -z does real work without the data being trivially compressible.
+_LETTERS = bytes((i % 16) + 0x61 for i in range(256))
+
+
+def make_small_tree(root: Path, nfiles: int, ndirs: int) -> int:
+    """`nfiles` files of 1-8 KiB of text-like content spread evenly over `ndirs` dirs."""
+    rng = random.Random(20_000)
+    total = 0
+    per_dir = nfiles // ndirs
+    extra = nfiles % ndirs
+    idx = 0
+    for d in range(ndirs):
+        dpath = root / f"d{d:03d}"
+        dpath.mkdir(parents=True)
+        for _ in range(per_dir + (1 if d < extra else 0)):
+            size = rng.randint(1024, 8192)
+            raw = gen_bytes(b"small-%d" % idx, size // 2 + 1).hex().encode()
+            # Text-like: hex lines with a recognisable header, compressible about 2:1.
+            body = (b"file %06d\n" % idx + raw)[:size]
+            lines = bytearray(body)
+            for p in range(63, len(lines), 64):
+                lines[p] = 0x0A
+            f = dpath / f"f{idx:05d}.txt"
+            f.write_bytes(bytes(lines))
+            os.utime(f, (MTIME_BASE + idx, MTIME_BASE + idx))
+            total += size
+            idx += 1
+        os.utime(dpath, (MTIME_BASE, MTIME_BASE))
+    return total
+
+
+def make_big_file(path: Path, size: int) -> None:
+    chunk = 1 << 20
+    with open(path, "wb") as f:
+        for i in range(0, size, chunk):
+            n = min(chunk, size - i)
+            b = gen_bytes(b"big-%d" % (i // chunk), n)
+            half = n // 2
+            f.write(b[:half].translate(_LETTERS) + b[half:])
+    os.utime(path, (MTIME_BIG_ORIG, MTIME_BIG_ORIG))
+
+
+def change_offsets(size: int, count: int, span: int) -> list[int]:
+    """`count` non-overlapping offsets (multiples of 512) at pseudo-random places."""
+    rng = random.Random(4096)
+    chosen: set[int] = set()
+    out = []
+    slots = (size - span) // 512
+    while len(out) < count:
+        off = rng.randrange(slots) * 512
+        if any(abs(off - o) < span for o in chosen):
+            continue
+        chosen.add(off)
+        out.append(off)
+    return sorted(out)
+
+
+def make_changed_copy(src: Path, dst: Path, count: int, span: int) -> None:
+    shutil.copyfile(src, dst)
+    size = src.stat().st_size
+    with open(dst, "r+b") as f:
+        for i, off in enumerate(change_offsets(size, count, span)):
+            f.seek(off)
+            f.write(gen_bytes(b"change-%d" % i, span))
+    os.utime(dst, (MTIME_BIG_MOD, MTIME_BIG_MOD))
+
+
+def make_sources(args: argparse.Namespace, small: Path, big: Path, changed: Path) -> None:
+    """For the workloads asked for: the small tree in `small`, and the big file and its
+    changed copy, each `big.bin`, in `big` and `changed`."""
+    if "small" in args.workloads:
+        log(f"generating {args.files} files in {args.dirs} directories")
+        n = make_small_tree(small, args.files, args.dirs)
+        log(f"  {human_bytes(n)}")
+    if "big" in args.workloads:
+        size = args.big_mib << 20
+        log(f"generating a {human_bytes(size)} file and a copy with "
+            f"{args.changes} x {args.change_kib} KiB changed")
+        big.mkdir()
+        changed.mkdir()
+        make_big_file(big / "big.bin", size)
+        make_changed_copy(big / "big.bin", changed / "big.bin", args.changes,
+                          args.change_kib << 10)
+
+
+# ----------------------------------------------------------------------------- daemons
+
+
+def nobody_group() -> str:
+    try:
+        grp.getgrnam("nogroup")
+        return "nogroup"
+    except KeyError:
+        return "nobody"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def is_listening(port: int) -> bool:
+    want = f":{port:04X}"
+    try:
+        with open("/proc/net/tcp") as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                if parts[1].endswith(want) and parts[3] == "0A":
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+def empty_dir(path: Path, trash: Path) -> None:
+    """Leaves `path` an empty directory. One with many entries is moved aside into `trash`,
+    not deleted: after deleting thousands of files ext4 spends the next tens of seconds
+    skipping the recently freed inodes (recently_deleted() in inode allocation), which
+    slows whichever transfer creates files next by up to 2x. The trash goes when the
+    benchmark ends. A directory of a few big files is deleted at once (that costs nothing
+    later, and keeps the disk and page cache small)."""
+    if path.exists():
+        entries = sum(len(f) + len(d) for _, d, f in os.walk(path))
+        if entries > 100:
+            trash.mkdir(exist_ok=True)
+            path.rename(trash / f"{path.name}-{time.monotonic_ns()}")
+        else:
+            shutil.rmtree(path)
+    path.mkdir()
+
+
+@dataclass
+class Daemon:
+    name: str
+    argv0: list[str]  # the program, plus any leading argument
+    dir: Path
+    port: int = 0
+    proc: subprocess.Popen | None = None
+    # The module's path: by default `backup` in the daemon's directory, which the push
+    # benchmark fills; the pull benchmark points it at the source tree of each workload.
+    served: Path | None = None
+
+    @property
+    def conf(self) -> Path:
+        return self.dir / "rsyncd.conf"
+
+    @property
+    def module(self) -> Path:
+        return self.served or self.dir / "backup"
+
+    @property
+    def logfile(self) -> Path:
+        return self.dir / "rsyncd.log"
+
+    def setup(self, own_module: bool = True) -> None:
+        """The reference rsyncd.conf with only addresses and paths changed (as the e2e
+        tests do): nobody/nogroup instead of the reference's `rsync` user, loopback in
+        hosts allow, paths inside this daemon's scratch directory. With `own_module` the
+        module is an empty `backup` directory there, else `serve` names it."""
+        self.dir.mkdir(parents=True)
+        os.chmod(self.dir, 0o755)
+        self.write_conf()
+        secrets = self.dir / "rsync.password"
+        secrets.write_text((SEED / "rsync.password.server").read_text())
+        os.chmod(secrets, 0o600)
+        if own_module:
+            self.reset_module()
+
+    def serve(self, path: Path) -> None:
+        """Points the module at `path` (takes effect at the next start)."""
+        self.served = path
+        self.write_conf()
+
+    def write_conf(self) -> None:
+        root = os.geteuid() == 0
+        out = []
+        for line in (SEED / "rsyncd.conf").read_text().splitlines():
+            kv = line.split("=", 1)
+            key = kv[0].strip() if len(kv) == 2 else None
+            if key == "uid":
+                if root:
+                    out.append("uid = nobody")
+                continue
+            if key == "gid":
+                if root:
+                    out.append(f"gid = {nobody_group()}")
+                continue
+            if key == "hosts allow":
+                out.append("hosts allow = 127.0.0.1/32")
+            elif key == "secrets file":
+                out.append(f"secrets file = {self.dir / 'rsync.password'}")
+            elif key == "log file":
+                out.append(f"log file = {self.logfile}")
+                out.append(f"pid file = {self.dir / 'rsyncd.pid'}")
+                out.append(f"lock file = {self.dir / 'rsyncd.lock'}")
+            elif key == "path":
+                out.append(f"path = {self.module}")
+            elif key == "port":
+                continue  # given on the command line
+            else:
+                out.append(line)
+        self.conf.write_text("\n".join(out) + "\n")
+
+    def reset_module(self) -> None:
+        """Empties the module (see `empty_dir`)."""
+        empty_dir(self.module, self.dir / "trash")
+        os.chmod(self.module, 0o755)
+        if os.geteuid() == 0:
+            os.chown(self.module, pwd.getpwnam("nobody").pw_uid, -1)
+
+    def start(self) -> None:
+        self.port = free_port()
+        argv = self.argv0 + [
+            "--daemon",
+            "--no-detach",
+            f"--config={self.conf}",
+            f"--port={self.port}",
+            "--address=127.0.0.1",
+        ]
+        with open(self.dir / "daemon.out", "ab") as out:
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 20
+        while not is_listening(self.port):
+            if self.proc.poll() is not None:
+                raise SystemExit(
+                    f"{self.name}: daemon exited with {self.proc.returncode}; "
+                    f"see {self.dir / 'daemon.out'} and {self.logfile}"
+                )
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{self.name}: daemon not listening on {self.port}")
+            time.sleep(0.01)
+
+    def stop(self) -> tuple[float, float]:
+        """Stops the listener; returns the CPU seconds (user, system) of the listener and
+        every session process it reaped, from the kernel's accounting (wait4)."""
+        if self.proc is None:
+            return (0.0, 0.0)
+        if self.proc.poll() is not None:  # it died (the run is failing): nothing to count
+            self.proc = None
+            return (0.0, 0.0)
+        # Let the last session's processes finish exiting, then stop the listener.
+        deadline = time.monotonic() + 30
+        while descendants(self.proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.proc.send_signal(signal.SIGTERM)
+        pid, cpu = self.proc.pid, (0.0, 0.0)
+        deadline = time.monotonic() + 30
+        while True:
+            wpid, status, ru = os.wait4(pid, os.WNOHANG)
+            if wpid == pid:
+                cpu = (ru.ru_utime, ru.ru_stime)
+                self.proc.returncode = os.waitstatus_to_exitcode(status)
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                deadline = time.monotonic() + 30
+            time.sleep(0.01)
+        self.proc = None
+        return cpu
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+def _ppid_map() -> dict[int, int]:
+    m = {}
+    for e in os.listdir("/proc"):
+        if not e.isdigit():
+            continue
+        try:
+            with open(f"/proc/{e}/stat", "rb") as f:
+                s = f.read()
+        except OSError:
+            continue
+        # comm may hold spaces and parentheses: the fields follow the last ')'.
+        rest = s[s.rfind(b")") + 2 :].split()
+        m[int(e)] = int(rest[1])
+    return m
+
+
+def _children_map() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for p, pp in _ppid_map().items():
+        kids.setdefault(pp, []).append(p)
+    return kids
+
+
+def descendants(root: int) -> list[int]:
+    kids = _children_map()
+    out, stack = [], list(kids.get(root, []))
+    while stack:
+        p = stack.pop()
+        out.append(p)
+        stack.extend(kids.get(p, []))
+    return out
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            s = f.read()
+    except OSError:
+        return 0
+    rest = s[s.rfind(b")") + 2 :].split()
+    return int(rest[11]) + int(rest[12])  # utime + stime, all threads
+
+
+class Sampler(threading.Thread):
+    """Polls the daemon and all its descendants every `interval` seconds: the peak of the
+    summed VmRSS (all session processes plus the listener), the peak of one session (a
+    child of the listener with its own descendants), and the session processes' CPU time
+    (the last sample seen of each process, so up to one interval per process is missed)."""
+
+    def __init__(self, root: int, interval: float) -> None:
+        super().__init__(daemon=True)
+        self.root = root
+        self.interval = interval
+        self.stop_evt = threading.Event()
+        self.peak_total_kib = 0
+        self.peak_session_kib = 0
+        self.max_procs = 0
+        self.cpu_ticks: dict[int, int] = {}
+
+    def sample(self) -> None:
+        kids = _children_map()
+        total = _rss_kib(self.root)
+        nprocs = 1
+        for s in kids.get(self.root, []):
+            stack, session = [s], 0
+            while stack:
+                p = stack.pop()
+                session += _rss_kib(p)
+                t = _cpu_ticks(p)
+                if t:
+                    self.cpu_ticks[p] = t
+                nprocs += 1
+                stack.extend(kids.get(p, []))
+            total += session
+            self.peak_session_kib = max(self.peak_session_kib, session)
+        self.peak_total_kib = max(self.peak_total_kib, total)
+        self.max_procs = max(self.max_procs, nprocs)
+
+    def run(self) -> None:
+        while not self.stop_evt.is_set():
+            self.sample()
+            self.stop_evt.wait(self.interval)
+
+    def finish(self) -> None:
+        self.stop_evt.set()
+        self.join()
+
+    @property
+    def session_cpu_s(self) -> float:
+        return sum(self.cpu_ticks.values()) / os.sysconf("SC_CLK_TCK")
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+@dataclass
+class Result:
+    wall_s: float
+    elsewhere_cpu_s: float  # CPU time used on the machine by anything but this transfer
+    peak_total_kib: int
+    peak_session_kib: int
+    daemon_cpu_s: float
+    daemon_sys_s: float
+    client_cpu_s: float
+    max_procs: int
+    literal: int | None
+    matched: int | None
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    work: Path
+    client: str
+    # The client's options for each mode (z, noz), and the workloads (name, label) in order.
+    mode_opts: dict[str, list[str]] = field(default_factory=dict)
+    workloads: list[tuple[str, str]] = field(default_factory=list)
+    daemons: dict[str, Daemon] = field(default_factory=dict)
+    results: dict[tuple[str, str, str], list[Result]] = field(default_factory=dict)
+
+
+def busy_ticks() -> int:
+    """Busy CPU time of the whole machine so far (all CPUs, in clock ticks)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...: all but idle and iowait
+    return sum(v[:8]) - v[3] - v[4]
+
+
+def parse_stat(out: str, label: str) -> int | None:
+    for line in out.splitlines():
+        if line.startswith(label + ":"):
+            num = line.split(":", 1)[1].split()[0].replace(",", "")
+            try:
+                return int(num)
+            except ValueError:
+                return None
+    return None
+
+
+
+def measure(b: Bench, d: Daemon, argvs: Callable[[int], list[list[str]]], cwd: Path,
+            verb: str) -> Result:
+    """Starts `d`, runs the client once for each command line of `argvs(port)` in turn
+    (stopping at the first that fails), all timed together, then stops `d`. `verb` (push,
+    pull) names the transfer in the error raised when the client fails."""
+    subprocess.run(["sync"], check=True)
+    d.start()
+    sampler = Sampler(d.proc.pid, b.args.poll_ms / 1000)  # type: ignore[union-attr]
+    sampler.start()
+
+    out_f = open(b.work / "client.out", "w+b")
+    err_f = open(b.work / "client.err", "w+b")
+    busy0, self0 = busy_ticks(), os.times()
+    t0 = time.monotonic()
+    utime = stime = 0.0
+    status = 0
+    for argv in argvs(d.port):
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=out_f, stderr=err_f)
+        _, status, ru = os.wait4(proc.pid, 0)
+        utime += ru.ru_utime
+        stime += ru.ru_stime
+        if os.waitstatus_to_exitcode(status) != 0:
+            break
+    wall = time.monotonic() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    # Wait for the session processes to exit: their RSS/CPU belong to the measurement.
+    deadline = time.monotonic() + 30
+    while descendants(d.proc.pid) and time.monotonic() < deadline:  # type: ignore[union-attr]
+        sampler.sample()
+        time.sleep(0.005)
+    sampler.finish()
+    busy1, self1 = busy_ticks(), os.times()
+    daemon_cpu = d.stop()
+    out_f.seek(0)
+    err_f.seek(0)
+    out = out_f.read().decode(errors="replace")
+    err = err_f.read().decode(errors="replace")
+    out_f.close()
+    err_f.close()
+    if proc.returncode != 0:
+        raise SystemExit(
+            f"{d.name}: {verb} failed with exit {proc.returncode}:\n{' '.join(argv)}\n"
+            f"{out[-4000:]}{err}\ndaemon log: {d.logfile}\n{tail(d.logfile)}"
+            f"{tail(d.dir / 'daemon.out')}"
+        )
+    tck = os.sysconf("SC_CLK_TCK")
+    ours_cpu = sum(daemon_cpu) + utime + stime
+    ours_cpu += (self1.user - self0.user) + (self1.system - self0.system)
+    elsewhere = max(0.0, (busy1 - busy0) / tck - ours_cpu)
+    return Result(
+        wall_s=wall,
+        elsewhere_cpu_s=elsewhere,
+        peak_total_kib=sampler.peak_total_kib,
+        peak_session_kib=sampler.peak_session_kib,
+        # The kernel's count when the listener reaped its sessions, else the samples'.
+        daemon_cpu_s=sum(daemon_cpu) if sum(daemon_cpu) > 0 else sampler.session_cpu_s,
+        daemon_sys_s=daemon_cpu[1],
+        client_cpu_s=utime + stime,
+        max_procs=sampler.max_procs,
+        literal=parse_stat(out, "Literal data"),
+        matched=parse_stat(out, "Matched data"),
+    )
+
+
+def repetitions(b: Bench, mode: str) -> Iterator[tuple[int, list[str], bool]]:
+    """The repetitions of one option set, warm-ups first (negative numbers): each with the
+    order of the daemons in it, and whether it is a warm-up. Logs each one's start."""
+    names = list(b.daemons)
+    for rep in range(-b.args.warmup, b.args.repeats):
+        # Alternate which daemon goes first, so drift in the machine hits both alike.
+        order = names if rep % 2 == 0 else names[::-1]
+        warm = rep < 0
+        what = "warm-up (not counted)" if warm else f"repetition {rep + 1}/{b.args.repeats}"
+        log(f"[{mode}] {what}: order {' then '.join(order)}")
+        yield rep, order, warm
+
+
+def record(b: Bench, mode: str, wl: str, name: str, r: Result, warm: bool) -> None:
+    """Keeps a measurement (unless it is a warm-up) and logs it."""
+    if not warm:
+        b.results.setdefault((mode, wl, name), []).append(r)
+    lit = f" literal {r.literal}" if r.literal is not None else ""
+    lit += f"  elsewhere {r.elsewhere_cpu_s:.2f} CPU s"
+    log(
+        f"  {wl:15s} {name:10s} {r.wall_s:8.2f} s  peak RSS "
+        f"{human_bytes(r.peak_total_kib * 1024)}  daemon CPU "
+        f"{r.daemon_cpu_s:.2f} s{lit}"
+    )
+
+
+def tail(path: Path, nbytes: int = 4000) -> str:
+    """The end of a log file, for error messages ("" when there is none)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - nbytes))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return f"--- {path} (end):\n{text}" if text else ""
+
+
+# ----------------------------------------------------------------------------- report
+# ----------------------------------------------------------------------------- report
+
+
+def fmt_ratio(r: float) -> str:
+    return f"{r:.2f}"
+
+
+def report(b: Bench, labels: dict[str, str], time_target: float = 1.0,
+           target_cols: bool = False) -> list[str]:
+    """Prints the tables; returns the NOTE and WARN lines (a WARN for every time ratio above
+    `time_target` and every RSS ratio above 1.0). With `target_cols` the main table also
+    says, per workload, whether each target holds."""
+    warns: list[str] = []
+    stock, ours = "stock", "rsyncd-rs"
+    for mode in b.args.modes:
+        opts = " ".join(b.mode_opts[mode])
+        print()
+        print(f"== client options: {opts}   (median of {b.args.repeats}; "
+              f"peak RSS = max over the repetitions)")
+        hdr = ["workload", "stock s", "ours s", "ratio", "stock peak RSS", "ours peak RSS",
+               "RSS ratio"]
+        if target_cols:
+            hdr += [f"time <= {time_target:.1f}", "RSS <= 1.0"]
+        rows = []
+        extra = []
+        for wl, _ in b.workloads:
+            rs = b.results.get((mode, wl, stock))
+            ro = b.results.get((mode, wl, ours))
+            if not rs or not ro:
+                continue
+            ts = statistics.median(r.wall_s for r in rs)
+            to = statistics.median(r.wall_s for r in ro)
+            ps = max(r.peak_total_kib for r in rs)
+            po = max(r.peak_total_kib for r in ro)
+            ratio = to / ts if ts > 0 else float("inf")
+            paired, order_effect = paired_ratio(rs, ro)
+            bs = min(r.wall_s for r in rs)
+            bo = min(r.wall_s for r in ro)
+            cs = statistics.median(r.daemon_cpu_s - r.daemon_sys_s for r in rs)
+            co = statistics.median(r.daemon_cpu_s - r.daemon_sys_s for r in ro)
+            busy = max(r.elsewhere_cpu_s / r.wall_s for r in rs + ro if r.wall_s > 0)
+            if busy > 0.1:
+                warns.append(f"NOTE [{opts}] {wl}: other processes (or kernel threads) used "
+                             f"up to {busy:.0%} of a CPU during these runs; timings are "
+                             "noisier")
+            rss_ratio = po / ps if ps > 0 else float("inf")
+            rows.append([labels[wl], f"{ts:.2f}", f"{to:.2f}", fmt_ratio(ratio),
+                         human_bytes(ps * 1024), human_bytes(po * 1024), fmt_ratio(rss_ratio)])
+            if target_cols:
+                rows[-1] += [held(ratio <= time_target), held(rss_ratio <= 1.0)]
+            if ratio > time_target:
+                warns.append(f"WARN [{opts}] {wl}: time ratio {ratio:.2f} > {time_target:.1f} "
+                             f"(ours {to:.2f} s, stock {ts:.2f} s)")
+            if rss_ratio > 1.0:
+                warns.append(f"WARN [{opts}] {wl}: peak RSS ratio {rss_ratio:.2f} > 1.0 "
+                             f"(ours {human_bytes(po * 1024)}, stock {human_bytes(ps * 1024)})")
+            lit_s = rs[-1].literal
+            lit_o = ro[-1].literal
+            extra.append([
+                labels[wl],
+                human_bytes(max(r.peak_session_kib for r in rs) * 1024),
+                human_bytes(max(r.peak_session_kib for r in ro) * 1024),
+                cpu_cell(rs),
+                cpu_cell(ro),
+                f"{statistics.median(r.client_cpu_s for r in rs):.2f}",
+                f"{statistics.median(r.client_cpu_s for r in ro):.2f}",
+                "-" if lit_s is None else f"{lit_s:,}",
+                "-" if lit_o is None else f"{lit_o:,}",
+                f"{max(r.max_procs for r in rs)}/{max(r.max_procs for r in ro)}",
+                fmt_ratio(co / cs) if cs > 0 else "-",
+                fmt_ratio(bo / bs) if bs > 0 else "-",
+                fmt_ratio(paired) if paired else "-",
+                fmt_ratio(order_effect) if order_effect else "-",
+                f"{busy:.0%}",
+                " ".join(f"{r.wall_s:.2f}" for r in rs) + " / "
+                + " ".join(f"{r.wall_s:.2f}" for r in ro),
+            ])
+        print_table(hdr, rows)
+        print()
+        print_table(
+            ["workload", "stock 1-session RSS", "ours 1-session RSS", "stock daemon CPU s user / sys",
+             "ours daemon CPU s user / sys", "client CPU s (stock)", "client CPU s (ours)",
+             "literal (stock)", "literal (ours)", "procs (stock/ours)",
+             "daemon user-CPU ratio", "best-run ratio", "paired ratio",
+             "1st/2nd", "busy elsewhere (max)",
+             "all runs s (stock / ours)"],
+            extra,
+        )
+    return warns
+
+
+def workload_labels(b: Bench, **extra: str) -> dict[str, str]:
+    """The workloads' labels, their sizes filled in (`extra` for a benchmark's own)."""
+    a = b.args
+    big = (a.big_mib << 20)
+    return {
+        wl: text.format(n=f"{a.files:,}", d=a.dirs, k=a.changes,
+                        big=human_bytes(big).replace(".0 ", " "),
+                        chg=human_bytes(a.changes * (a.change_kib << 10)).replace(".0 ", " "),
+                        **extra)
+        for wl, text in b.workloads
+    }
+
+
+def held(ok: bool) -> str:
+    return "holds" if ok else "MISSED"
+
+
+def paired_ratio(rs: list[Result], ro: list[Result]) -> tuple[float | None, float | None]:
+    """The geometric mean over the repetitions of ours / stock within each repetition, and
+    the order effect: how much longer a daemon takes going first than going second (the
+    geometric mean of first / second over the repetitions; 1.0 when the position does not
+    matter). Stock goes first in repetitions 1, 3, ... With as many repetitions in each
+    order, a position effect cancels out of the paired ratio and the order effect is
+    exact: first/second is f/r and r*f in the two orders."""
+    pairs = [(s.wall_s, o.wall_s) for s, o in zip(rs, ro) if s.wall_s > 0 and o.wall_s > 0]
+    if not pairs:
+        return None, None
+    paired = statistics.geometric_mean([o / s for s, o in pairs])
+    first_second = [s / o if i % 2 == 0 else o / s for i, (s, o) in enumerate(pairs)]
+    return paired, statistics.geometric_mean(first_second)
+
+
+def cpu_cell(rs: list[Result]) -> str:
+    """Median daemon user and system CPU seconds (each the median of its own)."""
+    user = statistics.median(r.daemon_cpu_s - r.daemon_sys_s for r in rs)
+    sys_ = statistics.median(r.daemon_sys_s for r in rs)
+    return f"{user:.2f} / {sys_:.2f}"
+
+
+def print_table(hdr: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(hdr)]
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ) + " |"
+    print(line(hdr))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print(line(r))
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def fs_type(path: Path) -> str:
+    """The type of the filesystem holding `path` (from /proc/mounts, longest match)."""
+    best, kind = "", "?"
+    p = str(path.resolve())
+    with open("/proc/mounts") as f:
+        for line in f:
+            mnt, typ = line.split()[1], line.split()[2]
+            if (p == mnt or p.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                best, kind = mnt, typ
+    return kind
+
+
+def find_ours(path: str | None) -> str:
+    if path:
+        p = Path(path)
+        if not os.access(p, os.X_OK):
+            raise SystemExit(f"--ours {p}: not an executable")
+        return str(p)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    p = target / "release" / "rsyncd-rs"
+    if not p.exists():
+        log(f"building {p} (cargo build --release -p rsyncd-rs)")
+        subprocess.run(["cargo", "build", "--release", "-p", "rsyncd-rs"], cwd=REPO,
+                       check=True)
+    return str(p)
+
+
+
+def common_args(ap: argparse.ArgumentParser, workloads: str) -> None:
+    """The options both benchmarks take (after their own --quick)."""
+    ap.add_argument("--files", type=int, help="number of small files (default 20000)")
+    ap.add_argument("--dirs", type=int, default=200, help="directories for them (200)")
+    ap.add_argument("--big-mib", type=int, help="size of the big file in MiB (default 1024)")
+    ap.add_argument("--changes", type=int, default=256,
+                    help="places changed in the big file for the delta transfer (256)")
+    ap.add_argument("--change-kib", type=int, default=4,
+                    help="KiB changed at each place (4: 256 x 4 KiB = 1 MiB)")
+    ap.add_argument("--repeats", type=int,
+                    help="repetitions, median reported; even, so that each daemon goes "
+                         "first as often as second (4)")
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="uncounted repetitions before each option set (1)")
+    ap.add_argument("--modes", default="z,noz",
+                    help="client option sets: z = with -z, noz = without (z,noz)")
+    ap.add_argument("--workloads", default=workloads,
+                    help=f"which workloads, comma-separated ({workloads})")
+    ap.add_argument("--ours", help="rsyncd-rs binary (default target/release/rsyncd-rs, "
+                                   "built when missing)")
+    ap.add_argument("--stock", default="/usr/bin/rsync", help="stock rsync for the daemon")
+    ap.add_argument("--client", default="/usr/bin/rsync", help="stock rsync client")
+    ap.add_argument("--workdir", help="parent of the scratch directory (default $TMPDIR)")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    ap.add_argument("--no-verify", action="store_true",
+                    help="skip checking the destinations against the sources")
+    ap.add_argument("--poll-ms", type=float, default=20, help="RSS poll interval (20 ms)")
+
+
+def finish_args(args: argparse.Namespace, quick_repeats: int = 4) -> None:
+    """Defaults that depend on --quick, and the comma-separated lists split."""
+    if args.repeats is None:
+        args.repeats = quick_repeats if args.quick else 4
+    args.files = args.files or (2000 if args.quick else 20000)
+    args.big_mib = args.big_mib or (64 if args.quick else 1024)
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if args.repeats % 2:
+        log("note: with an odd --repeats one daemon goes first more often than the other; "
+            "an order effect then biases the ratios")
+    args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    for m in args.modes:
+        if m not in ("z", "noz"):
+            raise SystemExit(f"--modes: unknown {m!r}")
+
+
+def run_bench(args: argparse.Namespace, kind: str, b_init: dict,
+              prepare: Callable[[Bench], None], body: Callable[[Bench], None],
+              own_module: bool = True) -> int:
+    """Sets up the scratch directory and both daemons, calls `prepare` (test data), prints
+    the header, calls `body` (measurements and report), and stops and cleans up. The
+    scratch directory is kept with --keep, and when the run fails."""
+    for tool in (args.stock, args.client):
+        if not os.access(tool, os.X_OK):
+            raise SystemExit(f"{tool}: not found (install the stock rsync)")
+    ours = find_ours(args.ours)
+
+    work = Path(tempfile.mkdtemp(prefix="rsyncd-rs-bench-", dir=args.workdir))
+    os.chmod(work, 0o755)
+    b = Bench(args=args, work=work, client=args.client, **b_init)
+    ok = False
+    try:
+        pw = work / "rsync.password.client"
+        pw.write_text((SEED / "rsync.password.client").read_text())
+        os.chmod(pw, 0o600)
+        b.daemons["stock"] = Daemon("stock", [args.stock], work / "stock")
+        b.daemons["rsyncd-rs"] = Daemon("rsyncd-rs", [ours], work / "ours")
+        for d in b.daemons.values():
+            d.setup(own_module)
+        prepare(b)
+
+        info = subprocess.run([args.client, "--version"], capture_output=True,
+                              text=True).stdout.splitlines()[0]
+        print(f"rsyncd-rs {kind} benchmark: client {args.client} ({info.strip()})")
+        print(f"  stock daemon: {args.stock} --daemon    ours: {ours} --daemon")
+        print(f"  {os.cpu_count()} CPUs; {args.repeats} repetitions, daemons alternating, "
+              f"one daemon running at a time; RSS polled every {args.poll_ms:g} ms")
+        print(f"  scratch {work} ({fs_type(work)}); load average at start "
+              f"{os.getloadavg()[0]:.2f}")
+        body(b)
+        ok = True
+    finally:
+        for d in b.daemons.values():
+            d.stop()
+        if args.keep or not ok:
+            log(f"kept {work}" + ("" if ok else " (the run failed)"))
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
