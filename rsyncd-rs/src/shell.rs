@@ -14,11 +14,13 @@ use crate::engine::conn::{Conn, ConnError};
 use crate::engine::exit::{ExitCode, Origin};
 use crate::engine::recv::RecvSession;
 use crate::engine::session::{NoLog, Policy};
-use crate::engine::setup::{ArgListError, ServerSetup, Wire, read_arg_list, setup_protocol};
+use crate::engine::setup::{
+    ArgListError, ServerSetup, Wire, read_arg_list, server_options, setup_protocol,
+};
 use crate::engine::tree::{Tree, TreeOptions};
 use crate::protocol::WireError;
 use crate::protocol::codec::{get_int, put_int};
-use crate::protocol::options::{Options, Refusals, parse_server_args};
+use crate::protocol::options::{Options, Refusals};
 
 /// The most arguments `--secluded-args` may send (upstream: MAX_ARGS-ish bound).
 const MAX_ARGS: usize = 4096;
@@ -47,25 +49,12 @@ fn stdio_conn() -> std::io::Result<Conn> {
 /// [`serve`] over any connection.
 pub fn serve_on(mut conn: Conn, args: &[String]) -> ExitCode {
     let refusals = Refusals::none();
-    let mut parsed = parse_server_args(args, &refusals);
-    if let Ok(o) = &parsed
-        && o.protect_args
-    {
-        // --secluded-args: the real list follows on standard input, NUL-separated, with
-        // an argv[0] first. Upstream: main.c, read_args() before the set-up.
-        match read_secluded_args(&mut conn) {
-            Ok(mut real) => {
-                if !real.is_empty() {
-                    real.remove(0);
-                }
-                // Parsed on top of what the command line said, as upstream does.
-                let mut all = args.to_vec();
-                all.extend(real);
-                parsed = parse_server_args(&all, &refusals);
-            }
-            Err(code) => return code,
-        }
-    }
+    // --secluded-args: the rest of the list follows on standard input. Upstream: main.c,
+    // read_args() before the set-up.
+    let parsed = match server_options(args.to_vec(), &refusals, || read_secluded_args(&mut conn)) {
+        Ok((_, parsed)) => parsed,
+        Err(code) => return code,
+    };
     // Both sides send their version first, then read the other's.
     // Upstream: compat.c, setup_protocol() (remote_protocol == 0).
     let mut out = Vec::new();

@@ -8,9 +8,11 @@ use super::module::ModuleSession;
 use super::session::Session;
 use crate::engine::conn::ConnError;
 use crate::engine::exit::{ExitCode, Origin};
-use crate::engine::setup::{ArgListError, ServerSetup, read_arg_list, setup_protocol};
+use crate::engine::setup::{
+    ArgListError, ServerSetup, read_arg_list, server_options, setup_protocol,
+};
 use crate::protocol::handshake::{BIG_LINE_MAX, MAX_DAEMON_ARGS};
-use crate::protocol::options::{Options, Refusals, parse_server_args};
+use crate::protocol::options::{Options, Refusals};
 
 /// Reads the argument list; `nul_separated` from protocol 30. Upstream: io.c, read_args().
 fn read_args(s: &mut Session<'_>, nul_separated: bool) -> Result<Vec<String>, ExitCode> {
@@ -59,7 +61,7 @@ pub(super) fn run(
     let raw = read_args(s, nul)?;
     // Option values were escaped by the client; paths after "." are left as they are.
     let mut seen_dot = false;
-    let mut args: Vec<String> = raw
+    let args: Vec<String> = raw
         .into_iter()
         .map(|a| {
             if seen_dot {
@@ -75,20 +77,7 @@ pub(super) fn run(
         s.log
             .line(&format!("No match for refuse-options string \"{token}\""));
     }
-    let mut parsed = parse_server_args(&args, &refusals);
-    if let Ok(o) = &parsed
-        && o.protect_args
-    {
-        // --secluded-args: the rest of the list follows, always NUL-separated, with an
-        // argv[0]; the options parsed so far (`--sender`, the letters) still count, as
-        // upstream parses the second list on top of the first.
-        let mut second = read_args(s, true)?;
-        if !second.is_empty() {
-            second.remove(0);
-        }
-        args.extend(second);
-        parsed = parse_server_args(&args, &refusals);
-    }
+    let (args, parsed) = server_options(args, &refusals, || read_args(s, true))?;
     s.conn.set_deadline(None);
 
     let request = request_text(&args, &m.name);

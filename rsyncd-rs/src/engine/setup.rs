@@ -64,6 +64,37 @@ impl SetupError {
     }
 }
 
+/// The one reader of a `--server` argument list, for the daemon and the remote-shell
+/// server alike: parses `args` against `refusals`, and when they ask for
+/// `--secluded-args` reads the rest with `read_more` (NUL-separated, an argv[0] first)
+/// and parses the whole list again, the second part on top of the first, as upstream
+/// does. Returns the whole list and what parsing it gave.
+/// Upstream: main.c/clientserver.c, read_args() and parse_arguments() twice.
+pub fn server_options<E>(
+    mut args: Vec<String>,
+    refusals: &crate::protocol::options::Refusals,
+    read_more: impl FnOnce() -> Result<Vec<String>, E>,
+) -> Result<
+    (
+        Vec<String>,
+        Result<Options, crate::protocol::options::OptionError>,
+    ),
+    E,
+> {
+    use crate::protocol::options::parse_server_args;
+    let parsed = parse_server_args(&args, refusals);
+    if !parsed.as_ref().is_ok_and(|o| o.protect_args) {
+        return Ok((args, parsed));
+    }
+    let mut rest = read_more()?;
+    if !rest.is_empty() {
+        rest.remove(0);
+    }
+    args.extend(rest);
+    let parsed = parse_server_args(&args, refusals);
+    Ok((args, parsed))
+}
+
 /// Why [`read_arg_list`] stopped.
 #[derive(Debug)]
 pub enum ArgListError {
