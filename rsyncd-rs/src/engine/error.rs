@@ -97,7 +97,7 @@ impl EngineError {
 /// on a server: the message, the `rsync error:` line, and MSG_ERROR_EXIT from protocol 31
 /// (or from the forked receiver at any protocol). Returns whether MSG_ERROR_EXIT went out,
 /// in which case upstream waits for the client to hang up.
-pub(crate) fn report_fatal(
+fn report_fatal(
     writer: &SharedWriter,
     log: &dyn LogSink,
     protocol: i32,
@@ -129,7 +129,7 @@ pub(crate) fn report_fatal(
 pub(crate) const PEER_CLOSED: &str = "connection unexpectedly closed";
 
 /// Whether the session ended because the client's side of the connection closed.
-pub(crate) fn is_eof(e: &EngineError) -> bool {
+fn is_eof(e: &EngineError) -> bool {
     use crate::engine::conn::ConnError;
     match e {
         EngineError::List(ListError::Read(ConnError::Eof)) => true,
@@ -141,7 +141,7 @@ pub(crate) fn is_eof(e: &EngineError) -> bool {
 /// The client ended the session with MSG_ERROR_EXIT (it printed its own error): answer
 /// it as upstream's read_a_msg() does (from protocol 31), log the `rsync error:` line
 /// with the client's code, and tell the client nothing else.
-pub(crate) fn peer_exited(
+fn peer_exited(
     writer: &SharedWriter,
     log: &dyn LogSink,
     protocol: i32,
@@ -174,12 +174,48 @@ pub(crate) fn peer_exited(
     EngineError::fatal("", code).at("io.c", 1892, role)
 }
 
+/// How a session that failed with `err` ends, in the role that notices (`generator`
+/// for a receiving session, `sender` for a sending one): the client's MSG_ERROR_EXIT is
+/// answered, a connection the client dropped is logged as upstream logs it, and any
+/// other error is reported and the client's remaining input drained. Returns the error
+/// the session ends with. Upstream: cleanup.c, exit_cleanup(), and io.c.
+pub(crate) fn end_failed_session(
+    reader: &mut MuxReader,
+    writer: &SharedWriter,
+    log: &dyn LogSink,
+    wire: (i32, i32),
+    role: &'static str,
+    err: EngineError,
+) -> EngineError {
+    let (protocol, io_timeout) = wire;
+    if let Some(code) = reader.peer_exit() {
+        return peer_exited(writer, log, protocol, &err, code);
+    }
+    if is_eof(&err) {
+        // The client went away (killed, or its connection dropped).
+        let got = reader.conn_mut().total_read();
+        let text =
+            format!("rsync: connection unexpectedly closed ({got} bytes received so far) [{role}]");
+        log.line(&text);
+        let at = Origin {
+            file: "io.c",
+            line: 285,
+        };
+        log.line(error_line(ExitCode::STREAMIO, at, role).trim_end());
+        return EngineError::fatal(text, ExitCode::STREAMIO).at("io.c", 285, role);
+    }
+    if report_fatal(writer, log, protocol, &err) {
+        drain(reader, writer, io_timeout);
+    }
+    err
+}
+
 /// Reads and drops what the client still sends until it hangs up or answers our
 /// MSG_ERROR_EXIT with an empty one, which is returned before we go (at most a minute of
 /// silence, or the session's `timeout` when shorter), so that the client reads our error
 /// instead of a reset connection.
 /// Upstream: io.c, noop_io_until_death() and read_a_msg() for MSG_ERROR_EXIT.
-pub(crate) fn drain(reader: &mut MuxReader, writer: &SharedWriter, io_timeout: i32) {
+fn drain(reader: &mut MuxReader, writer: &SharedWriter, io_timeout: i32) {
     let idle = u64::try_from(io_timeout)
         .ok()
         .filter(|&t| t > 0)

@@ -197,6 +197,30 @@ pub fn sum_hex(kind: ChecksumKind, sum: &[u8]) -> Option<String> {
     }
 }
 
+/// `%C`: the `--checksum` sum of a regular file when the list carried one (not for a
+/// deletion), else the transfer sum of a transferred one, in hex; blanks of the sum's
+/// width otherwise. Upstream: log.c, log_formatted() `%C`.
+pub fn checksum_field(
+    list_sum: Option<crate::protocol::checksum::ChecksumSpec>,
+    xfer: crate::protocol::checksum::ChecksumSpec,
+    e: &crate::protocol::flist::FileEntry,
+    iflags: u32,
+    transfer_sum: Option<&[u8]>,
+) -> String {
+    use crate::protocol::flist::mode;
+    use crate::protocol::ndx::iflags as it;
+    let hex = if !mode::is_reg(e.mode) {
+        None
+    } else if let Some(spec) = list_sum.filter(|_| iflags & it::DELETED == 0) {
+        e.checksum.as_deref().and_then(|s| sum_hex(spec.kind, s))
+    } else if iflags & it::TRANSFER != 0 {
+        transfer_sum.and_then(|s| sum_hex(xfer.kind, s))
+    } else {
+        None
+    };
+    hex.unwrap_or_else(|| " ".repeat(2 * list_sum.unwrap_or(xfer).digest_len()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

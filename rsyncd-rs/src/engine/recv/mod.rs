@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use super::exit::{ExitCode, Origin, error_line};
+use super::exit::ExitCode;
 use super::filter::{FilterContext, FilterSet, RuleOrigin};
 use super::flist::{FileList, ListReceiver};
 use super::mux::{MuxReader, MuxWriter, SharedWriter, TextSink, lock};
@@ -31,7 +31,7 @@ use crate::protocol::options::{DeleteWhen, Info, Options};
 pub use dest::Destination;
 
 pub use super::error::EngineError as RecvError;
-pub(crate) use super::error::{PEER_CLOSED, drain, is_eof, peer_exited, report_fatal};
+pub(crate) use super::error::{PEER_CLOSED, end_failed_session};
 pub use super::session::{LogSink, NoLog, Policy, Said, Stats};
 pub(crate) use super::session::{
     Sums, note_error, read_rule_file, receive_filters, say, with_newline,
@@ -251,32 +251,10 @@ pub fn run(
             text_log.line(String::from_utf8_lossy(text).trim_end());
         }
     }));
-    let (protocol, io_timeout) = (s.wire.protocol, s.wire.io_timeout);
-    let outcome = run_session(s, &mut reader, writer.clone());
-    if let Err(e) = &outcome {
-        if let Some(code) = reader.peer_exit() {
-            return Err(peer_exited(&writer, &*log, protocol, e, code));
-        }
-        if is_eof(e) {
-            // The client went away (killed, or its connection dropped): upstream's
-            // generator notices first and says so in the log.
-            let got = reader.conn_mut().total_read();
-            let text = format!(
-                "rsync: connection unexpectedly closed ({got} bytes received so far) [generator]"
-            );
-            log.line(&text);
-            let at = Origin {
-                file: "io.c",
-                line: 285,
-            };
-            log.line(error_line(ExitCode::STREAMIO, at, "generator").trim_end());
-            return Err(RecvError::fatal(text, ExitCode::STREAMIO).at("io.c", 285, "generator"));
-        }
-        if report_fatal(&writer, &*log, protocol, e) {
-            drain(&mut reader, &writer, io_timeout);
-        }
-    }
-    outcome
+    let wire = (s.wire.protocol, s.wire.io_timeout);
+    // Upstream's generator notices a client that went away first and says so.
+    run_session(s, &mut reader, writer.clone())
+        .map_err(|e| end_failed_session(&mut reader, &writer, &*log, wire, "generator", e))
 }
 
 fn run_session(

@@ -8,7 +8,6 @@ use crate::engine::logfmt::{
     LogFileInfo, LogSessionInfo, format_log_line, mtime_string, perm_string,
 };
 use crate::protocol::flist::{FileEntry, mode};
-use crate::protocol::ndx::iflags as it;
 
 /// What is being logged about an entry, beyond the entry itself.
 #[derive(Debug, Clone, Copy)]
@@ -67,7 +66,8 @@ pub(super) fn format(sh: &Shared, fmt: &str, e: &FileEntry, what: &Logged<'_>) -
         format!("{}/{plain}", show(sh.dest.logical.as_bytes()))
     };
     let (perms, mtime) = (perm_string(e.mode), mtime_string(e.mtime));
-    let checksum = checksum_field(sh, e, what);
+    let checksum =
+        crate::engine::logfmt::checksum_field(sh.sums.file, sh.sums.xfer, e, what.iflags, what.sum);
     format_log_line(
         fmt,
         &LogSessionInfo {
@@ -93,23 +93,4 @@ pub(super) fn format(sh: &Shared, fmt: &str, e: &FileEntry, what: &Logged<'_>) -
             checksum: &checksum,
         },
     )
-}
-
-/// `%C`: the `--checksum` sum of a regular file, else the transfer sum of a transferred
-/// one, in hex; blanks of the same width otherwise.
-fn checksum_field(sh: &Shared, e: &FileEntry, what: &Logged<'_>) -> String {
-    let (list_sum, xfer) = (sh.sums.file, sh.sums.xfer);
-    let hex = if !mode::is_reg(e.mode) {
-        None
-    } else if let Some(spec) = list_sum.filter(|_| what.iflags & it::DELETED == 0) {
-        e.checksum
-            .as_deref()
-            .and_then(|s| crate::engine::logfmt::sum_hex(spec.kind, s))
-    } else if what.iflags & it::TRANSFER != 0 {
-        what.sum
-            .and_then(|s| crate::engine::logfmt::sum_hex(xfer.kind, s))
-    } else {
-        None
-    };
-    hex.unwrap_or_else(|| " ".repeat(2 * list_sum.unwrap_or(xfer).digest_len()))
 }

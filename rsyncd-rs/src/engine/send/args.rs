@@ -4,7 +4,7 @@
 //! send_implied_dirs(), path_is_daemon_excluded().
 
 use super::Core;
-use super::list::{IOERR_GENERAL, IOERR_VANISHED, Item, Lister, NameType, show};
+use super::list::{IOERR_VANISHED, Item, Lister, NameType, show};
 use crate::engine::error::EngineError;
 use crate::engine::tree::RelPath;
 use crate::protocol::flist::{FileEntry, mode, xmit};
@@ -92,13 +92,7 @@ impl Lister {
                 return Ok(());
             }
             Err(e) => {
-                self.io_error |= IOERR_GENERAL;
-                core.error_xfer(&crate::engine::exit::syserr(
-                    "sender",
-                    &format!("link_stat {} failed", self.quoted(core, root, &path)),
-                    super::errno_of(&e),
-                    &e,
-                ));
+                self.sys_error(core, root, &path, "link_stat", &e);
                 return Ok(());
             }
         };

@@ -9,7 +9,7 @@ use crate::engine::error::EngineError;
 use crate::engine::exit::ExitCode;
 use crate::engine::itemize::{ItemizeCtx, is_significant, itemize_string};
 use crate::engine::logfmt::{
-    LogFileInfo, LogSessionInfo, format_log_line, mtime_string, perm_string, sum_hex,
+    LogFileInfo, LogSessionInfo, format_log_line, mtime_string, perm_string,
 };
 use crate::engine::mux::{MuxReader, lock};
 use crate::protocol::Decoded;
@@ -463,7 +463,13 @@ fn format_line(core: &Core, fmt: &str, root: &[u8], e: &FileEntry, what: &Logged
         },
     );
     let (perms, mtime) = (perm_string(e.mode), mtime_string(e.mtime));
-    let checksum = checksum_field(core, e, what);
+    let checksum = crate::engine::logfmt::checksum_field(
+        core.sums.file,
+        core.sums.xfer,
+        e,
+        what.iflags,
+        what.digest,
+    );
     let transferred = what.iflags & it::TRANSFER != 0;
     format_log_line(
         fmt,
@@ -498,20 +504,4 @@ fn format_line(core: &Core, fmt: &str, root: &[u8], e: &FileEntry, what: &Logged
             checksum: &checksum,
         },
     )
-}
-
-/// `%C`: the `--checksum` sum of a regular file when the list carried one, else the
-/// whole-file sum of a transferred file, else blanks of the sum's width.
-fn checksum_field(core: &Core, e: &FileEntry, what: &Logged<'_>) -> String {
-    let (list_sum, xfer) = (core.sums.file, core.sums.xfer);
-    let hex = if !mode::is_reg(e.mode) {
-        None
-    } else if let Some(spec) = list_sum {
-        e.checksum.as_deref().and_then(|s| sum_hex(spec.kind, s))
-    } else if what.iflags & it::TRANSFER != 0 {
-        what.digest.and_then(|s| sum_hex(xfer.kind, s))
-    } else {
-        None
-    };
-    hex.unwrap_or_else(|| " ".repeat(2 * list_sum.unwrap_or(xfer).digest_len()))
 }

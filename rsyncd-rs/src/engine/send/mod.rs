@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::conn::Conn;
-use super::error::{EngineError, drain, is_eof, peer_exited, report_fatal};
-use super::exit::{ExitCode, Origin, error_line};
+use super::error::{EngineError, end_failed_session};
+use super::exit::ExitCode;
 use super::filter::{FilterContext, FilterSet, RuleOrigin};
 use super::mux::{MuxReader, MuxWriter, SharedWriter, TextSink, lock};
 use super::session::{
@@ -287,33 +287,11 @@ pub fn run(
                 s.wire.io_timeout as u64,
             )));
     }
-    let protocol = s.wire.protocol;
-    let io_timeout = s.wire.io_timeout;
+    let wire = (s.wire.protocol, s.wire.io_timeout);
     // Our output goes out when we would wait for the client, not after every answer.
     reader.flush_before_waiting(writer.clone());
-    let outcome = run_session(s, &mut reader, writer.clone(), &counters);
-    if let Err(e) = &outcome {
-        if let Some(code) = reader.peer_exit() {
-            return Err(peer_exited(&writer, &*log, protocol, e, code));
-        }
-        if is_eof(e) {
-            let got = reader.conn_mut().total_read();
-            let text = format!(
-                "rsync: connection unexpectedly closed ({got} bytes received so far) [sender]"
-            );
-            log.line(&text);
-            let at = Origin {
-                file: "io.c",
-                line: 285,
-            };
-            log.line(error_line(ExitCode::STREAMIO, at, "sender").trim_end());
-            return Err(EngineError::fatal(text, ExitCode::STREAMIO).at("io.c", 285, "sender"));
-        }
-        if report_fatal(&writer, &*log, protocol, e) {
-            drain(&mut reader, &writer, io_timeout);
-        }
-    }
-    outcome
+    run_session(s, &mut reader, writer.clone(), &counters)
+        .map_err(|e| end_failed_session(&mut reader, &writer, &*log, wire, "sender", e))
 }
 
 /// Upstream: main.c, start_server() for the sender and do_server_sender().

@@ -10,6 +10,26 @@ use crate::engine::tree::{Meta, RelPath};
 use crate::protocol::flist::{FileEntry, HardLink, mode, xmit};
 
 impl Lister {
+    /// A failed system call on `path`, worded as upstream's rsyserr() (`rsync: [sender]
+    /// WHAT "NAME" failed: STRERROR (ERRNO)`): an I/O error that makes the transfer
+    /// partial.
+    pub(super) fn sys_error(
+        &mut self,
+        core: &Core,
+        root: u32,
+        path: &RelPath,
+        what: &str,
+        e: &crate::engine::tree::TreeError,
+    ) {
+        self.io_error |= IOERR_GENERAL;
+        core.error_xfer(&crate::engine::exit::syserr(
+            "sender",
+            &format!("{what} {} failed", self.quoted(core, root, path)),
+            super::errno_of(e),
+            e,
+        ));
+    }
+
     /// `lstat` (or with `-L`, `stat` confined to the module) of a path.
     pub(super) fn stat(
         &self,
@@ -129,13 +149,7 @@ impl Lister {
                 return Ok(());
             }
             Err(e) => {
-                self.io_error |= IOERR_GENERAL;
-                core.error_xfer(&crate::engine::exit::syserr(
-                    "sender",
-                    &format!("opendir {} failed", self.quoted(core, root, &path)),
-                    super::errno_of(&e),
-                    &e,
-                ));
+                self.sys_error(core, root, &path, "opendir", &e);
                 return Ok(());
             }
         };
@@ -327,13 +341,7 @@ impl Lister {
                     }
                 }
                 Err(err) => {
-                    self.io_error |= IOERR_GENERAL;
-                    core.error_xfer(&crate::engine::exit::syserr(
-                        "sender",
-                        &format!("readlink {} failed", self.quoted(core, root, &p)),
-                        super::errno_of(&err),
-                        &err,
-                    ));
+                    self.sys_error(core, root, &p, "readlink", &err);
                     return Ok(None);
                 }
             }
