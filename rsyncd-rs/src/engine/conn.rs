@@ -376,4 +376,12 @@ impl ConnOut {
     pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
         self.limits.idle = timeout;
     }
+
+    /// Sends each write at once (`TCP_NODELAY`) for a writer that gathers its output
+    /// itself and writes only when it is about to wait for the peer: Nagle's algorithm
+    /// would hold the last small piece until the previous one is acknowledged, which a
+    /// peer delaying its acknowledgements makes 40 ms. Not a socket: nothing to do.
+    pub fn send_at_once(&self) {
+        let _ = socket2::SockRef::from(&self.file).set_tcp_nodelay(true);
+    }
 }

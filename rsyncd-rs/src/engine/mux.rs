@@ -416,6 +416,11 @@ impl MuxWriter {
         }
     }
 
+    /// See [`ConnOut::send_at_once`].
+    pub fn send_at_once(&self) {
+        self.conn.send_at_once();
+    }
+
     /// Appends data-stream bytes.
     pub fn data(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
         self.buf.extend_from_slice(bytes);

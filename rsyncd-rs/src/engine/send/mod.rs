@@ -262,6 +262,8 @@ pub fn run_conn(s: SendSession, conn: Conn) -> Result<SendOutcome, EngineError> 
     let protocol = s.wire.protocol;
     let reader = MuxReader::new(rx, protocol >= 30);
     let writer = MuxWriter::new(tx, true, protocol);
+    // Output is gathered and written when we would wait (see `flush_before_waiting`).
+    writer.send_at_once();
     run(s, reader, writer, counters)
 }
 
