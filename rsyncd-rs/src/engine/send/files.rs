@@ -160,20 +160,12 @@ fn read_err(e: crate::engine::mux::ReadError) -> EngineError {
     }
 }
 
-/// Statistics the sender keeps.
-#[derive(Debug, Default)]
-pub(super) struct SendStats {
-    pub literal: u64,
-    pub matched: u64,
-    pub files: u64,
-}
-
 /// Answers requests until the receiver's last phase ends. Upstream: sender.c, send_files().
 pub(super) fn send_files(
     core: &Core,
     r: &mut MuxReader,
     lists: &mut Lister,
-) -> Result<SendStats, EngineError> {
+) -> Result<(), EngineError> {
     let protocol = core.wire.protocol;
     let mut io = Io {
         core,
@@ -196,7 +188,6 @@ pub(super) fn send_files(
     let mut tokens = TokenEncoder::new(compression, level, protocol);
     let max_phase = if protocol >= 29 { 2 } else { 1 };
     let mut phase = 0;
-    let mut stats = SendStats::default();
     let saved_io_error = lists.io_error;
     loop {
         if core.cfg.inc_recurse {
@@ -340,9 +331,6 @@ pub(super) fn send_files(
                 .at("io.c", 285, "sender"));
             }
         };
-        stats.literal += st.literal;
-        stats.matched += st.matched;
-        stats.files += 1;
         // %b counts what we wrote for the file, %c what the receiver sent (its sums).
         let sums_read = crate::protocol::sums::SumHead::wire_len(protocol) as u64
             + sums.len() as u64 * (4 + u64::try_from(head.s2length).unwrap_or(0));
@@ -364,8 +352,7 @@ pub(super) fn send_files(
             .message(MsgCode::IoError, &lists.io_error.to_le_bytes())
             .map_err(super::write_err)?;
     }
-    io.write_done()?;
-    Ok(stats)
+    io.write_done()
 }
 
 /// Reads the client's goodbye. Upstream: main.c, read_final_goodbye().

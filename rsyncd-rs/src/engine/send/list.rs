@@ -106,8 +106,6 @@ pub(super) struct Lister {
     pub(super) relnames: HashMap<(u32, Vec<u8>), Vec<RelName>>,
     /// Sum of the sizes of regular files and symlinks listed (the `total size` statistic).
     pub total_size: u64,
-    /// Bytes of list data written.
-    pub list_bytes: u64,
 }
 
 /// The rest of a `-R` path kept for a sub-list, with its argument's name type.
@@ -144,7 +142,6 @@ impl Lister {
             sent_gids: HashSet::new(),
             relnames: HashMap::new(),
             total_size: 0,
-            list_bytes: 0,
         }
     }
 
@@ -265,7 +262,7 @@ impl Lister {
             let mut items = Vec::new();
             if dir.content_dir {
                 let name = dir.e.name.clone();
-                self.scan_dir(core, dir.root, &name, &mut items, true)?;
+                self.scan_dir(core, dir.root, &name, &mut items)?;
             }
             if core.opts.relative {
                 self.add_relnames(core, dir.root, &dir.e.name, &mut items)?;
@@ -333,7 +330,6 @@ impl Lister {
     ) -> Result<Arc<SendList>, EngineError> {
         let protocol = core.wire.protocol;
         let ndx_start = self.next_ndx;
-        let start_len = out.len();
         for (i, it) in items.iter_mut().enumerate() {
             self.link_hard(core, it, ndx_start + i as i32);
             let send_names = core.cfg.inc_recurse && self.note_names(core, &mut it.e);
@@ -362,7 +358,6 @@ impl Lister {
             0
         };
         self.enc.end(ioe, out);
-        self.list_bytes += (out.len() - start_len) as u64;
         self.next_ndx = ndx_start + items.len() as i32 + i32::from(core.cfg.inc_recurse);
         self.file_total += items.len();
         // The first list's `.` is also directory 0: the index before the list names it.

@@ -101,7 +101,7 @@ impl Lister {
         deep: bool,
     ) -> Result<(), EngineError> {
         let start = items.len();
-        self.scan_dir(core, root, dir, items, false)?;
+        self.scan_dir(core, root, dir, items)?;
         if deep {
             let end = items.len();
             for i in start..end {
@@ -121,7 +121,6 @@ impl Lister {
         root: u32,
         dir: &[u8],
         items: &mut Vec<Item>,
-        _sub_list: bool,
     ) -> Result<(), EngineError> {
         let probe = Item {
             e: FileEntry {
