@@ -224,3 +224,33 @@ pub(crate) fn receive_filters(
         }
     }
 }
+
+/// The file-list settings of a session; `munge_symlinks` says whether received symlink
+/// targets get the `/rsyncd-munged/` prefix (a receiving daemon's `munge symlinks`).
+pub(crate) fn flist_config(
+    o: &Options,
+    w: &Wire,
+    sums: &Sums,
+    munge_symlinks: bool,
+) -> crate::protocol::flist::FlistConfig {
+    use crate::protocol::compat::{CF_ID0_NAMES, CF_SAFE_FLIST, CF_VARINT_FLIST_FLAGS};
+    crate::protocol::flist::FlistConfig {
+        protocol: w.protocol,
+        varint_flags: w.compat_flags & CF_VARINT_FLIST_FLAGS != 0,
+        inc_recurse: w.inc_recurse,
+        safe_flist: w.protocol >= 31 || w.compat_flags & CF_SAFE_FLIST != 0,
+        preserve_uid: o.preserve_uid,
+        preserve_gid: o.preserve_gid,
+        preserve_links: o.preserve_links,
+        preserve_devices: o.preserve_devices,
+        preserve_specials: o.preserve_specials,
+        preserve_hard_links: o.hard_links > 0,
+        preserve_atimes: o.preserve_atimes > 0,
+        preserve_crtimes: o.preserve_crtimes,
+        relative: o.relative,
+        flist_csum_len: sums.file.map_or(0, |f| f.digest_len()),
+        id0_names: w.compat_flags & CF_ID0_NAMES != 0,
+        missing_args_delete: o.missing_args == 2,
+        munge_symlinks,
+    }
+}

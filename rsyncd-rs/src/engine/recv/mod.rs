@@ -22,9 +22,7 @@ use super::flist::{FileList, ListReceiver};
 use super::mux::{MuxReader, MuxWriter, SharedWriter, TextSink, lock};
 use super::setup::Wire;
 use super::tree::{RelPath, Tree};
-use crate::protocol::compat::{CF_ID0_NAMES, CF_SAFE_FLIST};
 use crate::protocol::filter::{FilterRule, server_cvs_rules};
-use crate::protocol::flist::FlistConfig;
 use crate::protocol::mux::MsgCode;
 use crate::protocol::options::{DeleteWhen, Info, Options};
 
@@ -34,7 +32,7 @@ pub use super::error::EngineError as RecvError;
 pub(crate) use super::error::{PEER_CLOSED, end_failed_session};
 pub use super::session::{LogSink, NoLog, Policy, Said, Stats};
 pub(crate) use super::session::{
-    Sums, note_error, read_rule_file, receive_filters, say, with_newline,
+    Sums, flist_config, note_error, read_rule_file, receive_filters, say, with_newline,
 };
 
 /// Everything the two threads share.
@@ -263,7 +261,7 @@ fn run_session(
     writer: SharedWriter,
 ) -> Result<RecvOutcome, RecvError> {
     let sums = Sums::for_session(&s.opts, &s.wire)?;
-    let cfg = flist_config(&s.opts, &s.wire, &s.policy, &sums);
+    let cfg = flist_config(&s.opts, &s.wire, &sums, s.policy.munge_symlinks);
 
     let daemon_only = daemon_filter_set(&s)?;
     reject_excluded_backup_dir(&s.opts, &daemon_only)?;
@@ -383,29 +381,6 @@ fn total_size(list: &FileList) -> u64 {
         })
         .map(|(e, _)| e.size.max(0) as u64)
         .sum()
-}
-
-/// The file-list settings of this session.
-fn flist_config(o: &Options, w: &Wire, p: &Policy, sums: &Sums) -> FlistConfig {
-    FlistConfig {
-        protocol: w.protocol,
-        varint_flags: w.compat_flags & crate::protocol::compat::CF_VARINT_FLIST_FLAGS != 0,
-        inc_recurse: w.inc_recurse,
-        safe_flist: w.protocol >= 31 || w.compat_flags & CF_SAFE_FLIST != 0,
-        preserve_uid: o.preserve_uid,
-        preserve_gid: o.preserve_gid,
-        preserve_links: o.preserve_links,
-        preserve_devices: o.preserve_devices,
-        preserve_specials: o.preserve_specials,
-        preserve_hard_links: o.hard_links > 0,
-        preserve_atimes: o.preserve_atimes > 0,
-        preserve_crtimes: o.preserve_crtimes,
-        relative: o.relative,
-        flist_csum_len: sums.file.map_or(0, |f| f.digest_len()),
-        id0_names: w.compat_flags & CF_ID0_NAMES != 0,
-        missing_args_delete: o.missing_args == 2,
-        munge_symlinks: p.munge_symlinks,
-    }
 }
 
 /// The session's filter set: the daemon's rules, then the client's (and `-C`'s).

@@ -22,12 +22,11 @@ use super::exit::ExitCode;
 use super::filter::{FilterContext, FilterSet, RuleOrigin};
 use super::mux::{MuxReader, MuxWriter, SharedWriter, TextSink, lock};
 use super::session::{
-    LogSink, Policy, Said, Sums, read_rule_file, receive_filters, say, with_newline,
+    LogSink, Policy, Said, Sums, flist_config, read_rule_file, receive_filters, say, with_newline,
 };
 use super::setup::Wire;
 use super::tree::{RelPath, Tree};
 use crate::protocol::checksum::{ChecksumSpec, FileSum};
-use crate::protocol::compat::{CF_ID0_NAMES, CF_SAFE_FLIST, CF_VARINT_FLIST_FLAGS};
 use crate::protocol::filter::{FilterRule, server_cvs_rules};
 use crate::protocol::flist::FlistConfig;
 use crate::protocol::mux::MsgCode;
@@ -309,7 +308,8 @@ fn run_session(
     if s.opts.cvs_exclude {
         peer_rules.extend(server_cvs_rules(true, s.wire.protocol));
     }
-    let cfg = flist_config(&s.opts, &s.wire, &sums);
+    // The sender sends targets as they are (a munged one was unmunged when read).
+    let cfg = flist_config(&s.opts, &s.wire, &sums, false);
     let protocol = s.wire.protocol;
     let core = Core {
         opts: s.opts,
@@ -452,29 +452,6 @@ fn files_from(
         r.set_muxed(true);
     }
     Ok(out)
-}
-
-/// The file-list settings of a sending session.
-fn flist_config(o: &Options, w: &Wire, sums: &Sums) -> FlistConfig {
-    FlistConfig {
-        protocol: w.protocol,
-        varint_flags: w.compat_flags & CF_VARINT_FLIST_FLAGS != 0,
-        inc_recurse: w.inc_recurse,
-        safe_flist: w.protocol >= 31 || w.compat_flags & CF_SAFE_FLIST != 0,
-        preserve_uid: o.preserve_uid,
-        preserve_gid: o.preserve_gid,
-        preserve_links: o.preserve_links,
-        preserve_devices: o.preserve_devices,
-        preserve_specials: o.preserve_specials,
-        preserve_hard_links: o.hard_links > 0,
-        preserve_atimes: o.preserve_atimes > 0,
-        preserve_crtimes: o.preserve_crtimes,
-        relative: o.relative,
-        flist_csum_len: sums.file.map_or(0, |f| f.digest_len()),
-        id0_names: w.compat_flags & CF_ID0_NAMES != 0,
-        missing_args_delete: o.missing_args == 2,
-        munge_symlinks: false,
-    }
 }
 
 /// The connection's byte counters (read, written).
