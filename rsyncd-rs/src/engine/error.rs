@@ -7,13 +7,47 @@ use super::mux::{MuxReader, SharedWriter, lock};
 use super::session::LogSink;
 use crate::protocol::mux::MsgCode;
 
-/// Why the receiving side stopped early.
+/// Who or what ended a session, which decides its exit code and how it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The peer's bytes do not parse (exit 2, RERR_PROTOCOL).
+    Malformed,
+    /// The peer's request parses but is not allowed now or here: an index past the
+    /// list, a name outside its directory, an option the module refuses; its exit code
+    /// is upstream's for the case (2, 1, 3, 4...).
+    Violation,
+    /// Something this side does not support (exit 4, RERR_UNSUPPORTED).
+    Unsupported,
+    /// The connection or the filesystem failed (exit 10, 11, 12 or 30).
+    Io,
+    /// The peer ended the session itself (MSG_ERROR_EXIT), with its own code.
+    PeerExited,
+}
+
+impl Fault {
+    /// The fault an upstream exit code stands for, for errors made from a code.
+    fn of(code: ExitCode) -> Fault {
+        match code {
+            ExitCode::UNSUPPORTED => Fault::Unsupported,
+            ExitCode::SOCKETIO
+            | ExitCode::FILEIO
+            | ExitCode::STREAMIO
+            | ExitCode::TIMEOUT
+            | ExitCode::IPC
+            | ExitCode::CRASHED => Fault::Io,
+            _ => Fault::Violation,
+        }
+    }
+}
+
+/// Why a session (a role) stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("{0}")]
     List(#[from] ListError),
     #[error("{msg}")]
     Fatal {
+        fault: Fault,
         msg: String,
         code: ExitCode,
         /// Where upstream ends the session in this case, and which of its processes
@@ -24,6 +58,7 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// The exit code the session ends with: the one place faults become codes.
     pub fn code(&self) -> ExitCode {
         match self {
             EngineError::List(ListError::Flist(
@@ -43,8 +78,31 @@ impl EngineError {
         }
     }
 
+    /// Who or what is at fault.
+    pub fn fault(&self) -> Fault {
+        use crate::engine::conn::ConnError;
+        match self {
+            EngineError::Fatal { fault, .. } => *fault,
+            EngineError::List(ListError::Read(ConnError::Decode(_))) => Fault::Malformed,
+            EngineError::List(ListError::Read(_)) => Fault::Io,
+            EngineError::List(ListError::Flist(crate::protocol::flist::FlistError::Wire(_))) => {
+                Fault::Malformed
+            }
+            EngineError::List(_) => match self.code() {
+                ExitCode::PROTOCOL => Fault::Violation,
+                code => Fault::of(code),
+            },
+        }
+    }
+
+    /// An error upstream ends the session with `code` for; the fault follows the code.
     pub(crate) fn fatal(msg: impl Into<String>, code: ExitCode) -> EngineError {
+        EngineError::with_fault(Fault::of(code), msg, code)
+    }
+
+    fn with_fault(fault: Fault, msg: impl Into<String>, code: ExitCode) -> EngineError {
         EngineError::Fatal {
+            fault,
             msg: msg.into(),
             code,
             at: Origin {
@@ -55,10 +113,33 @@ impl EngineError {
         }
     }
 
+    /// The peer's bytes do not parse (exit 2).
+    pub(crate) fn malformed(msg: impl Into<String>) -> EngineError {
+        EngineError::with_fault(Fault::Malformed, msg, ExitCode::PROTOCOL)
+    }
+
+    /// The peer asked for what is not allowed (exit 2, upstream's protocol error).
+    pub(crate) fn violation(msg: impl Into<String>) -> EngineError {
+        EngineError::with_fault(Fault::Violation, msg, ExitCode::PROTOCOL)
+    }
+
+    /// Something this side does not support (exit 4).
+    pub(crate) fn unsupported(msg: impl Into<String>) -> EngineError {
+        EngineError::with_fault(Fault::Unsupported, msg, ExitCode::UNSUPPORTED)
+    }
+
+    /// The connection or a file failed, ending the session with `code` (10, 11, 12, 30).
+    pub(crate) fn io(msg: impl Into<String>, code: ExitCode) -> EngineError {
+        EngineError::with_fault(Fault::Io, msg, code)
+    }
+
     /// The same error, placed where upstream raises it.
     pub(crate) fn at(self, file: &'static str, line: u32, who: &'static str) -> EngineError {
         match self {
-            EngineError::Fatal { msg, code, .. } => EngineError::Fatal {
+            EngineError::Fatal {
+                fault, msg, code, ..
+            } => EngineError::Fatal {
+                fault,
                 msg,
                 code,
                 at: Origin { file, line },
@@ -171,7 +252,7 @@ fn peer_exited(
         };
         log.line(error_line(code, at, role).trim_end());
     }
-    EngineError::fatal("", code).at("io.c", 1892, role)
+    EngineError::with_fault(Fault::PeerExited, "", code).at("io.c", 1892, role)
 }
 
 /// How a session that failed with `err` ends, in the role that notices (`generator`
@@ -238,5 +319,46 @@ fn drain(reader: &mut MuxReader, writer: &SharedWriter, io_timeout: i32) {
         let n = reader.buffered().len();
         reader.consume(n);
         drop(reader.take_messages());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::conn::ConnError;
+
+    #[test]
+    fn each_fault_has_its_exit_code() {
+        assert_eq!(EngineError::malformed("x").code(), ExitCode::PROTOCOL);
+        assert_eq!(EngineError::violation("x").code(), ExitCode::PROTOCOL);
+        assert_eq!(EngineError::unsupported("x").code(), ExitCode::UNSUPPORTED);
+        assert_eq!(EngineError::io("x", ExitCode::TIMEOUT).fault(), Fault::Io);
+        // Errors made from an upstream code get the fault the code stands for.
+        assert_eq!(
+            EngineError::fatal("x", ExitCode::STREAMIO).fault(),
+            Fault::Io
+        );
+        assert_eq!(
+            EngineError::fatal("x", ExitCode::UNSUPPORTED).fault(),
+            Fault::Unsupported
+        );
+        assert_eq!(
+            EngineError::fatal("x", ExitCode::SYNTAX).fault(),
+            Fault::Violation
+        );
+        // A list that does not decode is the peer's malformed bytes; a closed
+        // connection while reading it is I/O.
+        let bad = crate::protocol::WireError::Malformed { what: "x" };
+        assert_eq!(
+            EngineError::List(ListError::Read(ConnError::Decode(bad))).fault(),
+            Fault::Malformed
+        );
+        assert_eq!(
+            EngineError::List(ListError::Read(ConnError::Eof)).fault(),
+            Fault::Io
+        );
+        // The placement moves, the fault stays.
+        let placed = EngineError::malformed("x").at("io.c", 1, "sender");
+        assert_eq!(placed.fault(), Fault::Malformed);
     }
 }

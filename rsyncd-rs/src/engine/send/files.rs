@@ -48,7 +48,7 @@ impl FileRequest {
 
 impl Io<'_> {
     fn fail(&self, msg: impl Into<String>) -> EngineError {
-        EngineError::fatal(msg, ExitCode::PROTOCOL).at("io.c", 1900, "sender")
+        EngineError::violation(msg).at("io.c", 1900, "sender")
     }
 
     fn read<T>(
@@ -150,13 +150,13 @@ fn read_err(e: crate::engine::mux::ReadError) -> EngineError {
     use crate::engine::conn::ConnError;
     match e {
         ConnError::Timeout => {
-            EngineError::fatal("io timeout", ExitCode::TIMEOUT).at("io.c", 197, "sender")
+            EngineError::io("io timeout", ExitCode::TIMEOUT).at("io.c", 197, "sender")
         }
-        ConnError::Eof => EngineError::fatal(crate::engine::error::PEER_CLOSED, ExitCode::STREAMIO)
+        ConnError::Eof => EngineError::io(crate::engine::error::PEER_CLOSED, ExitCode::STREAMIO)
             .at("io.c", 285, "sender"),
-        other => {
-            EngineError::fatal(other.to_string(), ExitCode::PROTOCOL).at("io.c", 1900, "sender")
-        }
+        ConnError::Io(e) => EngineError::io(format!("read error: {e}"), ExitCode::STREAMIO)
+            .at("io.c", 285, "sender"),
+        ConnError::Decode(e) => EngineError::malformed(e.to_string()).at("io.c", 1900, "sender"),
     }
 }
 
@@ -173,12 +173,8 @@ pub(super) fn send_files(
         requests: RequestDecoder::new(protocol),
     };
     let compression = match &core.wire.compression {
-        Some(name) => Compression::from_name(name).ok_or_else(|| {
-            EngineError::fatal(
-                format!("unknown compress name: {name}"),
-                ExitCode::UNSUPPORTED,
-            )
-        })?,
+        Some(name) => Compression::from_name(name)
+            .ok_or_else(|| EngineError::unsupported(format!("unknown compress name: {name}")))?,
         None => Compression::None,
     };
     let level = match compression {
@@ -311,7 +307,7 @@ pub(super) fn send_files(
             Err(MatchError::Read(e)) => {
                 // The stream is mid-file: upstream ends the session here too.
                 lists.io_error |= IOERR_GENERAL;
-                return Err(EngineError::fatal(
+                return Err(EngineError::io(
                     format!(
                         "read errors mapping {}: {e}",
                         lists.quoted(core, item.root, &path)
@@ -324,11 +320,10 @@ pub(super) fn send_files(
                 return Err(EngineError::fatal(e.to_string(), ExitCode::PROTOCOL));
             }
             Err(MatchError::Write) => {
-                return Err(EngineError::fatal(
-                    crate::engine::error::PEER_CLOSED,
-                    ExitCode::STREAMIO,
-                )
-                .at("io.c", 285, "sender"));
+                return Err(
+                    EngineError::io(crate::engine::error::PEER_CLOSED, ExitCode::STREAMIO)
+                        .at("io.c", 285, "sender"),
+                );
             }
         };
         // %b counts what we wrote for the file, %c what the receiver sent (its sums).

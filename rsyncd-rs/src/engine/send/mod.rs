@@ -250,7 +250,7 @@ pub(crate) fn errno_of(e: &super::tree::TreeError) -> Option<i32> {
 }
 
 pub(crate) fn write_err(e: super::conn::ConnError) -> EngineError {
-    EngineError::fatal(format!("write error: {e}"), ExitCode::STREAMIO).at("io.c", 1500, "sender")
+    EngineError::io(format!("write error: {e}"), ExitCode::STREAMIO).at("io.c", 1500, "sender")
 }
 
 /// [`run`] over a connection after the set-up: the client's side is multiplexed from
@@ -422,20 +422,14 @@ fn files_from(
                 }),
             })
             .map_err(|e| {
-                EngineError::fatal(
-                    format!("reading --files-from names: {e}"),
-                    ExitCode::PROTOCOL,
-                )
-                .at("io.c", 1200, "sender")
+                EngineError::malformed(format!("reading --files-from names: {e}"))
+                    .at("io.c", 1200, "sender")
             })?;
         if name.is_empty() {
             break;
         }
         if out.len() >= MAX_FILES_FROM {
-            return Err(EngineError::fatal(
-                "too many --files-from names",
-                ExitCode::PROTOCOL,
-            ));
+            return Err(EngineError::violation("too many --files-from names"));
         }
         let clean = args::sanitize_arg(&name);
         if clean.is_empty() {
