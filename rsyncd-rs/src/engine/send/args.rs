@@ -97,8 +97,13 @@ impl Lister {
             }
         };
         // Upstream stats an argument twice (link_stat, then make_file()).
-        self.note_unreadable_stat_xattr(core, root, &path, &meta);
-        self.note_unreadable_stat_xattr(core, root, &path, &meta);
+        if core.tree.options().fake_super
+            && (mode::is_reg(meta.mode) || mode::is_dir(meta.mode))
+            && !core.tree.is_readable(&path)
+        {
+            self.report_stat_xattr_denied(core, root, &path);
+            self.report_stat_xattr_denied(core, root, &path);
+        }
         let is_dir = mode::is_dir(meta.mode);
         let hidden = (name_type != NameType::DotDir
             && self.filters[root as usize].check_daemon(&it_name, is_dir)
@@ -232,7 +237,8 @@ impl Lister {
         let Ok(entries) = core.tree.read_dir_meta(&dir) else {
             return Ok(());
         };
-        for (name, meta) in entries {
+        for entry in entries {
+            let (name, meta) = (entry.name, entry.meta);
             if !crate::wildmatch::wildmatch(part, &name) {
                 continue;
             }
@@ -275,9 +281,7 @@ impl Lister {
         name_type: NameType,
         items: &mut Vec<Item>,
     ) -> Result<(), EngineError> {
-        let listed = items
-            .iter()
-            .any(|x| x.root == root && x.e.name == dir && x.e.is_dir());
+        let listed = self.dirs_listed.contains(items, root, &dir);
         if !listed {
             let probe = Item {
                 e: FileEntry {
@@ -364,7 +368,7 @@ impl Lister {
         while let Some(i) = name[at..].iter().position(|&b| b == b'/') {
             let part = name[..at + i].to_vec();
             at += i + 1;
-            if part == b"." || items.iter().any(|x| x.e.name == part) {
+            if part == b"." || self.dirs_listed.contains(items, root, &part) {
                 continue;
             }
             let probe = Item {
@@ -442,6 +446,36 @@ impl Lister {
         self.roots.push(disk.to_vec());
         self.shown_roots.push(shown.to_vec());
         Ok((self.roots.len() - 1) as u32)
+    }
+}
+
+/// The directories already in the list being built, by (root, name): what `-R` asks
+/// before listing an implied directory. Filled lazily from the list itself, so each
+/// entry is looked at once however many arguments there are (a `--files-from` list of a
+/// million names).
+#[derive(Debug, Default)]
+pub(super) struct DirIndex {
+    names: std::collections::HashSet<(u32, Vec<u8>)>,
+    /// How many entries of the list are indexed.
+    upto: usize,
+}
+
+impl DirIndex {
+    /// Starts over for a new list.
+    pub(super) fn clear(&mut self) {
+        self.names.clear();
+        self.upto = 0;
+    }
+
+    /// Whether `items` (the list being built) holds directory `name` under `root`.
+    fn contains(&mut self, items: &[Item], root: u32, name: &[u8]) -> bool {
+        for it in items.get(self.upto..).unwrap_or(&[]) {
+            if it.e.is_dir() {
+                self.names.insert((it.root, it.e.name.clone()));
+            }
+        }
+        self.upto = items.len();
+        self.names.contains(&(root, name.to_vec()))
     }
 }
 

@@ -104,6 +104,8 @@ pub(super) struct Lister {
     /// With `-R` and incremental lists: the rest of each argument's path, kept for the
     /// sub-list of the implied directory it passes through, by (root, directory).
     pub(super) relnames: HashMap<(u32, Vec<u8>), Vec<RelName>>,
+    /// The directories of the list being built (see [`super::args::DirIndex`]).
+    pub(super) dirs_listed: super::args::DirIndex,
     /// Sum of the sizes of regular files and symlinks listed (the `total size` statistic).
     pub total_size: u64,
 }
@@ -141,6 +143,7 @@ impl Lister {
             sent_uids: HashSet::new(),
             sent_gids: HashSet::new(),
             relnames: HashMap::new(),
+            dirs_listed: super::args::DirIndex::default(),
             total_size: 0,
         }
     }
@@ -201,6 +204,7 @@ impl Lister {
     pub fn send_first(&mut self, core: &Core, args: &[Vec<u8>]) -> Result<(), EngineError> {
         let o = &core.opts;
         let mut items: Vec<Item> = Vec::new();
+        self.dirs_listed.clear();
         let mut args: Vec<Vec<u8>> = args.to_vec();
         if args.is_empty() && (o.recurse || o.xfer_dirs || o.list_only) {
             args.push(b".".to_vec());
@@ -260,6 +264,7 @@ impl Lister {
             };
             let dir = self.dirs[d].item.clone();
             let mut items = Vec::new();
+            self.dirs_listed.clear();
             if dir.content_dir {
                 let name = dir.e.name.clone();
                 self.scan_dir(core, dir.root, &name, &mut items)?;

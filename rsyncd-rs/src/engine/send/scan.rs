@@ -75,19 +75,14 @@ impl Lister {
             .filter(|t| !mode::is_lnk(t.mode))
     }
 
-    /// With fake super, what `user.rsync.%stat` this session cannot read is reported as
-    /// upstream's x_lstat() reports it (the entry is still listed, from plain `lstat`).
+    /// A `user.rsync.%stat` this session cannot read (fake super), reported as upstream's
+    /// x_lstat() reports it; the entry is still listed, from plain `lstat`.
     /// Upstream: xattrs.c, get_stat_xattr().
-    pub(super) fn note_unreadable_stat_xattr(&self, core: &Core, root: u32, p: &RelPath, m: &Meta) {
-        if core.tree.options().fake_super
-            && (mode::is_reg(m.mode) || mode::is_dir(m.mode))
-            && !core.tree.is_readable(p)
-        {
-            core.error_xfer(&format!(
-                "rsync: [sender] failed to read xattr user.rsync.%stat for {}: Permission denied (13)",
-                self.quoted(core, root, p)
-            ));
-        }
+    pub(super) fn report_stat_xattr_denied(&self, core: &Core, root: u32, p: &RelPath) {
+        core.error_xfer(&format!(
+            "rsync: [sender] failed to read xattr user.rsync.%stat for {}: Permission denied (13)",
+            self.quoted(core, root, p)
+        ));
     }
 
     /// The contents of `dir` (a name relative to the root), and with `deep` everything
@@ -168,7 +163,8 @@ impl Lister {
                     EngineError::fatal(e.to_string(), crate::engine::filter::exit_code(&e))
                 })?;
         }
-        for (base, listed) in names {
+        for entry in names {
+            let (base, listed) = (entry.name, entry.meta);
             let name = if dir == b"." || dir.is_empty() {
                 base.clone()
             } else {
@@ -242,7 +238,9 @@ impl Lister {
                     continue;
                 }
             };
-            self.note_unreadable_stat_xattr(core, root, &p, &meta);
+            if entry.stat_xattr_denied {
+                self.report_stat_xattr_denied(core, root, &p);
+            }
             let is_dir = mode::is_dir(meta.mode);
             if is_dir && !core.opts.recurse && !core.opts.xfer_dirs {
                 core.info(&format!("skipping directory {}", show(&name)));

@@ -96,8 +96,20 @@ pub struct Tree {
     use_openat2: AtomicBool,
 }
 
+/// One entry of [`Tree::read_dir_meta`].
+#[derive(Debug)]
+pub struct DirEntry {
+    /// Its name in the directory.
+    pub name: Vec<u8>,
+    /// Its `lstat` (`None`: gone since the listing).
+    pub meta: Result<Option<Meta>, TreeError>,
+    /// With fake super: a file or directory whose `user.rsync.%stat` this process may
+    /// not read (its metadata is then plain `lstat`'s).
+    pub stat_xattr_denied: bool,
+}
+
 /// A directory's entries with their metadata (see [`Tree::read_dir_meta`]).
-pub type DirEntries = Vec<(Vec<u8>, Result<Option<Meta>, TreeError>)>;
+pub type DirEntries = Vec<DirEntry>;
 
 /// The longest symlink target we read or write (`PATH_MAX`).
 const MAX_LINK_LEN: usize = 4096;
@@ -304,11 +316,18 @@ impl Tree {
             remove::list_names(&mut listing).map_err(|e| TreeError::errno("readdir", p, e))?;
         let mut out = Vec::with_capacity(names.len());
         for name in names {
+            let mut stat_xattr_denied = false;
             let meta = match stat_at(&dir, &name) {
                 Ok(st) if self.opts.fake_super => match p.join(&name) {
                     Ok(child) => match pin_leaf(&dir, &name, &st, &child) {
                         Ok(Some(f)) => overlay_stat_xattr(&f, &st, &child).map(Some),
-                        Ok(None) => Ok(Some(Meta::from_stat(&st))),
+                        Ok(None) => {
+                            // A file or directory pin_leaf could not open: its xattr
+                            // cannot be read either.
+                            stat_xattr_denied =
+                                is_type(&st, SFlag::S_IFREG) || is_type(&st, SFlag::S_IFDIR);
+                            Ok(Some(Meta::from_stat(&st)))
+                        }
                         Err(e) => Err(e),
                     },
                     Err(e) => Err(e),
@@ -321,7 +340,11 @@ impl Tree {
                     e,
                 )),
             };
-            out.push((name, meta));
+            out.push(DirEntry {
+                name,
+                meta,
+                stat_xattr_denied,
+            });
         }
         Ok(out)
     }
