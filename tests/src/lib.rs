@@ -144,6 +144,27 @@ pub fn old_client_or_skip(version: &str) -> Option<PathBuf> {
     None
 }
 
+/// Whether a test that needs root can run: true as root; otherwise it is skipped with
+/// `why` said, but under `CI=true`, where running without root is a failure (CI runs as
+/// root, and a test that checks nothing must not pass there).
+pub fn root_or_skip(why: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(!in_ci(), "this test needs root under CI=true: {why}");
+    eprintln!("skipped: {why}");
+    false
+}
+
+/// A daemon's children (its sessions), from `/proc`.
+pub fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
 /// Whether the tests run as root (ownership, chroot and uid switching need it).
 pub fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use e2e::compare::{Side, assert_same_client_view, assert_same_log, differential};
 use e2e::tree::{Compare, assert_trees_equal, write_file};
-use e2e::{Fixture, Rsync, is_root, run_cases};
+use e2e::{Fixture, Rsync, root_or_skip, run_cases};
 
 use crate::push::{T0, fix_dir_times, push_cmd_to, src_dir};
 
@@ -59,8 +59,7 @@ fn push_both(path: fn(&Fixture) -> String, params: &'static [(&str, &str)]) -> [
 /// directory below the 0700 one is refused as stock refuses it.
 #[test]
 fn a_module_below_a_directory_its_user_cannot_enter_is_served() {
-    if !is_root() {
-        eprintln!("skipped: dropping to `uid = nobody` needs root");
+    if !root_or_skip("dropping to `uid = nobody` needs root") {
         return;
     }
     let served = |path: fn(&Fixture) -> String, params: &'static [(&str, &str)]| {
@@ -127,8 +126,7 @@ fn a_module_below_a_directory_its_user_cannot_enter_is_served() {
 /// chroot. Rsync's own daemon-module-chdir-symlink test plants the second.
 #[test]
 fn a_module_path_through_a_foreign_symlink_is_refused() {
-    if !is_root() {
-        eprintln!("skipped: planting a symlink owned by nobody needs root");
+    if !root_or_skip("planting a symlink owned by nobody needs root") {
         return;
     }
     let through_link = |owner: Option<u32>| {

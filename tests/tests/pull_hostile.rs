@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use e2e::fixture::seed_file;
 use e2e::raw::RawClient;
 use e2e::tree::write_file;
-use e2e::{Daemon, Fixture, Server};
+use e2e::{Daemon, Fixture, Server, children};
 use rsyncd_rs::protocol::codec::{get_int, get_varint, get_vstring, put_int, put_vstring};
 use rsyncd_rs::protocol::mux::{MsgCode, put_frame};
 use rsyncd_rs::protocol::ndx::{NdxCodec, iflags};
@@ -116,15 +116,6 @@ fn attack(raw: &mut RawClient, a: Attack) -> io::Result<()> {
         }
         Attack::Garbage => send_data(raw, &[0xfe, 0xff, 0xff, 0x7f, 0x13, 0x37]),
     }
-}
-
-/// The daemon's children (its sessions), from `/proc`.
-fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
 }
 
 #[test]

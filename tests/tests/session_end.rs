@@ -15,7 +15,7 @@ use e2e::compare::log_events;
 use e2e::fixture::seed_file;
 use e2e::raw::RawClient;
 use e2e::tree::write_file;
-use e2e::{Daemon, Fixture, Server, is_connection_held};
+use e2e::{Daemon, Fixture, Server, children, is_connection_held};
 use md5::Digest as _;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -321,15 +321,6 @@ fn run_case(port: u16, case: Case, mut c: Client) -> Seen {
         held_for: Some(ended.elapsed()),
         texts,
     }
-}
-
-/// The daemon's children (its sessions), from `/proc`.
-fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
 }
 
 /// What a server did with a set of cases.
