@@ -177,8 +177,45 @@ pub(crate) fn with_newline(text: &str) -> String {
 
 /// An error line (upstream's FERROR) to the log and to the client.
 pub(crate) fn note_error(log: &dyn LogSink, writer: &SharedWriter, text: &str) {
+    tell(log, writer, MsgCode::Error, text);
+}
+
+/// A line to the log and to the client as `code` (MSG_ERROR_XFER, MSG_WARNING,
+/// MSG_ERROR), as upstream's rwrite() sends FERROR_XFER, FWARNING and FERROR in a daemon.
+pub(crate) fn tell(log: &dyn LogSink, writer: &SharedWriter, code: MsgCode, text: &str) {
     log.line(text.trim_end());
-    let _ = lock(writer).text(MsgCode::Error, &with_newline(text));
+    let _ = lock(writer).text(code, &with_newline(text));
+}
+
+/// The exit code a session has earned so far: the first error that raises it decides.
+#[derive(Debug)]
+pub struct ExitState(std::sync::Mutex<ExitCode>);
+
+impl Default for ExitState {
+    fn default() -> Self {
+        ExitState(std::sync::Mutex::new(ExitCode::OK))
+    }
+}
+
+impl ExitState {
+    /// Raises the code unless an earlier error did.
+    pub fn raise(&self, code: ExitCode) {
+        let mut e = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if e.0 == 0 {
+            *e = code;
+        }
+    }
+
+    /// The code so far.
+    pub fn get(&self) -> ExitCode {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Reads a merge file named relative to the module root, through the confined tree.

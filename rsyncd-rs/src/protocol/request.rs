@@ -115,6 +115,24 @@ impl RequestDecoder {
     }
 }
 
+/// Decodes one name of a `--files-from` list the client forwards: bytes up to a NUL (the
+/// client turns newlines into NULs), at most [`MAX_XNAME`] of them; an empty name ends
+/// the list. Upstream: io.c, read_line() with RL_EOL_NULLS.
+pub fn decode_files_from_name(buf: &[u8]) -> Result<Decoded<Vec<u8>>, WireError> {
+    match buf.iter().position(|&c| c == 0) {
+        Some(i) if i <= MAX_XNAME => Ok(Decoded::Done {
+            value: buf[..i].to_vec(),
+            used: i + 1,
+        }),
+        None if buf.len() <= MAX_XNAME => Ok(Decoded::Needed(1)),
+        _ => Err(WireError::TooLarge {
+            what: "files-from name",
+            got: buf.len() as u64,
+            limit: MAX_XNAME as u64,
+        }),
+    }
+}
+
 /// Appends a request as a generator writes it (and as a sender echoes a file's before
 /// its data). Upstream: sender.c write_ndx_and_attrs(), main.c write_del_stats().
 ///
@@ -222,6 +240,19 @@ mod tests {
                     }
                 }),
         ]
+    }
+
+    #[test]
+    fn files_from_names() {
+        assert_eq!(
+            decode_files_from_name(b"a/b\0c\0"),
+            Ok(Decoded::Done {
+                value: b"a/b".to_vec(),
+                used: 4
+            })
+        );
+        assert_eq!(decode_files_from_name(b"abc"), Ok(Decoded::Needed(1)));
+        assert!(decode_files_from_name(&vec![b'a'; MAX_XNAME + 1]).is_err());
     }
 
     proptest! {

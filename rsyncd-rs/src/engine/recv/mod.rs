@@ -30,10 +30,11 @@ pub use dest::Destination;
 
 pub use super::error::EngineError as RecvError;
 pub(crate) use super::error::{PEER_CLOSED, end_failed_session};
-pub use super::session::{LogSink, NoLog, Policy, Said, Stats};
 pub(crate) use super::session::{
-    Sums, flist_config, note_error, read_rule_file, receive_filters, say, with_newline,
+    ExitState, Sums, flist_config, note_error, read_rule_file, receive_filters, say, tell,
+    with_newline,
 };
+pub use super::session::{LogSink, NoLog, Policy, Said, Stats};
 
 /// Everything the two threads share.
 pub(crate) struct Shared {
@@ -49,7 +50,7 @@ pub(crate) struct Shared {
     /// per-directory merge files.
     pub filters: Mutex<FilterSet>,
     /// Worst exit code seen so far (23 for partial transfers, etc.).
-    pub exit: Mutex<ExitCode>,
+    pub exit: ExitState,
     /// The session's checksums.
     pub sums: Sums,
     /// --compare-dest, --copy-dest or --link-dest directories.
@@ -67,8 +68,7 @@ impl Shared {
     /// A per-file error, to the client and the log, that makes the transfer partial: sent
     /// as MSG_ERROR_XFER, which makes the client exit 23 (upstream's FERROR_XFER).
     pub fn error(&self, text: &str) {
-        self.log.line(text.trim_end());
-        let _ = lock(&self.writer).text(MsgCode::ErrorXfer, &with_newline(text));
+        tell(&*self.log, &self.writer, MsgCode::ErrorXfer, text);
         self.set_exit(ExitCode::PARTIAL);
     }
 
@@ -120,8 +120,7 @@ impl Shared {
 
     /// A warning, to the log and the client (upstream's FWARNING).
     pub fn warn(&self, text: &str) {
-        self.log.line(text.trim_end());
-        let _ = lock(&self.writer).text(MsgCode::Warning, &with_newline(text));
+        tell(&*self.log, &self.writer, MsgCode::Warning, text);
     }
 
     /// Sends an informational line to the client.
@@ -158,13 +157,7 @@ impl Shared {
 
     /// Raises the exit code (the first error of the highest kind wins).
     pub fn set_exit(&self, code: ExitCode) {
-        let mut e = self
-            .exit
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if e.0 == 0 {
-            *e = code;
-        }
+        self.exit.raise(code);
     }
 }
 
@@ -326,7 +319,7 @@ fn run_session(
         log: s.log,
         stats: Stats::default(),
         filters: Mutex::new(filters),
-        exit: Mutex::new(ExitCode::OK),
+        exit: ExitState::default(),
         sums,
         basis,
         settable_groups,
@@ -360,10 +353,7 @@ fn run_session(
         .unwrap_or_else(|_| Err(RecvError::fatal("generator crashed", ExitCode::CRASHED)));
     received?;
     generated?;
-    let code = *shared
-        .exit
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let code = shared.exit.get();
     Ok(RecvOutcome {
         code,
         total_size: shared.stats.total_size.load(Ordering::Relaxed),

@@ -22,7 +22,8 @@ use super::exit::ExitCode;
 use super::filter::{FilterContext, FilterSet, RuleOrigin};
 use super::mux::{MuxReader, MuxWriter, SharedWriter, TextSink, lock};
 use super::session::{
-    LogSink, Policy, Said, Sums, flist_config, read_rule_file, receive_filters, say, with_newline,
+    ExitState, LogSink, Policy, Said, Sums, flist_config, read_rule_file, receive_filters, say,
+    tell,
 };
 use super::setup::Wire;
 use super::tree::{RelPath, Tree};
@@ -75,7 +76,7 @@ pub(crate) struct Core {
     pub log: Arc<dyn LogSink>,
     /// The client's rules (and `-C`'s), for the filter set of each transfer root.
     peer_rules: Vec<FilterRule>,
-    exit: Mutex<ExitCode>,
+    exit: ExitState,
     /// The one index encoder of our output: list markers and answers share its state.
     ndx_out: Mutex<crate::protocol::ndx::NdxCodec>,
 }
@@ -106,15 +107,13 @@ impl Core {
 
     /// A per-file error that makes the transfer partial (upstream's FERROR_XFER).
     pub fn error_xfer(&self, text: &str) {
-        self.log.line(text.trim_end());
-        let _ = lock(&self.writer).text(MsgCode::ErrorXfer, &with_newline(text));
-        self.set_exit(ExitCode::PARTIAL);
+        tell(&*self.log, &self.writer, MsgCode::ErrorXfer, text);
+        self.exit.raise(ExitCode::PARTIAL);
     }
 
     /// A warning (upstream's FWARNING).
     pub fn warn(&self, text: &str) {
-        self.log.line(text.trim_end());
-        let _ = lock(&self.writer).text(MsgCode::Warning, &with_newline(text));
+        tell(&*self.log, &self.writer, MsgCode::Warning, text);
     }
 
     /// An informational line to the client.
@@ -166,16 +165,6 @@ impl Core {
             show(name),
             self.policy.log_module
         )
-    }
-
-    fn set_exit(&self, code: ExitCode) {
-        let mut e = self
-            .exit
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if e.0 == 0 {
-            *e = code;
-        }
     }
 
     /// The filter set of a transfer rooted at `dir` (module-relative): the daemon's rules,
@@ -321,7 +310,7 @@ fn run_session(
         writer,
         log: s.log,
         peer_rules,
-        exit: Mutex::new(ExitCode::OK),
+        exit: ExitState::default(),
         ndx_out: Mutex::new(crate::protocol::ndx::NdxCodec::new(protocol)),
     };
     core.log.line("building file list");
@@ -335,10 +324,7 @@ fn run_session(
     if lists.file_total == 0 {
         // Upstream ends at once when the list is empty (no statistics, no goodbye).
         lock(&core.writer).flush().map_err(write_err)?;
-        let code = *core
-            .exit
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let code = core.exit.get();
         return Ok(SendOutcome {
             code,
             total_size: 0,
@@ -376,10 +362,7 @@ fn run_session(
         files::read_final_goodbye(&core, reader)?;
     }
     lock(&core.writer).flush().map_err(write_err)?;
-    let code = *core
-        .exit
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let code = core.exit.get();
     Ok(SendOutcome {
         code,
         total_size: lists.total_size,
@@ -409,18 +392,7 @@ fn files_from(
     let mut out = Vec::new();
     loop {
         let name = r
-            .decode_with(|b| match b.iter().position(|&c| c == 0) {
-                Some(i) if i <= 4096 => Ok(crate::protocol::Decoded::Done {
-                    value: b[..i].to_vec(),
-                    used: i + 1,
-                }),
-                None if b.len() <= 4096 => Ok(crate::protocol::Decoded::Needed(1)),
-                _ => Err(crate::protocol::WireError::TooLarge {
-                    what: "files-from name",
-                    got: b.len() as u64,
-                    limit: 4096,
-                }),
-            })
+            .decode_with(crate::protocol::request::decode_files_from_name)
             .map_err(|e| {
                 EngineError::malformed(format!("reading --files-from names: {e}"))
                     .at("io.c", 1200, "sender")
