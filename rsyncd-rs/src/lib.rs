@@ -7,6 +7,7 @@
 //! - [`daemon`]: `rsyncd.conf`, access control, authentication, privileges, the listener
 //!   and the session that ties them to the engine.
 
+pub mod client;
 pub mod daemon;
 pub mod engine;
 pub mod protocol;

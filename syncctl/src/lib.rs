@@ -1,5 +1,8 @@
-//! syncctl: validates daemon and agent configurations (`check`), runs the touch-and-compare
-//! test against live systems (`verify`) and runs everything on loopback (`demo`).
-//!
-//! Nothing is built here yet: each command arrives with its own issue.
+//! syncctl: the operator's tool beside rsyncd-rs and sersync-agent. Today it drives the
+//! native client (`ls`); `check`, `verify` and `demo` arrive with their own issues.
+//! Everything here is presentation: the work is done by the `rsyncd_rs` library.
 #![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod ls;
+pub mod remote;

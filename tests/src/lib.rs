@@ -28,6 +28,8 @@ pub enum Server {
     Ours,
     /// Stock `rsync --daemon`, the reference.
     Stock,
+    /// An older stock rsync as the daemon (see [`old_client`]: the same binaries).
+    Old(&'static str),
 }
 
 impl Server {
@@ -187,6 +189,9 @@ pub fn daemon_command(kind: Server, fixture: &Fixture, port: u16, extra: &[&str]
     let mut cmd = match kind {
         Server::Ours => Command::new(ours_bin()),
         Server::Stock => Command::new(stock_rsync()),
+        Server::Old(v) => {
+            Command::new(old_client(v).unwrap_or_else(|| panic!("rsync {v} is missing")))
+        }
     };
     cmd.arg("--daemon")
         .arg("--address=127.0.0.1")

@@ -158,6 +158,7 @@ fn server_bin(kind: Server) -> String {
     match kind {
         Server::Ours => e2e::ours_bin().display().to_string(),
         Server::Stock => e2e::stock_rsync().display().to_string(),
+        Server::Old(v) => e2e::old_client(v).unwrap().display().to_string(),
     }
 }
 

@@ -10,6 +10,7 @@
 mod access;
 mod auth;
 mod bad_input;
+mod client_list;
 mod compat;
 mod list_content;
 mod listing;

@@ -1,0 +1,22 @@
+//! The native rsync client: connect to a daemon, authenticate, negotiate as rsync 3.5
+//! does (and as a 3.1 daemon expects), then list, pull or push on the engine's roles. For
+//! the agent and syncctl; it never imports the daemon.
+
+mod connect;
+mod error;
+mod list;
+mod session;
+mod setup;
+mod url;
+
+pub use connect::{ConnectOptions, Password, read_password};
+pub use error::{ClientError, Refusal};
+pub use list::{ListOptions, Listing, list};
+pub use session::{ServerLine, ServerStats};
+pub use url::{DEFAULT_PORT, Remote, UrlError};
+
+/// The module list a daemon gives for an address without a module (its MOTD first, then
+/// `name<TAB>comment` lines as it formats them).
+pub fn list_modules(remote: &Remote, c: &ConnectOptions) -> Result<Vec<String>, ClientError> {
+    connect::greet(remote, c)?.list_modules()
+}

@@ -1,0 +1,290 @@
+//! A client session past the daemon handshake: the multiplexed streams, what the server
+//! says on them (kept for the caller), and the pieces of a session's end every client
+//! role shares (the server's statistics, the goodbye). Upstream: main.c, client_run(),
+//! handle_stats(), read_final_goodbye().
+
+use std::sync::{Arc, Mutex};
+
+use super::connect::{ConnectOptions, conn_error};
+use super::error::ClientError;
+use super::setup::client_setup;
+use super::url::Remote;
+use crate::engine::conn::ConnError;
+use crate::engine::exit::ExitCode;
+use crate::engine::mux::{Message, MuxReader, MuxWriter, Peer, TextSink};
+use crate::engine::setup::Wire;
+use crate::protocol::mux::MsgCode;
+use crate::protocol::ndx::{NDX_DONE, NdxCodec};
+use crate::protocol::options::Options;
+use crate::protocol::options::{STOCK_CAPABILITIES, client_info, server_args};
+use crate::protocol::{Decoded, WireError};
+
+/// The most server lines a session keeps for its outcome (the rest are counted).
+const MAX_KEPT_LINES: usize = 1000;
+
+/// A line the server sent on the multiplexed stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLine {
+    pub code: MsgCode,
+    pub text: String,
+}
+
+/// The statistics a sending server reports at the end. Upstream: main.c, handle_stats().
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Bytes the server read (our requests and sums).
+    pub server_read: i64,
+    /// Bytes the server wrote (file list and data).
+    pub server_written: i64,
+    pub total_size: i64,
+    pub flist_build_ms: i64,
+    pub flist_xfer_ms: i64,
+}
+
+/// A session whose binary set-up is done.
+pub struct Session {
+    pub reader: MuxReader,
+    pub writer: MuxWriter,
+    pub wire: Wire,
+    pub opts: Options,
+    pub motd: Vec<String>,
+    pub lines: Arc<Mutex<Vec<ServerLine>>>,
+    /// The server's io_error bits (MSG_IO_ERROR, or the end of a list before 30).
+    pub io_error: i32,
+    ndx_out: NdxCodec,
+    ndx_in: NdxCodec,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("wire", &self.wire)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Connects, opens the module with the argument list `o` encodes (`o` is the server's
+    /// view: `am_sender` for a pull or a listing), and runs the set-up.
+    pub fn start(
+        remote: &Remote,
+        c: &ConnectOptions,
+        mut o: Options,
+    ) -> Result<Session, ClientError> {
+        let greeted = super::connect::greet(remote, c)?;
+        let protocol = greeted.protocol;
+        o.client_info = client_info(&o, STOCK_CAPABILITIES);
+        let mut args = server_args(&o, protocol);
+        args.push(".".into());
+        args.push(remote.module_arg());
+        let opened = greeted.open(remote, c.password.as_ref(), &args)?;
+        let mut conn = opened.conn;
+        let mut wire = client_setup(&mut conn, protocol, &o)?;
+        wire.io_timeout = c
+            .io_timeout
+            .map_or(0, |t| t.as_secs().clamp(1, i32::MAX as u64) as i32);
+        let (rx, tx) = conn.into_halves();
+        // The server frames its output from protocol 23, a client from 30.
+        let mut reader = MuxReader::with_peer(rx, true, Peer::Server);
+        let lines: Arc<Mutex<Vec<ServerLine>>> = Arc::default();
+        let sink = lines.clone();
+        reader.set_text_sink(TextSink::new(move |code, text| {
+            if code == MsgCode::Noop {
+                return;
+            }
+            let mut l = sink
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if l.len() < MAX_KEPT_LINES {
+                l.push(ServerLine {
+                    code,
+                    text: String::from_utf8_lossy(text).trim_end().to_string(),
+                });
+            }
+        }));
+        let writer = MuxWriter::new(tx, protocol >= 30, protocol);
+        Ok(Session {
+            reader,
+            writer,
+            wire,
+            opts: o,
+            motd: opened.motd,
+            lines,
+            io_error: 0,
+            ndx_out: NdxCodec::new(protocol),
+            ndx_in: NdxCodec::new(protocol),
+        })
+    }
+
+    pub fn protocol(&self) -> i32 {
+        self.wire.protocol
+    }
+
+    /// Appends an index to the data stream.
+    pub fn write_ndx(&mut self, ndx: i32) -> Result<(), ClientError> {
+        let mut out = Vec::new();
+        self.ndx_out.encode(ndx, &mut out);
+        self.writer.data(&out).map_err(conn_error)
+    }
+
+    pub fn flush(&mut self) -> Result<(), ClientError> {
+        self.writer.flush().map_err(conn_error)
+    }
+
+    /// Reads one index from the server.
+    pub fn read_ndx(&mut self) -> Result<i32, ClientError> {
+        let codec = &mut self.ndx_in;
+        let ndx = self
+            .reader
+            .decode(|b| codec.decode(b))
+            .map_err(|e| self.read_error(e))?;
+        self.check_messages()?;
+        Ok(ndx)
+    }
+
+    /// Reads an index that must be NDX_DONE.
+    pub fn expect_done(&mut self, when: &str) -> Result<(), ClientError> {
+        match self.read_ndx()? {
+            NDX_DONE => Ok(()),
+            other => Err(ClientError::Protocol(format!(
+                "expected the end of a phase {when}, got index {other}"
+            ))),
+        }
+    }
+
+    /// Runs a decoder over the data stream.
+    pub fn decode<T>(
+        &mut self,
+        f: impl FnMut(&[u8]) -> Result<Decoded<T>, WireError>,
+    ) -> Result<T, ClientError> {
+        let v = self.reader.decode(f).map_err(|e| self.read_error(e))?;
+        self.check_messages()?;
+        Ok(v)
+    }
+
+    /// Acts on the server's queued messages: an error exit ends the session.
+    fn check_messages(&mut self) -> Result<(), ClientError> {
+        for m in self.reader.take_messages() {
+            match m {
+                Message::ErrorExit(code) => {
+                    return Err(self.server_failed(code.map_or(ExitCode::PARTIAL, ExitCode)));
+                }
+                Message::IoError(bits) => self.io_error |= bits,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The server's error lines so far.
+    pub fn error_lines(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|l| {
+                matches!(
+                    l.code,
+                    MsgCode::Error | MsgCode::ErrorXfer | MsgCode::Warning
+                )
+            })
+            .map(|l| l.text.clone())
+            .collect()
+    }
+
+    fn server_failed(&self, code: ExitCode) -> ClientError {
+        ClientError::Transfer {
+            code,
+            messages: self.error_lines(),
+        }
+    }
+
+    /// A read that failed: the server's own account of why, when it gave one.
+    pub fn read_error(&self, e: ConnError<WireError>) -> ClientError {
+        if let Some(code) = self.reader.peer_exit() {
+            return self.server_failed(code.map_or(ExitCode::PARTIAL, ExitCode));
+        }
+        match e {
+            ConnError::Decode(w) => ClientError::Protocol(w.to_string()),
+            ConnError::Eof => {
+                let lines = self.error_lines();
+                if lines.is_empty() {
+                    ClientError::Connection("connection unexpectedly closed".into())
+                } else {
+                    // The server said why before it closed (a fatal error: exit 12 as
+                    // stock's client reports it).
+                    ClientError::Transfer {
+                        code: ExitCode::STREAMIO,
+                        messages: lines,
+                    }
+                }
+            }
+            ConnError::Timeout => ClientError::Timeout { what: "daemon I/O" },
+            ConnError::Io(e) => ClientError::Connection(format!("connection error: {e}")),
+        }
+    }
+
+    /// The sending server's statistics. Upstream: main.c, handle_stats() on a receiving
+    /// client (read and written swap sides).
+    pub fn read_stats(&mut self) -> Result<ServerStats, ClientError> {
+        let protocol = self.wire.protocol;
+        let next = |s: &mut Session| -> Result<i64, ClientError> {
+            if protocol < 30 {
+                s.decode(|b| Ok(crate::protocol::codec::get_longint(b)))
+            } else {
+                s.decode(|b| crate::protocol::codec::get_varlong(b, 3))
+            }
+        };
+        let mut st = ServerStats {
+            server_read: next(self)?,
+            server_written: next(self)?,
+            total_size: next(self)?,
+            ..ServerStats::default()
+        };
+        if protocol >= 29 {
+            st.flist_build_ms = next(self)?;
+            st.flist_xfer_ms = next(self)?;
+        }
+        Ok(st)
+    }
+
+    /// The end of a session whose server sent: after its statistics, our goodbye, and
+    /// from protocol 31 its echo and our last one. Upstream: main.c, do_recv() and
+    /// read_final_goodbye() as a receiving client.
+    pub fn goodbye_as_receiver(&mut self) -> Result<(), ClientError> {
+        let protocol = self.wire.protocol;
+        if protocol >= 31 {
+            // The server's echo of the late-delete NDX_DONE we sent with the phase ends.
+            self.flush()?;
+            self.expect_done("at the goodbye")?;
+        }
+        if protocol >= 24 {
+            self.write_ndx(NDX_DONE)?;
+        }
+        self.flush()
+    }
+
+    /// The exit code the session ends with: partial when the server reported errors.
+    pub fn outcome_code(&self) -> ExitCode {
+        let io_error = self.io_error;
+        let lines = self
+            .lines
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if io_error & 2 != 0
+            && !lines
+                .iter()
+                .any(|l| l.code != MsgCode::Warning && l.code != MsgCode::Info)
+        {
+            ExitCode::VANISHED
+        } else if io_error != 0
+            || lines
+                .iter()
+                .any(|l| matches!(l.code, MsgCode::Error | MsgCode::ErrorXfer))
+        {
+            ExitCode::PARTIAL
+        } else {
+            ExitCode::OK
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! The command line.
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "syncctl",
+    version,
+    about = "Manage rsyncd-rs and sersync-agent, and reach rsync daemons"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List a remote tree (rsync://[user@]host[:port]/module[/path] or host::module/path);
+    /// without a module, the daemon's module list.
+    Ls(LsArgs),
+}
+
+/// How to reach the daemon: rsync's option names.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Read the daemon password from FILE (its first line; not readable by others).
+    /// Without it, RSYNC_PASSWORD is used when set.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<std::path::PathBuf>,
+    /// The daemon's port where the address gives none.
+    #[arg(long, default_value_t = rsyncd_rs::client::DEFAULT_PORT)]
+    pub port: u16,
+    /// I/O timeout in seconds (0: none).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub timeout: u64,
+    /// Connect timeout in seconds (0: the system's).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub contimeout: u64,
+    /// Connect from this local address.
+    #[arg(long, value_name = "ADDRESS")]
+    pub address: Option<std::net::IpAddr>,
+    /// The highest protocol version to offer (27 to 32).
+    #[arg(long, value_name = "NUM")]
+    pub protocol: Option<i32>,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// The whole tree, not only the top level.
+    #[arg(short, long)]
+    pub recursive: bool,
+    /// Each file's strong checksum, as the daemon computes it (rsync -c).
+    #[arg(short = 'c', long)]
+    pub checksum: bool,
+    /// The checksum for -c instead of the negotiated one (md5, sha1, xxh128, ...).
+    #[arg(long, value_name = "NAME")]
+    pub checksum_choice: Option<String>,
+    /// Owners and groups.
+    #[arg(short = 'o', long)]
+    pub owners: bool,
+    /// Owners and groups as numbers, not names.
+    #[arg(long)]
+    pub numeric_ids: bool,
+    /// JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// rsync://[user@]host[:port]/module[/path] or [user@]host::module[/path]
+    pub url: String,
+}
