@@ -176,6 +176,7 @@ fn receive(conn: Conn, options: Options, wire: Wire) -> ExitCode {
         dest_arg: Some(dest_arg),
         log: Arc::new(NoLog),
         name_converter: None,
+        side: crate::engine::recv::Side::Server,
     };
     match crate::engine::recv::run_conn(session, conn) {
         Ok(o) => o.code,

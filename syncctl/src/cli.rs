@@ -18,6 +18,16 @@ pub enum Command {
     /// List a remote tree (rsync://[user@]host[:port]/module[/path] or host::module/path);
     /// without a module, the daemon's module list.
     Ls(LsArgs),
+    /// Pull a remote path into a local directory: `syncctl pull [RSYNC OPTIONS] URL DEST`
+    /// (options as rsync spells them: -a, -z, --delete, --exclude=PAT, --password-file=F...).
+    Pull(PullArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// rsync options, then the source URL and the destination directory.
+    #[arg(allow_hyphen_values = true, trailing_var_arg = true, num_args = 2.., value_name = "ARGS")]
+    pub words: Vec<String>,
 }
 
 /// How to reach the daemon: rsync's option names.

@@ -6,3 +6,4 @@
 pub mod cli;
 pub mod ls;
 pub mod remote;
+pub mod transfer;

@@ -7,6 +7,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Ls(a) => syncctl::ls::run(a, &mut std::io::stdout().lock()),
+        Command::Pull(a) => syncctl::transfer::run_pull(a),
     };
     let code = match result {
         Ok(code) => code,

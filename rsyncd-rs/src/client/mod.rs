@@ -4,7 +4,10 @@
 
 mod connect;
 mod error;
+mod filters;
 mod list;
+mod options;
+mod pull;
 mod session;
 mod setup;
 mod url;
@@ -12,6 +15,8 @@ mod url;
 pub use connect::{ConnectOptions, Password, read_password};
 pub use error::{ClientError, Refusal};
 pub use list::{ListOptions, Listing, list};
+pub use options::{ClientArgs, parse_options};
+pub use pull::{PullOutcome, pull};
 pub use session::{ServerLine, ServerStats};
 pub use url::{DEFAULT_PORT, Remote, UrlError};
 

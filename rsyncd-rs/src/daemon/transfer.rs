@@ -129,6 +129,7 @@ pub(super) fn receive(
         dest_arg,
         log: Arc::new(s.log.clone()),
         name_converter: ms.hooks.take_name_converter(),
+        side: crate::engine::recv::Side::Server,
     };
     let outcome = crate::engine::recv::run_conn(session, conn);
     let (got, sent) = (load(&read) - read_before, load(&written) - written_before);

@@ -403,6 +403,8 @@ pub struct MuxWriter {
     buf: Vec<u8>,
     protocol: i32,
     last_write: Instant,
+    /// Where texts go on a client: to its user, never to the server.
+    local_texts: Option<TextSink>,
 }
 
 impl MuxWriter {
@@ -413,7 +415,15 @@ impl MuxWriter {
             buf: Vec::with_capacity(DATA_FRAME + 8),
             protocol,
             last_write: Instant::now(),
+            local_texts: None,
         }
+    }
+
+    /// A client's writer: the texts the roles address to "the client" (name lines,
+    /// errors, warnings) go to `sink`, which stands for the client's terminal, instead of
+    /// onto the wire. Upstream's client roles print them with rprintf().
+    pub fn keep_texts_local(&mut self, sink: TextSink) {
+        self.local_texts = Some(sink);
     }
 
     /// See [`ConnOut::send_at_once`].
@@ -468,6 +478,10 @@ impl MuxWriter {
     /// Sends text for the peer's terminal, as the right code for the protocol (errors are
     /// MSG_ERROR_XFER and warnings MSG_INFO below 30), split to the size a peer accepts.
     pub fn text(&mut self, code: MsgCode, text: &str) -> Result<(), ConnError> {
+        if let Some(sink) = &mut self.local_texts {
+            (sink.0)(code, text.as_bytes());
+            return Ok(());
+        }
         let code = match (code, self.protocol < 30) {
             (MsgCode::Error, true) => MsgCode::ErrorXfer,
             (MsgCode::Warning, true) => MsgCode::Info,

@@ -88,6 +88,31 @@ impl Policy {
     }
 }
 
+/// Which end of the connection a session is. A role runs the same way at either end but
+/// for what the peer's side of the protocol decides: who sends the filter list, and
+/// whether statistics come back at the end.
+#[derive(Debug, Clone, Default)]
+pub enum Side {
+    /// We serve a client (the daemon, `rsyncd-rs --server`).
+    #[default]
+    Server,
+    /// We are the client. `rules` are our own filter rules: we sent them to the server,
+    /// and a receiving client applies them too (what `--delete` spares).
+    Client { rules: Vec<FilterRule> },
+}
+
+/// The statistics a sending server reports to its receiving client at the end: bytes it
+/// read and wrote, the total size, and (from protocol 29) the file list's build and
+/// transfer times in milliseconds. Upstream: main.c, handle_stats().
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    pub read: i64,
+    pub written: i64,
+    pub total_size: i64,
+    pub flist_build_ms: i64,
+    pub flist_xfer_ms: i64,
+}
+
 /// Statistics of the receiving side.
 #[derive(Debug, Default)]
 pub struct Stats {

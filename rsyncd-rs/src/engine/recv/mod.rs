@@ -34,7 +34,7 @@ pub(crate) use super::session::{
     ExitState, Sums, flist_config, note_error, read_rule_file, receive_filters, say, tell,
     with_newline,
 };
-pub use super::session::{LogSink, NoLog, Policy, Said, Stats};
+pub use super::session::{LogSink, NoLog, PeerStats, Policy, Said, Side, Stats};
 
 /// Everything the two threads share.
 pub(crate) struct Shared {
@@ -62,6 +62,10 @@ pub(crate) struct Shared {
     /// 0777 without the process umask, read once before the threads start (upstream's
     /// dflt_perms).
     pub dflt_perms: u32,
+    /// Which end we are.
+    pub side: Side,
+    /// What a sending server reported at the end (a client's pull).
+    pub peer_stats: Mutex<Option<PeerStats>>,
 }
 
 impl Shared {
@@ -199,6 +203,8 @@ pub struct RecvSession {
     pub log: Arc<dyn LogSink>,
     /// The module's running `name converter`, if it has one.
     pub name_converter: Option<crate::engine::idmap::NameConverter>,
+    /// Which end of the connection we are.
+    pub side: Side,
 }
 
 impl std::fmt::Debug for RecvSession {
@@ -214,6 +220,13 @@ impl std::fmt::Debug for RecvSession {
 pub struct RecvOutcome {
     pub code: ExitCode,
     pub total_size: u64,
+    /// Files received and put in place.
+    pub files_transferred: u64,
+    /// Literal and matched bytes of the received files.
+    pub literal_bytes: u64,
+    pub matched_bytes: u64,
+    /// What a sending server reported at the end (a client's pull).
+    pub peer_stats: Option<PeerStats>,
 }
 
 /// [`run`] over a connection after the set-up: the client's side is multiplexed from
@@ -236,12 +249,15 @@ pub fn run(
     let log = s.log.clone();
     // Texts a peer puts on the wire (a stock sender does not) go to the log as they come,
     // as upstream's generator logs what its receiver forwards.
-    let text_log = s.log.clone();
-    reader.set_text_sink(TextSink::new(move |code, text| {
-        if code != MsgCode::Noop {
-            text_log.line(String::from_utf8_lossy(text).trim_end());
-        }
-    }));
+    // (A client keeps the sink its session set: the server's lines are its user's.)
+    if matches!(s.side, Side::Server) {
+        let text_log = s.log.clone();
+        reader.set_text_sink(TextSink::new(move |code, text| {
+            if code != MsgCode::Noop {
+                text_log.line(String::from_utf8_lossy(text).trim_end());
+            }
+        }));
+    }
     let wire = (s.wire.protocol, s.wire.io_timeout);
     // Upstream's generator notices a client that went away first and says so.
     run_session(s, &mut reader, writer.clone())
@@ -258,7 +274,10 @@ fn run_session(
 
     let daemon_only = daemon_filter_set(&s)?;
     reject_excluded_backup_dir(&s.opts, &daemon_only)?;
-    let peer_rules = receive_filters(reader, &s.opts, s.wire.protocol)?;
+    let peer_rules = match &s.side {
+        Side::Server => receive_filters(reader, &s.opts, s.wire.protocol)?,
+        Side::Client { rules } => rules.clone(),
+    };
     let mut lists = ListReceiver::new(cfg.clone(), !s.policy.numeric_ids);
     lists.chmod = s.policy.incoming_chmod.clone();
     // --usermap/--groupmap (and --chown): names the system lacks are reported, the rest
@@ -324,6 +343,8 @@ fn run_session(
         basis,
         settable_groups,
         dflt_perms: 0o777 & !crate::engine::chmod::process_umask(),
+        side: s.side,
+        peer_stats: Mutex::new(None),
     });
     Stats::add(&shared.stats.total_size, total_size(&first));
 
@@ -354,9 +375,17 @@ fn run_session(
     received?;
     generated?;
     let code = shared.exit.get();
+    let st = &shared.stats;
     Ok(RecvOutcome {
         code,
-        total_size: shared.stats.total_size.load(Ordering::Relaxed),
+        total_size: st.total_size.load(Ordering::Relaxed),
+        files_transferred: st.files_transferred.load(Ordering::Relaxed),
+        literal_bytes: st.literal_bytes.load(Ordering::Relaxed),
+        matched_bytes: st.matched_bytes.load(Ordering::Relaxed),
+        peer_stats: *shared
+            .peer_stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
     })
 }
 

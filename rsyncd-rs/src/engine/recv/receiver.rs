@@ -106,6 +106,12 @@ pub(super) fn run(
     rc.flush_done();
     result?;
     rc.notify(ToGenerator::PhaseDone);
+    if matches!(sh.side, super::Side::Client { .. }) {
+        let stats = rc.peer_stats()?;
+        *sh.peer_stats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(stats);
+    }
     rc.goodbye()
 }
 
@@ -804,6 +810,33 @@ impl Receiver<'_, '_> {
             sh.attr_error("receiver", dest, &err);
         }
         Ok(Some(received))
+    }
+
+    /// The sending server's statistics, which a receiving client reads after the last
+    /// phase. Upstream: main.c, handle_stats() (read and written swap sides on the way).
+    fn peer_stats(&mut self) -> Result<super::PeerStats, RecvError> {
+        let p = self.sh.wire.protocol;
+        let mut next = || -> Result<i64, RecvError> {
+            let v = if p < 30 {
+                self.r
+                    .decode(|b| Ok(crate::protocol::codec::get_longint(b)))
+            } else {
+                self.r.decode(|b| crate::protocol::codec::get_varlong(b, 3))
+            };
+            v.map_err(read_err)
+        };
+        let mut st = super::PeerStats {
+            read: next()?,
+            written: next()?,
+            total_size: next()?,
+            ..super::PeerStats::default()
+        };
+        if p >= 29 {
+            st.flist_build_ms = next()?;
+            st.flist_xfer_ms = next()?;
+        }
+        self.messages()?;
+        Ok(st)
     }
 
     /// After the last phase: the sender's final NDX_DONE (at 31+, passed on to the

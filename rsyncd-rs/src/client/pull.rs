@@ -1,0 +1,186 @@
+//! Pulling a remote path into a local directory: the server sends, and the engine's
+//! receiving roles (the generator thread and the receiver) run here on the client's
+//! side of the wire, confined to the destination as a daemon's are to its module.
+//! Upstream: main.c, client_run() and do_recv() with `am_sender` off.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use super::connect::ConnectOptions;
+use super::error::ClientError;
+use super::filters::client_rules;
+use super::session::{ServerLine, Session};
+use super::url::Remote;
+use crate::engine::exit::ExitCode;
+use crate::engine::mux::TextSink;
+use crate::engine::recv::{LogSink, PeerStats, Policy, RecvSession, Side};
+use crate::engine::tree::{Tree, TreeOptions};
+use crate::protocol::mux::MsgCode;
+use crate::protocol::options::Options;
+
+/// What a pull did.
+#[derive(Debug, Clone)]
+pub struct PullOutcome {
+    /// Ok, or partial (23), or vanished files (24).
+    pub code: ExitCode,
+    pub files_transferred: u64,
+    pub literal_bytes: u64,
+    pub matched_bytes: u64,
+    pub total_size: u64,
+    /// What the server reported at the end.
+    pub server: PeerStats,
+    /// Lines from the server and from our own roles (errors, warnings, `-v` names).
+    pub lines: Vec<ServerLine>,
+    pub motd: Vec<String>,
+}
+
+/// Lines our roles address to the user, kept for the outcome.
+#[derive(Debug, Default)]
+struct Collected(Mutex<Vec<ServerLine>>);
+
+impl Collected {
+    fn push(&self, code: MsgCode, text: &str) {
+        let mut l = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if l.len() < 10_000 {
+            for line in text.lines() {
+                l.push(ServerLine {
+                    code,
+                    text: line.to_string(),
+                });
+            }
+        }
+    }
+}
+
+impl LogSink for Collected {
+    fn line(&self, _text: &str) {
+        // The roles' daemon-log lines ("receiving file list", ...) have no reader here.
+    }
+}
+
+/// Pulls `remote` into the local directory `dest` (created when missing, as rsync
+/// creates the last component) with the transfer options `o` (recursion, attributes,
+/// compression, deletion, filters...). Everything written stays below `dest`: the
+/// server's names are checked by the same confined tree a daemon writes through.
+pub fn pull(
+    remote: &Remote,
+    c: &ConnectOptions,
+    o: &Options,
+    dest: &Path,
+) -> Result<PullOutcome, ClientError> {
+    if remote.module.is_empty() {
+        return Err(ClientError::Options("a pull needs a module name".into()));
+    }
+    let rules = client_rules(&o.filters)?;
+    match std::fs::create_dir(dest) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(ClientError::Local(format!(
+                "mkdir \"{}\" failed: {e}",
+                dest.display()
+            )));
+        }
+    }
+    let mut o = o.clone();
+    o.am_sender = true;
+    o.server = false;
+    o.args.clear();
+    let s = Session::start(remote, c, o)?;
+    let Session {
+        reader,
+        mut writer,
+        wire,
+        opts,
+        motd,
+        lines: server_lines,
+        ..
+    } = s;
+    let opts = opts.for_session(wire.protocol, None);
+    // Our filter rules go first (a receiving client always sends them).
+    let mut out = Vec::new();
+    crate::protocol::filter::encode_filter_list(&rules, wire.protocol, true, &mut out)
+        .map_err(|e| ClientError::Options(e.to_string()))?;
+    writer.data(&out).map_err(super::connect::conn_error)?;
+    writer.flush().map_err(super::connect::conn_error)?;
+    let ours = Arc::new(Collected::default());
+    let sink = ours.clone();
+    writer.keep_texts_local(TextSink::new(move |code, text| {
+        sink.push(code, &String::from_utf8_lossy(text));
+    }));
+    let fake_super = opts.super_mode == Some(-1);
+    let tree = Tree::open(
+        dest,
+        TreeOptions {
+            fake_super,
+            keep_dirlinks: opts.keep_dirlinks,
+            dry_run: opts.dry_run,
+            ..TreeOptions::default()
+        },
+    )
+    .map_err(|e| ClientError::Local(format!("opening {} failed: {e}", dest.display())))?;
+    let policy = Policy {
+        am_root: nix::unistd::geteuid().is_root() && !fake_super,
+        fake_super,
+        numeric_ids: opts.numeric_ids,
+        ignore_errors: opts.ignore_errors,
+        log_module_path: dest.display().to_string(),
+        ..Policy::default()
+    };
+    let session = RecvSession {
+        opts,
+        wire,
+        policy,
+        tree,
+        dest_arg: None,
+        log: ours.clone(),
+        name_converter: None,
+        side: Side::Client { rules },
+    };
+    let result = crate::engine::recv::run(session, reader, writer);
+    let mut lines = server_lines
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    lines.extend(
+        ours.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned(),
+    );
+    match result {
+        Ok(out) => {
+            let server = out.peer_stats.unwrap_or_default();
+            let io_partial = lines
+                .iter()
+                .any(|l| matches!(l.code, MsgCode::Error | MsgCode::ErrorXfer));
+            let code = if out.code == ExitCode::OK && io_partial {
+                ExitCode::PARTIAL
+            } else {
+                out.code
+            };
+            Ok(PullOutcome {
+                code,
+                files_transferred: out.files_transferred,
+                literal_bytes: out.literal_bytes,
+                matched_bytes: out.matched_bytes,
+                total_size: out.total_size,
+                server,
+                lines,
+                motd,
+            })
+        }
+        Err(e) => Err(ClientError::Transfer {
+            code: e.code(),
+            messages: lines
+                .iter()
+                .map(|l| l.text.clone())
+                .chain(std::iter::once(e.to_string()))
+                .collect(),
+        }),
+    }
+}
