@@ -226,6 +226,7 @@ fn send(conn: Conn, options: Options, wire: Wire) -> ExitCode {
         args,
         log: Arc::new(NoLog),
         counted_from: (0, 0),
+        side: crate::engine::session::Side::Server,
     };
     match crate::engine::send::run_conn(session, conn) {
         Ok(o) => o.code,

@@ -21,6 +21,20 @@ pub enum Command {
     /// Pull a remote path into a local directory: `syncctl pull [RSYNC OPTIONS] URL DEST`
     /// (options as rsync spells them: -a, -z, --delete, --exclude=PAT, --password-file=F...).
     Pull(PullArgs),
+    /// Push local paths to a module: `syncctl push [RSYNC OPTIONS] SRC... URL`. With -R
+    /// (sersync's way) the paths' directories are recreated; `--root DIR` first says what
+    /// they are relative to (default: the current directory).
+    Push(PushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The local directory the paths are relative to.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub root: std::path::PathBuf,
+    /// rsync options, then the paths and the destination URL.
+    #[arg(allow_hyphen_values = true, trailing_var_arg = true, num_args = 2.., value_name = "ARGS")]
+    pub words: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ fn main() {
     let result = match &cli.command {
         Command::Ls(a) => syncctl::ls::run(a, &mut std::io::stdout().lock()),
         Command::Pull(a) => syncctl::transfer::run_pull(a),
+        Command::Push(a) => syncctl::transfer::run_push(a),
     };
     let code = match result {
         Ok(code) => code,

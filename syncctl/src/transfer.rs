@@ -2,9 +2,34 @@
 
 use std::time::Duration;
 
-use rsyncd_rs::client::{ClientError, ConnectOptions, Password, Remote, parse_options, pull};
+use rsyncd_rs::client::{
+    ClientError, ConnectOptions, Password, Remote, parse_options, pull, push,
+};
 
-use crate::cli::PullArgs;
+use crate::cli::{PullArgs, PushArgs};
+
+/// Runs `syncctl push`; returns the exit code.
+pub fn run_push(a: &PushArgs) -> Result<i32, ClientError> {
+    // Options come first and start with '-'; then the paths, then the URL.
+    let Some((url, rest)) = a.words.split_last() else {
+        return Err(ClientError::Options("usage: syncctl push [OPTIONS] SRC... URL".into()));
+    };
+    let n = rest.iter().take_while(|w| w.starts_with('-')).count();
+    let (opts, paths) = rest.split_at(n);
+    let args = parse_options(opts)?;
+    let remote = Remote::parse(url, args.port.unwrap_or(rsyncd_rs::client::DEFAULT_PORT))?;
+    let c = connect_options(&args);
+    let paths: Vec<&[u8]> = paths.iter().map(|p| p.as_bytes()).collect();
+    let out = push(&remote, &c, &args.options, &a.root, &paths)?;
+    for line in out.motd.iter().chain(out.lines.iter().map(|l| &l.text)) {
+        eprintln!("{line}");
+    }
+    println!(
+        "sent {} bytes, received {} bytes, total size {}",
+        out.bytes_written, out.bytes_read, out.total_size
+    );
+    Ok(out.code.0)
+}
 
 /// Runs `syncctl pull`; returns the exit code.
 pub fn run_pull(a: &PullArgs) -> Result<i32, ClientError> {

@@ -75,7 +75,7 @@ pub fn list(remote: &Remote, c: &ConnectOptions, l: &ListOptions) -> Result<List
     // The filter list: none. Upstream: exclude.c, send_filter_list() (a receiving client
     // always sends one).
     let mut out = Vec::new();
-    crate::protocol::filter::encode_filter_list(&[], s.protocol(), true, &mut out)
+    crate::protocol::filter::encode_filter_list(&[], s.protocol(), false, &mut out)
         .map_err(|e| ClientError::Protocol(e.to_string()))?;
     s.writer.data(&out).map_err(super::connect::conn_error)?;
     s.flush()?;

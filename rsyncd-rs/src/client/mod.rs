@@ -8,6 +8,7 @@ mod filters;
 mod list;
 mod options;
 mod pull;
+mod push;
 mod session;
 mod setup;
 mod url;
@@ -17,6 +18,7 @@ pub use error::{ClientError, Refusal};
 pub use list::{ListOptions, Listing, list};
 pub use options::{ClientArgs, parse_options};
 pub use pull::{PullOutcome, pull};
+pub use push::{PushOutcome, push};
 pub use session::{ServerLine, ServerStats};
 pub use url::{DEFAULT_PORT, Remote, UrlError};
 

@@ -36,10 +36,18 @@ pub struct PullOutcome {
 
 /// Lines our roles address to the user, kept for the outcome.
 #[derive(Debug, Default)]
-struct Collected(Mutex<Vec<ServerLine>>);
+pub(super) struct Collected(Mutex<Vec<ServerLine>>);
 
 impl Collected {
-    fn push(&self, code: MsgCode, text: &str) {
+    /// The lines so far.
+    pub(super) fn lines(&self) -> Vec<ServerLine> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(super) fn push(&self, code: MsgCode, text: &str) {
         let mut l = self
             .0
             .lock()
@@ -102,7 +110,7 @@ pub fn pull(
     let opts = opts.for_session(wire.protocol, None);
     // Our filter rules go first (a receiving client always sends them).
     let mut out = Vec::new();
-    crate::protocol::filter::encode_filter_list(&rules, wire.protocol, true, &mut out)
+    crate::protocol::filter::encode_filter_list(&rules, wire.protocol, false, &mut out)
         .map_err(|e| ClientError::Options(e.to_string()))?;
     writer.data(&out).map_err(super::connect::conn_error)?;
     writer.flush().map_err(super::connect::conn_error)?;
@@ -145,13 +153,7 @@ pub fn pull(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    lines.extend(
-        ours.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .cloned(),
-    );
+    lines.extend(ours.lines());
     match result {
         Ok(out) => {
             let server = out.peer_stats.unwrap_or_default();

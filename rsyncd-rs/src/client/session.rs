@@ -51,6 +51,10 @@ pub struct Session {
     pub lines: Arc<Mutex<Vec<ServerLine>>>,
     /// The server's io_error bits (MSG_IO_ERROR, or the end of a list before 30).
     pub io_error: i32,
+    /// The connection's byte counters (read, written), from after the set-up.
+    pub counters: crate::engine::send::Counters,
+    /// What the counters held when the set-up ended.
+    pub counted_from: (u64, u64),
     ndx_out: NdxCodec,
     ndx_in: NdxCodec,
 }
@@ -83,6 +87,9 @@ impl Session {
         wire.io_timeout = c
             .io_timeout
             .map_or(0, |t| t.as_secs().clamp(1, i32::MAX as u64) as i32);
+        let counters = conn.counters();
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        let counted_from = (load(&counters.0), load(&counters.1));
         let (rx, tx) = conn.into_halves();
         // The server frames its output from protocol 23, a client from 30.
         let mut reader = MuxReader::with_peer(rx, true, Peer::Server);
@@ -111,6 +118,8 @@ impl Session {
             motd: opened.motd,
             lines,
             io_error: 0,
+            counters,
+            counted_from,
             ndx_out: NdxCodec::new(protocol),
             ndx_in: NdxCodec::new(protocol),
         })

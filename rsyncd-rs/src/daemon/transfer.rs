@@ -173,6 +173,7 @@ pub(super) fn send(
         args,
         log: Arc::new(s.log.clone()),
         counted_from,
+        side: crate::engine::session::Side::Server,
     };
     match crate::engine::send::run_conn(session, conn) {
         // Unlike a push, a pull logs its totals after per-file errors too (upstream's

@@ -45,6 +45,9 @@ pub struct SendSession {
     /// Bytes read and written on the connection before the transfer (the statistics
     /// leave out the handshake, as upstream's do).
     pub counted_from: (u64, u64),
+    /// Which end of the connection we are: a pushing client sends its own filter list
+    /// (when the receiver wants one) and no statistics.
+    pub side: super::session::Side,
 }
 
 impl std::fmt::Debug for SendSession {
@@ -264,12 +267,15 @@ pub fn run(
 ) -> Result<SendOutcome, EngineError> {
     let writer: SharedWriter = Arc::new(Mutex::new(writer));
     let log = s.log.clone();
-    let text_log = s.log.clone();
-    reader.set_text_sink(TextSink::new(move |code, text| {
-        if code != MsgCode::Noop {
-            text_log.line(String::from_utf8_lossy(text).trim_end());
-        }
-    }));
+    // (A client keeps the sink its session set: the server's lines are its user's.)
+    if matches!(s.side, super::session::Side::Server) {
+        let text_log = s.log.clone();
+        reader.set_text_sink(TextSink::new(move |code, text| {
+            if code != MsgCode::Noop {
+                text_log.line(String::from_utf8_lossy(text).trim_end());
+            }
+        }));
+    }
     if s.wire.io_timeout > 0 {
         reader
             .conn_mut()
@@ -293,7 +299,11 @@ fn run_session(
 ) -> Result<SendOutcome, EngineError> {
     let started = Instant::now();
     let sums = Sums::for_session(&s.opts, &s.wire)?;
-    let mut peer_rules = receive_filters(reader, &s.opts, s.wire.protocol)?;
+    let is_client = matches!(s.side, super::session::Side::Client { .. });
+    let mut peer_rules = match &s.side {
+        super::session::Side::Server => receive_filters(reader, &s.opts, s.wire.protocol)?,
+        super::session::Side::Client { rules } => rules.clone(),
+    };
     if s.opts.cvs_exclude {
         peer_rules.extend(server_cvs_rules(true, s.wire.protocol));
     }
@@ -321,7 +331,7 @@ fn run_session(
     };
     lists.send_first(&core, &args)?;
     let build_ms = started.elapsed().as_millis().max(1) as i64;
-    if lists.file_total == 0 {
+    if lists.file_total == 0 && !is_client {
         // Upstream ends at once when the list is empty (no statistics, no goodbye).
         lock(&core.writer).flush().map_err(write_err)?;
         let code = core.exit.get();
@@ -334,6 +344,18 @@ fn run_session(
     }
     files::send_files(&core, reader, &mut lists)?;
     lock(&core.writer).flush().map_err(write_err)?;
+    if is_client {
+        // A pushing client reports its own statistics. Upstream: main.c, client_run().
+        if core.wire.protocol >= 24 {
+            files::read_final_goodbye(&core, reader)?;
+        }
+        return Ok(SendOutcome {
+            code: core.exit.get(),
+            total_size: lists.total_size,
+            bytes_read: load(&counters.0).saturating_sub(s.counted_from.0),
+            bytes_written: load(&counters.1).saturating_sub(s.counted_from.1),
+        });
+    }
 
     // The statistics the client prints. Upstream: main.c, handle_stats().
     let (read, written) = (load(&counters.0), load(&counters.1));

@@ -1,0 +1,147 @@
+//! Pushing local paths to a module: the engine's sender runs on the client's side of the
+//! wire, reading through a tree confined to the local root, so that only what the caller
+//! named (and what lies below it) can be sent. Upstream: main.c, client_run() with
+//! `am_sender`; sersync's `cd ROOT && rsync -artuz -R PATH... host::module`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::connect::{ConnectOptions, conn_error};
+use super::error::ClientError;
+use super::filters::client_rules;
+use super::pull::Collected;
+use super::session::{ServerLine, Session};
+use super::url::Remote;
+use crate::engine::exit::ExitCode;
+use crate::engine::mux::TextSink;
+use crate::engine::recv::Policy;
+use crate::engine::session::Side;
+use crate::engine::tree::{Tree, TreeOptions};
+use crate::protocol::filter::{encode_filter_list, filter_list_expected};
+use crate::protocol::mux::MsgCode;
+use crate::protocol::options::Options;
+
+/// What a push did.
+#[derive(Debug, Clone)]
+pub struct PushOutcome {
+    /// Ok, or partial (23) / vanished (24) with the reasons in `lines`.
+    pub code: ExitCode,
+    /// The total size of the files listed.
+    pub total_size: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    /// Lines from the server and from our sender (errors, warnings).
+    pub lines: Vec<ServerLine>,
+    pub motd: Vec<String>,
+}
+
+/// Pushes `paths` (relative to the local directory `root`; with `-R` in `o` their
+/// directories are recreated under the module path, as sersync pushes) to `remote`.
+pub fn push<P: AsRef<[u8]>>(
+    remote: &Remote,
+    c: &ConnectOptions,
+    o: &Options,
+    root: &Path,
+    paths: &[P],
+) -> Result<PushOutcome, ClientError> {
+    if remote.module.is_empty() {
+        return Err(ClientError::Options("a push needs a module name".into()));
+    }
+    if paths.is_empty() {
+        return Err(ClientError::Options("nothing to push: no path given".into()));
+    }
+    let rules = client_rules(&o.filters)?;
+    let tree = Tree::open(
+        root,
+        TreeOptions {
+            open_noatime: false,
+            ..TreeOptions::default()
+        },
+    )
+    .map_err(|e| ClientError::Local(format!("opening {} failed: {e}", root.display())))?;
+    let mut o = o.clone();
+    o.am_sender = false;
+    o.server = false;
+    o.args.clear();
+    let s = Session::start(remote, c, o)?;
+    let Session {
+        reader,
+        mut writer,
+        wire,
+        opts,
+        motd,
+        lines: server_lines,
+        counters,
+        counted_from,
+        ..
+    } = s;
+    let opts = opts.for_session(wire.protocol, None);
+    // The receiver gets our rules when it deletes or prunes. Upstream: exclude.c,
+    // send_filter_list().
+    if filter_list_expected(
+        false,
+        opts.prune_empty_dirs,
+        opts.deletes(),
+        opts.delete_excluded,
+        wire.protocol,
+    ) {
+        let mut out = Vec::new();
+        encode_filter_list(&rules, wire.protocol, true, &mut out)
+            .map_err(|e| ClientError::Options(e.to_string()))?;
+        writer.data(&out).map_err(conn_error)?;
+    }
+    let ours = Arc::new(Collected::default());
+    let sink = ours.clone();
+    writer.keep_texts_local(TextSink::new(move |code, text| {
+        sink.push(code, &String::from_utf8_lossy(text));
+    }));
+    let policy = Policy {
+        numeric_ids: opts.numeric_ids,
+        log_module_path: String::new(),
+        ..Policy::default()
+    };
+    let session = crate::engine::send::SendSession {
+        opts,
+        wire,
+        policy,
+        tree,
+        args: paths.iter().map(|p| p.as_ref().to_vec()).collect(),
+        log: ours.clone(),
+        counted_from,
+        side: Side::Client { rules },
+    };
+    let result = crate::engine::send::run(session, reader, writer, counters);
+    let mut lines = server_lines
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    lines.extend(ours.lines());
+    match result {
+        Ok(out) => {
+            let errors = lines
+                .iter()
+                .any(|l| matches!(l.code, MsgCode::Error | MsgCode::ErrorXfer));
+            let code = if out.code == ExitCode::OK && errors {
+                ExitCode::PARTIAL
+            } else {
+                out.code
+            };
+            Ok(PushOutcome {
+                code,
+                total_size: out.total_size,
+                bytes_read: out.bytes_read,
+                bytes_written: out.bytes_written,
+                lines,
+                motd,
+            })
+        }
+        Err(e) => Err(ClientError::Transfer {
+            code: e.code(),
+            messages: lines
+                .iter()
+                .map(|l| l.text.clone())
+                .chain(std::iter::once(e.to_string()))
+                .collect(),
+        }),
+    }
+}
