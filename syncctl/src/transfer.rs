@@ -2,9 +2,7 @@
 
 use std::time::Duration;
 
-use rsyncd_rs::client::{
-    ClientError, ConnectOptions, Password, Remote, parse_options, pull, push,
-};
+use rsyncd_rs::client::{ClientError, ConnectOptions, Password, Remote, parse_options, pull, push};
 
 use crate::cli::{PullArgs, PushArgs};
 
@@ -12,7 +10,9 @@ use crate::cli::{PullArgs, PushArgs};
 pub fn run_push(a: &PushArgs) -> Result<i32, ClientError> {
     // Options come first and start with '-'; then the paths, then the URL.
     let Some((url, rest)) = a.words.split_last() else {
-        return Err(ClientError::Options("usage: syncctl push [OPTIONS] SRC... URL".into()));
+        return Err(ClientError::Options(
+            "usage: syncctl push [OPTIONS] SRC... URL".into(),
+        ));
     };
     let n = rest.iter().take_while(|w| w.starts_with('-')).count();
     let (opts, paths) = rest.split_at(n);

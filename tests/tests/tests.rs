@@ -11,6 +11,7 @@ mod access;
 mod auth;
 mod bad_input;
 mod client_list;
+mod client_transfer;
 mod compat;
 mod list_content;
 mod listing;

@@ -48,7 +48,9 @@ pub fn push<P: AsRef<[u8]>>(
         return Err(ClientError::Options("a push needs a module name".into()));
     }
     if paths.is_empty() {
-        return Err(ClientError::Options("nothing to push: no path given".into()));
+        return Err(ClientError::Options(
+            "nothing to push: no path given".into(),
+        ));
     }
     let rules = client_rules(&o.filters)?;
     let tree = Tree::open(

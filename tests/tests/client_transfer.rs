@@ -1,0 +1,295 @@
+//! The native client pushing and pulling, against stock rsyncd 3.5.0, stock 3.1.2 as a
+//! daemon (CentOS 7's) and rsyncd-rs: each case does with the library what the stock
+//! client does with the same options, on twin fixtures, and compares the trees.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use e2e::tree::{Compare, diff_trees, pseudo_random, write_file};
+use e2e::{Daemon, Fixture, Rsync, Server, old_client_or_skip};
+use rsyncd_rs::client::{ClientError, ConnectOptions, Password, Remote, parse_options, pull, push};
+use rsyncd_rs::engine::exit::ExitCode;
+
+use crate::push::{T0, change_tree, reference_push, source_tree, src_dir};
+
+fn connect(f: &Fixture) -> ConnectOptions {
+    ConnectOptions {
+        password: Some(Password::File(f.password_file())),
+        io_timeout: Some(Duration::from_secs(30)),
+        ..ConnectOptions::default()
+    }
+}
+
+fn remote(d: &Daemon, path: &str) -> Remote {
+    Remote::parse(
+        &format!("{}/{path}", d.url(Some("rsync_backup"), "backup")),
+        873,
+    )
+    .unwrap()
+}
+
+fn opts(s: &str) -> rsyncd_rs::protocol::options::Options {
+    parse_options(&s.split_whitespace().collect::<Vec<_>>())
+        .unwrap()
+        .options
+}
+
+/// The daemons a case runs against: stock 3.5.0, rsyncd-rs, and stock 3.1.2 (required
+/// under CI=true).
+fn daemons() -> Vec<Server> {
+    let mut v = vec![Server::Stock, Server::Ours];
+    if old_client_or_skip("3.1.2").is_some() {
+        v.push(Server::Old("3.1.2"));
+    }
+    v
+}
+
+/// Hands a module's contents to the module's user (nobody, when the tests run as root),
+/// as a backup host's module belongs to the daemon's `uid`.
+fn give_to_module_user(module: &Path) {
+    if e2e::is_root() {
+        let owner = format!("nobody:{}", e2e::fixture::nobody_group());
+        let st = std::process::Command::new("chown")
+            .args(["-R", "-h", &owner])
+            .arg(module)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+/// A fixture with the push cases' source tree.
+fn with_source() -> Fixture {
+    let f = Fixture::seed();
+    source_tree(&src_dir(&f));
+    f
+}
+
+/// The reference push (`-artuz -R --delete ./`) by the stock client and by ours into
+/// twin modules of the same daemon kind, then the changes and the same push again: the
+/// module trees (with the fake-super xattrs) match after each, and our re-push sends
+/// kilobytes, not the tree.
+#[test]
+fn the_reference_push_and_a_delta_push_match_the_stock_client() {
+    for kind in daemons() {
+        let (fs, fo) = (with_source(), with_source());
+        let (ds, dd) = (Daemon::start(kind, &fs), Daemon::start(kind, &fo));
+        let ours = |f: &Fixture, d: &Daemon| {
+            push(
+                &remote(d, ""),
+                &connect(f),
+                &opts("-artuz -R --delete"),
+                &src_dir(f),
+                &["./"],
+            )
+            .unwrap_or_else(|e| panic!("{kind:?}: {e}"))
+        };
+        let stock_push = |f: &Fixture, d: &Daemon| {
+            let out = reference_push(Rsync::client(), d, f, &[]).run();
+            assert_eq!(out.code, 0, "{kind:?}: {out:#?}");
+        };
+        stock_push(&fs, &ds);
+        let first = ours(&fo, &dd);
+        assert_eq!(first.code, ExitCode::OK, "{kind:?}: {:?}", first.lines);
+        let what = if kind == Server::Ours {
+            Compare::ALL
+        } else {
+            Compare::WITHOUT_XATTRS
+        };
+        let diff = diff_trees(&fs.module_dir(), &fo.module_dir(), what);
+        assert!(diff.is_empty(), "{kind:?} first push: {diff:#?}");
+
+        change_tree(&src_dir(&fs));
+        change_tree(&src_dir(&fo));
+        stock_push(&fs, &ds);
+        let second = ours(&fo, &dd);
+        assert_eq!(second.code, ExitCode::OK, "{kind:?}: {:?}", second.lines);
+        let diff = diff_trees(&fs.module_dir(), &fo.module_dir(), what);
+        assert!(diff.is_empty(), "{kind:?} re-push: {diff:#?}");
+        // The tree holds over 400 KiB; the changes are a few KiB (a 4 KiB change inside
+        // the 100 KiB random file goes as a delta).
+        assert!(
+            second.bytes_written < 64 * 1024,
+            "{kind:?}: sent {}",
+            second.bytes_written
+        );
+    }
+}
+
+/// A pull of the whole module and of a subdirectory into a local directory matches the
+/// stock client's pull; after a local change to the large file, a re-pull receives a
+/// delta.
+#[test]
+fn pulls_match_the_stock_client_and_re_pulls_are_deltas() {
+    for kind in daemons() {
+        let f = Fixture::seed();
+        source_tree(&f.module_dir());
+        give_to_module_user(&f.module_dir());
+        let d = Daemon::start(kind, &f);
+        let mine = f.dir().join("mine");
+        let theirs = f.dir().join("theirs");
+        for (path, sub) in [("", ""), ("dir2/", "dir2")] {
+            let (m, t) = (mine.join(sub), theirs.join(sub));
+            let out = Rsync::client()
+                .args(["-a", "--password-file"])
+                .arg(f.password_file().display().to_string())
+                .arg(format!("{}/{path}", d.url(Some("rsync_backup"), "backup")))
+                .arg(format!("{}/", t.display()))
+                .run();
+            assert_eq!(out.code, 0, "{kind:?} {path}: {out:#?}");
+            let got = pull(&remote(&d, path), &connect(&f), &opts("-a"), &m)
+                .unwrap_or_else(|e| panic!("{kind:?} {path}: {e}"));
+            assert_eq!(got.code, ExitCode::OK, "{kind:?}: {:?}", got.lines);
+            let diff = diff_trees(&t, &m, Compare::ALL);
+            assert!(diff.is_empty(), "{kind:?} {path}: {diff:#?}");
+        }
+        // 4 KiB changed in the middle of our copy of the 100 KiB file.
+        let local = mine.join("random.bin");
+        let mut data = std::fs::read(&local).unwrap();
+        data[50_000..54_096].copy_from_slice(&pseudo_random(4096, 5));
+        write_file(&mine, "random.bin", &data, 0o644, T0 + 999);
+        let again = pull(&remote(&d, ""), &connect(&f), &opts("-a"), &mine).unwrap();
+        assert_eq!(again.files_transferred, 1, "{kind:?}: {again:?}");
+        assert!(again.literal_bytes < 16 * 1024, "{kind:?}: {again:?}");
+        assert!(again.matched_bytes > 80 * 1024, "{kind:?}: {again:?}");
+        assert_eq!(
+            std::fs::read(&local).unwrap(),
+            std::fs::read(f.module_dir().join("random.bin")).unwrap()
+        );
+    }
+}
+
+/// 1,000 scattered paths in one `-R` session: exactly those files arrive, with their
+/// directories, and nothing else of the tree.
+#[test]
+fn a_thousand_scattered_paths_in_one_session() {
+    for kind in [Server::Stock, Server::Ours] {
+        let f = Fixture::seed();
+        let src = src_dir(&f);
+        for i in 0..2000 {
+            write_file(
+                &src,
+                &format!("d{:02}/f{i:04}.txt", i % 50),
+                format!("file {i}\n").as_bytes(),
+                0o644,
+                T0,
+            );
+        }
+        let named: Vec<String> = (0..2000)
+            .step_by(2)
+            .map(|i| format!("d{:02}/f{i:04}.txt", i % 50))
+            .collect();
+        let d = Daemon::start(kind, &f);
+        let out = push(
+            &remote(&d, ""),
+            &connect(&f),
+            &opts("-artuz -R"),
+            &src,
+            &named,
+        )
+        .unwrap();
+        assert_eq!(out.code, ExitCode::OK, "{kind:?}: {:?}", out.lines);
+        let mut got: Vec<String> = Vec::new();
+        for dir in std::fs::read_dir(f.module_dir()).unwrap() {
+            let dir = dir.unwrap();
+            for file in std::fs::read_dir(dir.path()).unwrap() {
+                let p = file.unwrap().path();
+                got.push(
+                    p.strip_prefix(f.module_dir())
+                        .unwrap()
+                        .display()
+                        .to_string(),
+                );
+            }
+        }
+        got.sort();
+        let mut want = named.clone();
+        want.sort();
+        assert_eq!(got, want, "{kind:?}");
+    }
+}
+
+/// `-R --delete dir` deletes what the named directory holds remotely and the local one
+/// does not, and nothing outside it.
+#[test]
+fn delete_reaches_the_named_directory_only() {
+    for kind in [Server::Stock, Server::Ours] {
+        let f = Fixture::seed();
+        let src = src_dir(&f);
+        write_file(&src, "dir/keep.txt", b"k\n", 0o644, T0);
+        for p in ["dir/keep.txt", "dir/stale.txt", "other/untouched.txt"] {
+            write_file(&f.module_dir(), p, b"old\n", 0o644, T0);
+        }
+        give_to_module_user(&f.module_dir());
+        let d = Daemon::start(kind, &f);
+        let out = push(
+            &remote(&d, ""),
+            &connect(&f),
+            &opts("-artuz -R --delete"),
+            &src,
+            &["dir"],
+        )
+        .unwrap();
+        assert_eq!(out.code, ExitCode::OK, "{kind:?}: {:?}", out.lines);
+        let m = f.module_dir();
+        assert_eq!(std::fs::read(m.join("dir/keep.txt")).unwrap(), b"k\n");
+        assert!(!m.join("dir/stale.txt").exists(), "{kind:?}");
+        assert!(m.join("other/untouched.txt").exists(), "{kind:?}");
+    }
+}
+
+/// A module refusing `--delete` ends the push with the daemon's words and exit code 4;
+/// a wrong password is the typed refusal; neither is worth retrying.
+#[test]
+fn refused_options_and_auth_failures_are_typed() {
+    for kind in [Server::Stock, Server::Ours] {
+        let mut f = with_source();
+        f.set_module("backup", "refuse options", "delete");
+        let d = Daemon::start(kind, &f);
+        let e = push(
+            &remote(&d, ""),
+            &connect(&f),
+            &opts("-artuz -R --delete"),
+            &src_dir(&f),
+            &["./"],
+        )
+        .unwrap_err();
+        match &e {
+            ClientError::Transfer { code, messages } => {
+                assert_eq!(*code, ExitCode::UNSUPPORTED, "{messages:?}");
+                assert!(
+                    messages.iter().any(|m| m.contains("refuse --delete")),
+                    "{messages:?}"
+                );
+            }
+            other => panic!("{kind:?}: {other:?}"),
+        }
+        assert!(!e.is_retryable());
+        let mut c = connect(&f);
+        c.password = Some(Password::Value(b"wrong".to_vec()));
+        let e = push(&remote(&d, ""), &c, &opts("-a"), &src_dir(&f), &["./"]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ClientError::Daemon {
+                    kind: rsyncd_rs::client::Refusal::AuthFailed,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+}
+
+/// The pulled tree lands inside the destination, whatever the path's shape.
+#[test]
+fn a_pull_into_a_missing_destination_creates_it() {
+    let f = with_source();
+    source_tree(&f.module_dir());
+    give_to_module_user(&f.module_dir());
+    let d = Daemon::start(Server::Ours, &f);
+    let dest: PathBuf = f.dir().join("new-dir");
+    let out = pull(&remote(&d, "dir1/"), &connect(&f), &opts("-a"), &dest).unwrap();
+    assert_eq!(out.code, ExitCode::OK);
+    assert!(Path::new(&dest).join("a.txt").exists());
+}
