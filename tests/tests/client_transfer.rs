@@ -293,3 +293,54 @@ fn a_pull_into_a_missing_destination_creates_it() {
     assert_eq!(out.code, ExitCode::OK);
     assert!(Path::new(&dest).join("a.txt").exists());
 }
+
+/// `--bwlimit` holds a push to its rate, and a daemon's own `--bwlimit` holds what it
+/// sends to a stock client: 512 KiB at 256 KiB/s take about two seconds.
+#[test]
+fn bwlimit_holds_the_rate_both_ways() {
+    let f = Fixture::seed();
+    let src = src_dir(&f);
+    write_file(
+        &src,
+        "half-mib.bin",
+        &pseudo_random(512 * 1024, 11),
+        0o644,
+        T0,
+    );
+    let d = Daemon::start(Server::Ours, &f);
+    let started = std::time::Instant::now();
+    let out = push(
+        &remote(&d, ""),
+        &connect(&f),
+        &opts("-a --bwlimit=256"),
+        &src,
+        &["half-mib.bin"],
+    )
+    .unwrap();
+    assert_eq!(out.code, ExitCode::OK, "{:?}", out.lines);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500),
+        "the limited push took {took:?}"
+    );
+    drop(d);
+
+    give_to_module_user(&f.module_dir());
+    let d = Daemon::start_with(Server::Ours, &f, &["--bwlimit=256"]);
+    let started = std::time::Instant::now();
+    let out = Rsync::client()
+        .args(["-a", "--password-file"])
+        .arg(f.password_file().display().to_string())
+        .arg(format!(
+            "{}/half-mib.bin",
+            d.url(Some("rsync_backup"), "backup")
+        ))
+        .arg(f.dir().join("pulled.bin").display().to_string())
+        .run();
+    assert_eq!(out.code, 0, "{out:#?}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500),
+        "the limited pull took {took:?}"
+    );
+}

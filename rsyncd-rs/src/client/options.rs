@@ -92,6 +92,7 @@ const SUPPORTED: &[&str] = &[
     "i",
     "numeric_ids=1",
     "io_timeout",
+    "OPT_BWLIMIT",
     // Said to the client alone, never sent:
     "connect_timeout",
     "bind_address",
@@ -243,7 +244,9 @@ mod tests {
         assert_eq!(o.io_timeout, Some(100));
         assert_eq!(a.port, Some(874));
         assert_eq!(o.filters.len(), 1);
-        let a = parse("-a --password-file /etc/p --contimeout 5 --address 127.0.0.2").unwrap();
+        let a = parse("-a --password-file /etc/p --contimeout 5 --address 127.0.0.2 --bwlimit=100")
+            .unwrap();
+        assert_eq!(a.options.bwlimit, Some(100));
         assert_eq!(a.password_file, Some(PathBuf::from("/etc/p")));
         assert_eq!(a.contimeout, Some(5));
         assert_eq!(a.address, Some("127.0.0.2".parse().unwrap()));

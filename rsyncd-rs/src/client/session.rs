@@ -84,6 +84,10 @@ impl Session {
         let opened = greeted.open(remote, c.password.as_ref(), &args)?;
         let mut conn = opened.conn;
         let mut wire = client_setup(&mut conn, protocol, &o)?;
+        conn.tx.set_rate_limit(
+            o.bwlimit
+                .and_then(crate::engine::conn::RateLimit::kib_per_sec),
+        );
         wire.io_timeout = c
             .io_timeout
             .map_or(0, |t| t.as_secs().clamp(1, i32::MAX as u64) as i32);

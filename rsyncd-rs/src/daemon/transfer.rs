@@ -97,11 +97,22 @@ fn prepare(
 
 /// Takes the connection out of the session, with the byte counts so far (the statistics
 /// leave out the handshake and protocol setup, as upstream's do).
-fn take_conn(s: &mut Session<'_>) -> Result<(crate::engine::conn::Conn, (u64, u64)), ExitCode> {
-    let conn = s.conn.take().map_err(|e| {
+fn take_conn(
+    s: &mut Session<'_>,
+    options: &Options,
+) -> Result<(crate::engine::conn::Conn, (u64, u64)), ExitCode> {
+    let mut conn = s.conn.take().map_err(|e| {
         s.log.line(&format!("cannot duplicate the connection: {e}"));
         ExitCode::FILEIO
     })?;
+    // The daemon's --bwlimit caps the client's. Upstream: clientserver.c,
+    // rsync_module() (daemon_bwlimit).
+    let kib = match (options.bwlimit, s.setup.bwlimit) {
+        (Some(c), Some(d)) => Some(c.min(d)),
+        (c, d) => c.or(d),
+    };
+    conn.tx
+        .set_rate_limit(kib.and_then(crate::engine::conn::RateLimit::kib_per_sec));
     let (read, written) = conn.counters();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     let before = (load(&read) - conn.buffered().len() as u64, load(&written));
@@ -118,7 +129,7 @@ pub(super) fn receive(
 ) -> Result<ExitCode, ExitCode> {
     let (tree, policy) = prepare(s, m, &ms, &options)?;
     let dest_arg = options.paths().first().map(|a| strip_module(a, &m.name));
-    let (conn, (read_before, written_before)) = take_conn(s)?;
+    let (conn, (read_before, written_before)) = take_conn(s, &options)?;
     let (read, written) = conn.counters();
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
     let session = RecvSession {
@@ -164,7 +175,7 @@ pub(super) fn send(
         .iter()
         .flat_map(|a| module_args(a, &m.name))
         .collect();
-    let (conn, counted_from) = take_conn(s)?;
+    let (conn, counted_from) = take_conn(s, &options)?;
     let session = SendSession {
         opts: options,
         wire,

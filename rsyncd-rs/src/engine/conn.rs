@@ -121,6 +121,51 @@ pub struct ConnOut {
     file: File,
     limits: Limits,
     bytes: Arc<AtomicU64>,
+    /// `--bwlimit`, when set.
+    rate: Option<RateLimit>,
+}
+
+/// `--bwlimit`: after each write, sleep for as long as the bytes written beyond what the
+/// rate allows since the last sleep would take, once that is a tenth of a second or more;
+/// writes are cut to an eighth of a second's worth so that the rate holds within a
+/// write. Upstream: io.c, sleep_for_bwlimit() and bwlimit_writemax.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    /// Bytes per second.
+    rate: u64,
+    /// Bytes written and not yet paid for by sleeping or elapsed time.
+    owed: u64,
+    /// When `owed` was last brought up to date.
+    since: Option<Instant>,
+}
+
+impl RateLimit {
+    /// A limit of `kib_per_sec` KiB/s (`--bwlimit`'s unit); 0 means none.
+    pub fn kib_per_sec(kib_per_sec: u64) -> Option<RateLimit> {
+        (kib_per_sec > 0).then(|| RateLimit {
+            rate: kib_per_sec.saturating_mul(1024),
+            owed: 0,
+            since: None,
+        })
+    }
+
+    /// The most one write may carry (upstream: bwlimit * 128 bytes, at least 512).
+    fn write_max(&self) -> usize {
+        usize::try_from((self.rate / 8).max(512)).unwrap_or(usize::MAX)
+    }
+
+    /// Accounts `n` bytes just written; returns how long to sleep.
+    fn after_write(&mut self, n: usize, now: Instant) -> Option<Duration> {
+        self.owed = self.owed.saturating_add(n as u64);
+        if let Some(since) = self.since {
+            let paid = (now.duration_since(since).as_micros() as u64).saturating_mul(self.rate)
+                / 1_000_000;
+            self.owed = self.owed.saturating_sub(paid);
+        }
+        self.since = Some(now);
+        let sleep = Duration::from_micros(self.owed.saturating_mul(1_000_000) / self.rate);
+        (sleep >= Duration::from_millis(100)).then_some(sleep)
+    }
 }
 
 /// A connection to the peer: an input and an output descriptor (the same socket twice, or
@@ -148,6 +193,7 @@ impl Conn {
                 file: File::from(output),
                 limits: Limits::default(),
                 bytes: Arc::new(AtomicU64::new(0)),
+                rate: None,
             },
         }
     }
@@ -171,6 +217,7 @@ impl Conn {
             file: std::mem::replace(&mut self.tx.file, tx_copy),
             limits: self.tx.limits,
             bytes: self.tx.bytes.clone(),
+            rate: self.tx.rate,
         };
         Ok(Conn { rx, tx })
     }
@@ -356,11 +403,26 @@ impl ConnOut {
         let mut rest = data;
         while !rest.is_empty() {
             self.limits.wait(&self.file, PollFlags::POLLOUT)?;
-            match self.file.write(rest) {
+            let most = self
+                .rate
+                .map_or(rest.len(), |r| r.write_max().min(rest.len()));
+            match self.file.write(&rest[..most]) {
                 Ok(0) => return Err(ConnError::Eof),
                 Ok(n) => {
                     self.bytes.fetch_add(n as u64, Ordering::Relaxed);
                     rest = &rest[n..];
+                    if let Some(pause) = self
+                        .rate
+                        .as_mut()
+                        .and_then(|r| r.after_write(n, Instant::now()))
+                    {
+                        std::thread::sleep(pause);
+                        if let Some(r) = self.rate.as_mut() {
+                            // What the sleep paid for is gone; what it overslept is not owed.
+                            r.owed = 0;
+                            r.since = Some(Instant::now());
+                        }
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -377,11 +439,48 @@ impl ConnOut {
         self.limits.idle = timeout;
     }
 
+    /// Limits the rate of what this half writes (`--bwlimit`).
+    pub fn set_rate_limit(&mut self, rate: Option<RateLimit>) {
+        self.rate = rate;
+    }
+
     /// Sends each write at once (`TCP_NODELAY`) for a writer that gathers its output
     /// itself and writes only when it is about to wait for the peer: Nagle's algorithm
     /// would hold the last small piece until the previous one is acknowledged, which a
     /// peer delaying its acknowledgements makes 40 ms. Not a socket: nothing to do.
     pub fn send_at_once(&self) {
         let _ = socket2::SockRef::from(&self.file).set_tcp_nodelay(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Time goes in as values: writes at given instants, the sleeps the limit asks for.
+    #[test]
+    fn rate_limit_sleeps_for_what_was_written_too_fast() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        // 100 KiB/s: 10 KiB is 100 ms of budget.
+        let mut r = RateLimit::kib_per_sec(100).unwrap();
+        assert_eq!(r.write_max(), 100 * 1024 / 8);
+        // 5 KiB at once: 50 ms owed, under the 100 ms threshold.
+        assert_eq!(r.after_write(5 * 1024, ms(0)), None);
+        // 5 KiB more at once: 100 ms owed, sleep it.
+        assert_eq!(
+            r.after_write(5 * 1024, ms(0)),
+            Some(Duration::from_millis(100))
+        );
+        // Written slowly enough, nothing is owed.
+        let mut r = RateLimit::kib_per_sec(100).unwrap();
+        for i in 0..20 {
+            assert_eq!(r.after_write(1024, ms(i * 10)), None, "write {i}");
+        }
+        // A large burst after idling long still sleeps for its excess.
+        let mut r = RateLimit::kib_per_sec(1).unwrap();
+        assert_eq!(r.write_max(), 512);
+        assert_eq!(r.after_write(512, ms(0)), Some(Duration::from_millis(500)));
+        assert!(RateLimit::kib_per_sec(0).is_none());
     }
 }
