@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use e2e::tree::{Compare, diff_trees, pseudo_random, write_file};
 use e2e::{Daemon, Fixture, Rsync, Server, old_client_or_skip};
-use rsyncd_rs::client::{ClientError, ConnectOptions, Password, Remote, parse_options, pull, push};
+use rsyncd_rs::client::{
+    ClientError, ConnectOptions, ItemWhat, Password, Remote, parse_options, pull, push,
+};
 use rsyncd_rs::engine::exit::ExitCode;
 
 use crate::push::{T0, change_tree, reference_push, source_tree, src_dir};
@@ -203,6 +205,12 @@ fn a_thousand_scattered_paths_in_one_session() {
             }
         }
         got.sort();
+        let sent = out
+            .items
+            .iter()
+            .filter(|(_, w)| *w == ItemWhat::Sent)
+            .count();
+        assert_eq!(sent, named.len(), "{kind:?}");
         let mut want = named.clone();
         want.sort();
         assert_eq!(got, want, "{kind:?}");
@@ -235,6 +243,41 @@ fn delete_reaches_the_named_directory_only() {
         assert_eq!(std::fs::read(m.join("dir/keep.txt")).unwrap(), b"k\n");
         assert!(!m.join("dir/stale.txt").exists(), "{kind:?}");
         assert!(m.join("other/untouched.txt").exists(), "{kind:?}");
+        // What became of each entry, as the caller (the agent) needs it.
+        let items: std::collections::BTreeMap<String, ItemWhat> = out
+            .items
+            .iter()
+            .map(|(n, w)| (String::from_utf8_lossy(n).into_owned(), w.clone()))
+            .collect();
+        assert_eq!(
+            items.get("dir/keep.txt"),
+            Some(&ItemWhat::Sent),
+            "{kind:?} {items:?}"
+        );
+        assert_eq!(
+            items.get("dir/stale.txt"),
+            Some(&ItemWhat::Deleted),
+            "{kind:?} {items:?}"
+        );
+        assert!(
+            !items.contains_key("other/untouched.txt"),
+            "{kind:?} {items:?}"
+        );
+        // Pushed again unchanged: listed, nothing sent.
+        let again = push(
+            &remote(&d, ""),
+            &connect(&f),
+            &opts("-artuz -R --delete"),
+            &src,
+            &["dir"],
+        )
+        .unwrap();
+        let keep = again
+            .items
+            .iter()
+            .find(|(n, _)| n == b"dir/keep.txt")
+            .map(|(_, w)| w);
+        assert_eq!(keep, Some(&ItemWhat::Listed), "{kind:?}");
     }
 }
 

@@ -13,6 +13,7 @@ mod session;
 mod setup;
 mod url;
 
+pub use crate::engine::session::ItemWhat;
 pub use connect::{ConnectOptions, Password, read_password};
 pub use error::{ClientError, Refusal};
 pub use list::{ListOptions, Listing, list};

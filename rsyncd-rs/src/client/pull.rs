@@ -14,6 +14,7 @@ use super::url::Remote;
 use crate::engine::exit::ExitCode;
 use crate::engine::mux::TextSink;
 use crate::engine::recv::{LogSink, PeerStats, Policy, RecvSession, Side};
+use crate::engine::session::{ItemEvent, ItemWhat};
 use crate::engine::tree::{Tree, TreeOptions};
 use crate::protocol::mux::MsgCode;
 use crate::protocol::options::Options;
@@ -34,9 +35,13 @@ pub struct PullOutcome {
     pub motd: Vec<String>,
 }
 
-/// Lines our roles address to the user, kept for the outcome.
+/// Lines our roles address to the user, and what became of each entry, kept for the
+/// outcome.
 #[derive(Debug, Default)]
-pub(super) struct Collected(Mutex<Vec<ServerLine>>);
+pub(super) struct Collected(
+    Mutex<Vec<ServerLine>>,
+    Mutex<std::collections::BTreeMap<Vec<u8>, ItemWhat>>,
+);
 
 impl Collected {
     /// The lines so far.
@@ -66,6 +71,40 @@ impl Collected {
 impl LogSink for Collected {
     fn line(&self, _text: &str) {
         // The roles' daemon-log lines ("receiving file list", ...) have no reader here.
+    }
+
+    fn item(&self, ev: &ItemEvent) {
+        let mut m = self
+            .1
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // What says most about an entry stays: a failure over a send over an update over
+        // a deletion over being listed.
+        let rank = |w: &ItemWhat| match w {
+            ItemWhat::Failed(_) => 4,
+            ItemWhat::Sent => 3,
+            ItemWhat::Updated => 2,
+            ItemWhat::Deleted => 1,
+            ItemWhat::Listed => 0,
+        };
+        match m.get(&ev.name) {
+            Some(old) if rank(old) >= rank(&ev.what) => {}
+            _ => {
+                m.insert(ev.name.clone(), ev.what.clone());
+            }
+        }
+    }
+}
+
+impl Collected {
+    /// What became of each entry, by name.
+    pub(super) fn items(&self) -> Vec<(Vec<u8>, ItemWhat)> {
+        self.1
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 }
 

@@ -15,7 +15,7 @@ use super::url::Remote;
 use crate::engine::exit::ExitCode;
 use crate::engine::mux::TextSink;
 use crate::engine::recv::Policy;
-use crate::engine::session::Side;
+use crate::engine::session::{ItemWhat, Side};
 use crate::engine::tree::{Tree, TreeOptions};
 use crate::protocol::filter::{encode_filter_list, filter_list_expected};
 use crate::protocol::mux::MsgCode;
@@ -33,6 +33,11 @@ pub struct PushOutcome {
     /// Lines from the server and from our sender (errors, warnings).
     pub lines: Vec<ServerLine>,
     pub motd: Vec<String>,
+    /// What became of each entry, by its name under the local root (with `-R`, the path
+    /// as named): `Listed` (the receiver had it already), `Sent`, `Updated` (attributes
+    /// only), `Deleted` (by `--delete`, on the receiver), `Failed` with rsync's reason.
+    /// A failure on the receiver's side shows in `lines` and the code, not here.
+    pub items: Vec<(Vec<u8>, ItemWhat)>,
 }
 
 /// Pushes `paths` (relative to the local directory `root`; with `-R` in `o` their
@@ -65,6 +70,11 @@ pub fn push<P: AsRef<[u8]>>(
     o.am_sender = false;
     o.server = false;
     o.args.clear();
+    // A receiving server names what it deletes (MSG_DELETED) only when asked for
+    // deletion lines. Upstream: log.c, log_delete().
+    if o.deletes() && o.verbose == 0 && o.itemize_changes == 0 {
+        o.verbose = 1;
+    }
     let s = Session::start(remote, c, o)?;
     let Session {
         reader,
@@ -135,6 +145,7 @@ pub fn push<P: AsRef<[u8]>>(
                 bytes_written: out.bytes_written,
                 lines,
                 motd,
+                items: ours.items(),
             })
         }
         Err(e) => Err(ClientError::Transfer {

@@ -19,6 +19,32 @@ use crate::protocol::options::Options;
 pub trait LogSink: Send + Sync {
     /// Writes one line.
     fn line(&self, text: &str);
+
+    /// What became of one entry of the transfer (the client keeps these per path; a
+    /// daemon's log has its lines instead).
+    fn item(&self, _event: &ItemEvent) {}
+}
+
+/// What became of one entry, by its name under the transfer root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemEvent {
+    pub name: Vec<u8>,
+    pub what: ItemWhat,
+}
+
+/// See [`ItemEvent`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemWhat {
+    /// Put in the file list (directories too).
+    Listed,
+    /// Its data went to the receiver.
+    Sent,
+    /// The receiver asked for it again, or its attributes only.
+    Updated,
+    /// The receiver deleted it (from its MSG_DELETED).
+    Deleted,
+    /// It could not be sent: rsync's reason.
+    Failed(String),
 }
 
 /// A sink that drops everything.

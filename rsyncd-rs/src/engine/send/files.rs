@@ -55,7 +55,7 @@ impl Io<'_> {
         &mut self,
         f: impl FnMut(&[u8]) -> Result<Decoded<T>, crate::protocol::WireError>,
     ) -> Result<T, EngineError> {
-        read_from(self.r, f)
+        read_from(self.r, &*self.core.log, f)
     }
 
     /// Reads the next file request (`None` for NDX_DONE), answering delete statistics on
@@ -64,7 +64,7 @@ impl Io<'_> {
         let protocol = self.core.wire.protocol;
         loop {
             let dec = &mut self.requests;
-            match read_from(self.r, |b| dec.decode(b))? {
+            match read_from(self.r, &*self.core.log, |b| dec.decode(b))? {
                 Request::Done => return Ok(None),
                 // The receiver's deletion counts, echoed back as upstream's server sender
                 // does.
@@ -137,13 +137,25 @@ impl Io<'_> {
 /// Decodes one value from the client's stream.
 fn read_from<T>(
     r: &mut MuxReader,
+    log: &dyn crate::engine::session::LogSink,
     f: impl FnMut(&[u8]) -> Result<Decoded<T>, crate::protocol::WireError>,
 ) -> Result<T, EngineError> {
     let v = r.decode_with(f).map_err(read_err)?;
     // Messages the client sends (MSG_NOOP keep-alives, MSG_ERROR_EXIT...) are handled by
-    // the reader; texts went to the log.
-    drop(r.take_messages());
+    // the reader; texts went to the log. A receiving server names what it deleted.
+    for m in r.take_messages() {
+        if let crate::engine::mux::Message::Deleted(name) = m {
+            log.item(&item(name, crate::engine::session::ItemWhat::Deleted));
+        }
+    }
     Ok(v)
+}
+
+fn item(
+    name: Vec<u8>,
+    what: crate::engine::session::ItemWhat,
+) -> crate::engine::session::ItemEvent {
+    crate::engine::session::ItemEvent { name, what }
 }
 
 fn read_err(e: crate::engine::mux::ReadError) -> EngineError {
@@ -222,6 +234,10 @@ pub(super) fn send_files(
             )));
         }
         if req.iflags & it::TRANSFER == 0 {
+            core.log.item(&self::item(
+                e.name.clone(),
+                crate::engine::session::ItemWhat::Updated,
+            ));
             maybe_log_item(core, lists.root_of(&item), e, req.iflags);
             let mut out = Vec::new();
             io.write_request(&req, &mut out);
@@ -252,6 +268,10 @@ pub(super) fn send_files(
         let mut file = match core.tree.open_read(&open_path) {
             Ok(f) => f,
             Err(err) => {
+                core.log.item(&self::item(
+                    e.name.clone(),
+                    crate::engine::session::ItemWhat::Failed(err.to_string()),
+                ));
                 if err.is_not_found() {
                     lists.io_error |= IOERR_VANISHED;
                     let text = format!(
@@ -326,6 +346,10 @@ pub(super) fn send_files(
                 );
             }
         };
+        core.log.item(&self::item(
+            e.name.clone(),
+            crate::engine::session::ItemWhat::Sent,
+        ));
         // %b counts what we wrote for the file, %c what the receiver sent (its sums).
         let sums_read = crate::protocol::sums::SumHead::wire_len(protocol) as u64
             + sums.len() as u64 * (4 + u64::try_from(head.s2length).unwrap_or(0));

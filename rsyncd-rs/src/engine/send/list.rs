@@ -346,6 +346,10 @@ impl Lister {
                 .map_err(|e| EngineError::fatal(e.to_string(), ExitCode::PROTOCOL))?;
             it.e.user_name = None;
             it.e.group_name = None;
+            core.log.item(&crate::engine::session::ItemEvent {
+                name: it.e.name.clone(),
+                what: crate::engine::session::ItemWhat::Listed,
+            });
             if mode::is_reg(it.e.mode) || mode::is_lnk(it.e.mode) {
                 self.total_size += it.e.size.max(0) as u64;
             }
