@@ -98,6 +98,12 @@ fn main() -> ExitCode {
         let code = rsyncd_rs::shell::serve(&args);
         return ExitCode::from(u8::try_from(code.0).unwrap_or(1));
     }
+    // Anything else that is not the daemon's own command line is rsync's client command
+    // line: `rsyncd-rs -a SRC rsync://host/module/`, `-e ssh`, local copies.
+    if is_client_command_line(&args) {
+        let code = rsyncd_rs::client::run_command_line(&args);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -113,6 +119,16 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Whether `args` ask for the client: no `--daemon`, no `--server`, not only help or
+/// version, and some path argument.
+fn is_client_command_line(args: &[String]) -> bool {
+    let daemonish = args.iter().any(|a| a == "--daemon" || a == "--server");
+    let only_asks = args
+        .iter()
+        .all(|a| matches!(a.as_str(), "--help" | "-h" | "--version" | "-V" | "-VV"));
+    !daemonish && !only_asks && args.iter().any(|a| !a.starts_with('-'))
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {

@@ -49,6 +49,9 @@ pub struct ConnectOptions {
     pub password: Option<Password>,
     /// The highest protocol to offer (`--protocol`); the daemon may choose lower.
     pub max_protocol: i32,
+    /// `RSYNC_CONNECT_PROG`: a command (run by `sh -c`, `%H` the host) whose standard
+    /// input and output are the daemon connection, instead of TCP.
+    pub connect_prog: Option<String>,
 }
 
 impl Default for ConnectOptions {
@@ -59,6 +62,7 @@ impl Default for ConnectOptions {
             bind: None,
             password: None,
             max_protocol: crate::PROTOCOL_VERSION,
+            connect_prog: None,
         }
     }
 }
@@ -68,6 +72,8 @@ impl Default for ConnectOptions {
 #[derive(Debug)]
 pub struct Greeted {
     pub conn: Conn,
+    /// The `RSYNC_CONNECT_PROG` process, if that is the connection.
+    pub child: Option<super::transport::ChildGuard>,
     pub protocol: i32,
     /// The daemon's auth digest list (`None` before 3.2.7).
     pub digests: Option<String>,
@@ -79,6 +85,7 @@ pub struct Greeted {
 #[derive(Debug)]
 pub struct Opened {
     pub conn: Conn,
+    pub child: Option<super::transport::ChildGuard>,
     pub motd: Vec<String>,
 }
 
@@ -89,15 +96,23 @@ const MAX_MOTD_LINES: usize = 10_000;
 
 /// Connects to the daemon and exchanges greetings.
 pub fn greet(remote: &Remote, o: &ConnectOptions) -> Result<Greeted, ClientError> {
-    let stream = tcp_connect(remote, o)?;
-    // Every write is a whole message: Nagle's algorithm would only hold our small
-    // handshake lines until an acknowledgement comes.
-    let _ = stream.set_nodelay(true);
-    let fd = OwnedFd::from(stream);
-    let dup = fd
-        .try_clone()
-        .map_err(|e| ClientError::Local(format!("dup failed: {e}")))?;
-    let mut conn = Conn::new(fd, dup);
+    let (mut conn, child) = match &o.connect_prog {
+        Some(prog) => {
+            let (conn, child) = super::transport::connect_prog(prog, &remote.host)?;
+            (conn, Some(child))
+        }
+        None => {
+            let stream = tcp_connect(remote, o)?;
+            // Every write is a whole message: Nagle's algorithm would only hold our
+            // small handshake lines until an acknowledgement comes.
+            let _ = stream.set_nodelay(true);
+            let fd = OwnedFd::from(stream);
+            let dup = fd
+                .try_clone()
+                .map_err(|e| ClientError::Local(format!("dup failed: {e}")))?;
+            (Conn::new(fd, dup), None)
+        }
+    };
     conn.set_idle_timeout(o.io_timeout);
     let ours = o
         .max_protocol
@@ -120,6 +135,7 @@ pub fn greet(remote: &Remote, o: &ConnectOptions) -> Result<Greeted, ClientError
     motd.clear();
     Ok(Greeted {
         conn,
+        child,
         protocol,
         digests: g.digests,
         motd,
@@ -171,6 +187,7 @@ impl Greeted {
         self.conn.write_all(&out).map_err(conn_error)?;
         Ok(Opened {
             conn: self.conn,
+            child: self.child,
             motd: self.motd,
         })
     }

@@ -2,6 +2,7 @@
 //! does (and as a 3.1 daemon expects), then list, pull or push on the engine's roles. For
 //! the agent and syncctl; it never imports the daemon.
 
+mod command;
 mod connect;
 mod error;
 mod filters;
@@ -11,15 +12,17 @@ mod pull;
 mod push;
 mod session;
 mod setup;
+mod transport;
 mod url;
 
 pub use crate::engine::session::ItemWhat;
+pub use command::run as run_command_line;
 pub use connect::{ConnectOptions, Password, read_password};
 pub use error::{ClientError, Refusal};
 pub use list::{ListOptions, Listing, list};
-pub use options::{ClientArgs, parse_options};
-pub use pull::{PullOutcome, pull};
-pub use push::{PushOutcome, push};
+pub use options::{ClientArgs, parse_command_line, parse_options};
+pub use pull::{Endpoint, PullOutcome, pull, pull_from};
+pub use push::{PushOutcome, push, push_to};
 pub use session::{ServerLine, ServerStats};
 pub use url::{DEFAULT_PORT, Remote, UrlError};
 

@@ -21,6 +21,10 @@ pub struct ClientArgs {
     pub contimeout: Option<u64>,
     pub address: Option<IpAddr>,
     pub protocol: Option<i32>,
+    /// `-e`/`--rsh`: the remote shell (command-line client only).
+    pub rsh: Option<String>,
+    /// `--rsync-path`: the program the remote shell runs.
+    pub rsync_path: Option<String>,
 }
 
 /// The option keys (rows of rsync's table) the client carries out.
@@ -93,7 +97,23 @@ const SUPPORTED: &[&str] = &[
     "numeric_ids=1",
     "io_timeout",
     "OPT_BWLIMIT",
+    "preserve_specials=1",
+    "copy_unsafe_links=1",
+    "safe_symlinks=1",
+    "copy_links=1",
+    "keep_dirlinks=1",
+    "D",
+    "xfer_dirs=2",
+    "list_only=2",
+    "allow_inc_recurse=0",
+    "allow_inc_recurse=1",
+    "sparse_files=1",
+    "inplace=1",
+    "prune_empty_dirs=1",
+    "x",
     // Said to the client alone, never sent:
+    "shell_cmd",
+    "rsync_path",
     "connect_timeout",
     "bind_address",
     "rsync_port",
@@ -109,12 +129,31 @@ struct Word {
 
 /// Parses `words` (options only; paths are the caller's). Errors name the option.
 pub fn parse_options<S: AsRef<str>>(words: &[S]) -> Result<ClientArgs, ClientError> {
+    let (args, paths) = parse_command_line(words)?;
+    match paths.first() {
+        Some(p) => Err(ClientError::Options(format!(
+            "{p}: not an option (paths are given apart)"
+        ))),
+        None => Ok(args),
+    }
+}
+
+/// Parses a whole client command line: options anywhere (as popt reads them), the
+/// other words are the paths, in order; `--` ends the options.
+pub fn parse_command_line<S: AsRef<str>>(
+    words: &[S],
+) -> Result<(ClientArgs, Vec<String>), ClientError> {
     let words: Vec<&str> = words.iter().map(AsRef::as_ref).collect();
     let mut read = Vec::new();
+    let mut paths = Vec::new();
     let mut i = 0;
     while i < words.len() {
         let w = words[i];
         i += 1;
+        if w == "--" {
+            paths.extend(words[i..].iter().map(|s| (*s).to_string()));
+            break;
+        }
         if let Some(body) = w.strip_prefix("--") {
             let (name, inline) = match body.split_once('=') {
                 Some((n, v)) => (n, Some(v.to_string())),
@@ -159,9 +198,7 @@ pub fn parse_options<S: AsRef<str>>(words: &[S]) -> Result<ClientArgs, ClientErr
                 read.push(Word { row, value });
             }
         } else {
-            return Err(ClientError::Options(format!(
-                "{w}: not an option (paths are given apart)"
-            )));
+            paths.push(w.to_string());
         }
     }
     let mut out = ClientArgs {
@@ -171,6 +208,8 @@ pub fn parse_options<S: AsRef<str>>(words: &[S]) -> Result<ClientArgs, ClientErr
         contimeout: None,
         address: None,
         protocol: None,
+        rsh: None,
+        rsync_path: None,
     };
     let mut transfer = Vec::new();
     for Word { row, value } in read {
@@ -196,6 +235,8 @@ pub fn parse_options<S: AsRef<str>>(words: &[S]) -> Result<ClientArgs, ClientErr
                 );
             }
             "password_file" => out.password_file = Some(PathBuf::from(&v)),
+            "shell_cmd" => out.rsh = Some(v.clone()),
+            "rsync_path" => out.rsync_path = Some(v.clone()),
             "connect_timeout" => {
                 out.contimeout = Some(v.parse().map_err(|_| bad("not a number of seconds"))?);
             }
@@ -220,7 +261,7 @@ pub fn parse_options<S: AsRef<str>>(words: &[S]) -> Result<ClientArgs, ClientErr
     }
     out.options = parse_server_args(&transfer, &Refusals::none())
         .map_err(|e| ClientError::Options(e.to_string()))?;
-    Ok(out)
+    Ok((out, paths))
 }
 
 fn unknown(w: &str) -> ClientError {
@@ -257,7 +298,6 @@ mod tests {
     fn what_the_client_does_not_do_is_named() {
         for (s, named) in [
             ("-a --progress", "--progress"),
-            ("-ae ssh", "--rsh"),
             ("-aA", "--acls"),
             ("--frobnicate", "--frobnicate"),
             ("-a somepath", "somepath"),

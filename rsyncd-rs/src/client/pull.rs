@@ -118,9 +118,50 @@ pub fn pull(
     o: &Options,
     dest: &Path,
 ) -> Result<PullOutcome, ClientError> {
-    if remote.module.is_empty() {
-        return Err(ClientError::Options("a pull needs a module name".into()));
+    pull_from(Endpoint::Daemon(remote), c, o, dest, None)
+}
+
+/// The other side of a session: a daemon's module, or a server started by a command
+/// (a remote shell's `ssh HOST rsync`, our own binary for a local copy) with the path on
+/// its side.
+#[derive(Debug, Clone, Copy)]
+pub enum Endpoint<'a> {
+    Daemon(&'a Remote),
+    Shell {
+        command: &'a [String],
+        path: &'a str,
+    },
+}
+
+impl Endpoint<'_> {
+    /// Starts the session: `o` is the server's view of the options.
+    pub(super) fn open(self, c: &ConnectOptions, o: Options) -> Result<Session, ClientError> {
+        match self {
+            Endpoint::Daemon(remote) => {
+                if remote.module.is_empty() {
+                    return Err(ClientError::Options(
+                        "a transfer needs a module name".into(),
+                    ));
+                }
+                Session::start(remote, c, o)
+            }
+            Endpoint::Shell { command, path } => {
+                Session::start_shell(command, c, o, &[path.to_string()])
+            }
+        }
     }
+}
+
+/// [`pull`] from any endpoint; `dest_arg` names the destination inside `dest` as
+/// rsync's last argument does (a new name for a single file, or a directory to make),
+/// `None` for `dest` itself.
+pub fn pull_from(
+    endpoint: Endpoint<'_>,
+    c: &ConnectOptions,
+    o: &Options,
+    dest: &Path,
+    dest_arg: Option<Vec<u8>>,
+) -> Result<PullOutcome, ClientError> {
     let rules = client_rules(&o.filters)?;
     match std::fs::create_dir(dest) {
         Ok(()) => {}
@@ -136,7 +177,7 @@ pub fn pull(
     o.am_sender = true;
     o.server = false;
     o.args.clear();
-    let s = Session::start(remote, c, o)?;
+    let s = endpoint.open(c, o)?;
     let Session {
         reader,
         mut writer,
@@ -144,6 +185,7 @@ pub fn pull(
         opts,
         motd,
         lines: server_lines,
+        child,
         ..
     } = s;
     let opts = opts.for_session(wire.protocol, None);
@@ -182,12 +224,13 @@ pub fn pull(
         wire,
         policy,
         tree,
-        dest_arg: None,
+        dest_arg,
         log: ours.clone(),
         name_converter: None,
         side: Side::Client { rules },
     };
     let result = crate::engine::recv::run(session, reader, writer);
+    let server_code = child.and_then(super::transport::ChildGuard::wait);
     let mut lines = server_lines
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -199,10 +242,10 @@ pub fn pull(
             let io_partial = lines
                 .iter()
                 .any(|l| matches!(l.code, MsgCode::Error | MsgCode::ErrorXfer));
-            let code = if out.code == ExitCode::OK && io_partial {
-                ExitCode::PARTIAL
-            } else {
-                out.code
+            let code = match (out.code, server_code) {
+                (ExitCode::OK, Some(c)) if c != 0 => ExitCode(c),
+                (ExitCode::OK, _) if io_partial => ExitCode::PARTIAL,
+                (c, _) => c,
             };
             Ok(PullOutcome {
                 code,

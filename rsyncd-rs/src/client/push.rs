@@ -10,6 +10,7 @@ use super::connect::{ConnectOptions, conn_error};
 use super::error::ClientError;
 use super::filters::client_rules;
 use super::pull::Collected;
+use super::pull::Endpoint;
 use super::session::{ServerLine, Session};
 use super::url::Remote;
 use crate::engine::exit::ExitCode;
@@ -49,9 +50,17 @@ pub fn push<P: AsRef<[u8]>>(
     root: &Path,
     paths: &[P],
 ) -> Result<PushOutcome, ClientError> {
-    if remote.module.is_empty() {
-        return Err(ClientError::Options("a push needs a module name".into()));
-    }
+    push_to(Endpoint::Daemon(remote), c, o, root, paths)
+}
+
+/// [`push`] to any endpoint.
+pub fn push_to<P: AsRef<[u8]>>(
+    endpoint: Endpoint<'_>,
+    c: &ConnectOptions,
+    o: &Options,
+    root: &Path,
+    paths: &[P],
+) -> Result<PushOutcome, ClientError> {
     if paths.is_empty() {
         return Err(ClientError::Options(
             "nothing to push: no path given".into(),
@@ -75,7 +84,7 @@ pub fn push<P: AsRef<[u8]>>(
     if o.deletes() && o.verbose == 0 && o.itemize_changes == 0 {
         o.verbose = 1;
     }
-    let s = Session::start(remote, c, o)?;
+    let s = endpoint.open(c, o)?;
     let Session {
         reader,
         mut writer,
@@ -85,6 +94,7 @@ pub fn push<P: AsRef<[u8]>>(
         lines: server_lines,
         counters,
         counted_from,
+        child,
         ..
     } = s;
     let opts = opts.for_session(wire.protocol, None);
@@ -123,6 +133,7 @@ pub fn push<P: AsRef<[u8]>>(
         side: Side::Client { rules },
     };
     let result = crate::engine::send::run(session, reader, writer, counters);
+    let server_code = child.and_then(super::transport::ChildGuard::wait);
     let mut lines = server_lines
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -133,10 +144,10 @@ pub fn push<P: AsRef<[u8]>>(
             let errors = lines
                 .iter()
                 .any(|l| matches!(l.code, MsgCode::Error | MsgCode::ErrorXfer));
-            let code = if out.code == ExitCode::OK && errors {
-                ExitCode::PARTIAL
-            } else {
-                out.code
+            let code = match (out.code, server_code) {
+                (ExitCode::OK, Some(c)) if c != 0 => ExitCode(c),
+                (ExitCode::OK, _) if errors => ExitCode::PARTIAL,
+                (c, _) => c,
             };
             Ok(PushOutcome {
                 code,

@@ -55,6 +55,9 @@ pub struct Session {
     pub counters: crate::engine::send::Counters,
     /// What the counters held when the set-up ended.
     pub counted_from: (u64, u64),
+    /// The process at the other end of the connection (a connect program, a remote
+    /// shell, a local server), reaped when the session is dropped.
+    pub child: Option<super::transport::ChildGuard>,
     ndx_out: NdxCodec,
     ndx_in: NdxCodec,
 }
@@ -83,7 +86,78 @@ impl Session {
         args.push(remote.module_arg());
         let opened = greeted.open(remote, c.password.as_ref(), &args)?;
         let mut conn = opened.conn;
-        let mut wire = client_setup(&mut conn, protocol, &o)?;
+        let wire = client_setup(&mut conn, protocol, &o)?;
+        Ok(Session::after_setup(
+            conn,
+            wire,
+            o,
+            c,
+            opened.motd,
+            opened.child,
+        ))
+    }
+
+    /// Starts a server over a remote shell (or locally: `command` is then our own
+    /// binary) with the argument list `o` encodes and `paths` after the `.`, exchanges
+    /// protocol versions and runs the set-up. Upstream: main.c, do_cmd(); compat.c,
+    /// setup_protocol() with `remote_protocol == 0`.
+    pub fn start_shell(
+        command: &[String],
+        c: &ConnectOptions,
+        mut o: Options,
+        paths: &[String],
+    ) -> Result<Session, ClientError> {
+        let ours = c
+            .max_protocol
+            .clamp(crate::MIN_PROTOCOL_VERSION, crate::PROTOCOL_VERSION);
+        o.client_info = client_info(&o, STOCK_CAPABILITIES);
+        let mut argv = command.to_vec();
+        argv.extend(server_args(&o, ours));
+        argv.push(".".into());
+        argv.extend(paths.iter().cloned());
+        let (mut conn, child) = super::transport::spawn_server(&argv)?;
+        conn.set_idle_timeout(c.io_timeout);
+        let mut out = Vec::new();
+        crate::protocol::codec::put_int(&mut out, ours);
+        conn.write_all(&out).map_err(conn_error)?;
+        let theirs = conn
+            .decode(|b| Ok::<_, WireError>(crate::protocol::codec::get_int(b)))
+            .map_err(|e| match e {
+                ConnError::Eof => ClientError::Connection(
+                    "connection unexpectedly closed (the remote shell or server failed)".into(),
+                ),
+                ConnError::Timeout => ClientError::Timeout {
+                    what: "remote shell I/O",
+                },
+                other => ClientError::Connection(other.to_string()),
+            })?;
+        if !(crate::MIN_PROTOCOL_VERSION..=crate::PROTOCOL_VERSION + 10).contains(&theirs) {
+            return Err(ClientError::Protocol(format!(
+                "protocol version mismatch -- is your shell clean? (server sent {theirs})"
+            )));
+        }
+        let protocol = theirs.min(ours);
+        let wire = client_setup(&mut conn, protocol, &o)?;
+        Ok(Session::after_setup(
+            conn,
+            wire,
+            o,
+            c,
+            Vec::new(),
+            Some(child),
+        ))
+    }
+
+    fn after_setup(
+        conn: crate::engine::conn::Conn,
+        mut wire: Wire,
+        o: Options,
+        c: &ConnectOptions,
+        motd: Vec<String>,
+        child: Option<super::transport::ChildGuard>,
+    ) -> Session {
+        let mut conn = conn;
+        let protocol = wire.protocol;
         conn.tx.set_rate_limit(
             o.bwlimit
                 .and_then(crate::engine::conn::RateLimit::kib_per_sec),
@@ -114,19 +188,20 @@ impl Session {
             }
         }));
         let writer = MuxWriter::new(tx, protocol >= 30, protocol);
-        Ok(Session {
+        Session {
             reader,
             writer,
             wire,
             opts: o,
-            motd: opened.motd,
+            motd,
             lines,
             io_error: 0,
             counters,
             counted_from,
+            child,
             ndx_out: NdxCodec::new(protocol),
             ndx_in: NdxCodec::new(protocol),
-        })
+        }
     }
 
     pub fn protocol(&self) -> i32 {
