@@ -35,6 +35,7 @@ pub fn connect_options(url: &str, a: &ConnectArgs) -> anyhow::Result<(Remote, Co
             bind: a.address,
             password,
             max_protocol,
+            connect_prog: None,
         },
     ))
 }

@@ -1,8 +1,6 @@
 //! `syncctl pull`: rsync-style words to the client library, and its outcome shown.
 
-use std::time::Duration;
-
-use rsyncd_rs::client::{ClientError, ConnectOptions, Password, Remote, parse_options, pull, push};
+use rsyncd_rs::client::{ClientError, Remote, parse_options, pull, push};
 
 use crate::cli::{PullArgs, PushArgs};
 
@@ -18,7 +16,7 @@ pub fn run_push(a: &PushArgs) -> Result<i32, ClientError> {
     let (opts, paths) = rest.split_at(n);
     let args = parse_options(opts)?;
     let remote = Remote::parse(url, args.port.unwrap_or(rsyncd_rs::client::DEFAULT_PORT))?;
-    let c = connect_options(&args);
+    let c = args.connect_options();
     let paths: Vec<&[u8]> = paths.iter().map(|p| p.as_bytes()).collect();
     let out = push(&remote, &c, &args.options, &a.root, &paths)?;
     for line in out.motd.iter().chain(out.lines.iter().map(|l| &l.text)) {
@@ -40,7 +38,7 @@ pub fn run_pull(a: &PullArgs) -> Result<i32, ClientError> {
     };
     let args = parse_options(opts)?;
     let remote = Remote::parse(url, args.port.unwrap_or(rsyncd_rs::client::DEFAULT_PORT))?;
-    let c = connect_options(&args);
+    let c = args.connect_options();
     let out = pull(&remote, &c, &args.options, std::path::Path::new(dest))?;
     for line in out.motd.iter() {
         eprintln!("{line}");
@@ -53,25 +51,4 @@ pub fn run_pull(a: &PullArgs) -> Result<i32, ClientError> {
         out.files_transferred, out.literal_bytes, out.matched_bytes, out.total_size
     );
     Ok(out.code.0)
-}
-
-/// The connection settings an option string gave (RSYNC_PASSWORD when no file).
-pub fn connect_options(args: &rsyncd_rs::client::ClientArgs) -> ConnectOptions {
-    let password = match &args.password_file {
-        Some(p) => Some(Password::File(p.clone())),
-        None => std::env::var_os("RSYNC_PASSWORD").map(|v| {
-            Password::Value(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec())
-        }),
-    };
-    ConnectOptions {
-        connect_timeout: args.contimeout.filter(|s| *s > 0).map(Duration::from_secs),
-        io_timeout: args
-            .options
-            .io_timeout
-            .filter(|s| *s > 0)
-            .map(|s| Duration::from_secs(s as u64)),
-        bind: args.address,
-        password,
-        max_protocol: args.protocol.unwrap_or(rsyncd_rs::PROTOCOL_VERSION),
-    }
 }

@@ -7,9 +7,8 @@
 //! `--stats`, errors, the exit code). Upstream: main.c, main() and start_client().
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use super::connect::{ConnectOptions, Password};
+use super::connect::ConnectOptions;
 use super::error::ClientError;
 use super::options::{ClientArgs, parse_command_line};
 use super::pull::{Endpoint, pull_from};
@@ -77,7 +76,7 @@ fn run_inner(argv: &[String]) -> Result<ExitCode, ClientError> {
             "usage: rsyncd-rs [OPTIONS] SRC... DEST (or --daemon; see --help)".into(),
         ));
     };
-    let c = connect_options(&args);
+    let c = args.connect_options();
     let verbose = args.options.verbose > 0;
     let stats = args
         .options
@@ -395,31 +394,6 @@ fn list(args: &ClientArgs, c: &ConnectOptions, what: &str) -> Result<ExitCode, C
         );
     }
     Ok(l.code)
-}
-
-/// The connection settings (`RSYNC_PASSWORD` and `RSYNC_CONNECT_PROG` from the
-/// environment, as rsync reads them).
-fn connect_options(args: &ClientArgs) -> ConnectOptions {
-    let password = match &args.password_file {
-        Some(p) => Some(Password::File(p.clone())),
-        None => std::env::var_os("RSYNC_PASSWORD").map(|v| {
-            Password::Value(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec())
-        }),
-    };
-    ConnectOptions {
-        connect_timeout: args.contimeout.filter(|s| *s > 0).map(Duration::from_secs),
-        io_timeout: args
-            .options
-            .io_timeout
-            .filter(|s| *s > 0)
-            .map(|s| Duration::from_secs(s as u64)),
-        bind: args.address,
-        password,
-        max_protocol: args.protocol.unwrap_or(crate::PROTOCOL_VERSION),
-        connect_prog: std::env::var("RSYNC_CONNECT_PROG")
-            .ok()
-            .filter(|p| !p.is_empty()),
-    }
 }
 
 /// A number with thousands separators, as rsync prints sizes.

@@ -27,6 +27,36 @@ pub struct ClientArgs {
     pub rsync_path: Option<String>,
 }
 
+impl ClientArgs {
+    /// How to connect, from these options and rsync's environment variables:
+    /// `RSYNC_PASSWORD` when no password file is given, `RSYNC_CONNECT_PROG`.
+    pub fn connect_options(&self) -> super::ConnectOptions {
+        let password = match &self.password_file {
+            Some(p) => Some(super::Password::File(p.clone())),
+            None => std::env::var_os("RSYNC_PASSWORD").map(|v| {
+                super::Password::Value(
+                    std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec(),
+                )
+            }),
+        };
+        let secs = |s: u64| (s > 0).then(|| std::time::Duration::from_secs(s));
+        super::ConnectOptions {
+            connect_timeout: self.contimeout.and_then(secs),
+            io_timeout: self
+                .options
+                .io_timeout
+                .and_then(|s| u64::try_from(s).ok())
+                .and_then(secs),
+            bind: self.address,
+            password,
+            max_protocol: self.protocol.unwrap_or(crate::PROTOCOL_VERSION),
+            connect_prog: std::env::var("RSYNC_CONNECT_PROG")
+                .ok()
+                .filter(|p| !p.is_empty()),
+        }
+    }
+}
+
 /// The option keys (rows of rsync's table) the client carries out.
 const SUPPORTED: &[&str] = &[
     "v",
