@@ -157,8 +157,9 @@ fn symlink_targets_pushed_into_a_module_without_a_chroot() {
     ]);
 }
 
-/// With a chroot: kept as sent when chrooted at the module root, sanitized when the
-/// module is an inner path of the chroot (`DIR/./backup`).
+/// With a chroot: kept as sent when chrooted at the module root, also when that root is
+/// named with an empty inner path (`DIR/./.`, where munging is off by default), sanitized
+/// when the module is an inner path of the chroot (`DIR/./backup`).
 #[test]
 fn symlink_targets_pushed_into_a_chrooted_module() {
     if !root_or_skip("chroot needs root") {
@@ -172,6 +173,14 @@ fn symlink_targets_pushed_into_a_chrooted_module() {
                 "backup/",
                 "/tmp/x",
             )) as Box<dyn FnOnce()>,
+        ),
+        (
+            "use chroot = yes, path = SCRATCH/backup/./., munging by default".to_string(),
+            Box::new(case(
+                &[("use chroot", "yes"), ("path", "SCRATCH/backup/./.")],
+                "backup/",
+                "/tmp/x",
+            )),
         ),
         (
             "use chroot = yes, path = SCRATCH/./backup".to_string(),

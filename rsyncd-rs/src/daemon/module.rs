@@ -237,9 +237,9 @@ pub(super) fn open_module(
         }
     };
 
-    let munge_symlinks = p
-        .munge_symlinks
-        .unwrap_or(!use_chroot || chroot_dir.as_ref().is_some_and(|_| path.contains("/./")));
+    // Unset: munge unless the session sees `/` as the module root through a chroot
+    // (upstream: `!use_chroot || module_dirlen`, so `DIR/./.` does not munge).
+    let munge_symlinks = p.munge_symlinks.unwrap_or(!use_chroot || sanitize_paths);
     if munge_symlinks && Path::new(SYMLINK_PREFIX.trim_end_matches('/')).is_dir() {
         s.log.line(&format!(
             "Symlink munging is unsafe when a {} directory exists.",
