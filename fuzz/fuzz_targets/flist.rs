@@ -8,8 +8,8 @@
 //! - byte 0: protocol 27 + b % 6;
 //! - byte 1, bit 0..7: varint flags, inc_recurse, preserve uid, gid, links, devices,
 //!   specials, hard links;
-//! - byte 2, bit 0..6: atimes, crtimes, relative, id0 names, safe flist,
-//!   delete-missing-args, munge symlinks;
+//! - byte 2, bit 0..7: atimes, crtimes, relative, id0 names, safe flist,
+//!   delete-missing-args, munge symlinks, sanitize symlinks (munging wins);
 //! - byte 3: `--checksum` length, [0, 8, 16, 20][b % 4].
 //!
 //! `fuzz/seed_corpora.py` writes seeds from the captured sessions.
@@ -18,8 +18,8 @@
 use libfuzzer_sys::fuzz_target;
 use rsyncd_rs::protocol::Decoded;
 use rsyncd_rs::protocol::flist::{
-    FileEntry, FlistConfig, FlistDecoder, FlistItem, IOERR_VALID_MASK, IdListDecoder, MAXPATHLEN,
-    decode_id_list, sort_and_clean,
+    FileEntry, FlistConfig, FlistDecoder, FlistItem, IOERR_VALID_MASK, IdListDecoder, LinkTargets,
+    MAXPATHLEN, decode_id_list, sort_and_clean,
 };
 use rsyncd_rs::protocol::ndx::{NDX_DONE, NDX_FLIST_EOF, NdxCodec};
 
@@ -41,7 +41,11 @@ fn config(c: &[u8; 4]) -> FlistConfig {
         id0_names: bit(c[2], 3),
         safe_flist: bit(c[2], 4),
         missing_args_delete: bit(c[2], 5),
-        munge_symlinks: bit(c[2], 6),
+        link_targets: match (bit(c[2], 6), bit(c[2], 7)) {
+            (true, _) => LinkTargets::Munged,
+            (false, true) => LinkTargets::Sanitized,
+            (false, false) => LinkTargets::AsSent,
+        },
         flist_csum_len: [0, 8, 16, 20][usize::from(c[3] % 4)],
     }
 }
@@ -55,6 +59,7 @@ fn check(e: &FileEntry, cfg: &FlistConfig) {
     assert!(e.mtime_nsec <= 999_999_999);
     if let Some(t) = &e.link_target {
         assert!(t.len() < MAXPATHLEN + 16);
+        assert!(cfg.link_targets != LinkTargets::Sanitized || t.first() != Some(&b'/'));
     }
     if let Some(sum) = &e.checksum {
         assert_eq!(sum.len(), cfg.flist_csum_len);

@@ -28,4 +28,5 @@ mod push;
 mod push_compat;
 mod push_options;
 mod push_safety;
+mod push_symlinks;
 mod session_end;

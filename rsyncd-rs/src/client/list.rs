@@ -9,7 +9,7 @@ use super::url::Remote;
 use crate::engine::exit::ExitCode;
 use crate::engine::flist::ListReceiver;
 use crate::engine::session::{Sums, flist_config};
-use crate::protocol::flist::FileEntry;
+use crate::protocol::flist::{FileEntry, LinkTargets};
 use crate::protocol::ndx::NDX_DONE;
 use crate::protocol::options::Options;
 
@@ -82,7 +82,7 @@ pub fn list(remote: &Remote, c: &ConnectOptions, l: &ListOptions) -> Result<List
 
     let sums =
         Sums::for_session(&s.opts, &s.wire).map_err(|e| ClientError::Protocol(e.to_string()))?;
-    let cfg = flist_config(&s.opts, &s.wire, &sums, false);
+    let cfg = flist_config(&s.opts, &s.wire, &sums, LinkTargets::AsSent);
     let mut lists = ListReceiver::new(cfg, !l.numeric_ids);
     let first = lists
         .receive(&mut s.reader, None)

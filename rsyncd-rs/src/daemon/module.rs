@@ -41,6 +41,9 @@ pub struct ModuleSession {
     pub is_read_only: bool,
     pub is_write_only: bool,
     pub munge_symlinks: bool,
+    /// The module root as the session sees it is not `/`: what the client names is kept
+    /// inside it (upstream's `sanitize_paths`, set when `module_dirlen` is not 0).
+    pub sanitize_paths: bool,
     pub use_chroot: bool,
     pub fake_super: bool,
     /// Whether the session may set ownership (it runs as root and not under fake super).
@@ -152,6 +155,7 @@ pub(super) fn open_module(
         None => path.contains("/./") || am_root,
     };
     let (chroot_dir, inner) = split_chroot_path(&path, use_chroot);
+    let sanitize_paths = !is_filesystem_root(&inner);
     let full_path = PathBuf::from(&path.replace("/./", "/"));
 
     // The module's own log file (or syslog settings) replace the global ones now.
@@ -233,9 +237,9 @@ pub(super) fn open_module(
         }
     };
 
-    let munge_symlinks = p
-        .munge_symlinks
-        .unwrap_or(!use_chroot || chroot_dir.as_ref().is_some_and(|_| path.contains("/./")));
+    // Unset: munge unless the session sees `/` as the module root through a chroot
+    // (upstream: `!use_chroot || module_dirlen`, so `DIR/./.` does not munge).
+    let munge_symlinks = p.munge_symlinks.unwrap_or(!use_chroot || sanitize_paths);
     if munge_symlinks && Path::new(SYMLINK_PREFIX.trim_end_matches('/')).is_dir() {
         s.log.line(&format!(
             "Symlink munging is unsafe when a {} directory exists.",
@@ -281,6 +285,7 @@ pub(super) fn open_module(
         is_read_only,
         is_write_only: p.write_only,
         munge_symlinks,
+        sanitize_paths,
         use_chroot,
         fake_super: p.fake_super,
         am_root: privileges::running_as_root() && !p.fake_super,
@@ -490,9 +495,38 @@ fn split_chroot_path(path: &str, use_chroot: bool) -> (Option<PathBuf>, PathBuf)
     }
 }
 
+/// Whether the module root, as the session sees it (after any chroot), is `/` itself:
+/// `/`, or a path that comes to it lexically (`//`, `/srv/..`), as upstream's
+/// normalize_path() measures `module_dirlen`. A relative path is taken as not `/`, so
+/// its sessions are confined.
+fn is_filesystem_root(inner: &Path) -> bool {
+    use std::path::Component;
+    let mut depth = 0usize;
+    for c in inner.components() {
+        match c {
+            Component::Normal(_) => depth += 1,
+            // `..` at the root stays at the root.
+            Component::ParentDir => depth = depth.saturating_sub(1),
+            Component::RootDir | Component::CurDir => {}
+            Component::Prefix(_) => return false,
+        }
+    }
+    inner.has_root() && depth == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn which_module_roots_are_the_filesystem_root() {
+        for root in ["/", "//", "/.", "/srv/..", "/.."] {
+            assert!(is_filesystem_root(Path::new(root)), "{root}");
+        }
+        for other in ["/srv", "/srv/./sub", "/a/../b", "srv", "."] {
+            assert!(!is_filesystem_root(Path::new(other)), "{other}");
+        }
+    }
 
     #[test]
     fn chroot_paths() {

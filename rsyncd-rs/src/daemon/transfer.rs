@@ -76,6 +76,7 @@ fn prepare(
         fake_super: ms.fake_super,
         numeric_ids: options.numeric_ids || ms.numeric_ids,
         munge_symlinks: ms.munge_symlinks,
+        sanitize_paths: ms.sanitize_paths,
         ignore_errors: p.ignore_errors || options.ignore_errors,
         is_daemon: true,
         show_absolute_args: chrooted_at_root,

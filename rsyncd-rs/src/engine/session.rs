@@ -12,6 +12,7 @@ use super::tree::{RelPath, Tree};
 use crate::protocol::checksum::ChecksumSpec;
 use crate::protocol::compat::CF_CHKSUM_SEED_FIX;
 use crate::protocol::filter::{FilterRule, filter_list_expected};
+use crate::protocol::flist::LinkTargets;
 use crate::protocol::mux::MsgCode;
 use crate::protocol::options::Options;
 
@@ -66,6 +67,10 @@ pub struct Policy {
     pub numeric_ids: bool,
     /// Received symlink targets get the `/rsyncd-munged/` prefix.
     pub munge_symlinks: bool,
+    /// A daemon module not chrooted at its root: paths from the client are kept inside
+    /// the transfer, and, without munging, so are received symlink targets (upstream:
+    /// clientserver.c, `sanitize_paths` when `module_dirlen`).
+    pub sanitize_paths: bool,
     /// Delete even after the sender reported I/O errors (`ignore errors`).
     pub ignore_errors: bool,
     /// A daemon module is being served (daemon-only refusals and log lines apply).
@@ -100,6 +105,19 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// What becomes of the symlink targets this session receives: munging wins over
+    /// sanitizing (upstream: flist.c recv_file_entry(), `sanitize_paths &&
+    /// !munge_symlinks`).
+    pub fn link_targets(&self) -> LinkTargets {
+        if self.munge_symlinks {
+            LinkTargets::Munged
+        } else if self.sanitize_paths {
+            LinkTargets::Sanitized
+        } else {
+            LinkTargets::AsSent
+        }
+    }
+
     /// A name quoted for a message as upstream's full_fname() does: in a daemon the
     /// module-relative path and the module, `"dir/file" (in backup)`; otherwise the path
     /// under the transfer root.
@@ -313,13 +331,13 @@ pub(crate) fn receive_filters(
     }
 }
 
-/// The file-list settings of a session; `munge_symlinks` says whether received symlink
-/// targets get the `/rsyncd-munged/` prefix (a receiving daemon's `munge symlinks`).
+/// The file-list settings of a session; `link_targets` says what becomes of received
+/// symlink targets (a receiving daemon's [`Policy::link_targets`]).
 pub(crate) fn flist_config(
     o: &Options,
     w: &Wire,
     sums: &Sums,
-    munge_symlinks: bool,
+    link_targets: LinkTargets,
 ) -> crate::protocol::flist::FlistConfig {
     use crate::protocol::compat::{CF_ID0_NAMES, CF_SAFE_FLIST, CF_VARINT_FLIST_FLAGS};
     crate::protocol::flist::FlistConfig {
@@ -339,6 +357,6 @@ pub(crate) fn flist_config(
         flist_csum_len: sums.file.map_or(0, |f| f.digest_len()),
         id0_names: w.compat_flags & CF_ID0_NAMES != 0,
         missing_args_delete: o.missing_args == 2,
-        munge_symlinks,
+        link_targets,
     }
 }

@@ -13,6 +13,7 @@ pub mod mux;
 pub mod ndx;
 pub mod options;
 pub mod request;
+pub mod sanitize;
 pub mod sums;
 #[cfg(test)]
 pub mod testutil;

@@ -270,7 +270,7 @@ fn run_session(
     writer: SharedWriter,
 ) -> Result<RecvOutcome, RecvError> {
     let sums = Sums::for_session(&s.opts, &s.wire)?;
-    let cfg = flist_config(&s.opts, &s.wire, &sums, s.policy.munge_symlinks);
+    let cfg = flist_config(&s.opts, &s.wire, &sums, s.policy.link_targets());
 
     let daemon_only = daemon_filter_set(&s)?;
     reject_excluded_backup_dir(&s.opts, &daemon_only)?;

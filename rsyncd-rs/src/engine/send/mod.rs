@@ -29,7 +29,7 @@ use super::setup::Wire;
 use super::tree::{RelPath, Tree};
 use crate::protocol::checksum::{ChecksumSpec, FileSum};
 use crate::protocol::filter::{FilterRule, server_cvs_rules};
-use crate::protocol::flist::FlistConfig;
+use crate::protocol::flist::{FlistConfig, LinkTargets};
 use crate::protocol::mux::MsgCode;
 use crate::protocol::options::Options;
 
@@ -308,7 +308,7 @@ fn run_session(
         peer_rules.extend(server_cvs_rules(true, s.wire.protocol));
     }
     // The sender sends targets as they are (a munged one was unmunged when read).
-    let cfg = flist_config(&s.opts, &s.wire, &sums, false);
+    let cfg = flist_config(&s.opts, &s.wire, &sums, LinkTargets::AsSent);
     let protocol = s.wire.protocol;
     let core = Core {
         opts: s.opts,

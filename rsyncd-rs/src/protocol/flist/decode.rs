@@ -2,10 +2,11 @@
 //! uidlist.c recv_id_list()).
 
 use super::{
-    FileEntry, FlistConfig, FlistError, FlistItem, HardLink, IOERR_VALID_MASK, MAXPATHLEN,
-    clean_received_name, mode, xmit,
+    FileEntry, FlistConfig, FlistError, FlistItem, HardLink, IOERR_VALID_MASK, LinkTargets,
+    MAXPATHLEN, clean_received_name, mode, xmit,
 };
 use crate::protocol::codec::{get_int, get_longint, get_varint, get_varlong};
+use crate::protocol::sanitize::{dir_depth, sanitize_path};
 use crate::protocol::{Decoded, WireError};
 
 /// The prefix a daemon with `munge symlinks` puts before received symlink targets.
@@ -420,12 +421,17 @@ impl FlistDecoder {
                         limit: MAXPATHLEN as u64,
                     })))?;
                 let target = cur.bytes(len)?;
-                let mut t = Vec::with_capacity(len + SYMLINK_PREFIX.len());
-                if c.munge_symlinks {
-                    t.extend_from_slice(SYMLINK_PREFIX);
-                }
-                t.extend_from_slice(target);
-                e.link_target = Some(t);
+                e.link_target = Some(match c.link_targets {
+                    LinkTargets::AsSent => target.to_vec(),
+                    LinkTargets::Munged => [SYMLINK_PREFIX, target].concat(),
+                    // Upstream leaves an empty target alone (sanitizing would make it ".").
+                    LinkTargets::Sanitized if target.is_empty() => Vec::new(),
+                    // At the depth of this entry's own directory. Stock 3.5.0 uses the
+                    // depth of the last name that had a directory part, so a top-level
+                    // link listed after `a/b/f` (a second argument, no incremental
+                    // recursion) may climb two levels out; see ARCHITECTURE.md.
+                    LinkTargets::Sanitized => sanitize_path(target, dir_depth(&e.name)),
+                });
             } else {
                 e.link_target = Some(Vec::new());
             }

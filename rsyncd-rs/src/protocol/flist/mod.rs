@@ -102,8 +102,24 @@ pub struct FlistConfig {
     pub id0_names: bool,
     /// `--delete-missing-args`: a mode of 0 marks a missing argument.
     pub missing_args_delete: bool,
-    /// Where received symlink targets get the `/rsyncd-munged/` prefix.
-    pub munge_symlinks: bool,
+    /// What becomes of received symlink targets.
+    pub link_targets: LinkTargets,
+}
+
+/// What a receiving daemon does to the symlink targets it is sent (upstream: flist.c
+/// recv_file_entry(), by `munge_symlinks` and `sanitize_paths`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LinkTargets {
+    /// Kept as sent: a client, a remote-shell server, a module chrooted at its root
+    /// without munging.
+    #[default]
+    AsSent,
+    /// `/rsyncd-munged/` goes in front (`munge symlinks`), whatever the target.
+    Munged,
+    /// Made relative and kept from climbing above the transfer root, as
+    /// [`sanitize_path`](crate::protocol::sanitize::sanitize_path) does at the depth of
+    /// the link's directory: a module not chrooted at its root, without munging.
+    Sanitized,
 }
 
 /// How an entry belongs to a hard-link group.
@@ -245,3 +261,5 @@ pub fn clean_received_name(name: &[u8], relative: bool) -> Result<Vec<u8>, Flist
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_links;

@@ -409,7 +409,11 @@ fn arb_config() -> impl Strategy<Value = FlistConfig> {
             flist_csum_len: csum,
             id0_names: f[12],
             missing_args_delete: f[13],
-            munge_symlinks: f[14],
+            link_targets: match (f[14], f[15]) {
+                (true, _) => LinkTargets::Munged,
+                (false, true) => LinkTargets::Sanitized,
+                (false, false) => LinkTargets::AsSent,
+            },
         })
 }
 
