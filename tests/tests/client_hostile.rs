@@ -292,6 +292,31 @@ fn pull_refuses_oversized_lengths_in_the_file_list() {
     assert!(text.contains("negative file length"), "{text}");
 }
 
+/// Case 3, sizes no file has: three files of 2^63-1 bytes each (their sum overflows 64
+/// bits). The client asks for them and gets six bytes each.
+#[test]
+fn pull_survives_sizes_that_overflow_a_sum() {
+    let sb = Sandbox::new();
+    let entries = [
+        dir("."),
+        file("a", i64::MAX),
+        file("b", i64::MAX),
+        file("c", i64::MAX),
+    ];
+    let list = encode_list(&entries, false);
+    let (r, _, t) = pull_from(&sb, "-rlt", move |p| {
+        p.start_pull(&list)?;
+        p.serve(|_| b"pwned\n".to_vec(), |_, _| Ok(()))
+    });
+    let o = r.unwrap();
+    assert_eq!(o.code, ExitCode::OK, "{:?}", o.lines);
+    assert_eq!(t.requested, [1, 2, 3]);
+    assert!(o.total_size >= i64::MAX as u64, "{}", o.total_size);
+    for name in ["a", "b", "c"] {
+        assert_eq!(std::fs::read(sb.dest().join(name)).unwrap(), b"pwned\n");
+    }
+}
+
 /// Pulls a list of `.` and one file `f` from a daemon that answers the client's request
 /// for it with `reply(peer, ndx)` instead of its data, then keeps the connection open.
 fn pull_bad_reply(what: &str, reply: fn(&mut Peer, i32) -> Vec<u8>) -> String {

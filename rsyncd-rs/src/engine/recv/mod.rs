@@ -390,6 +390,8 @@ fn run_session(
 }
 
 /// The total size of regular files and symlinks in a list (the `total size` statistic).
+/// The sizes are the peer's word, up to 2^63 - 1 each: their sum saturates rather than
+/// overflowing (a panic in a debug build, a wrapped statistic in a release one).
 fn total_size(list: &FileList) -> u64 {
     list.entries
         .iter()
@@ -399,7 +401,7 @@ fn total_size(list: &FileList) -> u64 {
                 || crate::protocol::flist::mode::is_lnk(e.mode))
         })
         .map(|(e, _)| e.size.max(0) as u64)
-        .sum()
+        .fold(0, u64::saturating_add)
 }
 
 /// The session's filter set: the daemon's rules, then the client's (and `-C`'s).
