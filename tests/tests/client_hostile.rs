@@ -533,3 +533,74 @@ fn push_sends_nothing_that_was_not_listed() {
         );
     }
 }
+
+/// Case 5: data for a file the client did not ask for (it holds it already, up to date)
+/// sent after the one it asked for, before any request, or twice; data for a file below
+/// a symlink; data for an index past the list.
+#[test]
+fn pull_refuses_data_that_was_not_asked_for() {
+    type After = fn(&mut Peer, i32) -> std::io::Result<()>;
+    let cases: [(&str, bool, After); 3] = [
+        ("after the requested file", false, |p, _| {
+            let out = p.file_data(2, b"EVIL\n");
+            p.send_data(&out)
+        }),
+        ("before any request", true, |_, _| Ok(())),
+        ("the requested file twice", false, |p, ndx| {
+            let out = p.file_data(ndx, b"EVIL!\n");
+            p.send_data(&out)
+        }),
+    ];
+    for (what, up_front, after) in cases {
+        let sb = Sandbox::new();
+        let mine = sb.dest().join("b.txt");
+        std::fs::write(&mine, "mine\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&mine)
+            .unwrap()
+            .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(T0 as u64))
+            .unwrap();
+        let list = encode_list(&[dir("."), file("a.txt", 6), file("b.txt", 5)], false);
+        let (r, took, t) = pull_from(&sb, "-rlt", move |p| {
+            p.start_pull(&list)?;
+            if up_front {
+                let out = p.file_data(2, b"EVIL\n");
+                p.send_data(&out)?;
+            }
+            p.serve(|_| b"pwned\n".to_vec(), after)
+        });
+        // b.txt is up to date: a client that asked for it would be right to take it.
+        assert!(!t.requested.contains(&2), "{what}: {:?}", t.requested);
+        assert_eq!(std::fs::read(&mine).unwrap(), b"mine\n", "{what}");
+        let a = std::fs::read(sb.dest().join("a.txt")).unwrap_or_default();
+        assert!(a.is_empty() || a == b"pwned\n", "{what}: {a:?}");
+        refused_at_once(what, r, took);
+    }
+}
+
+/// Case 5, where asking was not possible: data for an index past the list, and for a
+/// file listed below a symlink of the same list (which the generator would not ask for).
+#[test]
+fn pull_refuses_data_for_what_it_could_not_ask_for() {
+    for (what, ndx) in [
+        ("an index past the list", 99),
+        ("a file below a symlink", 2),
+    ] {
+        let sb = Sandbox::new();
+        let entries = [
+            dir("."),
+            symlink("link", "../sibling"),
+            file("link/keep.txt", 5),
+        ];
+        let list = encode_list(&entries, false);
+        let (r, took, t) = pull_from(&sb, "-rlt", move |p| {
+            p.start_pull(&list)?;
+            let out = p.file_data(ndx, b"EVIL\n");
+            p.send_data(&out)?;
+            p.serve(|_| b"pwned\n".to_vec(), |_, _| Ok(()))
+        });
+        assert!(t.requested.is_empty(), "{what}: {:?}", t.requested);
+        refused_at_once(what, r, took);
+    }
+}
