@@ -10,6 +10,7 @@
 mod access;
 mod auth;
 mod bad_input;
+mod client_hostile;
 mod client_list;
 mod client_transfer;
 mod compat;

@@ -851,6 +851,10 @@ impl Generator<'_> {
             }
             None => encode_sum_head(&mut out, &SumHead::default(), sh.wire.protocol),
         }
+        // A dry run's items come back without data (the receiver takes nothing).
+        if !o.dry_run {
+            sh.note_request(ndx);
+        }
         lock(&sh.writer).data(&out).map_err(write_err)?;
         self.log_item(e, iflags, None);
         // A dry run receives nothing, so a hard-link group is complete at once.

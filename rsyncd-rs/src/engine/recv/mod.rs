@@ -66,6 +66,9 @@ pub(crate) struct Shared {
     pub side: Side,
     /// What a sending server reported at the end (a client's pull).
     pub peer_stats: Mutex<Option<PeerStats>>,
+    /// The indexes the generator asked the sender for and the receiver has not had yet
+    /// (see [`Shared::take_request`]).
+    requested: Mutex<std::collections::HashSet<i32>>,
 }
 
 impl Shared {
@@ -157,6 +160,27 @@ impl Shared {
             (false, true) => Some(Said::Client),
             (false, false) => Some(Said::Both),
         }
+    }
+
+    /// Notes that the generator is asking the sender for `ndx` (before the request goes
+    /// out, so that the receiver knows of it before the answer can arrive).
+    pub fn note_request(&self, ndx: i32) {
+        self.requested
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(ndx);
+    }
+
+    /// Whether `ndx` was asked for and not received yet; the request is used up. A sender
+    /// sends only what it was asked for, and upstream's receiver trusts it to. We do not:
+    /// data for anything else would replace a file the generator chose to keep (one up
+    /// to date, or one `-u` or `--ignore-existing` protects), or come a second time and
+    /// pass for the redo of a file that failed its checksum.
+    pub fn take_request(&self, ndx: i32) -> bool {
+        self.requested
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&ndx)
     }
 
     /// Raises the exit code (the first error of the highest kind wins).
@@ -345,6 +369,7 @@ fn run_session(
         dflt_perms: 0o777 & !crate::engine::chmod::process_umask(),
         side: s.side,
         peer_stats: Mutex::new(None),
+        requested: Mutex::default(),
     });
     Stats::add(&shared.stats.total_size, total_size(&first));
 
@@ -390,6 +415,8 @@ fn run_session(
 }
 
 /// The total size of regular files and symlinks in a list (the `total size` statistic).
+/// The sizes are the peer's word, up to 2^63 - 1 each: their sum saturates rather than
+/// overflowing (a panic in a debug build, a wrapped statistic in a release one).
 fn total_size(list: &FileList) -> u64 {
     list.entries
         .iter()
@@ -399,7 +426,7 @@ fn total_size(list: &FileList) -> u64 {
                 || crate::protocol::flist::mode::is_lnk(e.mode))
         })
         .map(|(e, _)| e.size.max(0) as u64)
-        .sum()
+        .fold(0, u64::saturating_add)
 }
 
 /// The session's filter set: the daemon's rules, then the client's (and `-C`'s).

@@ -156,6 +156,8 @@ impl Receiver<'_, '_> {
                     self.notify(ToGenerator::IoError(e));
                 }
                 Message::NoSend(ndx) => {
+                    // The sender will not send it: its request is used up.
+                    self.sh.take_request(ndx);
                     self.notify(ToGenerator::Failed(ndx));
                 }
                 Message::ErrorExit(code) => {
@@ -382,6 +384,14 @@ impl Receiver<'_, '_> {
             // A dry run gets no data: the item was only echoed.
             if sh.opts.dry_run {
                 continue;
+            }
+            if !sh.take_request(ndx) {
+                return Err(RecvError::fatal(
+                    format!(
+                        "rsync: refusing data for file index {ndx}, which was not requested [receiver]"
+                    ),
+                    ExitCode::PROTOCOL,
+                ));
             }
             self.receive_file(ndx, &entry, iflags, basis_type)?;
         }
