@@ -234,64 +234,44 @@ fn push_local(
     })
 }
 
-/// The tree root and the arguments under it for local sources. Without `-R` each
-/// source's directory is its transfer root, so the root is the directory they share
-/// (`/` when they share none) and each argument keeps its path below it; with `-R` the
-/// paths are sent as given, relative to the working directory (or to `/`).
+/// The tree root and the arguments under it for local sources: the filesystem root,
+/// as the user's own rsync reads from anywhere (and follows links anywhere with `-L` or
+/// `--copy-unsafe-links`). Each source becomes its absolute path; with `-R` a relative
+/// source keeps only its given part, cut from the working directory by a `/./`
+/// marker, as upstream's implied-directory rule reads it.
 fn transfer_roots(
     sources: &[String],
     relative: bool,
 ) -> Result<(PathBuf, Vec<Vec<u8>>), ClientError> {
-    if relative {
-        if sources.iter().all(|s| !s.starts_with('/')) {
-            let cwd =
-                std::env::current_dir().map_err(|e| ClientError::Local(format!("getcwd: {e}")))?;
-            return Ok((cwd, sources.iter().map(|s| s.as_bytes().to_vec()).collect()));
-        }
-        let names = sources
-            .iter()
-            .map(|s| {
+    let cwd = std::env::current_dir().map_err(|e| ClientError::Local(format!("getcwd: {e}")))?;
+    let cwd = cwd.display().to_string();
+    let names = sources
+        .iter()
+        .map(|s| {
+            let full = if s.starts_with('/') {
+                s.trim_start_matches('/').to_string()
+            } else if relative {
+                let base = cwd.trim_matches('/');
+                if base.is_empty() {
+                    s.clone()
+                } else {
+                    format!("{base}/./{s}")
+                }
+            } else {
                 absolute(s)
                     .display()
                     .to_string()
                     .trim_start_matches('/')
-                    .as_bytes()
-                    .to_vec()
-            })
-            .collect();
-        return Ok((PathBuf::from("/"), names));
-    }
-    let abs: Vec<String> = sources
-        .iter()
-        .map(|s| absolute(s).display().to_string())
-        .collect();
-    // The directory each source's transfer root is in: the source itself for `dir/`.
-    let parent = |s: &str| -> String {
-        let t = s.trim_end_matches('/');
-        match t.rfind('/') {
-            Some(0) => "/".to_string(),
-            Some(i) => t[..i].to_string(),
-            None => ".".to_string(),
-        }
-    };
-    let first = parent(&abs[0]);
-    let root = if abs.iter().all(|s| parent(s) == first) {
-        first
-    } else {
-        "/".to_string()
-    };
-    let names = abs
-        .iter()
-        .map(|s| {
-            let rel = s.strip_prefix(&root).unwrap_or(s).trim_start_matches('/');
-            if rel.is_empty() {
-                ".".as_bytes().to_vec()
+                    .to_string()
+            };
+            if full.is_empty() {
+                b".".to_vec()
             } else {
-                rel.as_bytes().to_vec()
+                full.into_bytes()
             }
         })
         .collect();
-    Ok((PathBuf::from(root), names))
+    Ok((PathBuf::from("/"), names))
 }
 
 /// Pulls `src` (a daemon address or `host:path`) into the local `dest`.
@@ -440,15 +420,15 @@ mod tests {
 
     #[test]
     fn transfer_roots_of_local_sources() {
-        let (root, names) =
-            transfer_roots(&["/a/b/file".into(), "/a/b/dir/".into()], false).unwrap();
-        assert_eq!(root, PathBuf::from("/a/b"));
-        assert_eq!(names, vec![b"file".to_vec(), b"dir/".to_vec()]);
-        let (root, names) = transfer_roots(&["/a/b/".into()], false).unwrap();
-        assert_eq!(root, PathBuf::from("/a"));
-        assert_eq!(names, vec![b"b/".to_vec()]);
-        let (root, names) = transfer_roots(&["/a/x".into(), "/c/y".into()], false).unwrap();
+        let two = ["/a/b/file".to_string(), "/a/b/dir/".to_string()];
+        let (root, names) = transfer_roots(&two, false).unwrap();
         assert_eq!(root, PathBuf::from("/"));
-        assert_eq!(names, vec![b"a/x".to_vec(), b"c/y".to_vec()]);
+        assert_eq!(names, vec![b"a/b/file".to_vec(), b"a/b/dir/".to_vec()]);
+        let (_, names) = transfer_roots(&["/a/x".to_string(), "/".to_string()], true).unwrap();
+        assert_eq!(names, vec![b"a/x".to_vec(), b".".to_vec()]);
+        let cwd = std::env::current_dir().unwrap().display().to_string();
+        let (_, names) = transfer_roots(&["x/y".to_string()], true).unwrap();
+        let want = format!("{}/./x/y", cwd.trim_matches('/')).into_bytes();
+        assert_eq!(names, vec![want]);
     }
 }

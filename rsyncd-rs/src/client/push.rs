@@ -70,7 +70,9 @@ pub fn push_to<P: AsRef<[u8]>>(
     let tree = Tree::open(
         root,
         TreeOptions {
-            open_noatime: false,
+            // Rooted at `/`, the sender may follow links wherever the user's own
+            // rsync would (-L, --copy-unsafe-links); any other root confines it.
+            whole_filesystem: root == Path::new("/"),
             ..TreeOptions::default()
         },
     )

@@ -83,6 +83,11 @@ pub struct TreeOptions {
     /// `--dry-run`: every change succeeds without touching anything, as upstream's
     /// syscall wrappers do; [`Tree::set_attrs`] reports what it would change.
     pub dry_run: bool,
+    /// The root is `/`, the whole filesystem as a local user's own rsync sees it (a
+    /// client's sender for `-L` and `--copy-unsafe-links`; never a daemon's module): an
+    /// absolute symlink target leads from the root, and `..` stops at it, as the
+    /// kernel's walk does.
+    pub whole_filesystem: bool,
 }
 
 /// The module root and every operation beneath it.

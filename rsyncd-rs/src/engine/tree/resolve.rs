@@ -23,7 +23,7 @@ impl Tree {
         let mut missing = false;
         while let Some(part) = pending.pop() {
             if part == b".." {
-                if done.pop().is_none() {
+                if done.pop().is_none() && !self.opts.whole_filesystem {
                     return Err(TreeError::Escape {
                         path: p.to_string(),
                     });
@@ -47,12 +47,15 @@ impl Tree {
                         });
                     }
                     let target = self.read_link(&here)?;
-                    if target.starts_with(b"/") {
-                        return Err(TreeError::Escape {
-                            path: p.to_string(),
-                        });
-                    }
                     done.pop();
+                    if target.starts_with(b"/") {
+                        if !self.opts.whole_filesystem {
+                            return Err(TreeError::Escape {
+                                path: p.to_string(),
+                            });
+                        }
+                        done.clear();
+                    }
                     for part in target.split(|&b| b == b'/').rev() {
                         if !part.is_empty() && part != b"." {
                             pending.push(part.to_vec());
@@ -97,5 +100,43 @@ mod tests {
         assert!(r("abs").unwrap_err().is_confinement());
         assert!(r("public/climb").unwrap_err().is_confinement());
         assert!(r("loop").is_err());
+    }
+
+    /// A tree at `/` (a local user's sender) follows absolute targets from the root and
+    /// stops `..` there, as the kernel does; the same links are refused beneath any
+    /// other root.
+    #[test]
+    fn the_whole_filesystem_follows_absolute_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        std::fs::write(root.join("a/f"), b"x").unwrap();
+        std::os::unix::fs::symlink(root.join("a/f"), root.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../../../../../..", root.join("a/up")).unwrap();
+        let whole = Tree::open(
+            std::path::Path::new("/"),
+            TreeOptions {
+                whole_filesystem: true,
+                ..TreeOptions::default()
+            },
+        )
+        .unwrap();
+        let inside = |name: &str| {
+            let p = root.join(name);
+            RelPath::parse(p.display().to_string().trim_start_matches('/').as_bytes()).unwrap()
+        };
+        let want = root.join("a/f").display().to_string();
+        assert_eq!(
+            whole.resolve(&inside("abs")).unwrap().as_bytes(),
+            want.trim_start_matches('/').as_bytes()
+        );
+        assert!(whole.resolve(&inside("a/up")).unwrap().is_root());
+        let confined = Tree::open(root, TreeOptions::default()).unwrap();
+        assert!(
+            confined
+                .resolve(&RelPath::parse(b"abs").unwrap())
+                .unwrap_err()
+                .is_confinement()
+        );
     }
 }
