@@ -324,6 +324,15 @@ mod tests {
         assert!(parse("-avzH --compress-choice=zstd -c --numeric-ids --partial -n").is_ok());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_words_parse_or_fail_cleanly(words in proptest::collection::vec(".{0,12}", 0..8)) {
+            if let Ok((a, _)) = parse_command_line(&words) {
+                let _ = crate::protocol::options::server_args(&a.options, 32);
+            }
+        }
+    }
+
     #[test]
     fn what_the_client_does_not_do_is_named() {
         for (s, named) in [
