@@ -36,8 +36,11 @@ impl std::fmt::Debug for Password {
     }
 }
 
-/// How to connect.
-#[derive(Debug, Clone)]
+/// Told of each entry as a transfer goes (a progress display).
+pub type Progress = std::sync::Arc<dyn Fn(&crate::engine::session::ItemEvent) + Send + Sync>;
+
+/// How to connect (and what to tell as a transfer goes).
+#[derive(Clone)]
 pub struct ConnectOptions {
     /// How long the TCP connection may take (`--contimeout`); `None` waits as the system
     /// does.
@@ -52,6 +55,21 @@ pub struct ConnectOptions {
     /// `RSYNC_CONNECT_PROG`: a command (run by `sh -c`, `%H` the host) whose standard
     /// input and output are the daemon connection, instead of TCP.
     pub connect_prog: Option<String>,
+    /// Called for each entry a push or pull lists, sends or receives.
+    pub progress: Option<Progress>,
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("io_timeout", &self.io_timeout)
+            .field("bind", &self.bind)
+            .field("password", &self.password)
+            .field("max_protocol", &self.max_protocol)
+            .field("connect_prog", &self.connect_prog)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ConnectOptions {
@@ -63,6 +81,7 @@ impl Default for ConnectOptions {
             password: None,
             max_protocol: crate::PROTOCOL_VERSION,
             connect_prog: None,
+            progress: None,
         }
     }
 }

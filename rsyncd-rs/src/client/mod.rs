@@ -15,9 +15,9 @@ mod setup;
 mod transport;
 mod url;
 
-pub use crate::engine::session::ItemWhat;
+pub use crate::engine::session::{ItemEvent, ItemWhat};
 pub use command::run as run_command_line;
-pub use connect::{ConnectOptions, Password, read_password};
+pub use connect::{ConnectOptions, Password, Progress, read_password};
 pub use error::{ClientError, Refusal};
 pub use list::{ListOptions, Listing, list};
 pub use options::{ClientArgs, parse_command_line, parse_options};

@@ -37,11 +37,18 @@ pub struct PullOutcome {
 
 /// Lines our roles address to the user, and what became of each entry, kept for the
 /// outcome.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct Collected(
     Mutex<Vec<ServerLine>>,
     Mutex<std::collections::BTreeMap<Vec<u8>, ItemWhat>>,
+    Option<super::connect::Progress>,
 );
+
+impl std::fmt::Debug for Collected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Collected")
+    }
+}
 
 impl Collected {
     /// The lines so far.
@@ -74,6 +81,9 @@ impl LogSink for Collected {
     }
 
     fn item(&self, ev: &ItemEvent) {
+        if let Some(p) = &self.2 {
+            p(ev);
+        }
         let mut m = self
             .1
             .lock()
@@ -97,6 +107,11 @@ impl LogSink for Collected {
 }
 
 impl Collected {
+    /// A collector that also tells `progress` of each entry.
+    pub(super) fn with_progress(progress: Option<super::connect::Progress>) -> Collected {
+        Collected(Mutex::default(), Mutex::default(), progress)
+    }
+
     /// What became of each entry, by name.
     pub(super) fn items(&self) -> Vec<(Vec<u8>, ItemWhat)> {
         self.1
@@ -195,7 +210,7 @@ pub fn pull_from(
         .map_err(|e| ClientError::Options(e.to_string()))?;
     writer.data(&out).map_err(super::connect::conn_error)?;
     writer.flush().map_err(super::connect::conn_error)?;
-    let ours = Arc::new(Collected::default());
+    let ours = Arc::new(Collected::with_progress(c.progress.clone()));
     let sink = ours.clone();
     writer.keep_texts_local(TextSink::new(move |code, text| {
         sink.push(code, &String::from_utf8_lossy(text));

@@ -114,7 +114,7 @@ pub fn push_to<P: AsRef<[u8]>>(
             .map_err(|e| ClientError::Options(e.to_string()))?;
         writer.data(&out).map_err(conn_error)?;
     }
-    let ours = Arc::new(Collected::default());
+    let ours = Arc::new(Collected::with_progress(c.progress.clone()));
     let sink = ours.clone();
     writer.keep_texts_local(TextSink::new(move |code, text| {
         sink.push(code, &String::from_utf8_lossy(text));

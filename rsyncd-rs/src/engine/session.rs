@@ -31,6 +31,8 @@ pub trait LogSink: Send + Sync {
 pub struct ItemEvent {
     pub name: Vec<u8>,
     pub what: ItemWhat,
+    /// The entry's size in bytes (its data, for a file).
+    pub size: u64,
 }
 
 /// See [`ItemEvent`].
@@ -38,7 +40,7 @@ pub struct ItemEvent {
 pub enum ItemWhat {
     /// Put in the file list (directories too).
     Listed,
-    /// Its data went to the receiver.
+    /// Its data went to the receiver (or, receiving, arrived and was put in place).
     Sent,
     /// The receiver asked for it again, or its attributes only.
     Updated,

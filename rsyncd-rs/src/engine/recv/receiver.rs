@@ -522,6 +522,11 @@ impl Receiver<'_, '_> {
         match got {
             Some(received) if received.verified => {
                 Stats::add(&sh.stats.files_transferred, 1);
+                sh.log.item(&crate::engine::session::ItemEvent {
+                    name: e.name.clone(),
+                    what: crate::engine::session::ItemWhat::Sent,
+                    size: e.size.max(0) as u64,
+                });
                 Stats::add(&sh.stats.literal_bytes, received.literal_bytes);
                 Stats::add(&sh.stats.matched_bytes, received.matched_bytes);
                 if let Some(fmt) = &sh.policy.transfer_log_format {

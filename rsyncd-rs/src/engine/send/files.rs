@@ -68,10 +68,15 @@ impl Io<'_> {
                 Request::Done => return Ok(None),
                 // The receiver's deletion counts, echoed back as upstream's server sender
                 // does.
+                // Only a sending server echoes them (upstream: rsync.c,
+                // read_ndx_and_attrs(), `am_sender && am_server`); a pushing client
+                // keeps them.
                 Request::DelStats(counts) => {
-                    let mut out = Vec::new();
-                    self.core.put_request(&Request::DelStats(counts), &mut out);
-                    self.core.data(&out)?;
+                    if self.core.is_server {
+                        let mut out = Vec::new();
+                        self.core.put_request(&Request::DelStats(counts), &mut out);
+                        self.core.data(&out)?;
+                    }
                 }
                 Request::Other(ndx) => {
                     let last = lists
@@ -155,7 +160,11 @@ fn item(
     name: Vec<u8>,
     what: crate::engine::session::ItemWhat,
 ) -> crate::engine::session::ItemEvent {
-    crate::engine::session::ItemEvent { name, what }
+    crate::engine::session::ItemEvent {
+        name,
+        what,
+        size: 0,
+    }
 }
 
 fn read_err(e: crate::engine::mux::ReadError) -> EngineError {

@@ -349,6 +349,7 @@ impl Lister {
             core.log.item(&crate::engine::session::ItemEvent {
                 name: it.e.name.clone(),
                 what: crate::engine::session::ItemWhat::Listed,
+                size: it.e.size.max(0) as u64,
             });
             if mode::is_reg(it.e.mode) || mode::is_lnk(it.e.mode) {
                 self.total_size += it.e.size.max(0) as u64;

@@ -82,6 +82,8 @@ pub(crate) struct Core {
     exit: ExitState,
     /// The one index encoder of our output: list markers and answers share its state.
     ndx_out: Mutex<crate::protocol::ndx::NdxCodec>,
+    /// We serve a client (not the client's own sender).
+    pub is_server: bool,
 }
 
 impl Core {
@@ -322,6 +324,7 @@ fn run_session(
         peer_rules,
         exit: ExitState::default(),
         ndx_out: Mutex::new(crate::protocol::ndx::NdxCodec::new(protocol)),
+        is_server: !is_client,
     };
     core.log.line("building file list");
     let mut lists = list::Lister::new(&core);
