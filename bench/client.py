@@ -192,6 +192,17 @@ def change_file(f: Path, k: int) -> None:
     os.utime(f, (t, t))
 
 
+def complaints(d: Daemon, offset: int) -> list[str]:
+    """The lines of the daemon's log after `offset` that report a problem. A session can
+    end well and leave the module right while one side misread the other: the tree check
+    does not see that, the daemon's log may."""
+    with open(d.logfile, "rb") as f:
+        f.seek(offset)
+        text = f.read().decode(errors="replace")
+    words = ("error", "invalid", "warning", "failed", "unexpected")
+    return [l for l in text.splitlines() if any(w in l.lower() for w in words)]
+
+
 def settle(d: Daemon) -> None:
     """Waits until the daemon's last session processes have exited (a client can exit
     before them), so that no session runs beside the tail of the one before."""
@@ -231,6 +242,7 @@ def run_latency(b: Bench, cl: Clients, src: Path, opts: list[str]) -> dict[str, 
         for dn in b.daemons:
             d = b.daemons[dn]
             d.reset_module()
+            log_from = d.logfile.stat().st_size if d.logfile.exists() else 0
             d.start()
             try:
                 argv, _ = cl.argv("stock", d.port, opts, ["./"], src)
@@ -274,6 +286,7 @@ def run_latency(b: Bench, cl: Clients, src: Path, opts: list[str]) -> dict[str, 
             finally:
                 d.stop()
             check_tree(b, d, src, f"latency: after the sessions to {dn}", False)
+            b.results[("latency-log", dn, "")] = complaints(d, log_from)
     finally:
         os.chdir(cwd)
         os.close(out_fd)
@@ -389,6 +402,12 @@ def report_latency(b: Bench, floors: dict[str, float]) -> list[str]:
     print(f"process floor, p50 of the same timer: /bin/true {floors['true']:.2f} ms, "
           f"rsync --version {floors['stock']:.2f} ms, syncctl --version "
           f"{floors['syncctl']:.2f} ms")
+    for dn in b.daemons:
+        lines = b.results.get(("latency-log", dn, ""), [])
+        if lines:
+            # Both clients took turns: the log's process ids tell whose session it was.
+            warns.append(f"NOTE the {dn} daemon logged {len(lines)} complaint(s) during the "
+                         f"one-file sessions (both clients), e.g.: {lines[0]}")
     return warns
 
 
