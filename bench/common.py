@@ -1,5 +1,6 @@
-"""Shared parts of the benchmarks (push.py, pull.py): test data, the two daemons, RSS and
-CPU sampling, one measured client run, and the report. See bench/README.md."""
+"""Shared parts of the benchmarks (push.py, pull.py, client.py): test data, the two daemons,
+RSS and CPU sampling, one measured client run, the tree check, and the report. See
+bench/README.md."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import random
 import shutil
 import signal
 import socket
+import stat
 import statistics
 import subprocess
 import sys
@@ -121,22 +123,25 @@ def make_changed_copy(src: Path, dst: Path, count: int, span: int) -> None:
     os.utime(dst, (MTIME_BIG_MOD, MTIME_BIG_MOD))
 
 
-def make_sources(args: argparse.Namespace, small: Path, big: Path, changed: Path) -> None:
+def make_sources(args: argparse.Namespace, small: Path, big: Path,
+                 changed: Path | None) -> None:
     """For the workloads asked for: the small tree in `small`, and the big file and its
-    changed copy, each `big.bin`, in `big` and `changed`."""
+    changed copy, each `big.bin`, in `big` and `changed` (no copy when `changed` is None)."""
     if "small" in args.workloads:
         log(f"generating {args.files} files in {args.dirs} directories")
         n = make_small_tree(small, args.files, args.dirs)
         log(f"  {human_bytes(n)}")
     if "big" in args.workloads:
         size = args.big_mib << 20
-        log(f"generating a {human_bytes(size)} file and a copy with "
-            f"{args.changes} x {args.change_kib} KiB changed")
+        log(f"generating a {human_bytes(size)} file"
+            + ("" if changed is None else
+               f" and a copy with {args.changes} x {args.change_kib} KiB changed"))
         big.mkdir()
-        changed.mkdir()
         make_big_file(big / "big.bin", size)
-        make_changed_copy(big / "big.bin", changed / "big.bin", args.changes,
-                          args.change_kib << 10)
+        if changed is not None:
+            changed.mkdir()
+            make_changed_copy(big / "big.bin", changed / "big.bin", args.changes,
+                              args.change_kib << 10)
 
 
 # ----------------------------------------------------------------------------- daemons
@@ -440,6 +445,19 @@ class Result:
     max_procs: int
     literal: int | None
     matched: int | None
+    # With `client_rss`: the client's peak RSS, the kernel's high-water mark of its largest
+    # process (`/usr/bin/time -f %M`), and the summed VmRSS of its process tree, sampled,
+    # with the most processes seen at once.
+    client_maxrss_kib: int = 0
+    client_tree_kib: int = 0
+    client_procs: int = 0
+    client_sys_s: float = 0.0
+
+    @property
+    def client_peak_kib(self) -> int:
+        """The client's peak RSS: the kernel's figure, or the sampled sum of its process
+        tree where that is larger (a client that forks)."""
+        return max(self.client_maxrss_kib, self.client_tree_kib)
 
 
 @dataclass
@@ -474,11 +492,33 @@ def parse_stat(out: str, label: str) -> int | None:
 
 
 
+# GNU time: `-f %M` is the peak RSS of the command's largest process. The rusage wait4
+# gives a parent is no use for that when the parent is this script: a child execs from a
+# (v)forked copy of the interpreter, and Linux keeps the larger of the old and the new
+# memory map's high-water marks (tens of MiB of python) in ru_maxrss. `time` is small.
+GNU_TIME = "/usr/bin/time"
+
+
+def time_wrapped(argv: list[str], out: Path) -> list[str]:
+    """`argv` run under GNU time, its peak RSS (KiB) written to `out` (see `read_maxrss`)."""
+    return [GNU_TIME, "-f", "%M", "-o", str(out), *argv]
+
+
+def read_maxrss(out: Path) -> int:
+    """The KiB GNU time wrote (its last line: before it may come "Command exited with...")."""
+    try:
+        return int(out.read_text().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def measure(b: Bench, d: Daemon, argvs: Callable[[int], list[list[str]]], cwd: Path,
-            verb: str) -> Result:
+            verb: str, client_rss: bool = False) -> Result:
     """Starts `d`, runs the client once for each command line of `argvs(port)` in turn
     (stopping at the first that fails), all timed together, then stops `d`. `verb` (push,
-    pull) names the transfer in the error raised when the client fails."""
+    pull) names the transfer in the error raised when the client fails. With `client_rss`
+    the client runs under GNU time (its peak RSS; the wall time then includes time's
+    fork and exec, well under a millisecond) and its process tree is sampled too."""
     subprocess.run(["sync"], check=True)
     d.start()
     sampler = Sampler(d.proc.pid, b.args.poll_ms / 1000)  # type: ignore[union-attr]
@@ -490,9 +530,22 @@ def measure(b: Bench, d: Daemon, argvs: Callable[[int], list[list[str]]], cwd: P
     t0 = time.monotonic()
     utime = stime = 0.0
     status = 0
+    maxrss = tree_kib = tree_procs = 0
+    rss_out = b.work / "client.maxrss"
     for argv in argvs(d.port):
+        if client_rss:
+            argv = time_wrapped(argv, rss_out)
         proc = subprocess.Popen(argv, cwd=cwd, stdout=out_f, stderr=err_f)
+        csampler = Sampler(proc.pid, b.args.poll_ms / 1000) if client_rss else None
+        if csampler:
+            csampler.start()
         _, status, ru = os.wait4(proc.pid, 0)
+        if csampler:
+            # time's child is the client: its tree is the sampler's one "session".
+            csampler.finish()
+            tree_kib = max(tree_kib, csampler.peak_session_kib)
+            tree_procs = max(tree_procs, csampler.max_procs - 1)
+            maxrss = max(maxrss, read_maxrss(rss_out))
         utime += ru.ru_utime
         stime += ru.ru_stime
         if os.waitstatus_to_exitcode(status) != 0:
@@ -535,6 +588,10 @@ def measure(b: Bench, d: Daemon, argvs: Callable[[int], list[list[str]]], cwd: P
         max_procs=sampler.max_procs,
         literal=parse_stat(out, "Literal data"),
         matched=parse_stat(out, "Matched data"),
+        client_maxrss_kib=maxrss,
+        client_tree_kib=tree_kib,
+        client_procs=tree_procs,
+        client_sys_s=stime,
     )
 
 
@@ -575,7 +632,94 @@ def tail(path: Path, nbytes: int = 4000) -> str:
     return f"--- {path} (end):\n{text}" if text else ""
 
 
-# ----------------------------------------------------------------------------- report
+# ----------------------------------------------------------------------------- checks
+
+
+FAKE_SUPER_XATTR = "user.rsync.%stat"
+
+
+def tree_meta(path: str, fake_super: bool = False) -> tuple[int, int, int, int, int, int]:
+    """What -a preserves and the check compares: type, permissions, owner, group, mtime
+    (whole seconds) and, for files, size. With `fake_super` (a module written by a daemon
+    with `fake super = yes`) type, permissions, owner and group are the ones the daemon
+    stored in the `user.rsync.%stat` xattr ("MODE MAJOR,MINOR UID:GID", octal mode) where
+    there is one: the file itself belongs to the daemon's user."""
+    st = os.lstat(path)
+    mode, uid, gid = st.st_mode, st.st_uid, st.st_gid
+    if fake_super:
+        try:
+            raw = os.getxattr(path, FAKE_SUPER_XATTR, follow_symlinks=False).decode()
+        except OSError:
+            raw = ""
+        if raw:
+            m, _rdev, ids = raw.split()
+            mode = int(m, 8)
+            uid, gid = (int(x) for x in ids.split(":"))
+    size = st.st_size if stat.S_ISREG(st.st_mode) else 0
+    return (stat.S_IFMT(mode), stat.S_IMODE(mode), uid, gid, int(st.st_mtime), size)
+
+
+def same_content(a: str, b: str) -> bool:
+    with open(a, "rb") as f, open(b, "rb") as g:
+        while True:
+            x = f.read(1 << 20)
+            if x != g.read(1 << 20):
+                return False
+            if not x:
+                return True
+
+
+def compare_trees(src: Path, dst: Path, limit: int = 20, fake_super: bool = False,
+                  content_every: int = 1) -> list[str]:
+    """Differences between `dst` and `src` (at most `limit`): names on one side only,
+    metadata (`tree_meta`) of every entry, directories included, the top one too, and the
+    bytes of every `content_every`-th file in walk order (the first one always)."""
+    problems: list[str] = []
+    nfile = 0
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames.sort()
+        rel = os.path.relpath(dirpath, src)
+        ddir = os.path.join(dst, rel)
+        try:
+            dnames = set(os.listdir(ddir))
+        except OSError as e:
+            problems.append(f"{rel}/: {e.strerror} in the destination")
+            dirnames[:] = []
+            continue
+        snames = set(dirnames) | set(filenames)
+        problems += [f"{os.path.join(rel, n)}: missing" for n in sorted(snames - dnames)]
+        problems += [f"{os.path.join(rel, n)}: not in the source"
+                     for n in sorted(dnames - snames)]
+        ms, md = tree_meta(dirpath), tree_meta(ddir, fake_super)
+        if ms != md:
+            problems.append(f"{rel}/: (type, mode, uid, gid, mtime, size) {md}, source {ms}")
+        for fn in sorted(filenames):
+            if fn not in dnames:
+                continue
+            s, t = os.path.join(dirpath, fn), os.path.join(ddir, fn)
+            ms, md = tree_meta(s), tree_meta(t, fake_super)
+            if ms != md:
+                problems.append(f"{os.path.join(rel, fn)}: (type, mode, uid, gid, mtime, "
+                                f"size) {md}, source {ms}")
+            elif (stat.S_ISREG(ms[0]) and nfile % content_every == 0
+                  and not same_content(s, t)):
+                problems.append(f"{os.path.join(rel, fn)}: content differs")
+            nfile += 1
+        if len(problems) >= limit:
+            break
+    return problems[:limit]
+
+
+def fail(b: Bench, d: Daemon, what: str, problems: list[str]) -> None:
+    """Stops the benchmark with what went wrong, the client's output and the daemon's log
+    (the scratch directory is kept: see `run_bench`)."""
+    raise SystemExit(
+        f"{what}\n" + "\n".join(f"  {p}" for p in problems) + "\n"
+        f"{tail(b.work / 'client.out')}{tail(b.work / 'client.err')}"
+        f"daemon log: {d.logfile}\n{tail(d.logfile)}{tail(d.dir / 'daemon.out')}"
+    )
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -734,31 +878,34 @@ def fs_type(path: Path) -> str:
     return kind
 
 
-def find_ours(path: str | None) -> str:
+def find_ours(path: str | None, name: str = "rsyncd-rs", option: str = "--ours") -> str:
+    """The binary given (`option` names it in errors), or the workspace's release build of
+    package `name` (`$CARGO_TARGET_DIR` or target/), built when missing."""
     if path:
         p = Path(path)
         if not os.access(p, os.X_OK):
-            raise SystemExit(f"--ours {p}: not an executable")
+            raise SystemExit(f"{option} {p}: not an executable")
         return str(p)
     target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-    p = target / "release" / "rsyncd-rs"
+    p = target / "release" / name
     if not p.exists():
-        log(f"building {p} (cargo build --release -p rsyncd-rs)")
-        subprocess.run(["cargo", "build", "--release", "-p", "rsyncd-rs"], cwd=REPO,
-                       check=True)
+        log(f"building {p} (cargo build --release -p {name})")
+        subprocess.run(["cargo", "build", "--release", "-p", name], cwd=REPO, check=True)
     return str(p)
 
 
 
-def common_args(ap: argparse.ArgumentParser, workloads: str) -> None:
-    """The options both benchmarks take (after their own --quick)."""
+def common_args(ap: argparse.ArgumentParser, workloads: str, delta: bool = True) -> None:
+    """The options the benchmarks take (after their own --quick); with `delta`, those of
+    the big file's changed copy."""
     ap.add_argument("--files", type=int, help="number of small files (default 20000)")
     ap.add_argument("--dirs", type=int, default=200, help="directories for them (200)")
     ap.add_argument("--big-mib", type=int, help="size of the big file in MiB (default 1024)")
-    ap.add_argument("--changes", type=int, default=256,
-                    help="places changed in the big file for the delta transfer (256)")
-    ap.add_argument("--change-kib", type=int, default=4,
-                    help="KiB changed at each place (4: 256 x 4 KiB = 1 MiB)")
+    if delta:
+        ap.add_argument("--changes", type=int, default=256,
+                        help="places changed in the big file for the delta transfer (256)")
+        ap.add_argument("--change-kib", type=int, default=4,
+                        help="KiB changed at each place (4: 256 x 4 KiB = 1 MiB)")
     ap.add_argument("--repeats", type=int,
                     help="repetitions, median reported; even, so that each daemon goes "
                          "first as often as second (4)")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +28,9 @@ from common import (
     Daemon,
     Result,
     common_args,
+    compare_trees,
     empty_dir,
+    fail,
     finish_args,
     make_sources,
     log,
@@ -38,7 +39,6 @@ from common import (
     repetitions,
     report,
     run_bench,
-    tail,
     workload_labels,
 )
 
@@ -83,71 +83,6 @@ def make_tree(root: Path, nfiles: int, per_dir: int = 200, per_parent: int = 50)
     for top in root.iterdir():
         os.utime(top, (MTIME_BASE, MTIME_BASE))
     return ndirs
-
-
-# ----------------------------------------------------------------------------- checks
-
-
-def _meta(st: os.stat_result) -> tuple[int, int, int, int, int, int]:
-    """What -a preserves and the check compares: type, permissions, owner, group, mtime
-    (whole seconds) and, for files, size."""
-    size = st.st_size if stat.S_ISREG(st.st_mode) else 0
-    return (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
-            int(st.st_mtime), size)
-
-
-def _same_content(a: str, b: str) -> bool:
-    with open(a, "rb") as f, open(b, "rb") as g:
-        while True:
-            x = f.read(1 << 20)
-            if x != g.read(1 << 20):
-                return False
-            if not x:
-                return True
-
-
-def compare_trees(src: Path, dst: Path, limit: int = 20) -> list[str]:
-    """Differences between `dst` and `src` (at most `limit`): names on one side only,
-    metadata (`_meta`) and bytes of every file, directories included, the top one too."""
-    problems: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(src):
-        rel = os.path.relpath(dirpath, src)
-        ddir = os.path.join(dst, rel)
-        try:
-            dnames = set(os.listdir(ddir))
-        except OSError as e:
-            problems.append(f"{rel}/: {e.strerror} in the destination")
-            dirnames[:] = []
-            continue
-        snames = set(dirnames) | set(filenames)
-        problems += [f"{os.path.join(rel, n)}: missing" for n in sorted(snames - dnames)]
-        problems += [f"{os.path.join(rel, n)}: not in the source"
-                     for n in sorted(dnames - snames)]
-        ms, md = _meta(os.lstat(dirpath)), _meta(os.lstat(ddir))
-        if ms != md:
-            problems.append(f"{rel}/: (type, mode, uid, gid, mtime, size) {md}, source {ms}")
-        for fn in filenames:
-            if fn not in dnames:
-                continue
-            s, t = os.path.join(dirpath, fn), os.path.join(ddir, fn)
-            ms, md = _meta(os.lstat(s)), _meta(os.lstat(t))
-            if ms != md:
-                problems.append(f"{os.path.join(rel, fn)}: (type, mode, uid, gid, mtime, "
-                                f"size) {md}, source {ms}")
-            elif stat.S_ISREG(ms[0]) and not _same_content(s, t):
-                problems.append(f"{os.path.join(rel, fn)}: content differs")
-        if len(problems) >= limit:
-            break
-    return problems[:limit]
-
-
-def fail(b: Bench, d: Daemon, what: str, problems: list[str]) -> None:
-    """Stops the benchmark with what went wrong, the client's output and the daemon's log."""
-    raise SystemExit(
-        f"{what}\n" + "\n".join(f"  {p}" for p in problems) + "\n"
-        f"{tail(b.work / 'client.out')}{tail(b.work / 'client.err')}"
-        f"daemon log: {d.logfile}\n{tail(d.logfile)}{tail(d.dir / 'daemon.out')}"
-    )
 
 
 # ----------------------------------------------------------------------------- runs
