@@ -32,15 +32,7 @@ pub fn rows(l: &Listing) -> Vec<Row> {
 }
 
 fn row(e: &FileEntry) -> Row {
-    let kind = match e.mode & mode::S_IFMT {
-        mode::S_IFDIR => 'd',
-        mode::S_IFLNK => 'l',
-        mode::S_IFCHR => 'c',
-        mode::S_IFBLK => 'b',
-        mode::S_IFIFO => 'p',
-        mode::S_IFSOCK => 's',
-        _ => '-',
-    };
+    let kind = mode::type_char(e.mode);
     let name = String::from_utf8_lossy(&e.name).into_owned();
     let name = match &e.link_target {
         Some(t) if mode::is_lnk(e.mode) => format!("{name} -> {}", String::from_utf8_lossy(t)),

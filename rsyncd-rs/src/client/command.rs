@@ -353,15 +353,7 @@ fn list(args: &ClientArgs, c: &ConnectOptions, what: &str) -> Result<ExitCode, C
         },
     )?;
     for e in &l.entries {
-        let kind = match e.mode & crate::protocol::flist::mode::S_IFMT {
-            crate::protocol::flist::mode::S_IFDIR => 'd',
-            crate::protocol::flist::mode::S_IFLNK => 'l',
-            crate::protocol::flist::mode::S_IFCHR => 'c',
-            crate::protocol::flist::mode::S_IFBLK => 'b',
-            crate::protocol::flist::mode::S_IFIFO => 'p',
-            crate::protocol::flist::mode::S_IFSOCK => 's',
-            _ => '-',
-        };
+        let kind = crate::protocol::flist::mode::type_char(e.mode);
         let mut name = String::from_utf8_lossy(&e.name).into_owned();
         if let Some(t) = &e.link_target {
             name = format!("{name} -> {}", String::from_utf8_lossy(t));

@@ -246,32 +246,44 @@ pub fn pull_from(
     };
     let result = crate::engine::recv::run(session, reader, writer);
     let server_code = child.and_then(super::transport::ChildGuard::wait);
+    let (out, code, lines) = finish(result, server_code, &server_lines, &ours)?;
+    Ok(PullOutcome {
+        code: code(out.code),
+        files_transferred: out.files_transferred,
+        literal_bytes: out.literal_bytes,
+        matched_bytes: out.matched_bytes,
+        total_size: out.total_size,
+        server: out.peer_stats.unwrap_or_default(),
+        lines,
+        motd,
+    })
+}
+
+/// The end every client transfer shares: the server's lines and ours in one list, the
+/// exit code (the remote shell's own failure, or partial when errors were reported on a
+/// session that otherwise ended well), or the typed error of a session that failed.
+pub(super) fn finish<T>(
+    result: Result<T, crate::engine::error::EngineError>,
+    server_code: Option<i32>,
+    server_lines: &Mutex<Vec<ServerLine>>,
+    ours: &Collected,
+) -> Result<(T, impl Fn(ExitCode) -> ExitCode, Vec<ServerLine>), ClientError> {
     let mut lines = server_lines
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
     lines.extend(ours.lines());
+    let errors = lines
+        .iter()
+        .any(|l| matches!(l.code, MsgCode::Error | MsgCode::ErrorXfer));
     match result {
         Ok(out) => {
-            let server = out.peer_stats.unwrap_or_default();
-            let io_partial = lines
-                .iter()
-                .any(|l| matches!(l.code, MsgCode::Error | MsgCode::ErrorXfer));
-            let code = match (out.code, server_code) {
+            let code = move |engine: ExitCode| match (engine, server_code) {
                 (ExitCode::OK, Some(c)) if c != 0 => ExitCode(c),
-                (ExitCode::OK, _) if io_partial => ExitCode::PARTIAL,
+                (ExitCode::OK, _) if errors => ExitCode::PARTIAL,
                 (c, _) => c,
             };
-            Ok(PullOutcome {
-                code,
-                files_transferred: out.files_transferred,
-                literal_bytes: out.literal_bytes,
-                matched_bytes: out.matched_bytes,
-                total_size: out.total_size,
-                server,
-                lines,
-                motd,
-            })
+            Ok((out, code, lines))
         }
         Err(e) => Err(ClientError::Transfer {
             code: e.code(),

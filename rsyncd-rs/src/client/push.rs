@@ -19,7 +19,6 @@ use crate::engine::recv::Policy;
 use crate::engine::session::{ItemWhat, Side};
 use crate::engine::tree::{Tree, TreeOptions};
 use crate::protocol::filter::{encode_filter_list, filter_list_expected};
-use crate::protocol::mux::MsgCode;
 use crate::protocol::options::Options;
 
 /// What a push did.
@@ -136,38 +135,14 @@ pub fn push_to<P: AsRef<[u8]>>(
     };
     let result = crate::engine::send::run(session, reader, writer, counters);
     let server_code = child.and_then(super::transport::ChildGuard::wait);
-    let mut lines = server_lines
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    lines.extend(ours.lines());
-    match result {
-        Ok(out) => {
-            let errors = lines
-                .iter()
-                .any(|l| matches!(l.code, MsgCode::Error | MsgCode::ErrorXfer));
-            let code = match (out.code, server_code) {
-                (ExitCode::OK, Some(c)) if c != 0 => ExitCode(c),
-                (ExitCode::OK, _) if errors => ExitCode::PARTIAL,
-                (c, _) => c,
-            };
-            Ok(PushOutcome {
-                code,
-                total_size: out.total_size,
-                bytes_read: out.bytes_read,
-                bytes_written: out.bytes_written,
-                lines,
-                motd,
-                items: ours.items(),
-            })
-        }
-        Err(e) => Err(ClientError::Transfer {
-            code: e.code(),
-            messages: lines
-                .iter()
-                .map(|l| l.text.clone())
-                .chain(std::iter::once(e.to_string()))
-                .collect(),
-        }),
-    }
+    let (out, code, lines) = super::pull::finish(result, server_code, &server_lines, &ours)?;
+    Ok(PushOutcome {
+        code: code(out.code),
+        total_size: out.total_size,
+        bytes_read: out.bytes_read,
+        bytes_written: out.bytes_written,
+        lines,
+        motd,
+        items: ours.items(),
+    })
 }

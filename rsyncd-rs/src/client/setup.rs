@@ -5,12 +5,9 @@
 use super::connect::conn_error;
 use super::error::ClientError;
 use crate::engine::conn::{Conn, ConnError};
-use crate::engine::setup::Wire;
-use crate::protocol::codec::{get_int, get_varint, get_vstring, put_vstring};
-use crate::protocol::compat::{
-    CF_INC_RECURSE, CF_VARINT_FLIST_FLAGS, CHECKSUM_NAMES, COMPRESS_NAMES, MAX_NSTR_STRLEN,
-    choose_name,
-};
+use crate::engine::setup::{Wire, agreed_names, offered_names};
+use crate::protocol::codec::{get_int, get_varint, get_vstring};
+use crate::protocol::compat::{CF_INC_RECURSE, CF_VARINT_FLIST_FLAGS, MAX_NSTR_STRLEN};
 use crate::protocol::options::Options;
 
 /// Runs the client's side of the set-up for `o` (the options as the server sees them)
@@ -24,44 +21,23 @@ pub fn client_setup(conn: &mut Conn, protocol: i32, o: &Options) -> Result<Wire,
         0
     };
     let negotiate = compat_flags & CF_VARINT_FLIST_FLAGS != 0;
-    let compressing = o.compresses();
-    let send_checksums = negotiate && o.checksum_choice.is_none();
-    let send_compress = negotiate && compressing && o.compress_choice.is_none();
-    let mut out = Vec::new();
-    if send_checksums {
-        put_vstring(&mut out, CHECKSUM_NAMES.as_bytes())
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-    }
-    if send_compress {
-        put_vstring(&mut out, COMPRESS_NAMES.as_bytes())
-            .map_err(|e| ClientError::Protocol(e.to_string()))?;
-    }
+    let (send_checksums, send_compress, lists) =
+        offered_names(o, negotiate).map_err(|e| ClientError::Protocol(e.to_string()))?;
     // Our lists go out before we read the server's, as upstream's do.
-    conn.write_all(&out).map_err(conn_error)?;
-    let checksum = if send_checksums {
-        let peer = read_vstring(conn)?;
-        choose_name(CHECKSUM_NAMES, &peer)
-            .ok_or_else(|| no_choice("checksum", &peer))?
-            .to_string()
-    } else if let Some(c) = &o.checksum_choice {
-        c.split(',').next().unwrap_or(c).to_string()
+    conn.write_all(&lists).map_err(conn_error)?;
+    let peer_checksums = if send_checksums {
+        Some(read_vstring(conn)?)
     } else {
-        "auto".to_string()
-    };
-    let compression = if !compressing {
         None
-    } else if send_compress {
-        let peer = read_vstring(conn)?;
-        Some(
-            choose_name(COMPRESS_NAMES, &peer)
-                .ok_or_else(|| no_choice("compress", &peer))?
-                .to_string(),
-        )
-    } else if let Some(c) = &o.compress_choice {
-        Some(c.clone())
-    } else {
-        Some("zlib".to_string())
     };
+    let peer_compress = if send_compress {
+        Some(read_vstring(conn)?)
+    } else {
+        None
+    };
+    let (checksum, compression) =
+        agreed_names(o, peer_checksums.as_deref(), peer_compress.as_deref())
+            .map_err(|(what, peer)| no_choice(what, &peer))?;
     let seed = conn
         .decode(|b| Ok::<_, crate::protocol::WireError>(get_int(b)))
         .map_err(decode_error)?;
@@ -70,7 +46,7 @@ pub fn client_setup(conn: &mut Conn, protocol: i32, o: &Options) -> Result<Wire,
         compat_flags,
         inc_recurse: compat_flags & CF_INC_RECURSE != 0,
         checksum,
-        compression: compression.filter(|c| c != "none"),
+        compression,
         seed,
         io_timeout: 0,
     })

@@ -170,45 +170,25 @@ pub fn setup_protocol(conn: &mut Conn, s: &ServerSetup<'_>) -> Result<Wire, Setu
             put_varint(&mut out, compat_flags as i32);
         }
     }
-    let compressing = o.compresses();
-    let send_checksums = negotiate && o.checksum_choice.is_none();
-    let send_compress = negotiate && compressing && o.compress_choice.is_none();
-    if send_checksums {
-        put_vstring(&mut out, CHECKSUM_NAMES.as_bytes())
-            .map_err(|e| SetupError::Conn(ConnError::Decode(e)))?;
-    }
-    if send_compress {
-        put_vstring(&mut out, COMPRESS_NAMES.as_bytes())
-            .map_err(|e| SetupError::Conn(ConnError::Decode(e)))?;
-    }
+    let (send_checksums, send_compress, lists) =
+        offered_names(o, negotiate).map_err(|e| SetupError::Conn(ConnError::Decode(e)))?;
+    out.extend(lists);
     // Our lists go out before we read the client's, as upstream does, so neither side waits.
     conn.write_all(&out)
         .map_err(|e| SetupError::Conn(e.widen()))?;
-    let checksum = if send_checksums {
-        let peer = read_vstring(conn)?;
-        choose_name(CHECKSUM_NAMES, &peer)
-            .ok_or(SetupError::NoCommonName("checksum"))?
-            .to_string()
-    } else if let Some(c) = &o.checksum_choice {
-        c.split(',').next().unwrap_or(c).to_string()
+    let peer_checksums = if send_checksums {
+        Some(read_vstring(conn)?)
     } else {
-        // Nothing negotiated: md5 from protocol 30, the seeded old MD4 before.
-        "auto".to_string()
-    };
-    let compression = if !compressing {
         None
-    } else if send_compress {
-        let peer = read_vstring(conn)?;
-        Some(
-            choose_name(COMPRESS_NAMES, &peer)
-                .ok_or(SetupError::NoCommonName("compress"))?
-                .to_string(),
-        )
-    } else if let Some(c) = &o.compress_choice {
-        Some(c.clone())
-    } else {
-        Some("zlib".to_string())
     };
+    let peer_compress = if send_compress {
+        Some(read_vstring(conn)?)
+    } else {
+        None
+    };
+    let (checksum, compression) =
+        agreed_names(o, peer_checksums.as_deref(), peer_compress.as_deref())
+            .map_err(|(what, _)| SetupError::NoCommonName(what))?;
     let seed = o
         .checksum_seed
         .filter(|s| *s != 0)
@@ -231,10 +211,59 @@ pub fn setup_protocol(conn: &mut Conn, s: &ServerSetup<'_>) -> Result<Wire, Setu
         compat_flags,
         inc_recurse: compat_flags & CF_INC_RECURSE != 0,
         checksum,
-        compression: compression.filter(|c| c != "none"),
+        compression,
         seed,
         io_timeout,
     })
+}
+
+/// Our checksum and compression name lists for `o` when names are negotiated, which
+/// both ends send before reading the other's: whether each goes out, and their bytes.
+/// Upstream: compat.c, negotiate_the_strings().
+pub fn offered_names(o: &Options, negotiate: bool) -> Result<(bool, bool, Vec<u8>), WireError> {
+    let send_checksums = negotiate && o.checksum_choice.is_none();
+    let send_compress = negotiate && o.compresses() && o.compress_choice.is_none();
+    let mut out = Vec::new();
+    if send_checksums {
+        put_vstring(&mut out, CHECKSUM_NAMES.as_bytes())?;
+    }
+    if send_compress {
+        put_vstring(&mut out, COMPRESS_NAMES.as_bytes())?;
+    }
+    Ok((send_checksums, send_compress, out))
+}
+
+/// The transfer checksum and the compression both ends use, from the peer's lists where
+/// they were exchanged (`None` otherwise): the best of ours in the peer's list, the
+/// explicit choice, or what the protocol implies (`auto`, plain zlib). The compression
+/// is `None` without compression. Errors: which choice failed, and the peer's list.
+pub fn agreed_names(
+    o: &Options,
+    peer_checksums: Option<&str>,
+    peer_compress: Option<&str>,
+) -> Result<(String, Option<String>), (&'static str, String)> {
+    let checksum = match (peer_checksums, &o.checksum_choice) {
+        (Some(peer), _) => choose_name(CHECKSUM_NAMES, peer)
+            .ok_or_else(|| ("checksum", peer.to_string()))?
+            .to_string(),
+        (None, Some(c)) => c.split(',').next().unwrap_or(c).to_string(),
+        // Nothing negotiated: md5 from protocol 30, the seeded old MD4 before.
+        (None, None) => "auto".to_string(),
+    };
+    let compression = if !o.compresses() {
+        None
+    } else {
+        match (peer_compress, &o.compress_choice) {
+            (Some(peer), _) => Some(
+                choose_name(COMPRESS_NAMES, peer)
+                    .ok_or_else(|| ("compress", peer.to_string()))?
+                    .to_string(),
+            ),
+            (None, Some(c)) => Some(c.clone()),
+            (None, None) => Some("zlib".to_string()),
+        }
+    };
+    Ok((checksum, compression.filter(|c| c != "none")))
 }
 
 /// `time() ^ (pid << 6)`, as upstream seeds when the client gave no `--checksum-seed`.

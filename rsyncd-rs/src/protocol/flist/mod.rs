@@ -57,6 +57,18 @@ pub mod mode {
     pub fn is_dir(m: u32) -> bool {
         m & S_IFMT == S_IFDIR
     }
+    /// The letter `ls -l` and rsync's listings show for the type (`-` for a file).
+    pub fn type_char(m: u32) -> char {
+        match m & S_IFMT {
+            S_IFDIR => 'd',
+            S_IFLNK => 'l',
+            S_IFCHR => 'c',
+            S_IFBLK => 'b',
+            S_IFIFO => 'p',
+            S_IFSOCK => 's',
+            _ => '-',
+        }
+    }
     pub fn is_reg(m: u32) -> bool {
         m & S_IFMT == S_IFREG
     }
