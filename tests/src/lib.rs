@@ -68,6 +68,22 @@ pub fn ours_bin() -> PathBuf {
     bin
 }
 
+/// The `syncctl` binary built by cargo next to this test executable.
+pub fn syncctl_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let bin = profile_dir.join("syncctl");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo build --workspace`)",
+        bin.display()
+    );
+    bin
+}
+
 /// The stock rsync binary (`RSYNC` overrides the one on PATH).
 pub fn stock_rsync() -> PathBuf {
     std::env::var_os("RSYNC").map_or_else(|| PathBuf::from("rsync"), PathBuf::from)

@@ -69,8 +69,9 @@ fn with_source() -> Fixture {
 
 /// The reference push (`-artuz -R --delete ./`) by the stock client and by ours into
 /// twin modules of the same daemon kind, then the changes and the same push again: the
-/// module trees (with the fake-super xattrs) match after each, and our re-push sends
-/// kilobytes, not the tree.
+/// module trees match after each, fake-super xattrs included (the same daemon stores the
+/// same `user.rsync.%stat` for either client), and our re-push sends kilobytes, not the
+/// tree.
 #[test]
 fn the_reference_push_and_a_delta_push_match_the_stock_client() {
     for kind in daemons() {
@@ -93,11 +94,7 @@ fn the_reference_push_and_a_delta_push_match_the_stock_client() {
         stock_push(&fs, &ds);
         let first = ours(&fo, &dd);
         assert_eq!(first.code, ExitCode::OK, "{kind:?}: {:?}", first.lines);
-        let what = if kind == Server::Ours {
-            Compare::ALL
-        } else {
-            Compare::WITHOUT_XATTRS
-        };
+        let what = Compare::ALL;
         let diff = diff_trees(&fs.module_dir(), &fo.module_dir(), what);
         assert!(diff.is_empty(), "{kind:?} first push: {diff:#?}");
 
@@ -391,4 +388,98 @@ fn bwlimit_holds_the_rate_both_ways() {
         took >= Duration::from_millis(1500),
         "the limited pull took {took:?}"
     );
+}
+
+/// A 4 KiB change in an 8 MiB file pushes kilobytes, not the file; a dry run before it
+/// changes nothing in the module.
+#[test]
+fn a_4_kib_change_in_8_mib_pushes_kilobytes_and_a_dry_run_nothing() {
+    for kind in [Server::Stock, Server::Ours] {
+        let f = Fixture::seed();
+        let src = src_dir(&f);
+        let mut data = pseudo_random(8 << 20, 21);
+        write_file(&src, "big.img", &data, 0o644, T0);
+        let d = Daemon::start(kind, &f);
+        let push_big =
+            |o: &str| push(&remote(&d, ""), &connect(&f), &opts(o), &src, &["big.img"]).unwrap();
+        let first = push_big("-artuz");
+        assert_eq!(first.code, ExitCode::OK, "{kind:?}: {:?}", first.lines);
+        data[3_000_000..3_004_096].copy_from_slice(&pseudo_random(4096, 22));
+        write_file(&src, "big.img", &data, 0o644, T0 + 10);
+        let before = std::fs::read(f.module_dir().join("big.img")).unwrap();
+        let dry = push_big("-artu -n");
+        assert_eq!(dry.code, ExitCode::OK, "{kind:?}");
+        assert_eq!(
+            std::fs::read(f.module_dir().join("big.img")).unwrap(),
+            before,
+            "{kind:?}: the dry run wrote"
+        );
+        let second = push_big("-artu");
+        assert_eq!(second.code, ExitCode::OK, "{kind:?}: {:?}", second.lines);
+        assert_eq!(
+            std::fs::read(f.module_dir().join("big.img")).unwrap(),
+            data,
+            "{kind:?}"
+        );
+        assert!(
+            second.bytes_written < 128 * 1024,
+            "{kind:?}: sent {}",
+            second.bytes_written
+        );
+    }
+}
+
+/// `syncctl ls -r -c --checksum-choice=md5 --json` agrees with `md5sum` over the files
+/// the module holds, for stock rsyncd and rsyncd-rs.
+#[test]
+fn syncctl_ls_checksums_agree_with_md5sum() {
+    let f = with_source();
+    source_tree(&f.module_dir());
+    give_to_module_user(&f.module_dir());
+    for kind in [Server::Stock, Server::Ours] {
+        let d = Daemon::start(kind, &f);
+        let out = std::process::Command::new(e2e::syncctl_bin())
+            .args([
+                "ls",
+                "-r",
+                "-c",
+                "--checksum-choice=md5",
+                "--json",
+                "--password-file",
+            ])
+            .arg(f.password_file())
+            .arg(format!("{}/", d.url(Some("rsync_backup"), "backup")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{kind:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(doc["checksum"], "md5");
+        let mut checked = 0;
+        for e in doc["entries"].as_array().unwrap() {
+            let (mode, name, sum) = (
+                e["mode"].as_str().unwrap(),
+                e["name"].as_str().unwrap(),
+                e["checksum"].as_str().unwrap(),
+            );
+            if !mode.starts_with('-') {
+                continue;
+            }
+            let md5 = std::process::Command::new("md5sum")
+                .arg(f.module_dir().join(name))
+                .output()
+                .unwrap();
+            let want = String::from_utf8_lossy(&md5.stdout)
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_string();
+            assert_eq!(sum, want, "{kind:?} {name}");
+            checked += 1;
+        }
+        assert!(checked >= 10, "{kind:?}: {checked} files checked");
+    }
 }
