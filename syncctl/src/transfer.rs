@@ -26,8 +26,11 @@ pub fn run_push(a: &PushArgs) -> Result<i32, ClientError> {
         eprintln!("{line}");
     }
     println!(
-        "sent {} bytes, received {} bytes, total size {}",
-        out.bytes_written, out.bytes_read, out.total_size
+        "sent {} bytes, received {} bytes, total size {}, session {:.3} ms",
+        out.bytes_written,
+        out.bytes_read,
+        out.total_size,
+        out.elapsed.as_secs_f64() * 1000.0
     );
     Ok(out.code.0)
 }

@@ -38,6 +38,8 @@ pub struct PushOutcome {
     /// only), `Deleted` (by `--delete`, on the receiver), `Failed` with rsync's reason.
     /// A failure on the receiver's side shows in `lines` and the code, not here.
     pub items: Vec<(Vec<u8>, ItemWhat)>,
+    /// From the start of the connection to the session's end.
+    pub elapsed: std::time::Duration,
 }
 
 /// Pushes `paths` (relative to the local directory `root`; with `-R` in `o` their
@@ -65,6 +67,7 @@ pub fn push_to<P: AsRef<[u8]>>(
             "nothing to push: no path given".into(),
         ));
     }
+    let started = std::time::Instant::now();
     let rules = client_rules(&o.filters)?;
     let tree = Tree::open(
         root,
@@ -144,5 +147,6 @@ pub fn push_to<P: AsRef<[u8]>>(
         lines,
         motd,
         items: ours.items(),
+        elapsed: started.elapsed(),
     })
 }
