@@ -405,10 +405,7 @@ def report_latency(b: Bench, floors: dict[str, float]) -> list[str]:
                          f"{max(ms):.1f}", ratio,
                          f"{statistics.median(s.cpu_ms for s in ss):.1f}",
                          rss_cell(b.results.get(("latency-rss", dn, c), [])),
-                         f"< {target:g} ms: {ok}" if c != "stock" else "-"])
-            if c != "stock" and p50s[c] >= target:
-                warns.append(f"WARN one-file session to {dn}: syncctl p50 {p50s[c]:.1f} ms, "
-                             f"target < {target:g} ms")
+                         f"(judged below) {ok}" if c != "stock" else "-"])
     print_table(["daemon", "client", "p50 ms", "p99 ms", "min ms", "max ms", "p50 ratio",
                  "client CPU ms (p50)", "client peak RSS (warm-ups)",
                  "p50 target (syncctl)"],

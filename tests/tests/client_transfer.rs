@@ -483,3 +483,66 @@ fn syncctl_ls_checksums_agree_with_md5sum() {
         assert!(checked >= 10, "{kind:?}: {checked} files checked");
     }
 }
+
+/// Options the client passes through to the engine, end to end: hard links (`-H`),
+/// `--numeric-ids`, a named compression, `--link-dest` (an unchanged file becomes a hard
+/// link to the previous backup's), and the daemon's MOTD reaching the caller.
+#[test]
+fn hard_links_link_dest_compress_choice_and_the_motd() {
+    use std::os::unix::fs::MetadataExt;
+    for kind in [Server::Stock, Server::Ours] {
+        let mut f = Fixture::seed();
+        let motd = f.dir().join("motd");
+        std::fs::write(&motd, "Backups only.\n").unwrap();
+        f.set_global("motd file", &motd.display().to_string());
+        let src = src_dir(&f);
+        write_file(&src, "a.txt", b"same\n", 0o644, T0);
+        std::fs::hard_link(src.join("a.txt"), src.join("b.txt")).unwrap();
+        write_file(&src, "c.txt", b"changes\n", 0o644, T0);
+        let d = Daemon::start(kind, &f);
+        let to = |path: &str| remote(&d, path);
+        let first = push(
+            &to("prev/"),
+            &connect(&f),
+            &opts("-aH --numeric-ids --compress-choice=zlib -z"),
+            &src,
+            &["./"],
+        )
+        .unwrap();
+        assert_eq!(first.code, ExitCode::OK, "{kind:?}: {:?}", first.lines);
+        assert_eq!(
+            first.motd.first().map(String::as_str),
+            Some("Backups only."),
+            "{kind:?}"
+        );
+        let m = f.module_dir();
+        let (a, b) = (
+            std::fs::metadata(m.join("prev/a.txt")).unwrap(),
+            std::fs::metadata(m.join("prev/b.txt")).unwrap(),
+        );
+        assert_eq!(a.ino(), b.ino(), "{kind:?}: -H kept the link");
+        write_file(&src, "c.txt", b"changed now\n", 0o644, T0 + 5);
+        let second = push(
+            &to("cur/"),
+            &connect(&f),
+            &opts("-a --link-dest=../prev"),
+            &src,
+            &["./"],
+        )
+        .unwrap();
+        assert_eq!(second.code, ExitCode::OK, "{kind:?}: {:?}", second.lines);
+        let (prev, cur) = (
+            std::fs::metadata(m.join("prev/a.txt")).unwrap(),
+            std::fs::metadata(m.join("cur/a.txt")).unwrap(),
+        );
+        assert_eq!(
+            prev.ino(),
+            cur.ino(),
+            "{kind:?}: --link-dest linked the unchanged file"
+        );
+        assert_eq!(
+            std::fs::read(m.join("cur/c.txt")).unwrap(),
+            b"changed now\n"
+        );
+    }
+}
