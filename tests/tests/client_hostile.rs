@@ -604,3 +604,26 @@ fn pull_refuses_data_for_what_it_could_not_ask_for() {
         refused_at_once(what, r, took);
     }
 }
+
+/// A server that ignores the client's `--exclude`: a name the client's own rules exclude
+/// ends the pull before anything is asked for, as stock's client refuses it since 3.2.5
+/// (CVE-2022-29154's class: a server choosing what the client writes).
+#[test]
+fn pull_refuses_names_its_own_rules_exclude() {
+    let sb = Sandbox::new();
+    let list = encode_list(
+        &[dir("."), file("keep.txt", 5), file("secret.log", 6)],
+        false,
+    );
+    let (r, took, t) = pull_from(&sb, "-rlt --exclude=*.log", move |p| {
+        p.start_pull(&list)?;
+        p.serve(|_| b"pwned\n".to_vec(), |_, _| Ok(()))
+    });
+    let text = refused_at_once("excluded name", r, took);
+    assert!(
+        text.contains("rejecting excluded file-list name: secret.log"),
+        "{text}"
+    );
+    assert!(t.requested.is_empty(), "asked for {:?}", t.requested);
+    assert!(!sb.dest().join("secret.log").exists());
+}

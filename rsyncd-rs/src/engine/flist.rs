@@ -281,9 +281,18 @@ impl IdMap {
     }
 }
 
+impl std::fmt::Debug for ListReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListReceiver")
+            .field("next_ndx", &self.next_ndx)
+            .field("dirs", &self.dirs.len())
+            .field("io_error", &self.io_error)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Receives file lists: the decoder state shared by all lists of a session, the directory
 /// index for incremental recursion, and id names.
-#[derive(Debug)]
 pub struct ListReceiver {
     decoder: FlistDecoder,
     /// Every directory entry received so far, in the order sub-lists refer to them: each
@@ -307,7 +316,14 @@ pub struct ListReceiver {
     /// Upstream also feeds the changed mode to the next entry's XMIT_SAME_MODE, which
     /// differs from this only for a chmod that is not idempotent (`+x` rules are).
     pub chmod: Option<crate::engine::chmod::ChmodRules>,
+    /// Names a receiving client refuses to be sent (what its own rules exclude, as the
+    /// sender should have applied them): such an entry ends the session. Upstream:
+    /// flist.c, recv_file_entry(), "rejecting excluded file-list name" (3.2.5+).
+    pub refuse: Option<Refuse>,
 }
+
+/// See [`ListReceiver::refuse`]: the name and whether it is a directory.
+pub type Refuse = Box<dyn Fn(&[u8], bool) -> bool + Send>;
 
 impl ListReceiver {
     pub fn new(cfg: FlistConfig, map_names: bool) -> ListReceiver {
@@ -325,6 +341,7 @@ impl ListReceiver {
             },
             io_error: 0,
             chmod: None,
+            refuse: None,
         }
     }
 
@@ -360,6 +377,21 @@ impl ListReceiver {
                         || !ndx_space_left(ndx_start, entries.len())
                     {
                         return Err(ListError::TooLong);
+                    }
+                    if let Some(refuse) = &self.refuse
+                        && e.name != b"."
+                        && refuse(&e.name, e.is_dir())
+                    {
+                        return Err(ListError::fatal(
+                            format!(
+                                "ERROR: rejecting excluded file-list name: {}",
+                                String::from_utf8_lossy(&e.name)
+                            ),
+                            ExitCode::UNSUPPORTED,
+                            "flist.c",
+                            1141,
+                            "receiver",
+                        ));
                     }
                     if let Some(c) = &self.chmod
                         && e.mode != 0

@@ -208,12 +208,26 @@ impl Peer {
         }
     }
 
-    /// Reads the filter list a pulling client sends first (it has no rules: the list's end,
-    /// an int 0) and sends `list`. Upstream: main.c, do_server_sender().
+    /// Reads the filter list a pulling client sends first (its rules, each a length and
+    /// the text, then an int 0), ignores the rules, and sends `list`. Upstream: main.c,
+    /// do_server_sender().
     pub fn start_pull(&mut self, list: &[u8]) -> io::Result<()> {
-        let end = self.decode(|b| Ok::<_, WireError>(get_int(b)))?;
-        if end != 0 {
-            return Err(io::Error::other(format!("filter rules sent: {end}")));
+        loop {
+            let len = self.decode(|b| Ok::<_, WireError>(get_int(b)))?;
+            if len == 0 {
+                break;
+            }
+            let n = usize::try_from(len).map_err(|_| io::Error::other("bad rule length"))?;
+            if n > 4096 {
+                return Err(io::Error::other(format!("filter rule of {n} bytes")));
+            }
+            self.decode(|b| {
+                Ok::<_, WireError>(if b.len() >= n {
+                    Decoded::Done { value: (), used: n }
+                } else {
+                    Decoded::Needed(n - b.len())
+                })
+            })?;
         }
         self.send_data(list)
     }

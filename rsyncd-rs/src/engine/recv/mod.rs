@@ -304,6 +304,9 @@ fn run_session(
     };
     let mut lists = ListReceiver::new(cfg.clone(), !s.policy.numeric_ids);
     lists.chmod = s.policy.incoming_chmod.clone();
+    if let Side::Client { rules } = &s.side {
+        lists.refuse = sender_view(rules, &s.opts, s.wire.protocol)?;
+    }
     // --usermap/--groupmap (and --chown): names the system lacks are reported, the rest
     // applies. Upstream: uidlist.c, parse_name_map().
     for (text, users) in [(&s.opts.usermap, true), (&s.opts.groupmap, false)] {
@@ -427,6 +430,39 @@ fn total_size(list: &FileList) -> u64 {
         })
         .map(|(e, _)| e.size.max(0) as u64)
         .fold(0, u64::saturating_add)
+}
+
+/// A receiving client's own rules as the sender applies them, to refuse names they
+/// exclude; `None` with a per-directory merge rule, whose files only the sender reads
+/// (upstream's trust_sender_filter).
+fn sender_view(
+    rules: &[FilterRule],
+    o: &Options,
+    protocol: i32,
+) -> Result<Option<crate::engine::flist::Refuse>, RecvError> {
+    if rules.is_empty()
+        || rules
+            .iter()
+            .any(|r| matches!(r.action, crate::protocol::filter::Action::Merge(_)))
+    {
+        return Ok(None);
+    }
+    let mut set = FilterSet::new(FilterContext {
+        protocol,
+        am_sender: true,
+        root: Vec::new(),
+        delete_excluded: o.delete_excluded,
+        eol_nulls: o.from0,
+    });
+    let mut no_files = |_: &[u8]| -> Option<Vec<u8>> { None };
+    set.add_rules(rules.to_vec(), RuleOrigin::Peer, &mut no_files)
+        .map_err(|e| RecvError::fatal(e.to_string(), crate::engine::filter::exit_code(&e)))?;
+    if set.has_dir_merge() {
+        return Ok(None);
+    }
+    Ok(Some(Box::new(move |name: &[u8], is_dir: bool| {
+        set.is_excluded(name, is_dir)
+    })))
 }
 
 /// The session's filter set: the daemon's rules, then the client's (and `-C`'s).
