@@ -1,20 +1,24 @@
 //! `syncctl pull`: rsync-style words to the client library, and its outcome shown.
 
-use rsyncd_rs::client::{ClientError, Remote, parse_options, pull, push};
+use rsyncd_rs::client::{ClientError, Remote, parse_command_line, pull, push};
 
 use crate::cli::{PullArgs, PushArgs};
 
 /// Runs `syncctl push`; returns the exit code.
 pub fn run_push(a: &PushArgs) -> Result<i32, ClientError> {
-    // Options come first and start with '-'; then the paths, then the URL.
-    let Some((url, rest)) = a.words.split_last() else {
+    // rsync's own reading: options anywhere (with their values), the other words paths,
+    // the last one the URL.
+    let (args, words) = parse_command_line(&a.words)?;
+    let Some((url, paths)) = words.split_last() else {
         return Err(ClientError::Options(
             "usage: syncctl push [OPTIONS] SRC... URL".into(),
         ));
     };
-    let n = rest.iter().take_while(|w| w.starts_with('-')).count();
-    let (opts, paths) = rest.split_at(n);
-    let args = parse_options(opts)?;
+    if paths.is_empty() {
+        return Err(ClientError::Options(
+            "usage: syncctl push [OPTIONS] SRC... URL".into(),
+        ));
+    }
     let remote = Remote::parse(url, args.port.unwrap_or(rsyncd_rs::client::DEFAULT_PORT))?;
     let mut c = args.connect_options();
     let bar = progress_bar(&mut c);
@@ -37,12 +41,12 @@ pub fn run_push(a: &PushArgs) -> Result<i32, ClientError> {
 
 /// Runs `syncctl pull`; returns the exit code.
 pub fn run_pull(a: &PullArgs) -> Result<i32, ClientError> {
-    let [opts @ .., url, dest] = a.words.as_slice() else {
+    let (args, words) = parse_command_line(&a.words)?;
+    let [url, dest] = words.as_slice() else {
         return Err(ClientError::Options(
             "usage: syncctl pull [OPTIONS] URL DEST".into(),
         ));
     };
-    let args = parse_options(opts)?;
     let remote = Remote::parse(url, args.port.unwrap_or(rsyncd_rs::client::DEFAULT_PORT))?;
     let mut c = args.connect_options();
     let bar = progress_bar(&mut c);

@@ -295,3 +295,50 @@ fn local_failures_are_typed() {
     assert_eq!(e.exit_code(), ExitCode::SYNTAX);
     assert!(!e.is_retryable());
 }
+
+/// An IPv6 address in brackets reaches a daemon listening on `::1`, stock's and ours.
+#[test]
+fn lists_over_ipv6() {
+    let mut f = seeded();
+    f.set_module("backup", "hosts allow", "::1");
+    for kind in [Server::Stock, Server::Ours] {
+        let port = e2e::free_port();
+        let bin = match kind {
+            Server::Ours => e2e::ours_bin(),
+            _ => e2e::stock_rsync(),
+        };
+        let mut child = Command::new(bin)
+            .args(["--daemon", "--no-detach", "--address=::1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--config={}", f.conf_path().display()))
+            .arg(format!("--log-file={}", f.log_path().display()))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("::1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{kind:?}: no listener on [::1]:{port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let r = Remote::parse(&format!("rsync://rsync_backup@[::1]:{port}/backup/"), 873).unwrap();
+        let got = list(
+            &r,
+            &connect_options(&f, 32),
+            &ListOptions {
+                recursive: true,
+                ..ListOptions::default()
+            },
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        let got = got.unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+        assert!(
+            got.entries.iter().any(|e| e.name == b"sub/big.bin"),
+            "{kind:?}"
+        );
+    }
+}

@@ -546,3 +546,72 @@ fn hard_links_link_dest_compress_choice_and_the_motd() {
         );
     }
 }
+
+/// `--copy-dest` copies an unchanged file from the previous backup; `--partial` keeps what
+/// arrived of a push cut short (syncctl killed mid-file, held to 64 KiB/s by --bwlimit).
+#[test]
+fn copy_dest_and_partial() {
+    use std::os::unix::fs::MetadataExt;
+    for kind in [Server::Stock, Server::Ours] {
+        let f = Fixture::seed();
+        let src = src_dir(&f);
+        write_file(&src, "a.txt", b"same\n", 0o644, T0);
+        let d = Daemon::start(kind, &f);
+        let out = push(
+            &remote(&d, "prev/"),
+            &connect(&f),
+            &opts("-a"),
+            &src,
+            &["./"],
+        )
+        .unwrap();
+        assert_eq!(out.code, ExitCode::OK, "{kind:?}: {:?}", out.lines);
+        let out = push(
+            &remote(&d, "cur/"),
+            &connect(&f),
+            &opts("-a --copy-dest=../prev"),
+            &src,
+            &["./"],
+        )
+        .unwrap();
+        assert_eq!(out.code, ExitCode::OK, "{kind:?}: {:?}", out.lines);
+        let m = f.module_dir();
+        let (prev, cur) = (
+            std::fs::metadata(m.join("prev/a.txt")).unwrap(),
+            std::fs::metadata(m.join("cur/a.txt")).unwrap(),
+        );
+        assert_ne!(prev.ino(), cur.ino(), "{kind:?}: a copy, not a link");
+        assert_eq!(std::fs::read(m.join("cur/a.txt")).unwrap(), b"same\n");
+
+        write_file(&src, "big.bin", &pseudo_random(1 << 20, 31), 0o644, T0);
+        let mut child = std::process::Command::new(e2e::syncctl_bin())
+            .arg("push")
+            .arg("--root")
+            .arg(&src)
+            .args(["-a", "--partial", "--bwlimit=64", "--password-file"])
+            .arg(f.password_file())
+            .arg("big.bin")
+            .arg(format!("{}/part/", d.url(Some("rsync_backup"), "backup")))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        let _ = child.kill();
+        let _ = child.wait();
+        let kept = m.join("part/big.bin");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !kept.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let meta = std::fs::metadata(&kept);
+        let len = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+        assert!(
+            len > 0 && len < 1 << 20,
+            "{kind:?}: the partial file holds {len} bytes; log: {}",
+            d.log()
+        );
+        // An old mtime, so that -u does not skip the unfinished file next time.
+        assert_eq!(meta.unwrap().mtime(), 0, "{kind:?}");
+    }
+}

@@ -446,8 +446,12 @@ impl MuxWriter {
             return Ok(());
         }
         if self.muxed {
-            let mut out = Vec::with_capacity(self.buf.len() + 8);
-            for chunk in self.buf.chunks(crate::protocol::mux::MAX_FRAME_LEN) {
+            // Frames of at most 32 KiB, as upstream writes them: a reader that takes a
+            // frame whole (ours) would otherwise see nothing of a file's data until the
+            // whole of a large frame arrived, which under --bwlimit is seconds.
+            let mut out =
+                Vec::with_capacity(self.buf.len() + 8 * (1 + self.buf.len() / DATA_FRAME));
+            for chunk in self.buf.chunks(DATA_FRAME) {
                 put_mux_header(&mut out, MsgCode::Data, chunk.len());
                 out.extend_from_slice(chunk);
             }

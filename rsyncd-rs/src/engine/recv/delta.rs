@@ -36,6 +36,11 @@ impl<'a> Output<'a> {
         }
     }
 
+    /// The offset the next byte lands at: how much of the file was written so far.
+    pub fn pos(&self) -> u64 {
+        self.pos
+    }
+
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
         self.buf.extend_from_slice(data);
         self.pos += data.len() as u64;

@@ -647,10 +647,16 @@ impl Receiver<'_, '_> {
                     got
                 }
                 Err(err) => {
-                    drop(out);
-                    // The connection broke mid-file: keep what arrived with --partial.
-                    if o.keep_partial && !matches!(err, super::delta::DeltaError::Write(_)) {
-                        self.keep_partial(tmp, dest, partial);
+                    // The connection broke mid-file: keep what arrived with --partial,
+                    // its gathered bytes written out first. Upstream: cleanup.c,
+                    // _exit_cleanup() (cleanup_got_literal, flush_write_file()).
+                    let arrived = out.pos() > 0;
+                    let kept = o.keep_partial
+                        && arrived
+                        && !matches!(err, super::delta::DeltaError::Write(_))
+                        && out.finish(o.sparse).is_ok();
+                    if kept {
+                        self.keep_broken_partial(tmp, dest, partial, want);
                     } else {
                         sh.tree.discard(tmp);
                     }
@@ -756,6 +762,27 @@ impl Receiver<'_, '_> {
                 }
             }
         }
+    }
+
+    /// `--partial` after the connection broke mid-file: the file's attributes, and
+    /// without a partial dir an mtime of 0, so that `--update` (sersync's `-u`) does not
+    /// take the unfinished file for a newer one and skip it for ever. Upstream:
+    /// cleanup.c, _exit_cleanup() (tweak_modtime) and rsync.c, finish_transfer().
+    fn keep_broken_partial(
+        &self,
+        tmp: TempFile,
+        dest: &RelPath,
+        partial: Option<&RelPath>,
+        want: &crate::engine::tree::WantAttrs,
+    ) {
+        let mut attrs = *want;
+        attrs.mtime = if partial.is_none() {
+            Some((0, 0))
+        } else {
+            None
+        };
+        let _ = self.sh.tree.set_attrs(AttrTarget::Temp(&tmp), &attrs);
+        self.keep_partial(tmp, dest, partial);
     }
 
     /// `--partial`: a partial file replaces the destination (or goes to `--partial-dir`).
