@@ -547,6 +547,41 @@ pub(crate) fn reader_from(bytes: Vec<u8>, muxed: bool, peer: Peer) -> MuxReader 
 mod tests {
     use super::*;
 
+    /// A large piece of data goes out in frames of at most 32 KiB, as upstream writes
+    /// them: a reader that takes frames whole sees the first bytes without waiting for
+    /// the rest.
+    #[test]
+    fn data_frames_are_at_most_32_kib() {
+        use std::io::Read;
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        let out = std::os::fd::OwnedFd::from(ours);
+        let (_, tx) = super::super::conn::Conn::new(out.try_clone().unwrap(), out).into_halves();
+        let mut w = MuxWriter::new(tx, true, 31);
+        let data = vec![7u8; 100_000];
+        let reader = std::thread::spawn(move || {
+            let mut theirs = theirs;
+            let mut got = Vec::new();
+            theirs.read_to_end(&mut got).unwrap();
+            got
+        });
+        w.data(&data).unwrap();
+        w.flush().unwrap();
+        drop(w);
+        let wire = reader.join().unwrap();
+        let mut rest = &wire[..];
+        let mut total = 0;
+        while !rest.is_empty() {
+            let Decoded::Done { value: h, used } = decode_mux_header(rest).unwrap() else {
+                panic!("short header");
+            };
+            assert_eq!(h.code, MsgCode::Data);
+            assert!(h.len <= DATA_FRAME, "a frame of {} bytes", h.len);
+            total += h.len;
+            rest = &rest[used + h.len..];
+        }
+        assert_eq!(total, data.len());
+    }
+
     #[test]
     fn messages_queue_until_taken() {
         let mut wire = Vec::new();
