@@ -53,32 +53,26 @@ pub fn ours_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("RSYNCD_RS_BIN") {
         return PathBuf::from(p);
     }
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/e2e-HASH -> target/<profile>/rsyncd-rs
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let bin = profile_dir.join("rsyncd-rs");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (`cargo build --workspace`, or run the tests with `cargo test --workspace`)",
-        bin.display()
-    );
-    bin
+    workspace_bin("rsyncd-rs")
 }
 
 /// The `syncctl` binary built by cargo next to this test executable.
 pub fn syncctl_bin() -> PathBuf {
+    workspace_bin("syncctl")
+}
+
+/// A binary of the workspace, built by cargo beside this test executable
+/// (target/<profile>/deps/e2e-HASH -> target/<profile>/NAME).
+fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("target/<profile>");
-    let bin = profile_dir.join("syncctl");
+    let bin = profile_dir.join(name);
     assert!(
         bin.exists(),
-        "{} is missing: build it first (`cargo build --workspace`)",
+        "{} is missing: build it first (`cargo build --workspace`, or run the tests with `cargo test --workspace`)",
         bin.display()
     );
     bin

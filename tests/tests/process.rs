@@ -68,16 +68,16 @@ fn without_no_detach_the_launcher_exits_0_and_a_pid_file_appears() {
             .expect("run the launcher");
         assert_eq!(launcher.status.code(), Some(0), "{kind:?}: {launcher:?}");
         let pid_file = f.dir().join("rsyncd.pid");
+        // Both daemons create the file and then write their pid (upstream's
+        // create_pid_file() too): wait for the pid, not only for the file.
+        let read_pid =
+            || -> Option<i32> { std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok() };
         assert!(
-            wait_until(Duration::from_secs(10), || pid_file.exists()
+            wait_until(Duration::from_secs(10), || read_pid().is_some()
                 && is_listening(port)),
-            "{kind:?}: no pid file or no listener"
+            "{kind:?}: no pid in the pid file, or no listener"
         );
-        let pid: i32 = std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .expect("a pid in the pid file");
+        let pid: i32 = read_pid().expect("a pid in the pid file");
         let _guard = Detached(pid);
         assert!(is_alive(pid));
         let out = list(port);

@@ -2,12 +2,11 @@
 //! flags, the checksum and compression names, the checksum seed. Upstream: compat.c,
 //! setup_protocol() and negotiate_the_strings() with `am_server` off.
 
-use super::connect::conn_error;
 use super::error::ClientError;
 use crate::engine::conn::{Conn, ConnError};
-use crate::engine::setup::{Wire, agreed_names, offered_names};
-use crate::protocol::codec::{get_int, get_varint, get_vstring};
-use crate::protocol::compat::{CF_INC_RECURSE, CF_VARINT_FLIST_FLAGS, MAX_NSTR_STRLEN};
+use crate::engine::setup::{NameError, Wire, exchange_names};
+use crate::protocol::codec::{get_int, get_varint};
+use crate::protocol::compat::{CF_INC_RECURSE, CF_VARINT_FLIST_FLAGS};
 use crate::protocol::options::Options;
 
 /// Runs the client's side of the set-up for `o` (the options as the server sees them)
@@ -21,23 +20,11 @@ pub fn client_setup(conn: &mut Conn, protocol: i32, o: &Options) -> Result<Wire,
         0
     };
     let negotiate = compat_flags & CF_VARINT_FLIST_FLAGS != 0;
-    let (send_checksums, send_compress, lists) =
-        offered_names(o, negotiate).map_err(|e| ClientError::Protocol(e.to_string()))?;
-    // Our lists go out before we read the server's, as upstream's do.
-    conn.write_all(&lists).map_err(conn_error)?;
-    let peer_checksums = if send_checksums {
-        Some(read_vstring(conn)?)
-    } else {
-        None
-    };
-    let peer_compress = if send_compress {
-        Some(read_vstring(conn)?)
-    } else {
-        None
-    };
     let (checksum, compression) =
-        agreed_names(o, peer_checksums.as_deref(), peer_compress.as_deref())
-            .map_err(|(what, peer)| no_choice(what, &peer))?;
+        exchange_names(conn, o, negotiate, Vec::new()).map_err(|e| match e {
+            NameError::Conn(c) => decode_error(c),
+            NameError::NoCommon(what, peer) => no_choice(what, &peer),
+        })?;
     let seed = conn
         .decode(|b| Ok::<_, crate::protocol::WireError>(get_int(b)))
         .map_err(decode_error)?;
@@ -56,13 +43,6 @@ fn no_choice(what: &str, peer: &str) -> ClientError {
     ClientError::Options(format!(
         "Failed to negotiate a {what} choice (server list: {peer})"
     ))
-}
-
-fn read_vstring(conn: &mut Conn) -> Result<String, ClientError> {
-    let bytes = conn
-        .decode(|b| get_vstring(b, MAX_NSTR_STRLEN))
-        .map_err(decode_error)?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn decode_error(e: ConnError<crate::protocol::WireError>) -> ClientError {

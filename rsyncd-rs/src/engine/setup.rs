@@ -170,25 +170,10 @@ pub fn setup_protocol(conn: &mut Conn, s: &ServerSetup<'_>) -> Result<Wire, Setu
             put_varint(&mut out, compat_flags as i32);
         }
     }
-    let (send_checksums, send_compress, lists) =
-        offered_names(o, negotiate).map_err(|e| SetupError::Conn(ConnError::Decode(e)))?;
-    out.extend(lists);
-    // Our lists go out before we read the client's, as upstream does, so neither side waits.
-    conn.write_all(&out)
-        .map_err(|e| SetupError::Conn(e.widen()))?;
-    let peer_checksums = if send_checksums {
-        Some(read_vstring(conn)?)
-    } else {
-        None
-    };
-    let peer_compress = if send_compress {
-        Some(read_vstring(conn)?)
-    } else {
-        None
-    };
-    let (checksum, compression) =
-        agreed_names(o, peer_checksums.as_deref(), peer_compress.as_deref())
-            .map_err(|(what, _)| SetupError::NoCommonName(what))?;
+    let (checksum, compression) = exchange_names(conn, o, negotiate, out).map_err(|e| match e {
+        NameError::Conn(c) => SetupError::Conn(c),
+        NameError::NoCommon(what, _) => SetupError::NoCommonName(what),
+    })?;
     let seed = o
         .checksum_seed
         .filter(|s| *s != 0)
@@ -215,6 +200,44 @@ pub fn setup_protocol(conn: &mut Conn, s: &ServerSetup<'_>) -> Result<Wire, Setu
         seed,
         io_timeout,
     })
+}
+
+/// Why the name exchange failed.
+#[derive(Debug)]
+pub enum NameError {
+    Conn(ConnError<WireError>),
+    /// No name both ends know: which choice, and the peer's list.
+    NoCommon(&'static str, String),
+}
+
+/// Sends `before` and our name lists (both ends send theirs before reading the other's,
+/// so neither waits), reads the peer's, and returns the transfer checksum and the
+/// compression both ends use: the same at either end of the connection.
+/// Upstream: compat.c, negotiate_the_strings().
+pub fn exchange_names(
+    conn: &mut Conn,
+    o: &Options,
+    negotiate: bool,
+    mut before: Vec<u8>,
+) -> Result<(String, Option<String>), NameError> {
+    let (send_checksums, send_compress, lists) =
+        offered_names(o, negotiate).map_err(|e| NameError::Conn(ConnError::Decode(e)))?;
+    before.extend(lists);
+    conn.write_all(&before)
+        .map_err(|e| NameError::Conn(e.widen()))?;
+    let mut read = |wanted: bool| -> Result<Option<String>, NameError> {
+        if !wanted {
+            return Ok(None);
+        }
+        let bytes = conn
+            .decode(|b| get_vstring(b, MAX_NSTR_STRLEN))
+            .map_err(NameError::Conn)?;
+        Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    let peer_checksums = read(send_checksums)?;
+    let peer_compress = read(send_compress)?;
+    agreed_names(o, peer_checksums.as_deref(), peer_compress.as_deref())
+        .map_err(|(what, peer)| NameError::NoCommon(what, peer))
 }
 
 /// Our checksum and compression name lists for `o` when names are negotiated, which
@@ -272,11 +295,6 @@ fn default_seed() -> i32 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     (now as i32) ^ ((std::process::id() as i32) << 6)
-}
-
-fn read_vstring(conn: &mut Conn) -> Result<String, SetupError> {
-    let bytes = conn.decode(|b| get_vstring(b, MAX_NSTR_STRLEN))?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 impl Wire {
