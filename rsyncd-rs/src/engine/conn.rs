@@ -434,6 +434,37 @@ impl ConnOut {
         Ok(())
     }
 
+    /// Writes all of `bufs` in as few system calls as the kernel takes (`writev`), so
+    /// that frame headers and payloads need not be copied into one buffer first. Under
+    /// a rate limit the pieces go one by one through [`ConnOut::write_all`].
+    pub fn write_all_vectored(
+        &mut self,
+        mut bufs: &mut [io::IoSlice<'_>],
+    ) -> Result<(), ConnError> {
+        if self.rate.is_some() {
+            for b in bufs.iter() {
+                self.write_all(b)?;
+            }
+            return Ok(());
+        }
+        while !bufs.is_empty() {
+            self.limits.wait(&self.file, PollFlags::POLLOUT)?;
+            match self.file.write_vectored(bufs) {
+                Ok(0) => return Err(ConnError::Eof),
+                Ok(n) => {
+                    self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    io::IoSlice::advance_slices(&mut bufs, n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.limits.wait_ready(&self.file, PollFlags::POLLOUT)?;
+                }
+                Err(e) => return Err(ConnError::Io(e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Sets the idle timeout of this half.
     pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
         self.limits.idle = timeout;

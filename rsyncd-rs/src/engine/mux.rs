@@ -448,14 +448,28 @@ impl MuxWriter {
         if self.muxed {
             // Frames of at most 32 KiB, as upstream writes them: a reader that takes a
             // frame whole (ours) would otherwise see nothing of a file's data until the
-            // whole of a large frame arrived, which under --bwlimit is seconds.
-            let mut out =
-                Vec::with_capacity(self.buf.len() + 8 * (1 + self.buf.len() / DATA_FRAME));
-            for chunk in self.buf.chunks(DATA_FRAME) {
-                put_mux_header(&mut out, MsgCode::Data, chunk.len());
-                out.extend_from_slice(chunk);
+            // whole of a large frame arrived, which under --bwlimit is seconds. Headers
+            // and payloads go out together by writev, without copying the payloads.
+            let headers: Vec<[u8; 4]> = self
+                .buf
+                .chunks(DATA_FRAME)
+                .map(|chunk| {
+                    let mut h = Vec::with_capacity(4);
+                    put_mux_header(&mut h, MsgCode::Data, chunk.len());
+                    let mut a = [0u8; 4];
+                    a.copy_from_slice(&h);
+                    a
+                })
+                .collect();
+            let mut slices: Vec<std::io::IoSlice<'_>> = headers
+                .iter()
+                .zip(self.buf.chunks(DATA_FRAME))
+                .flat_map(|(h, c)| [std::io::IoSlice::new(h), std::io::IoSlice::new(c)])
+                .collect();
+            // The kernel takes at most IOV_MAX (1024) pieces a call.
+            for group in slices.chunks_mut(512) {
+                self.conn.write_all_vectored(group)?;
             }
-            self.conn.write_all(&out)?;
         } else {
             self.conn.write_all(&self.buf)?;
         }
