@@ -1,7 +1,6 @@
 //! `syncctl ls`: a remote tree as a table or JSON.
 
-use rsyncd_rs::client::{ClientError, ListOptions, Listing, list, list_modules};
-use rsyncd_rs::engine::logfmt::{mtime_string, perm_string};
+use rsyncd_rs::client::{ClientError, ListOptions, Listing, Shown, list, list_modules};
 use rsyncd_rs::protocol::flist::{FileEntry, mode};
 use serde::Serialize;
 use std::io::Write;
@@ -32,12 +31,7 @@ pub fn rows(l: &Listing) -> Vec<Row> {
 }
 
 fn row(e: &FileEntry) -> Row {
-    let kind = mode::type_char(e.mode);
-    let name = String::from_utf8_lossy(&e.name).into_owned();
-    let name = match &e.link_target {
-        Some(t) if mode::is_lnk(e.mode) => format!("{name} -> {}", String::from_utf8_lossy(t)),
-        _ => name,
-    };
+    let shown = Shown::of(e);
     let owner = match (e.uid, e.gid) {
         (None, None) => String::new(),
         (u, g) => format!(
@@ -47,9 +41,9 @@ fn row(e: &FileEntry) -> Row {
         ),
     };
     Row {
-        mode: format!("{kind}{}", perm_string(e.mode)),
+        mode: shown.mode,
         size: e.size,
-        mtime: mtime_string(e.mtime).replace('-', " "),
+        mtime: shown.mtime,
         owner,
         checksum: e
             .checksum
@@ -57,7 +51,7 @@ fn row(e: &FileEntry) -> Row {
             .filter(|_| mode::is_reg(e.mode))
             .map(|c| c.iter().map(|b| format!("{b:02x}")).collect())
             .unwrap_or_default(),
-        name,
+        name: shown.name,
     }
 }
 

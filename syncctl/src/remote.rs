@@ -9,12 +9,7 @@ use crate::cli::ConnectArgs;
 /// The parsed address and how to connect to it.
 pub fn connect_options(url: &str, a: &ConnectArgs) -> anyhow::Result<(Remote, ConnectOptions)> {
     let remote = Remote::parse(url, a.port)?;
-    let password = match &a.password_file {
-        Some(p) => Some(Password::File(p.clone())),
-        None => std::env::var_os("RSYNC_PASSWORD").map(|v| {
-            Password::Value(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec())
-        }),
-    };
+    let password = Password::from_file_or_env(a.password_file.as_deref());
     let secs = |s: u64| (s > 0).then(|| Duration::from_secs(s));
     let max_protocol = match a.protocol {
         None => rsyncd_rs::PROTOCOL_VERSION,

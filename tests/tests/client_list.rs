@@ -104,18 +104,8 @@ fn our_listing(d: &Daemon, f: &Fixture, path: &str, protocol: i32) -> Vec<String
     l.entries
         .iter()
         .map(|e| {
-            let kind = match e.mode & mode::S_IFMT {
-                mode::S_IFDIR => 'd',
-                mode::S_IFLNK => 'l',
-                _ => '-',
-            };
-            let perms = format!("{kind}{}", rsyncd_rs::engine::logfmt::perm_string(e.mode));
-            let when = rsyncd_rs::engine::logfmt::mtime_string(e.mtime).replace('-', " ");
-            let mut name = String::from_utf8_lossy(&e.name).into_owned();
-            if let Some(t) = &e.link_target {
-                name = format!("{name} -> {}", String::from_utf8_lossy(t));
-            }
-            format!("{perms} {} {when} {name}", e.size)
+            let shown = rsyncd_rs::client::Shown::of(e);
+            format!("{} {} {} {}", shown.mode, e.size, shown.mtime, shown.name)
         })
         .collect()
 }

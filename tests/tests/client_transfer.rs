@@ -30,6 +30,21 @@ fn remote(d: &Daemon, path: &str) -> Remote {
     .unwrap()
 }
 
+/// A push that must succeed: its outcome.
+fn pushed<P: AsRef<[u8]>>(
+    kind: Server,
+    to: &Remote,
+    f: &Fixture,
+    o: &str,
+    root: &Path,
+    paths: &[P],
+) -> rsyncd_rs::client::PushOutcome {
+    let out =
+        push(to, &connect(f), &opts(o), root, paths).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+    assert_eq!(out.code, ExitCode::OK, "{kind:?}: {:?}", out.lines);
+    out
+}
+
 fn opts(s: &str) -> rsyncd_rs::protocol::options::Options {
     parse_options(&s.split_whitespace().collect::<Vec<_>>())
         .unwrap()
@@ -179,15 +194,7 @@ fn a_thousand_scattered_paths_in_one_session() {
             .map(|i| format!("d{:02}/f{i:04}.txt", i % 50))
             .collect();
         let d = Daemon::start(kind, &f);
-        let out = push(
-            &remote(&d, ""),
-            &connect(&f),
-            &opts("-artuz -R"),
-            &src,
-            &named,
-        )
-        .unwrap();
-        assert_eq!(out.code, ExitCode::OK, "{kind:?}: {:?}", out.lines);
+        let out = pushed(kind, &remote(&d, ""), &f, "-artuz -R", &src, &named);
         let mut got: Vec<String> = Vec::new();
         for dir in std::fs::read_dir(f.module_dir()).unwrap() {
             let dir = dir.unwrap();
@@ -227,15 +234,14 @@ fn delete_reaches_the_named_directory_only() {
         }
         give_to_module_user(&f.module_dir());
         let d = Daemon::start(kind, &f);
-        let out = push(
+        let out = pushed(
+            kind,
             &remote(&d, ""),
-            &connect(&f),
-            &opts("-artuz -R --delete"),
+            &f,
+            "-artuz -R --delete",
             &src,
             &["dir"],
-        )
-        .unwrap();
-        assert_eq!(out.code, ExitCode::OK, "{kind:?}: {:?}", out.lines);
+        );
         let m = f.module_dir();
         assert_eq!(std::fs::read(m.join("dir/keep.txt")).unwrap(), b"k\n");
         assert!(!m.join("dir/stale.txt").exists(), "{kind:?}");
@@ -501,15 +507,14 @@ fn hard_links_link_dest_compress_choice_and_the_motd() {
         write_file(&src, "c.txt", b"changes\n", 0o644, T0);
         let d = Daemon::start(kind, &f);
         let to = |path: &str| remote(&d, path);
-        let first = push(
+        let first = pushed(
+            kind,
             &to("prev/"),
-            &connect(&f),
-            &opts("-aH --numeric-ids --compress-choice=zlib -z"),
+            &f,
+            "-aH --numeric-ids --compress-choice=zlib -z",
             &src,
             &["./"],
-        )
-        .unwrap();
-        assert_eq!(first.code, ExitCode::OK, "{kind:?}: {:?}", first.lines);
+        );
         assert_eq!(
             first.motd.first().map(String::as_str),
             Some("Backups only."),
@@ -522,15 +527,14 @@ fn hard_links_link_dest_compress_choice_and_the_motd() {
         );
         assert_eq!(a.ino(), b.ino(), "{kind:?}: -H kept the link");
         write_file(&src, "c.txt", b"changed now\n", 0o644, T0 + 5);
-        let second = push(
+        pushed(
+            kind,
             &to("cur/"),
-            &connect(&f),
-            &opts("-a --link-dest=../prev"),
+            &f,
+            "-a --link-dest=../prev",
             &src,
             &["./"],
-        )
-        .unwrap();
-        assert_eq!(second.code, ExitCode::OK, "{kind:?}: {:?}", second.lines);
+        );
         let (prev, cur) = (
             std::fs::metadata(m.join("prev/a.txt")).unwrap(),
             std::fs::metadata(m.join("cur/a.txt")).unwrap(),
@@ -557,24 +561,15 @@ fn copy_dest_and_partial() {
         let src = src_dir(&f);
         write_file(&src, "a.txt", b"same\n", 0o644, T0);
         let d = Daemon::start(kind, &f);
-        let out = push(
-            &remote(&d, "prev/"),
-            &connect(&f),
-            &opts("-a"),
-            &src,
-            &["./"],
-        )
-        .unwrap();
-        assert_eq!(out.code, ExitCode::OK, "{kind:?}: {:?}", out.lines);
-        let out = push(
+        pushed(kind, &remote(&d, "prev/"), &f, "-a", &src, &["./"]);
+        pushed(
+            kind,
             &remote(&d, "cur/"),
-            &connect(&f),
-            &opts("-a --copy-dest=../prev"),
+            &f,
+            "-a --copy-dest=../prev",
             &src,
             &["./"],
-        )
-        .unwrap();
-        assert_eq!(out.code, ExitCode::OK, "{kind:?}: {:?}", out.lines);
+        );
         let m = f.module_dir();
         let (prev, cur) = (
             std::fs::metadata(m.join("prev/a.txt")).unwrap(),

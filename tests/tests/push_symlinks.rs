@@ -76,9 +76,20 @@ fn case(
                     let v = v.replace("SCRATCH", &f.dir().display().to_string());
                     f.set_module("backup", k, &v);
                 }
-                if let Some((sub, _)) = dest.trim_start_matches("backup/").split_once('/') {
-                    if !sub.is_empty() {
-                        make_owned_dir(&f.module_dir().join(sub));
+                // The destination's directories exist beforehand with a fixed mtime:
+                // created by the push, a parent's mtime would be the second each side's
+                // push ran in, which the two sides running side by side may not share.
+                let inner = dest.trim_start_matches("backup/").trim_end_matches('/');
+                if !inner.is_empty() {
+                    let mut at = f.module_dir();
+                    for part in inner.split('/') {
+                        at = at.join(part);
+                        make_owned_dir(&at);
+                    }
+                    let mut at = f.module_dir();
+                    for part in inner.split('/') {
+                        at = at.join(part);
+                        e2e::tree::set_mtime(&at, 1_700_000_000);
                     }
                 }
             },

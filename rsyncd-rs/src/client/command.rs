@@ -11,10 +11,12 @@ use std::path::{Path, PathBuf};
 use super::connect::ConnectOptions;
 use super::error::ClientError;
 use super::options::{ClientArgs, parse_command_line};
-use super::pull::{Endpoint, pull_from};
+use super::pull::pull_from;
 use super::push::push_to;
+use super::session::Endpoint;
 use super::url::{DEFAULT_PORT, Remote};
 use crate::engine::exit::ExitCode;
+use crate::engine::logfmt::human_num;
 
 /// Where one command-line argument is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +90,7 @@ fn run_inner(argv: &[String]) -> Result<ExitCode, ClientError> {
     let outcome = match place(last) {
         Place::Daemon(url) => {
             let remote = Remote::parse(&url, args.port.unwrap_or(DEFAULT_PORT))?;
-            push_local(&args, &c, Endpoint::Daemon(&remote), &remote.path, sources)?
+            push_local(&args, &c, Endpoint::Daemon(&remote), sources)?
         }
         Place::Shell { host, path } => {
             let command = shell_command(&args, Some(&host));
@@ -99,7 +101,6 @@ fn run_inner(argv: &[String]) -> Result<ExitCode, ClientError> {
                     command: &command,
                     path: &path,
                 },
-                &path,
                 sources,
             )?
         }
@@ -116,7 +117,6 @@ fn run_inner(argv: &[String]) -> Result<ExitCode, ClientError> {
                         command: &command,
                         path: &shown,
                     },
-                    &shown,
                     sources,
                 )?
             }
@@ -133,13 +133,13 @@ fn run_inner(argv: &[String]) -> Result<ExitCode, ClientError> {
         };
         println!(
             "\nsent {} bytes  received {} bytes  {:.2} bytes/sec",
-            group(outcome.sent),
-            group(outcome.received),
+            human_num(outcome.sent as i64, 1),
+            human_num(outcome.received as i64, 1),
             (outcome.sent + outcome.received) as f64 / outcome.seconds.max(0.001)
         );
         println!(
             "total size is {}  speedup is {speedup:.2}",
-            group(outcome.total_size)
+            human_num(outcome.total_size as i64, 1)
         );
     }
     if outcome.code != ExitCode::OK {
@@ -211,7 +211,6 @@ fn push_local(
     args: &ClientArgs,
     c: &ConnectOptions,
     endpoint: Endpoint<'_>,
-    _dest_path: &str,
     sources: &[String],
 ) -> Result<Done, ClientError> {
     let started = std::time::Instant::now();
@@ -353,32 +352,16 @@ fn list(args: &ClientArgs, c: &ConnectOptions, what: &str) -> Result<ExitCode, C
         },
     )?;
     for e in &l.entries {
-        let kind = crate::protocol::flist::mode::type_char(e.mode);
-        let mut name = String::from_utf8_lossy(&e.name).into_owned();
-        if let Some(t) = &e.link_target {
-            name = format!("{name} -> {}", String::from_utf8_lossy(t));
-        }
+        let shown = super::list::Shown::of(e);
         println!(
-            "{kind}{} {:>14} {} {name}",
-            crate::engine::logfmt::perm_string(e.mode),
-            group(e.size.max(0) as u64),
-            crate::engine::logfmt::mtime_string(e.mtime).replace('-', " ")
+            "{} {:>14} {} {}",
+            shown.mode,
+            human_num(e.size.max(0), 1),
+            shown.mtime,
+            shown.name
         );
     }
     Ok(l.code)
-}
-
-/// A number with thousands separators, as rsync prints sizes.
-fn group(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -406,8 +389,6 @@ mod tests {
         assert_eq!(place("dir/a:b"), Place::Local("dir/a:b".into()));
         assert_eq!(place("/abs/path"), Place::Local("/abs/path".into()));
         assert_eq!(place(":x"), Place::Local(":x".into()));
-        assert_eq!(group(1234567), "1,234,567");
-        assert_eq!(group(12), "12");
     }
 
     #[test]

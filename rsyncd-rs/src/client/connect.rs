@@ -27,6 +27,19 @@ pub enum Password {
     File(PathBuf),
 }
 
+impl Password {
+    /// The password as rsync's client finds it: the file if one is named, else the
+    /// `RSYNC_PASSWORD` environment variable, else none.
+    pub fn from_file_or_env(file: Option<&std::path::Path>) -> Option<Password> {
+        match file {
+            Some(p) => Some(Password::File(p.to_path_buf())),
+            None => std::env::var_os("RSYNC_PASSWORD").map(|v| {
+                Password::Value(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec())
+            }),
+        }
+    }
+}
+
 impl std::fmt::Debug for Password {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -96,8 +109,6 @@ pub struct Greeted {
     pub protocol: i32,
     /// The daemon's auth digest list (`None` before 3.2.7).
     pub digests: Option<String>,
-    /// The lines before the greeting's answer: the MOTD.
-    pub motd: Vec<String>,
 }
 
 /// A module opened and its argument list sent: the binary protocol starts here.
@@ -138,7 +149,6 @@ pub fn greet(remote: &Remote, o: &ConnectOptions) -> Result<Greeted, ClientError
         .clamp(crate::MIN_PROTOCOL_VERSION, crate::PROTOCOL_VERSION);
     conn.write_all(greeting(ours, OUR_DIGESTS).as_bytes())
         .map_err(conn_error)?;
-    let mut motd = Vec::new();
     let line = read_line(&mut conn)?;
     let g = parse_greeting(&line).map_err(|_| {
         ClientError::Protocol(format!("server sent \"{line}\" rather than greeting"))
@@ -150,14 +160,11 @@ pub fn greet(remote: &Remote, o: &ConnectOptions) -> Result<Greeted, ClientError
         )));
     }
     let protocol = negotiate_protocol(ours, g.protocol, g.sub);
-    // A daemon that had something to say before the greeting (none does) is ignored.
-    motd.clear();
     Ok(Greeted {
         conn,
         child,
         protocol,
         digests: g.digests,
-        motd,
     })
 }
 
@@ -173,6 +180,7 @@ impl Greeted {
         self.conn
             .write_all(format!("{}\n", remote.module).as_bytes())
             .map_err(conn_error)?;
+        let mut motd = Vec::new();
         loop {
             let line = read_line(&mut self.conn)?;
             if let Some(challenge) = line.strip_prefix("@RSYNCD: AUTHREQD ") {
@@ -193,8 +201,8 @@ impl Greeted {
                     line,
                 });
             }
-            if self.motd.len() < MAX_MOTD_LINES {
-                self.motd.push(line);
+            if motd.len() < MAX_MOTD_LINES {
+                motd.push(line);
             }
         }
         let mut out = Vec::new();
@@ -207,7 +215,7 @@ impl Greeted {
         Ok(Opened {
             conn: self.conn,
             child: self.child,
-            motd: self.motd,
+            motd,
         })
     }
 
@@ -215,7 +223,7 @@ impl Greeted {
     /// `@RSYNCD: EXIT`, MOTD first, as the daemon sends them.
     pub fn list_modules(mut self) -> Result<Vec<String>, ClientError> {
         self.conn.write_all(b"\n").map_err(conn_error)?;
-        let mut lines = std::mem::take(&mut self.motd);
+        let mut lines = Vec::new();
         loop {
             let line = read_line(&mut self.conn)?;
             if line == "@RSYNCD: EXIT" {

@@ -4,10 +4,11 @@
 
 use super::connect::ConnectOptions;
 use super::error::ClientError;
-use super::session::{ServerLine, ServerStats, Session};
+use super::session::{ServerLine, Session};
 use super::url::Remote;
 use crate::engine::exit::ExitCode;
 use crate::engine::flist::ListReceiver;
+use crate::engine::session::PeerStats;
 use crate::engine::session::{Sums, flist_config};
 use crate::protocol::flist::{FileEntry, LinkTargets};
 use crate::protocol::ndx::NDX_DONE;
@@ -36,12 +37,41 @@ pub struct Listing {
     pub entries: Vec<FileEntry>,
     /// The checksum `-c` sums are in (`md5`, `xxh128`, ...), when asked for.
     pub checksum_name: Option<String>,
-    pub stats: ServerStats,
+    pub stats: PeerStats,
     pub motd: Vec<String>,
     /// What the server said on the way (errors, warnings).
     pub lines: Vec<ServerLine>,
     /// Ok, or partial (23/24) when the server could not read everything.
     pub code: ExitCode,
+}
+
+/// How rsync's listings show an entry's mode (`drwxr-xr-x`), time
+/// (`2026/12/05 07:00:00`) and name (`name -> target` for a symlink).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shown {
+    pub mode: String,
+    pub mtime: String,
+    pub name: String,
+}
+
+impl Shown {
+    pub fn of(e: &FileEntry) -> Shown {
+        use crate::protocol::flist::mode;
+        let name = String::from_utf8_lossy(&e.name).into_owned();
+        let name = match &e.link_target {
+            Some(t) if mode::is_lnk(e.mode) => format!("{name} -> {}", String::from_utf8_lossy(t)),
+            _ => name,
+        };
+        Shown {
+            mode: format!(
+                "{}{}",
+                mode::type_char(e.mode),
+                crate::engine::logfmt::perm_string(e.mode)
+            ),
+            mtime: crate::engine::logfmt::mtime_string(e.mtime).replace('-', " "),
+            name,
+        }
+    }
 }
 
 /// Lists `remote` (its module and path). Upstream: main.c, client_run() with
@@ -97,7 +127,7 @@ pub fn list(remote: &Remote, c: &ConnectOptions, l: &ListOptions) -> Result<List
         .collect();
     // An empty list ends the session at once (upstream's sender sends nothing more).
     let stats = if entries.is_empty() {
-        ServerStats::default()
+        PeerStats::default()
     } else {
         walk_phases(&mut s)?
     };
@@ -122,7 +152,7 @@ pub fn list(remote: &Remote, c: &ConnectOptions, l: &ListOptions) -> Result<List
 
 /// The phases of a generator that asks for nothing, the server's statistics and the
 /// goodbye. Upstream: generator.c, generate_files(); sender.c, send_files().
-fn walk_phases(s: &mut Session) -> Result<ServerStats, ClientError> {
+fn walk_phases(s: &mut Session) -> Result<PeerStats, ClientError> {
     let protocol = s.protocol();
     s.write_ndx(NDX_DONE)?;
     s.flush()?;

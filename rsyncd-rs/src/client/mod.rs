@@ -15,15 +15,15 @@ mod setup;
 mod transport;
 mod url;
 
-pub use crate::engine::session::{ItemEvent, ItemWhat};
+pub use crate::engine::session::{ItemEvent, ItemWhat, PeerStats};
 pub use command::run as run_command_line;
 pub use connect::{ConnectOptions, Password, Progress, read_password};
 pub use error::{ClientError, Refusal};
-pub use list::{ListOptions, Listing, list};
+pub use list::{ListOptions, Listing, Shown, list};
 pub use options::{ClientArgs, parse_command_line, parse_options};
-pub use pull::{Endpoint, PullOutcome, pull, pull_from};
+pub use pull::{PullOutcome, pull, pull_from};
 pub use push::{PushOutcome, push, push_to};
-pub use session::{ServerLine, ServerStats};
+pub use session::{Endpoint, ServerLine};
 pub use url::{DEFAULT_PORT, Remote, UrlError};
 
 /// The module list a daemon gives for an address without a module (its MOTD first, then

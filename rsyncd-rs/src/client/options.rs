@@ -31,14 +31,7 @@ impl ClientArgs {
     /// How to connect, from these options and rsync's environment variables:
     /// `RSYNC_PASSWORD` when no password file is given, `RSYNC_CONNECT_PROG`.
     pub fn connect_options(&self) -> super::ConnectOptions {
-        let password = match &self.password_file {
-            Some(p) => Some(super::Password::File(p.clone())),
-            None => std::env::var_os("RSYNC_PASSWORD").map(|v| {
-                super::Password::Value(
-                    std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()).to_vec(),
-                )
-            }),
-        };
+        let password = super::Password::from_file_or_env(self.password_file.as_deref());
         let secs = |s: u64| (s > 0).then(|| std::time::Duration::from_secs(s));
         super::ConnectOptions {
             connect_timeout: self.contimeout.and_then(secs),

@@ -4,17 +4,13 @@
 //! `am_sender`; sersync's `cd ROOT && rsync -artuz -R PATH... host::module`.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use super::connect::{ConnectOptions, conn_error};
 use super::error::ClientError;
 use super::filters::client_rules;
-use super::pull::Collected;
-use super::pull::Endpoint;
-use super::session::{ServerLine, Session};
+use super::session::{Collected, Endpoint, ServerLine, Session};
 use super::url::Remote;
 use crate::engine::exit::ExitCode;
-use crate::engine::mux::TextSink;
 use crate::engine::recv::Policy;
 use crate::engine::session::{ItemWhat, Side};
 use crate::engine::tree::{Tree, TreeOptions};
@@ -116,11 +112,7 @@ pub fn push_to<P: AsRef<[u8]>>(
             .map_err(|e| ClientError::Options(e.to_string()))?;
         writer.data(&out).map_err(conn_error)?;
     }
-    let ours = Arc::new(Collected::with_progress(c.progress.clone()));
-    let sink = ours.clone();
-    writer.keep_texts_local(TextSink::new(move |code, text| {
-        sink.push(code, &String::from_utf8_lossy(text));
-    }));
+    let ours = Collected::kept_from(&mut writer, c.progress.clone());
     let policy = Policy {
         numeric_ids: opts.numeric_ids,
         log_module_path: String::new(),
@@ -138,7 +130,7 @@ pub fn push_to<P: AsRef<[u8]>>(
     };
     let result = crate::engine::send::run(session, reader, writer, counters);
     let server_code = child.and_then(super::transport::ChildGuard::wait);
-    let (out, code, lines) = super::pull::finish(result, server_code, &server_lines, &ours)?;
+    let (out, code, lines) = super::session::finish(result, server_code, &server_lines, &ours)?;
     Ok(PushOutcome {
         code: code(out.code),
         total_size: out.total_size,

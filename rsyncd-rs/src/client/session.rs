@@ -12,6 +12,7 @@ use super::url::Remote;
 use crate::engine::conn::ConnError;
 use crate::engine::exit::ExitCode;
 use crate::engine::mux::{Message, MuxReader, MuxWriter, Peer, TextSink};
+use crate::engine::session::{ItemEvent, ItemWhat, LogSink, PeerStats};
 use crate::engine::setup::Wire;
 use crate::protocol::mux::MsgCode;
 use crate::protocol::ndx::{NDX_DONE, NdxCodec};
@@ -27,18 +28,6 @@ const MAX_KEPT_LINES: usize = 1000;
 pub struct ServerLine {
     pub code: MsgCode,
     pub text: String,
-}
-
-/// The statistics a sending server reports at the end. Upstream: main.c, handle_stats().
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ServerStats {
-    /// Bytes the server read (our requests and sums).
-    pub server_read: i64,
-    /// Bytes the server wrote (file list and data).
-    pub server_written: i64,
-    pub total_size: i64,
-    pub flist_build_ms: i64,
-    pub flist_xfer_ms: i64,
 }
 
 /// A session whose binary set-up is done.
@@ -313,27 +302,10 @@ impl Session {
     }
 
     /// The sending server's statistics. Upstream: main.c, handle_stats() on a receiving
-    /// client (read and written swap sides).
-    pub fn read_stats(&mut self) -> Result<ServerStats, ClientError> {
+    /// client.
+    pub fn read_stats(&mut self) -> Result<PeerStats, ClientError> {
         let protocol = self.wire.protocol;
-        let next = |s: &mut Session| -> Result<i64, ClientError> {
-            if protocol < 30 {
-                s.decode(|b| Ok(crate::protocol::codec::get_longint(b)))
-            } else {
-                s.decode(|b| crate::protocol::codec::get_varlong(b, 3))
-            }
-        };
-        let mut st = ServerStats {
-            server_read: next(self)?,
-            server_written: next(self)?,
-            total_size: next(self)?,
-            ..ServerStats::default()
-        };
-        if protocol >= 29 {
-            st.flist_build_ms = next(self)?;
-            st.flist_xfer_ms = next(self)?;
-        }
-        Ok(st)
+        self.decode(|b| crate::protocol::stats::decode_stats(b, protocol))
     }
 
     /// The end of a session whose server sent: after its statistics, our goodbye, and
@@ -374,5 +346,175 @@ impl Session {
         } else {
             ExitCode::OK
         }
+    }
+}
+
+/// The other side of a session: a daemon's module, or a server started by a command
+/// (a remote shell's `ssh HOST rsync`, our own binary for a local copy) with the path on
+/// its side.
+#[derive(Debug, Clone, Copy)]
+pub enum Endpoint<'a> {
+    Daemon(&'a Remote),
+    Shell {
+        command: &'a [String],
+        path: &'a str,
+    },
+}
+
+impl Endpoint<'_> {
+    /// Starts the session: `o` is the server's view of the options.
+    pub(super) fn open(self, c: &ConnectOptions, o: Options) -> Result<Session, ClientError> {
+        match self {
+            Endpoint::Daemon(remote) => {
+                if remote.module.is_empty() {
+                    return Err(ClientError::Options(
+                        "a transfer needs a module name".into(),
+                    ));
+                }
+                Session::start(remote, c, o)
+            }
+            Endpoint::Shell { command, path } => {
+                Session::start_shell(command, c, o, &[path.to_string()])
+            }
+        }
+    }
+}
+
+/// Lines our roles address to the user, and what became of each entry, kept for the
+/// outcome.
+#[derive(Default)]
+pub(super) struct Collected(
+    Mutex<Vec<ServerLine>>,
+    Mutex<std::collections::BTreeMap<Vec<u8>, ItemWhat>>,
+    Option<super::connect::Progress>,
+);
+
+impl std::fmt::Debug for Collected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Collected")
+    }
+}
+
+impl Collected {
+    /// The lines so far.
+    pub(super) fn lines(&self) -> Vec<ServerLine> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(super) fn push(&self, code: MsgCode, text: &str) {
+        let mut l = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if l.len() < 10_000 {
+            for line in text.lines() {
+                l.push(ServerLine {
+                    code,
+                    text: line.to_string(),
+                });
+            }
+        }
+    }
+}
+
+impl LogSink for Collected {
+    fn line(&self, _text: &str) {
+        // The roles' daemon-log lines ("receiving file list", ...) have no reader here.
+    }
+
+    fn item(&self, ev: &ItemEvent) {
+        if let Some(p) = &self.2 {
+            p(ev);
+        }
+        let mut m = self
+            .1
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // What says most about an entry stays: a failure over a send over an update over
+        // a deletion over being listed.
+        let rank = |w: &ItemWhat| match w {
+            ItemWhat::Failed(_) => 4,
+            ItemWhat::Sent => 3,
+            ItemWhat::Updated => 2,
+            ItemWhat::Deleted => 1,
+            ItemWhat::Listed => 0,
+        };
+        match m.get(&ev.name) {
+            Some(old) if rank(old) >= rank(&ev.what) => {}
+            _ => {
+                m.insert(ev.name.clone(), ev.what.clone());
+            }
+        }
+    }
+}
+
+impl Collected {
+    /// A collector the writer's local texts go to (see [`MuxWriter::keep_texts_local`]),
+    /// telling `progress` of each entry too.
+    pub(super) fn kept_from(
+        writer: &mut MuxWriter,
+        progress: Option<super::connect::Progress>,
+    ) -> Arc<Collected> {
+        let ours = Arc::new(Collected::with_progress(progress));
+        let sink = ours.clone();
+        writer.keep_texts_local(TextSink::new(move |code, text| {
+            sink.push(code, &String::from_utf8_lossy(text));
+        }));
+        ours
+    }
+
+    /// A collector that also tells `progress` of each entry.
+    pub(super) fn with_progress(progress: Option<super::connect::Progress>) -> Collected {
+        Collected(Mutex::default(), Mutex::default(), progress)
+    }
+
+    /// What became of each entry, by name.
+    pub(super) fn items(&self) -> Vec<(Vec<u8>, ItemWhat)> {
+        self.1
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// The end every client transfer shares: the server's lines and ours in one list, the
+/// exit code (the remote shell's own failure, or partial when errors were reported on a
+/// session that otherwise ended well), or the typed error of a session that failed.
+pub(super) fn finish<T>(
+    result: Result<T, crate::engine::error::EngineError>,
+    server_code: Option<i32>,
+    server_lines: &Mutex<Vec<ServerLine>>,
+    ours: &Collected,
+) -> Result<(T, impl Fn(ExitCode) -> ExitCode, Vec<ServerLine>), ClientError> {
+    let mut lines = server_lines
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    lines.extend(ours.lines());
+    let errors = lines
+        .iter()
+        .any(|l| matches!(l.code, MsgCode::Error | MsgCode::ErrorXfer));
+    match result {
+        Ok(out) => {
+            let code = move |engine: ExitCode| match (engine, server_code) {
+                (ExitCode::OK, Some(c)) if c != 0 => ExitCode(c),
+                (ExitCode::OK, _) if errors => ExitCode::PARTIAL,
+                (c, _) => c,
+            };
+            Ok((out, code, lines))
+        }
+        Err(e) => Err(ClientError::Transfer {
+            code: e.code(),
+            messages: lines
+                .iter()
+                .map(|l| l.text.clone())
+                .chain(std::iter::once(e.to_string()))
+                .collect(),
+        }),
     }
 }

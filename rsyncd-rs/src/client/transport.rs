@@ -101,7 +101,15 @@ pub fn spawn_server(argv: &[String]) -> Result<(Conn, ChildGuard), ClientError> 
 fn tcp_pair() -> std::io::Result<(TcpStream, TcpStream)> {
     let listener = TcpListener::bind(("127.0.0.1", 0))?;
     let ours = TcpStream::connect(listener.local_addr()?)?;
-    let (theirs, _) = listener.accept()?;
+    let mine = ours.local_addr()?;
+    // Another local process may connect to the port in between: only our own
+    // connection becomes the daemon's (the listener is closed once it is found).
+    let theirs = loop {
+        let (s, from) = listener.accept()?;
+        if from == mine {
+            break s;
+        }
+    };
     let _ = ours.set_nodelay(true);
     Ok((ours, theirs))
 }

@@ -147,17 +147,8 @@ pub enum Side {
     Client { rules: Vec<FilterRule> },
 }
 
-/// The statistics a sending server reports to its receiving client at the end: bytes it
-/// read and wrote, the total size, and (from protocol 29) the file list's build and
-/// transfer times in milliseconds. Upstream: main.c, handle_stats().
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PeerStats {
-    pub read: i64,
-    pub written: i64,
-    pub total_size: i64,
-    pub flist_build_ms: i64,
-    pub flist_xfer_ms: i64,
-}
+/// The statistics a sending server reports to its receiving client at the end.
+pub use crate::protocol::stats::TransferStats as PeerStats;
 
 /// Statistics of the receiving side.
 #[derive(Debug, Default)]

@@ -14,6 +14,7 @@ pub mod ndx;
 pub mod options;
 pub mod request;
 pub mod sanitize;
+pub mod stats;
 pub mod sums;
 #[cfg(test)]
 pub mod testutil;

@@ -858,25 +858,10 @@ impl Receiver<'_, '_> {
     /// phase. Upstream: main.c, handle_stats() (read and written swap sides on the way).
     fn peer_stats(&mut self) -> Result<super::PeerStats, RecvError> {
         let p = self.sh.wire.protocol;
-        let mut next = || -> Result<i64, RecvError> {
-            let v = if p < 30 {
-                self.r
-                    .decode(|b| Ok(crate::protocol::codec::get_longint(b)))
-            } else {
-                self.r.decode(|b| crate::protocol::codec::get_varlong(b, 3))
-            };
-            v.map_err(read_err)
-        };
-        let mut st = super::PeerStats {
-            read: next()?,
-            written: next()?,
-            total_size: next()?,
-            ..super::PeerStats::default()
-        };
-        if p >= 29 {
-            st.flist_build_ms = next()?;
-            st.flist_xfer_ms = next()?;
-        }
+        let st = self
+            .r
+            .decode(|b| crate::protocol::stats::decode_stats(b, p))
+            .map_err(read_err)?;
         self.messages()?;
         Ok(st)
     }

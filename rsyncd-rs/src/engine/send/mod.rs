@@ -367,20 +367,17 @@ fn run_session(
         written.saturating_sub(s.counted_from.1),
     );
     let mut out = Vec::new();
-    let put = |out: &mut Vec<u8>, v: i64| {
-        if core.wire.protocol < 30 {
-            crate::protocol::codec::put_longint(out, v)
-        } else {
-            crate::protocol::codec::put_varlong(out, v, 3)
-        }
-    };
-    put(&mut out, read as i64);
-    put(&mut out, written as i64);
-    put(&mut out, lists.total_size as i64);
-    if core.wire.protocol >= 29 {
-        put(&mut out, build_ms);
-        put(&mut out, 0);
-    }
+    crate::protocol::stats::encode_stats(
+        &crate::protocol::stats::TransferStats {
+            read: read as i64,
+            written: written as i64,
+            total_size: lists.total_size as i64,
+            flist_build_ms: build_ms,
+            flist_xfer_ms: 0,
+        },
+        core.wire.protocol,
+        &mut out,
+    );
     core.data(&out)?;
     lock(&core.writer).flush().map_err(write_err)?;
     if core.wire.protocol >= 24 {
