@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use e2e::tree::{Compare, diff_trees, pseudo_random, write_file};
+use e2e::tree::{Compare, diff_trees, pseudo_random, set_mtime, write_file};
 use e2e::{Daemon, Fixture, Rsync, Server, old_client_or_skip};
 use rsyncd_rs::client::{
     ClientError, ConnectOptions, ItemWhat, Password, Remote, parse_options, pull, push,
@@ -286,6 +286,60 @@ fn delete_reaches_the_named_directory_only() {
             .find(|(n, _)| n == b"dir/keep.txt")
             .map(|(_, w)| w);
         assert_eq!(keep, Some(&ItemWhat::Listed), "{kind:?}");
+    }
+}
+
+/// A file the daemon cannot write (its directory belongs to root; the module's user is
+/// nobody) fails alone: the push ends partial (23), that entry is `Failed` with the
+/// daemon's own words, and its neighbours are sent. Root only: a daemon running as the
+/// file's owner makes a read-only directory writable for the time it needs it.
+#[test]
+fn a_file_the_receiver_cannot_write_is_reported_failed_by_name() {
+    if !e2e::is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs the suite as root"
+        );
+        eprintln!("skipped: the daemon's user must differ from the directory's owner");
+        return;
+    }
+    for kind in daemons() {
+        let f = Fixture::seed();
+        let src = src_dir(&f);
+        write_file(&src, "ok/g.txt", b"g\n", 0o644, T0);
+        write_file(&src, "locked/f.txt", b"f\n", 0o644, T0);
+        give_to_module_user(&f.module_dir());
+        // Owned by root, as in the source; the same mode and time, so only the file's
+        // creation fails.
+        let locked = f.module_dir().join("locked");
+        std::fs::create_dir(&locked).unwrap();
+        set_mtime(&locked, T0);
+        set_mtime(&src.join("locked"), T0);
+        let d = Daemon::start(kind, &f);
+        let out = push(
+            &remote(&d, ""),
+            &connect(&f),
+            &opts("-artuz -R"),
+            &src,
+            &["ok", "locked/f.txt"],
+        )
+        .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+        assert_eq!(out.code, ExitCode::PARTIAL, "{kind:?}: {:?}", out.lines);
+        let item = |n: &str| {
+            out.items
+                .iter()
+                .find(|(k, _)| k == n.as_bytes())
+                .map(|(_, w)| w.clone())
+        };
+        assert_eq!(item("ok/g.txt"), Some(ItemWhat::Sent), "{kind:?}: {out:?}");
+        match item("locked/f.txt") {
+            Some(ItemWhat::Failed(why)) => {
+                assert!(why.contains("Permission denied"), "{kind:?}: {why}")
+            }
+            other => panic!("{kind:?}: locked/f.txt {other:?}; {:?}", out.lines),
+        }
+        assert!(!locked.join("f.txt").exists(), "{kind:?}");
+        assert!(f.module_dir().join("ok/g.txt").exists(), "{kind:?}");
     }
 }
 

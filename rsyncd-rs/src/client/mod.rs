@@ -2,6 +2,7 @@
 //! does (and as a 3.1 daemon expects), then list, pull or push on the engine's roles. For
 //! the agent and syncctl; it never imports the daemon.
 
+mod blame;
 mod command;
 mod connect;
 mod error;

@@ -32,7 +32,8 @@ pub struct PushOutcome {
     /// What became of each entry, by its name under the local root (with `-R`, the path
     /// as named): `Listed` (the receiver had it already), `Sent`, `Updated` (attributes
     /// only), `Deleted` (by `--delete`, on the receiver), `Failed` with rsync's reason.
-    /// A failure on the receiver's side shows in `lines` and the code, not here.
+    /// A failure the receiving server reports names its entry in its text only; an error
+    /// line naming a listed entry marks it failed, with the line as the reason.
     pub items: Vec<(Vec<u8>, ItemWhat)>,
     /// From the start of the connection to the session's end.
     pub elapsed: std::time::Duration,
@@ -84,6 +85,10 @@ pub fn push_to<P: AsRef<[u8]>>(
     if o.deletes() && o.verbose == 0 && o.itemize_changes == 0 {
         o.verbose = 1;
     }
+    let dest = match endpoint {
+        Endpoint::Daemon(r) => r.path.clone(),
+        Endpoint::Shell { path, .. } => path.to_string(),
+    };
     let s = endpoint.open(c, o)?;
     let Session {
         reader,
@@ -131,6 +136,7 @@ pub fn push_to<P: AsRef<[u8]>>(
     let result = crate::engine::send::run(session, reader, writer, counters);
     let server_code = child.and_then(super::transport::ChildGuard::wait);
     let (out, code, lines) = super::session::finish(result, server_code, &server_lines, &ours)?;
+    ours.blame(&lines, &dest);
     Ok(PushOutcome {
         code: code(out.code),
         total_size: out.total_size,

@@ -471,6 +471,26 @@ impl Collected {
         Collected(Mutex::default(), Mutex::default(), progress)
     }
 
+    /// Marks the entries the error lines among `lines` name as failed, with the line as
+    /// the reason: a receiving server tells what it could not do only as text (see
+    /// [`super::blame`]). `dest` is the destination directory the client asked for.
+    pub(super) fn blame(&self, lines: &[ServerLine], dest: &str) {
+        let mut m = self
+            .1
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for l in lines {
+            if !matches!(l.code, MsgCode::Error | MsgCode::ErrorXfer) {
+                continue;
+            }
+            if let Some(name) = super::blame::blamed(&l.text, dest, &m).map(<[u8]>::to_vec)
+                && !matches!(m.get(&name), Some(ItemWhat::Failed(_)))
+            {
+                m.insert(name, ItemWhat::Failed(l.text.clone()));
+            }
+        }
+    }
+
     /// What became of each entry, by name.
     pub(super) fn items(&self) -> Vec<(Vec<u8>, ItemWhat)> {
         self.1
