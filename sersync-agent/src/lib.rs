@@ -1,6 +1,13 @@
 //! sersync-agent: watches a tree with inotify and pushes every change to rsync daemons
-//! through the native client of `rsyncd_rs`.
+//! through the native client of `rsyncd_rs`, never losing one.
 //!
-//! Nothing is built here yet: the watcher, coalescer, durable queue and pusher arrive with
-//! their own issue (see `../shared/ARCHITECTURE.md`, "Agent").
+//! The flow, one module a step (see `../shared/ARCHITECTURE.md`, "Agent"):
+//! `watch` (inotify, recursive, scans new directories) → `coalesce` (events into
+//! [`op::Op`]s: the inotify switches, filters, move pairing) → `queue` (one durable,
+//! deduplicating queue per remote) → `push` (native-client sessions, many paths each).
 #![forbid(unsafe_code)]
+
+pub mod coalesce;
+pub mod config;
+pub mod op;
+pub mod watch;

@@ -1,0 +1,1 @@
+//! Events into operations: see `crate::op::Op`.

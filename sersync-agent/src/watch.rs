@@ -1,0 +1,1 @@
+//! The inotify watcher: see `crate::op::WatchEvent`.
