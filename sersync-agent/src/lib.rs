@@ -9,5 +9,7 @@
 
 pub mod coalesce;
 pub mod config;
+pub mod journal;
 pub mod op;
+pub mod queue;
 pub mod watch;
