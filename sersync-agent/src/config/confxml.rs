@@ -146,7 +146,7 @@ impl<'a, 'input> Reader<'a, 'input> {
         let first = found.next().copied();
         if let (Some(first), Some(again)) = (first, found.next()) {
             let problem = format!("given twice (first on line {})", self.line(first));
-            return Err(self.err(*again, ErrorKind::Unknown, problem));
+            return Err(self.err(*again, ErrorKind::Duplicate, problem));
         }
         Ok(first)
     }
@@ -452,7 +452,7 @@ impl<'a, 'input> Reader<'a, 'input> {
             };
             if out.iter().any(|q| q.name == name) {
                 let problem = format!("plugin {name:?} is given twice");
-                return Err(self.err(p, ErrorKind::Unknown, problem));
+                return Err(self.err(p, ErrorKind::Duplicate, problem));
             }
             let mut found = Vec::new();
             self.plugin_element(p, "", specs, &mut found)?;
@@ -534,7 +534,7 @@ impl<'a, 'input> Reader<'a, 'input> {
                 .any(|s| s.repeats && s.key.starts_with(&format!("{path}.")));
             if seen.contains(&name) && !repeats {
                 let problem = format!("<{name}> may be given once here");
-                return Err(self.err(kid, ErrorKind::Unknown, problem));
+                return Err(self.err(kid, ErrorKind::Duplicate, problem));
             }
             seen.push(name);
             self.plugin_element(kid, &path, specs, found)?;

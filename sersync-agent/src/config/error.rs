@@ -36,6 +36,8 @@ pub enum ErrorKind {
     Unknown,
     /// Something required is absent.
     Missing,
+    /// Something given twice that is read once (sersync would silently take one).
+    Duplicate,
     /// A value of the wrong form: a boolean that is not `true`/`false`, a bad number.
     BadValue,
     /// Well-formed, but it cannot work: found by [`super::AgentConfig::validate`].

@@ -255,6 +255,14 @@ fn confxml_errors_name_line_element_and_attribute() {
             "\"70000\" is out of range",
         ),
         (
+            "<localpath watch=\"/w\"><remote ip=\"h\" name=\"m\"/></localpath>\n\
+             <rsync><commonParams params=\"-a\"/></rsync>\n<rsync/>",
+            6,
+            "<rsync>",
+            ErrorKind::Duplicate,
+            "given twice (first on line 5)",
+        ),
+        (
             "<localpath watch=\"/w\"><remote ip=\"h\" name=\"m\"/>\n<remote ip=\"h\"",
             0,
             "XML",
@@ -264,7 +272,9 @@ fn confxml_errors_name_line_element_and_attribute() {
     ];
     for &(body, line, place, kind, words) in cases {
         let e = err_of(xml(&minimal(body)));
-        if line != 0 {
+        if line == 0 {
+            assert!(e.line > 4, "{e}");
+        } else {
             assert_eq!(e.line, line, "{e}");
         }
         assert_eq!((e.place.as_str(), e.kind), (place, kind), "{e}");
@@ -481,4 +491,22 @@ fn filter_regexes_are_compiled_by_validate() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].place, "`filter.exclude.2`");
     assert!(found[0].problem.contains("a{,2}"), "{}", found[0]);
+}
+
+#[test]
+fn load_reads_from_disk_and_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let xml_file = dir.path().join("confxml.xml");
+    std::fs::write(&xml_file, SEED).unwrap();
+    let c = load(&xml_file).unwrap();
+    assert_eq!(
+        (c.source.as_path(), c.watch.as_path()),
+        (xml_file.as_path(), Path::new("/backup"))
+    );
+    let toml_file = dir.path().join("agent.conf");
+    std::fs::write(&toml_file, EXAMPLE).unwrap();
+    assert_eq!(load(&toml_file).unwrap().watch, PathBuf::from("/backup"));
+    let e = load(&dir.path().join("absent")).unwrap_err();
+    assert_eq!((e.kind, e.line), (ErrorKind::Io, 0));
+    assert!(e.to_string().contains("absent: file: "), "{e}");
 }

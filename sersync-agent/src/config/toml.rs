@@ -368,7 +368,7 @@ impl Build<'_> {
             };
             if out.iter().any(|q| q.name == name) {
                 let why = format!("plugin {name:?} is given twice");
-                return Err(self.err(&p.name, "plugin.name", ErrorKind::Unknown, why));
+                return Err(self.err(&p.name, "plugin.name", ErrorKind::Duplicate, why));
             }
             let mut settings = Vec::new();
             for (key, value) in &p.settings {
