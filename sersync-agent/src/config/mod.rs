@@ -1,8 +1,78 @@
 //! The agent's configuration: sersync's `confxml.xml`, accepted unchanged, and our TOML,
 //! both read into one [`AgentConfig`]. Which one a file is, is told by its content.
 
-use std::path::PathBuf;
+mod confxml;
+mod convert;
+mod error;
+mod plugin;
+mod toml;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+pub use convert::to_toml;
+pub use error::{ConfigError, ErrorKind, Origin, Origins, Problems};
+pub use plugin::{NAMES as PLUGIN_NAMES, SettingSpec, ValueKind, specs as plugin_settings};
+
+/// Reads the configuration at `path`, confxml or TOML: a file whose first character
+/// other than blanks and comment lines is `<` is XML, anything else TOML. Only syntax
+/// and form are checked here; [`AgentConfig::validate`] checks that it can work.
+///
+/// # Errors
+/// The file cannot be read, or the first thing wrong in it, with its line.
+pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| ConfigError::new(path, 0, "file", ErrorKind::Io, e.to_string()))?;
+    parse(&bytes, path)
+}
+
+/// [`load`] on bytes already read; `path` names them in errors and becomes `source`.
+///
+/// # Errors
+/// As [`load`].
+pub fn parse(bytes: &[u8], path: &Path) -> Result<AgentConfig, ConfigError> {
+    if looks_like_xml(bytes) {
+        let text = confxml::decode(bytes)
+            .map_err(|why| ConfigError::new(path, 0, "file", ErrorKind::Malformed, why))?;
+        confxml::parse(&text, path)
+    } else {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let line = line_of(bytes, e.valid_up_to());
+            let why = "TOML must be UTF-8";
+            ConfigError::new(path, line, "file", ErrorKind::Malformed, why)
+        })?;
+        toml::parse(text, path)
+    }
+}
+
+/// Whether the first character that is not blank, and not inside a `#` comment line,
+/// is `<`. TOML cannot start with `<`; confxml always does.
+fn looks_like_xml(bytes: &[u8]) -> bool {
+    let mut in_comment = false;
+    for &b in bytes {
+        match b {
+            b'\n' => in_comment = false,
+            _ if in_comment => {}
+            b'#' => in_comment = true,
+            b' ' | b'\t' | b'\r' => {}
+            // A UTF-8 byte order mark, which an editor may have put before `<?xml`.
+            0xEF | 0xBB | 0xBF => {}
+            other => return other == b'<',
+        }
+    }
+    false
+}
+
+/// The 1-based line holding byte `at`.
+fn line_of(bytes: &[u8], at: usize) -> u32 {
+    let before = bytes.get(..at).unwrap_or(bytes);
+    let newlines = before.iter().filter(|&&b| b == b'\n').count();
+    u32::try_from(newlines).map_or(u32::MAX, |n| n.saturating_add(1))
+}
 
 /// Everything the agent runs from, whichever file it came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +98,9 @@ pub struct AgentConfig {
     pub xfs: bool,
     /// confxml `<host hostip port>`: kept for the plugins.
     pub host: Option<(String, u16)>,
+    /// Where each setting was written, for [`AgentConfig::validate`]'s messages. Not
+    /// part of equality (see [`Origins`]).
+    pub origins: Origins,
 }
 
 /// One rsync daemon module changes are pushed to.
@@ -60,7 +133,8 @@ pub struct Auth {
     pub password_file: PathBuf,
 }
 
-/// confxml `<inotify>`: which kinds of change are acted on.
+/// confxml `<inotify>`: which kinds of change are acted on. The default is sersync's
+/// stock file, so an omitted switch means what it would have in sersync's example.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventSwitches {
     pub delete: bool,
@@ -71,6 +145,21 @@ pub struct EventSwitches {
     pub move_to: bool,
     pub attrib: bool,
     pub modify: bool,
+}
+
+impl Default for EventSwitches {
+    fn default() -> Self {
+        Self {
+            delete: true,
+            create_folder: true,
+            create_file: false,
+            close_write: true,
+            move_from: true,
+            move_to: true,
+            attrib: false,
+            modify: false,
+        }
+    }
 }
 
 /// confxml `<failLog path timeToExecute>`.
