@@ -200,14 +200,18 @@ impl Watcher {
             refuse_watches: 0,
         };
         // The root is added alone first so that its failure is an error, not a log.
-        let wd = watcher
-            .inotify
-            .watches()
-            .add(root, ROOT_MASK)
-            .map_err(|source| WatchError::Root {
-                path: root.to_path_buf(),
-                source,
-            })?;
+        let mut added = watcher.inotify.watches().add(root, ROOT_MASK);
+        if added
+            .as_ref()
+            .is_err_and(|e| e.raw_os_error() == Some(libc::ENOSPC))
+            && watcher.limit.raise(0)
+        {
+            added = watcher.inotify.watches().add(root, ROOT_MASK);
+        }
+        let wd = added.map_err(|source| WatchError::Root {
+            path: root.to_path_buf(),
+            source,
+        })?;
         watcher.map.insert(wd, PathBuf::new());
         let mut ignored = Vec::new();
         watcher.watch_tree(PathBuf::new(), false, &mut ignored);

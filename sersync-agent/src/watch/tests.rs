@@ -141,6 +141,45 @@ fn wait_for(w: &mut Watcher, cond: impl Fn(&Watcher) -> bool) -> Result<(), Stri
 }
 
 #[test]
+fn a_directory_moved_in_is_listed_and_watched() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let outside = tempfile::tempdir()?;
+    fs::create_dir_all(outside.path().join("d/sub"))?;
+    fs::write(outside.path().join("d/sub/old"), "x")?;
+    let mut w = watcher(tmp.path())?;
+    fs::rename(outside.path().join("d"), tmp.path().join("d"))?;
+    let seen = collect_until(&mut w, |s| has_file(s, Path::new("d/sub/old")))?;
+    let moved_in = |e: &WatchEvent| matches!(e, WatchEvent::MovedTo { path, is_dir: true, .. } if path == Path::new("d"));
+    assert!(seen.iter().any(moved_in), "{seen:#?}");
+    fs::write(tmp.path().join("d/sub/new"), "x")?;
+    collect_until(&mut w, |s| has_file(s, Path::new("d/sub/new")))?;
+    assert_eq!(w.watch_count(), 3);
+    Ok(())
+}
+
+#[test]
+fn an_overflow_resync_forgets_directories_gone_meanwhile() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let outside = tempfile::tempdir()?;
+    fs::create_dir_all(tmp.path().join("d/sub"))?;
+    let mut w = watcher(tmp.path())?;
+    // Moved away and renamed inside with the events never read, as in an overflow.
+    fs::rename(tmp.path().join("d"), outside.path().join("d"))?;
+    fs::create_dir_all(tmp.path().join("e/sub"))?;
+    let mut out = Vec::new();
+    w.resync(&mut out);
+    assert_eq!(
+        out,
+        [WatchEvent::Rescan {
+            path: PathBuf::new()
+        }]
+    );
+    assert_eq!(w.watch_count(), 3);
+    assert!(w.map.wd_of(Path::new("d")).is_none());
+    Ok(())
+}
+
+#[test]
 fn names_with_newlines_and_invalid_utf8_survive() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let mut w = watcher(tmp.path())?;

@@ -17,9 +17,17 @@ impl Watcher {
     /// Events were lost: make sure every directory is watched, and say "push it all".
     pub(super) fn resync(&mut self, out: &mut Vec<WatchEvent>) {
         self.moved_dirs.clear();
-        // Adding a watch to a watched inode returns its descriptor: cheap, and it
-        // puts every renamed directory back under its current name.
+        // The map is rebuilt: lost IN_IGNORED and IN_MOVED_* left it stale. Adding a
+        // watch to a watched inode returns its descriptor, so this is cheap, and every
+        // directory comes back under its current name.
+        let before = self.map.clear();
         self.watch_tree(PathBuf::new(), false, out);
+        for wd in before {
+            // Directories that left the tree while events were lost.
+            if self.map.path_of(&wd).is_none() {
+                let _ = self.inotify.watches().remove(wd);
+            }
+        }
         out.push(WatchEvent::Rescan {
             path: PathBuf::new(),
         });
