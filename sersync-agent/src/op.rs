@@ -12,6 +12,11 @@ pub enum WatchEvent {
     /// An entry was created (IN_CREATE); a new directory is already watched, and what
     /// the scan after adding its watch found follows as `Found` events.
     Create { path: PathBuf, is_dir: bool },
+    /// An entry created whole (IN_CREATE), that no IN_CLOSE_WRITE will follow: a
+    /// symlink, fifo, socket or device node, or a new hard link to a file. Emitted
+    /// instead of `Create`, so that `Create { is_dir: false }` means "a regular file,
+    /// its close-write is to come".
+    CreateComplete { path: PathBuf },
     /// A file's content changed (IN_MODIFY); it may still be open.
     Modify { path: PathBuf },
     /// Metadata changed (IN_ATTRIB).
