@@ -7,9 +7,12 @@
 //! deduplicating queue per remote) → `push` (native-client sessions, many paths each).
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod coalesce;
 pub mod config;
 pub mod journal;
 pub mod op;
+pub mod push;
 pub mod queue;
+pub mod status;
 pub mod watch;

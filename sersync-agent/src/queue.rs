@@ -48,6 +48,9 @@ pub struct Queue {
     /// Past this many entries, pushes are folded into their top directories.
     max_pending: usize,
     unsynced: bool,
+    /// Changes added since the queue was opened (the pusher watches it to tell a burst
+    /// that goes on from one that has ended).
+    adds: u64,
 }
 
 impl Queue {
@@ -62,6 +65,7 @@ impl Queue {
             deletes,
             max_pending: max_pending.max(16),
             unsynced: false,
+            adds: 0,
         };
         // The paths each sequence number was given to, for the acknowledgements.
         let mut paths_of: std::collections::HashMap<u64, Vec<PathBuf>> = Default::default();
@@ -130,6 +134,7 @@ impl Queue {
         };
         self.journal.append(&rec)?;
         self.unsynced = true;
+        self.adds += 1;
         self.apply(seq, op);
         if self.pending.len() > self.max_pending {
             self.fold()?;
@@ -144,6 +149,11 @@ impl Queue {
             self.unsynced = false;
         }
         Ok(())
+    }
+
+    /// How many changes were added since the queue was opened.
+    pub fn adds(&self) -> u64 {
+        self.adds
     }
 
     /// How many paths are pending.
@@ -163,8 +173,14 @@ impl Queue {
     /// Up to `max` pending operations, in path order; they stay pending until
     /// [`Queue::done`] acknowledges them.
     pub fn take(&self, max: usize) -> Vec<Taken> {
+        self.take_where(max, |_| true)
+    }
+
+    /// [`Queue::take`] of the paths `due` accepts (a path that failed waits its turn).
+    pub fn take_where(&self, max: usize, due: impl Fn(&Path) -> bool) -> Vec<Taken> {
         self.pending
             .iter()
+            .filter(|(p, _)| due(p))
             .take(max)
             .map(|(path, e)| Taken {
                 seq: e.seq,

@@ -8,6 +8,7 @@
 // Test support: a failed expectation here is a failed test, so panicking is the point.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod agent;
 pub mod compare;
 pub mod fixture;
 pub mod raw;
@@ -63,7 +64,7 @@ pub fn syncctl_bin() -> PathBuf {
 
 /// A binary of the workspace, built by cargo beside this test executable
 /// (target/<profile>/deps/e2e-HASH -> target/<profile>/NAME).
-fn workspace_bin(name: &str) -> PathBuf {
+pub(crate) fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir = exe
         .parent()

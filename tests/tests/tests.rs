@@ -8,6 +8,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod access;
+mod agent;
 mod auth;
 mod bad_input;
 mod client_hostile;

@@ -1,0 +1,122 @@
+//! What `sersync-agent status` shows: the running agent writes, twice a second, one JSON
+//! file in its state directory (written beside and renamed over, so a reader never sees
+//! half of it); `status` reads it and says how old it is.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::queue::Queue;
+
+/// The status file's name in the state directory.
+pub const STATUS_FILE: &str = "status.json";
+
+/// One remote's counters, kept by its pusher.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteStatus {
+    pub sessions: u64,
+    /// Bytes the sessions sent.
+    pub bytes_sent: u64,
+    pub last_success: Option<SystemTime>,
+    pub last_failure: Option<(SystemTime, String)>,
+}
+
+impl RemoteStatus {
+    pub fn succeeded(&mut self, at: SystemTime) {
+        self.last_success = Some(at);
+    }
+
+    pub fn failed(&mut self, at: SystemTime, why: String) {
+        self.last_failure = Some((at, why));
+    }
+}
+
+/// The file's content.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Snapshot {
+    pub pid: u32,
+    /// Unix time it was written.
+    pub written: u64,
+    pub remotes: Vec<RemoteSnapshot>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RemoteSnapshot {
+    pub remote: String,
+    pub pending: usize,
+    /// Seconds the oldest pending change has waited.
+    pub oldest_pending_secs: Option<f64>,
+    pub sessions: u64,
+    pub bytes_sent: u64,
+    pub last_success: Option<u64>,
+    pub last_failure: Option<u64>,
+    pub last_failure_reason: Option<String>,
+}
+
+/// The writer of the status file.
+#[derive(Debug)]
+pub struct Status {
+    path: PathBuf,
+}
+
+impl Status {
+    pub fn new(state_dir: &Path) -> Status {
+        Status {
+            path: state_dir.join(STATUS_FILE),
+        }
+    }
+
+    /// Writes the status of each (name, queue, counters).
+    pub fn write<'a>(
+        &self,
+        lanes: impl Iterator<Item = (&'a str, &'a Mutex<Queue>, &'a Mutex<RemoteStatus>)>,
+    ) {
+        let now = Instant::now();
+        let remotes = lanes
+            .map(|(name, q, st)| {
+                let (pending, oldest) = {
+                    let q = q.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    (q.len(), q.oldest())
+                };
+                let st = st
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
+                RemoteSnapshot {
+                    remote: name.to_string(),
+                    pending,
+                    oldest_pending_secs: oldest.map(|o| now.duration_since(o).as_secs_f64()),
+                    sessions: st.sessions,
+                    bytes_sent: st.bytes_sent,
+                    last_success: st.last_success.map(unix),
+                    last_failure: st.last_failure.as_ref().map(|(t, _)| unix(*t)),
+                    last_failure_reason: st.last_failure.map(|(_, why)| why),
+                }
+            })
+            .collect();
+        let snap = Snapshot {
+            pid: std::process::id(),
+            written: unix(SystemTime::now()),
+            remotes,
+        };
+        let tmp = self.path.with_extension("json.tmp");
+        let Ok(text) = serde_json::to_vec_pretty(&snap) else {
+            return;
+        };
+        if std::fs::write(&tmp, text).is_ok() {
+            let _ = std::fs::rename(&tmp, &self.path);
+        }
+    }
+}
+
+/// Reads the status file of the agent whose state directory is `state_dir`.
+pub fn read(state_dir: &Path) -> std::io::Result<Snapshot> {
+    let text = std::fs::read(state_dir.join(STATUS_FILE))?;
+    serde_json::from_slice(&text).map_err(std::io::Error::other)
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

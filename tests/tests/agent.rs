@@ -1,0 +1,219 @@
+//! sersync-agent on the reference deployment's confxml.xml (addresses and paths rewritten),
+//! pushing to stock rsyncd and to rsyncd-rs holding the reference rsyncd.conf: the
+//! initial sync, the reference check, nested directories, deletes off and on, renames
+//! without resending data, and a burst of 10,000 files.
+
+use std::path::Path;
+use std::time::Duration;
+
+use e2e::agent::{Agent, eventually, reference_confxml};
+use e2e::tree::{Compare, write_file};
+use e2e::{Daemon, Fixture, Server};
+
+use crate::push::{T0, src_dir};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Names, types, sizes, content, modes and file mtimes: what the agent's `-artuz` carries
+/// (directory times move while a test writes; ownership is the module user's).
+const CONTENT: Compare = Compare {
+    mtime: true,
+    dir_mtime: false,
+    owner: false,
+    xattrs: false,
+    mode: true,
+};
+
+/// A fixture whose module belongs to the module's user, with an empty source tree.
+fn fixture() -> Fixture {
+    let f = Fixture::seed();
+    std::fs::create_dir_all(src_dir(&f)).unwrap();
+    f
+}
+
+fn exists(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok()
+}
+
+/// The reference check: `-r` pushes what was there, then `touch {1..5}.txt; mkdir
+/// dir{1..3}; echo 'test sersync' > 1.txt` appears on the server as it is locally.
+#[test]
+fn the_reference_check_reaches_stock_and_our_daemon() {
+    for kind in [Server::Stock, Server::Ours] {
+        let f = fixture();
+        let src = src_dir(&f);
+        write_file(&src, "before/old.txt", b"there before\n", 0o644, T0);
+        let d = Daemon::start(kind, &f);
+        let agent = Agent::start(&f, &reference_confxml(&f, &d, &src, false), &["-r"]);
+        let m = f.module_dir();
+        eventually("the initial sync", WAIT, || exists(&m.join("before/old.txt")));
+        for i in 1..=5 {
+            std::fs::File::create(src.join(format!("{i}.txt"))).unwrap();
+        }
+        for i in 1..=3 {
+            std::fs::create_dir(src.join(format!("dir{i}"))).unwrap();
+        }
+        std::fs::write(src.join("1.txt"), b"test sersync\n").unwrap();
+        eventually("the reference check on the server", WAIT, || {
+            (1..=5).all(|i| exists(&m.join(format!("{i}.txt"))))
+                && (1..=3).all(|i| m.join(format!("dir{i}")).is_dir())
+                && std::fs::read(m.join("1.txt")).is_ok_and(|b| b == b"test sersync\n")
+        });
+        let log = agent.log();
+        assert!(log.contains("pushing changes of"), "{kind:?}: {log}");
+        assert_eq!(agent.stop().map(|s| s.success()), Some(true), "{kind:?}");
+    }
+}
+
+/// Directories made in a tight loop with a file at the bottom: every file arrives (the
+/// watch is added before the new directory is scanned).
+#[test]
+fn nested_new_directories_lose_nothing() {
+    for kind in [Server::Stock, Server::Ours] {
+        let f = fixture();
+        let src = src_dir(&f);
+        let d = Daemon::start(kind, &f);
+        let _agent = Agent::start(&f, &reference_confxml(&f, &d, &src, false), &[]);
+        for i in 0..50 {
+            let deep = src.join(format!("n{i}/a/b/c"));
+            std::fs::create_dir_all(&deep).unwrap();
+            std::fs::write(deep.join("f.txt"), format!("{i}\n")).unwrap();
+        }
+        let m = f.module_dir();
+        eventually("50 nested files", WAIT, || {
+            (0..50).all(|i| {
+                std::fs::read(m.join(format!("n{i}/a/b/c/f.txt")))
+                    .is_ok_and(|b| b == format!("{i}\n").as_bytes())
+            })
+        });
+    }
+}
+
+/// `delete start="false"` (the reference): a local deletion stays local. `true`: the
+/// deleted file and directory go on the server too, and nothing else does (a file only
+/// the server has stays).
+#[test]
+fn deletes_off_stay_local_and_on_remove_exactly_what_was_deleted() {
+    for kind in [Server::Stock, Server::Ours] {
+        for deletes in [false, true] {
+            let f = fixture();
+            let src = src_dir(&f);
+            for p in ["keep.txt", "gone.txt", "tree/a.txt", "tree/sub/b.txt"] {
+                write_file(&src, p, b"x\n", 0o644, T0);
+            }
+            let m = f.module_dir();
+            write_file(&m, "server-only.txt", b"mine\n", 0o644, T0);
+            let d = Daemon::start(kind, &f);
+            let _agent = Agent::start(&f, &reference_confxml(&f, &d, &src, deletes), &["-r"]);
+            eventually("the initial sync", WAIT, || exists(&m.join("tree/sub/b.txt")));
+            std::fs::remove_file(src.join("gone.txt")).unwrap();
+            std::fs::remove_dir_all(src.join("tree")).unwrap();
+            std::fs::write(src.join("marker.txt"), b"after\n").unwrap();
+            eventually("the marker written after the deletes", WAIT, || {
+                exists(&m.join("marker.txt"))
+            });
+            if deletes {
+                eventually("the deletions", WAIT, || {
+                    !exists(&m.join("gone.txt")) && !exists(&m.join("tree"))
+                });
+            } else {
+                // The marker went after the deletions were seen: had they been pushed,
+                // they would have been by now.
+                std::thread::sleep(Duration::from_millis(300));
+                assert!(exists(&m.join("gone.txt")), "{kind:?}");
+                assert!(exists(&m.join("tree/sub/b.txt")), "{kind:?}");
+            }
+            assert!(exists(&m.join("keep.txt")), "{kind:?} deletes={deletes}");
+            assert!(
+                exists(&m.join("server-only.txt")),
+                "{kind:?} deletes={deletes}: a file the agent never had was deleted"
+            );
+        }
+    }
+}
+
+/// With deletes on, a directory of 1,000 files renamed arrives under its new name and
+/// leaves the old one, and the agent sends a small fraction of the data (the old
+/// directory is the new one's basis); a file renamed into another directory likewise.
+#[test]
+fn renames_do_not_resend_data() {
+    for kind in [Server::Stock, Server::Ours] {
+        let f = fixture();
+        let src = src_dir(&f);
+        let mut total = 0u64;
+        for i in 0..1000u64 {
+            let body = e2e::tree::pseudo_random(4096, i);
+            total += body.len() as u64;
+            write_file(&src, &format!("old/f{i:04}.bin"), &body, 0o644, T0);
+        }
+        write_file(&src, "a/moved.bin", &e2e::tree::pseudo_random(1 << 20, 7), 0o644, T0);
+        let m = f.module_dir();
+        let d = Daemon::start(kind, &f);
+        let agent = Agent::start(&f, &reference_confxml(&f, &d, &src, true), &["-r"]);
+        agent.wait_for("the initial sync", WAIT, |_| {
+            exists(&m.join("old/f0999.bin")) && exists(&m.join("a/moved.bin"))
+        });
+        // Settled: the status counts every session so far.
+        agent.wait_for("an empty queue", WAIT, |a| a.counter("pending") == 0);
+        let before = agent.counter("bytes_sent");
+        std::fs::rename(src.join("old"), src.join("new")).unwrap();
+        std::fs::create_dir(src.join("b")).unwrap();
+        std::fs::rename(src.join("a/moved.bin"), src.join("b/moved.bin")).unwrap();
+        agent.wait_for("the renames on the server", WAIT, |_| {
+            exists(&m.join("new/f0999.bin"))
+                && !exists(&m.join("old"))
+                && exists(&m.join("b/moved.bin"))
+                && !exists(&m.join("a/moved.bin"))
+        });
+        agent.wait_for("an empty queue", WAIT, |a| a.counter("pending") == 0);
+        let sent = agent.counter("bytes_sent") - before;
+        let data = total + (1 << 20);
+        assert!(
+            sent < data / 10,
+            "{kind:?}: sent {sent} bytes for {data} bytes of renamed data; log:\n{}",
+            agent.log()
+        );
+        let diff = e2e::tree::diff_trees(&src, &m, CONTENT);
+        assert!(diff.is_empty(), "{kind:?}: {diff:#?}");
+    }
+}
+
+/// 10,000 files written as fast as the test can: all arrive, in a handful of sessions.
+#[test]
+fn a_burst_of_ten_thousand_files_loses_none() {
+    for kind in [Server::Stock, Server::Ours] {
+        let f = fixture();
+        let src = src_dir(&f);
+        let d = Daemon::start(kind, &f);
+        let agent = Agent::start(&f, &reference_confxml(&f, &d, &src, false), &[]);
+        let sessions_before = agent.counter("sessions");
+        for dir in 0..100 {
+            let dp = src.join(format!("d{dir:03}"));
+            std::fs::create_dir(&dp).unwrap();
+            for i in 0..100 {
+                std::fs::write(dp.join(format!("f{i:03}.txt")), format!("{dir}/{i}\n")).unwrap();
+            }
+        }
+        let m = f.module_dir();
+        let count = || {
+            (0..100)
+                .map(|dir| {
+                    std::fs::read_dir(m.join(format!("d{dir:03}")))
+                        .map(|r| r.count())
+                        .unwrap_or(0)
+                })
+                .sum::<usize>()
+        };
+        eventually("10,000 files on the server", Duration::from_secs(60), || {
+            count() == 10_000
+        });
+        agent.wait_for("an empty queue", WAIT, |a| a.counter("pending") == 0);
+        let sessions = agent.counter("sessions") - sessions_before;
+        assert!(
+            sessions <= 50,
+            "{kind:?}: {sessions} sessions for a 10,000-file burst"
+        );
+        let diff = e2e::tree::diff_trees(&src, &m, CONTENT);
+        assert!(diff.is_empty(), "{kind:?}: {diff:#?}");
+    }
+}
