@@ -54,7 +54,12 @@ struct Lane {
 
 /// The sessions' target for each remote of `cfg`.
 pub fn targets(cfg: &AgentConfig) -> Vec<(String, Target)> {
-    let params: Vec<String> = cfg.rsync.params.split_whitespace().map(String::from).collect();
+    let params: Vec<String> = cfg
+        .rsync
+        .params
+        .split_whitespace()
+        .map(String::from)
+        .collect();
     cfg.remotes
         .iter()
         .map(|r| {
@@ -213,7 +218,11 @@ pub async fn run(
         }
     })
     .await;
-    status.write(lanes.iter().map(|(l, _)| (l.name.as_str(), &*l.queue, &*l.status)));
+    status.write(
+        lanes
+            .iter()
+            .map(|(l, _)| (l.name.as_str(), &*l.queue, &*l.status)),
+    );
     if drained.is_err() {
         for (lane, _) in &lanes {
             let left = lock(&lane.queue).len();
@@ -390,7 +399,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub fn journal_name(remote: &str) -> String {
     let safe: String = remote
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("{safe}.journal")
 }
@@ -398,9 +413,12 @@ pub fn journal_name(remote: &str) -> String {
 /// Whether a path relative to the watched root is never pushed.
 type Excluded = Arc<dyn Fn(&Path) -> bool + Send + Sync>;
 
-/// The filter's excludes as one predicate on relative paths.
+/// The filter's excludes as one predicate on relative paths: as sersync matches them,
+/// each expression against the whole path relative to the watched root (`(.*)\.gz`
+/// excludes `x.gz` and `sub/x.gz`, not `x.gz.bak`; `^info/*` excludes `info`, not
+/// `sub/info/a`).
 fn exclusion(cfg: &AgentConfig) -> anyhow::Result<Excluded> {
-    let set = regex::RegexSet::new(&cfg.filter)?;
+    let set = regex::RegexSet::new(cfg.filter.iter().map(|e| format!("^(?:{e})$")))?;
     Ok(Arc::new(move |p: &Path| {
         !set.is_empty() && set.is_match(&p.to_string_lossy())
     }))

@@ -183,13 +183,21 @@ fn config_path(given: Option<&Path>) -> anyhow::Result<PathBuf> {
         })
 }
 
-fn status(config: Option<&Path>, state_dir: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
+fn status(
+    config: Option<&Path>,
+    state_dir: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let dir = match state_dir {
         Some(d) => d,
         None => load(&config_path(config)?, None)?.agent.state_dir,
     };
-    let snap = sersync_agent::status::read(&dir)
-        .map_err(|e| anyhow::anyhow!("no status in {} (is the agent running?): {e}", dir.display()))?;
+    let snap = sersync_agent::status::read(&dir).map_err(|e| {
+        anyhow::anyhow!(
+            "no status in {} (is the agent running?): {e}",
+            dir.display()
+        )
+    })?;
     if json {
         println!("{}", serde_json::to_string_pretty(&snap)?);
         return Ok(ExitCode::SUCCESS);
@@ -197,18 +205,30 @@ fn status(config: Option<&Path>, state_dir: Option<PathBuf>, json: bool) -> anyh
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    println!("agent pid {} (status written {} s ago)", snap.pid, now.saturating_sub(snap.written));
+    println!(
+        "agent pid {} (status written {} s ago)",
+        snap.pid,
+        now.saturating_sub(snap.written)
+    );
     for r in &snap.remotes {
-        let ago = |t: Option<u64>| t.map_or("never".to_string(), |t| format!("{} s ago", now.saturating_sub(t)));
+        let ago = |t: Option<u64>| {
+            t.map_or("never".to_string(), |t| {
+                format!("{} s ago", now.saturating_sub(t))
+            })
+        };
         println!(
             "{}: pending {}, oldest {}, sessions {}, last success {}, last failure {}{}",
             r.remote,
             r.pending,
-            r.oldest_pending_secs.map_or("-".into(), |s| format!("{s:.1} s")),
+            r.oldest_pending_secs
+                .map_or("-".into(), |s| format!("{s:.1} s")),
             r.sessions,
             ago(r.last_success),
             ago(r.last_failure),
-            r.last_failure_reason.as_deref().map(|w| format!(" ({w})")).unwrap_or_default(),
+            r.last_failure_reason
+                .as_deref()
+                .map(|w| format!(" ({w})"))
+                .unwrap_or_default(),
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -127,8 +127,7 @@ fn pair_moves(
         let Some(from) = to.file_name().and_then(|n| gone.get(n)) else {
             return true;
         };
-        if std::fs::symlink_metadata(t.root.join(from)).is_ok() || rename(t, r, from, to).is_err()
-        {
+        if std::fs::symlink_metadata(t.root.join(from)).is_ok() || rename(t, r, from, to).is_err() {
             return true;
         }
         r.done.extend(tks.iter().cloned());
@@ -272,7 +271,10 @@ fn delete_paths(t: &Target, r: &mut Report, targets: Vec<(PathBuf, Vec<Taken>)>)
             dirs.insert(a.to_path_buf());
         }
     }
-    rules.extend(dirs.iter().map(|d| format!("--include=/{}/", escape_pattern(d))));
+    rules.extend(
+        dirs.iter()
+            .map(|d| format!("--include=/{}/", escape_pattern(d))),
+    );
     for dir in &parents {
         rules.push(if dir.as_os_str().is_empty() {
             "--exclude=/*".to_string()
@@ -280,9 +282,17 @@ fn delete_paths(t: &Target, r: &mut Report, targets: Vec<(PathBuf, Vec<Taken>)>)
             format!("--exclude=/{}/*", escape_pattern(dir))
         });
     }
-    let mut extra: Vec<&str> = vec!["-R", "--delete"];
+    let mut extra: Vec<&str> = vec!["-R", "-r", "--delete"];
     extra.extend(rules.iter().map(String::as_str));
-    let names: Vec<Vec<u8>> = parents.iter().map(|d| wire_name(d)).collect();
+    // A parent below another is reached by the other's recursion (and named twice, it
+    // would be listed twice).
+    let mut named: Vec<&PathBuf> = Vec::new();
+    for d in &parents {
+        if !named.last().is_some_and(|top| is_below(d, top)) {
+            named.push(d);
+        }
+    }
+    let names: Vec<Vec<u8>> = named.iter().map(|d| wire_name(d)).collect();
     match session(t, r, &extra, &t.root, &t.remote, &names) {
         Ok(out) if out.code == ExitCode::OK => r.done.extend(tops.into_iter().flat_map(|(_, t)| t)),
         Ok(out) => {

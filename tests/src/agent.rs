@@ -64,7 +64,10 @@ impl Agent {
             .arg(&conf)
             .arg("--state-dir")
             .arg(&state_dir)
-            .env("RUST_LOG", std::env::var("E2E_AGENT_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("E2E_AGENT_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(err)

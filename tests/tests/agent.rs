@@ -46,7 +46,9 @@ fn the_reference_check_reaches_stock_and_our_daemon() {
         let d = Daemon::start(kind, &f);
         let agent = Agent::start(&f, &reference_confxml(&f, &d, &src, false), &["-r"]);
         let m = f.module_dir();
-        eventually("the initial sync", WAIT, || exists(&m.join("before/old.txt")));
+        eventually("the initial sync", WAIT, || {
+            exists(&m.join("before/old.txt"))
+        });
         for i in 1..=5 {
             std::fs::File::create(src.join(format!("{i}.txt"))).unwrap();
         }
@@ -105,7 +107,9 @@ fn deletes_off_stay_local_and_on_remove_exactly_what_was_deleted() {
             write_file(&m, "server-only.txt", b"mine\n", 0o644, T0);
             let d = Daemon::start(kind, &f);
             let _agent = Agent::start(&f, &reference_confxml(&f, &d, &src, deletes), &["-r"]);
-            eventually("the initial sync", WAIT, || exists(&m.join("tree/sub/b.txt")));
+            eventually("the initial sync", WAIT, || {
+                exists(&m.join("tree/sub/b.txt"))
+            });
             std::fs::remove_file(src.join("gone.txt")).unwrap();
             std::fs::remove_dir_all(src.join("tree")).unwrap();
             std::fs::write(src.join("marker.txt"), b"after\n").unwrap();
@@ -146,7 +150,13 @@ fn renames_do_not_resend_data() {
             total += body.len() as u64;
             write_file(&src, &format!("old/f{i:04}.bin"), &body, 0o644, T0);
         }
-        write_file(&src, "a/moved.bin", &e2e::tree::pseudo_random(1 << 20, 7), 0o644, T0);
+        write_file(
+            &src,
+            "a/moved.bin",
+            &e2e::tree::pseudo_random(1 << 20, 7),
+            0o644,
+            T0,
+        );
         let m = f.module_dir();
         let d = Daemon::start(kind, &f);
         let agent = Agent::start(&f, &reference_confxml(&f, &d, &src, true), &["-r"]);
@@ -204,9 +214,11 @@ fn a_burst_of_ten_thousand_files_loses_none() {
                 })
                 .sum::<usize>()
         };
-        eventually("10,000 files on the server", Duration::from_secs(60), || {
-            count() == 10_000
-        });
+        eventually(
+            "10,000 files on the server",
+            Duration::from_secs(60),
+            || count() == 10_000,
+        );
         agent.wait_for("an empty queue", WAIT, |a| a.counter("pending") == 0);
         let sessions = agent.counter("sessions") - sessions_before;
         assert!(
