@@ -163,7 +163,15 @@ fn push_paths(t: &Target, r: &mut Report, paths: Vec<(PathBuf, Vec<Taken>)>) {
         return;
     }
     let names: Vec<Vec<u8>> = present.iter().map(|(p, _)| wire_name(p)).collect();
-    let outcome = session(t, r, &["-R"], &t.root, &t.remote, &names);
+    // The whole tree (-r, the catch-up after a restart) with deletes on mirrors it, as
+    // sersync's -r does: what was deleted while nobody watched goes too.
+    let whole_tree = present.iter().any(|(p, _)| p.as_os_str().is_empty());
+    let extra: &[&str] = if whole_tree && t.deletes {
+        &["-R", "--delete"]
+    } else {
+        &["-R"]
+    };
+    let outcome = session(t, r, extra, &t.root, &t.remote, &names);
     match outcome {
         Ok(out) => {
             let failures = failures(&out);

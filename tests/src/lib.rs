@@ -387,6 +387,42 @@ impl Daemon {
         self.child.id()
     }
 
+    /// Starts `kind` on `port` (a port a stopped daemon had: what a client configured for
+    /// it reaches again), waiting until it accepts connections.
+    pub fn start_on(kind: Server, fixture: &Fixture, port: u16) -> Daemon {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut child = daemon_command(kind, fixture, port, &[])
+                .arg("--no-detach")
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start the daemon");
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(5) {
+                if is_listening_by(child.id(), port) {
+                    return Daemon {
+                        kind,
+                        port,
+                        child,
+                        log_file: fixture.log_path(),
+                    };
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            // The old socket may linger a moment in the kernel; try again.
+            assert!(
+                Instant::now() < deadline,
+                "{kind:?} daemon did not listen on port {port} again"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Sends SIGTERM and waits for the daemon to exit; returns its exit code.
     pub fn terminate(mut self) -> Option<i32> {
         let _ = nix::sys::signal::kill(

@@ -61,8 +61,13 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, Entry> {
 }
 
 fn walk(root: &Path, p: &Path, out: &mut BTreeMap<String, Entry>) {
-    let meta =
-        std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("lstat {}: {e}", p.display()));
+    let meta = match std::fs::symlink_metadata(p) {
+        Ok(m) => m,
+        // Gone while the tree is read (a receiver's temporary file renamed into place):
+        // what is compared is what stays.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => panic!("lstat {}: {e}", p.display()),
+    };
     let ft = meta.file_type();
     use std::os::unix::fs::FileTypeExt;
     let kind = if ft.is_dir() {

@@ -229,3 +229,101 @@ fn a_burst_of_ten_thousand_files_loses_none() {
         assert!(diff.is_empty(), "{kind:?}: {diff:#?}");
     }
 }
+
+/// Waits until the module holds what the source holds (names, content, modes, mtimes).
+fn converged(agent: &Agent, src: &Path, m: &Path, limit: Duration) {
+    agent.wait_for("the module to match the source", limit, |_| {
+        e2e::tree::diff_trees(src, m, CONTENT).is_empty()
+    });
+}
+
+/// The server stops; 200 changes and a directory rename happen meanwhile; the server
+/// comes back on its port: the agent, never restarted, converges.
+#[test]
+fn an_outage_converges_without_restarting_the_agent() {
+    for kind in [Server::Stock, Server::Ours] {
+        let f = fixture();
+        let src = src_dir(&f);
+        for i in 0..20 {
+            write_file(&src, &format!("olddir/f{i}.txt"), b"x\n", 0o644, T0);
+        }
+        let m = f.module_dir();
+        let d = Daemon::start(kind, &f);
+        let port = d.port;
+        let agent = Agent::start(&f, &reference_confxml(&f, &d, &src, true), &["-r"]);
+        converged(&agent, &src, &m, WAIT);
+        d.terminate();
+        for i in 0..200 {
+            std::fs::write(src.join(format!("during{i}.txt")), format!("{i}\n")).unwrap();
+        }
+        std::fs::rename(src.join("olddir"), src.join("newdir")).unwrap();
+        agent.wait_for("a failed attempt", WAIT, |a| a.counter("last_failure") > 0);
+        let _d = Daemon::start_on(kind, &f, port);
+        converged(&agent, &src, &m, Duration::from_secs(60));
+        assert!(!exists(&m.join("olddir")), "{kind:?}");
+    }
+}
+
+/// The agent is killed (SIGKILL) with work pending, more changes are made while it is
+/// down, and it starts again without -r: everything converges.
+#[test]
+fn a_killed_agent_catches_up_after_restart_without_r() {
+    for kind in [Server::Stock, Server::Ours] {
+        let f = fixture();
+        let src = src_dir(&f);
+        write_file(&src, "first.txt", b"1\n", 0o644, T0);
+        let m = f.module_dir();
+        let d = Daemon::start(kind, &f);
+        let port = d.port;
+        let conf = reference_confxml(&f, &d, &src, true);
+        let agent = Agent::start(&f, &conf, &["-r"]);
+        converged(&agent, &src, &m, WAIT);
+        // Pending work: the server is away while these are seen.
+        d.terminate();
+        for i in 0..50 {
+            std::fs::write(src.join(format!("pending{i}.txt")), format!("{i}\n")).unwrap();
+        }
+        agent.wait_for("the changes queued", WAIT, |a| a.counter("pending") >= 50);
+        agent.kill();
+        // Changes while no agent runs.
+        for i in 0..50 {
+            std::fs::write(src.join(format!("away{i}.txt")), format!("{i}\n")).unwrap();
+        }
+        std::fs::remove_file(src.join("first.txt")).unwrap();
+        let _d = Daemon::start_on(kind, &f, port);
+        let agent = Agent::start(&f, &conf, &[]);
+        converged(&agent, &src, &m, Duration::from_secs(60));
+    }
+}
+
+/// 10,000 files written 1 ms apart while the server restarts: all 10,000 arrive.
+#[test]
+fn ten_thousand_files_one_ms_apart_across_a_server_restart() {
+    for kind in [Server::Stock, Server::Ours] {
+        let f = fixture();
+        let src = src_dir(&f);
+        let m = f.module_dir();
+        let d = Daemon::start(kind, &f);
+        let port = d.port;
+        let agent = Agent::start(&f, &reference_confxml(&f, &d, &src, false), &[]);
+        let mut daemon = Some(d);
+        for i in 0..10_000 {
+            if i % 100 == 0 {
+                std::fs::create_dir(src.join(format!("d{:03}", i / 100))).unwrap();
+            }
+            std::fs::write(
+                src.join(format!("d{:03}/f{i:05}.txt", i / 100)),
+                format!("{i}\n"),
+            )
+            .unwrap();
+            if i == 3000 {
+                daemon.take().map(Daemon::terminate);
+            }
+            if i == 5000 {
+                daemon = Some(Daemon::start_on(kind, &f, port));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        converged(&agent, &src, &m, Duration::from_secs(90));
+    }
+}
