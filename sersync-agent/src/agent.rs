@@ -15,6 +15,7 @@ use tracing::{error, info, warn};
 
 use crate::coalesce::Coalescer;
 use crate::config::AgentConfig;
+use crate::faillog::FailLog;
 use crate::op::Op;
 use crate::push::{self, Target};
 use crate::queue::Queue;
@@ -152,8 +153,30 @@ pub async fn run(
         }
     }
     let (done_tx, _) = watch::channel(false);
-    let moves_pending = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
+    let moves_pending = Arc::new(AtomicBool::new(false));
+    let fail_log = match &cfg.fail_log {
+        Some(f) => Some(Arc::new(FailLog::open(&f.path)?)),
+        None => None,
+    };
+    if let (Some(log), Some(f)) = (&fail_log, &cfg.fail_log) {
+        tasks.push(tokio::spawn(rewrite_fail_log(
+            log.clone(),
+            f.every,
+            done_tx.subscribe(),
+        )));
+    }
+    if let Some(c) = &cfg.crontab {
+        for (lane, _) in &lanes {
+            tasks.push(tokio::spawn(crontab(
+                lane.name.clone(),
+                lane.target.clone(),
+                c.clone(),
+                sem.clone(),
+                done_tx.subscribe(),
+            )));
+        }
+    }
     for (lane, _) in &lanes {
         tasks.push(tokio::spawn(pusher(
             Lane {
@@ -166,6 +189,7 @@ pub async fn run(
             cfg.agent.clone(),
             sem.clone(),
             moves_pending.clone(),
+            fail_log.clone(),
             done_tx.subscribe(),
         )));
         lane.wake.notify_one();
@@ -240,6 +264,7 @@ async fn pusher(
     settings: crate::config::AgentSettings,
     sem: Arc<Semaphore>,
     moves_pending: Arc<AtomicBool>,
+    fail_log: Option<Arc<FailLog>>,
     mut draining: watch::Receiver<bool>,
 ) {
     let mut remote_backoff: Option<Duration> = None;
@@ -293,6 +318,15 @@ async fn pusher(
         }
         for tk in &report.done {
             retry_at.remove(op_path(&tk.op));
+            if let Some(log) = &fail_log {
+                log.succeeded(&lane.name, op_path(&tk.op));
+            }
+        }
+        if let Some(log) = &fail_log {
+            let code = report.error.as_ref().map_or(23, |e| e.exit_code().0);
+            for (tk, _) in &report.failed {
+                log.failed(&lane.name, &lane.target, op_path(&tk.op), code);
+            }
         }
         {
             let mut st = lock(&lane.status);
@@ -334,6 +368,59 @@ async fn pusher(
             let wait = next_backoff(retry_at.get(&path).map(|(_, d)| *d));
             warn!(remote = %lane.name, path = %path.display(), retry_in = ?wait, "{why}");
             retry_at.insert(path, (Instant::now() + wait, wait));
+        }
+    }
+}
+
+/// Every `every`, the fail log is rewritten to what still fails.
+async fn rewrite_fail_log(log: Arc<FailLog>, every: Duration, mut done: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = log.rewrite() {
+                    warn!("fail log rewrite failed: {e}");
+                }
+            }
+            _ = done.changed() => return,
+        }
+    }
+}
+
+/// sersync's crontab: every `c.every`, the whole tree in one session, with the
+/// crontabfilter's excludes (the first one `c.every` after the start, as sersync's).
+async fn crontab(
+    name: String,
+    target: Arc<Target>,
+    c: crate::config::Crontab,
+    sem: Arc<Semaphore>,
+    mut done: watch::Receiver<bool>,
+) {
+    let every = c.every.max(Duration::from_secs(1));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = done.changed() => return,
+        }
+        let Ok(_permit) = sem.acquire().await else {
+            return;
+        };
+        let t = target.clone();
+        let excludes = c.excludes.clone();
+        match tokio::task::spawn_blocking(move || push::full_sync(&t, &excludes)).await {
+            Ok(r) if r.error.is_none() && r.failed.is_empty() => {
+                info!(remote = %name, bytes = r.bytes_written, "crontab full sync done");
+            }
+            Ok(r) => {
+                let why = r
+                    .error
+                    .map(|e| e.to_string())
+                    .or_else(|| r.failed.first().map(|(_, w)| w.clone()))
+                    .unwrap_or_default();
+                warn!(remote = %name, "crontab full sync failed: {why}");
+            }
+            Err(e) => error!(remote = %name, "crontab task failed: {e}"),
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod coalesce;
 pub mod config;
+pub mod faillog;
 pub mod journal;
 pub mod op;
 pub mod push;

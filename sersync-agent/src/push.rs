@@ -135,6 +135,41 @@ fn pair_moves(
     });
 }
 
+/// The whole tree in one session (sersync's crontab full sync), with `excludes` as rsync
+/// `--exclude` patterns and, when deletes are on, `--delete`.
+pub fn full_sync(t: &Target, excludes: &[String]) -> Report {
+    let mut r = Report::default();
+    let rules: Vec<String> = excludes.iter().map(|e| format!("--exclude={e}")).collect();
+    let mut extra: Vec<&str> = vec!["-R"];
+    if t.deletes {
+        extra.push("--delete");
+    }
+    extra.extend(rules.iter().map(String::as_str));
+    match session(t, &mut r, &extra, &t.root, &t.remote, &[b"./".to_vec()]) {
+        Ok(out) if out.code == ExitCode::OK => {}
+        Ok(out) => {
+            let why = out
+                .lines
+                .iter()
+                .map(|l| l.text.clone())
+                .collect::<Vec<_>>()
+                .join("; ");
+            r.failed.push((
+                Taken {
+                    seq: 0,
+                    op: Op::Push {
+                        path: PathBuf::new(),
+                        recursive: true,
+                    },
+                },
+                why,
+            ));
+        }
+        Err(e) => r.error = Some(e),
+    }
+    r
+}
+
 /// One session pushing `paths` (with `-R`), each path's operations acknowledged when
 /// nothing at or below it failed.
 fn push_paths(t: &Target, r: &mut Report, paths: Vec<(PathBuf, Vec<Taken>)>) {

@@ -93,7 +93,7 @@ fn nested_new_directories_lose_nothing() {
 
 /// `delete start="false"` (the reference): a local deletion stays local. `true`: the
 /// deleted file and directory go on the server too, and nothing else does (a file only
-/// the server has stays).
+/// the server has, put there after the initial sync, stays).
 #[test]
 fn deletes_off_stay_local_and_on_remove_exactly_what_was_deleted() {
     for kind in [Server::Stock, Server::Ours] {
@@ -104,12 +104,13 @@ fn deletes_off_stay_local_and_on_remove_exactly_what_was_deleted() {
                 write_file(&src, p, b"x\n", 0o644, T0);
             }
             let m = f.module_dir();
-            write_file(&m, "server-only.txt", b"mine\n", 0o644, T0);
             let d = Daemon::start(kind, &f);
             let _agent = Agent::start(&f, &reference_confxml(&f, &d, &src, deletes), &["-r"]);
             eventually("the initial sync", WAIT, || {
                 exists(&m.join("tree/sub/b.txt"))
             });
+            // Put there after -r (which, deletes on, mirrors the tree as sersync's does).
+            write_file(&m, "server-only.txt", b"mine\n", 0o644, T0);
             std::fs::remove_file(src.join("gone.txt")).unwrap();
             std::fs::remove_dir_all(src.join("tree")).unwrap();
             std::fs::write(src.join("marker.txt"), b"after\n").unwrap();
@@ -326,4 +327,147 @@ fn ten_thousand_files_one_ms_apart_across_a_server_restart() {
         }
         converged(&agent, &src, &m, Duration::from_secs(90));
     }
+}
+
+/// While the server is away, a failed push goes into sersync's failLog as `#errno` and
+/// the command that would do it by hand; the agent retries on its own and the change
+/// arrives once the server is back.
+#[test]
+fn failures_go_to_the_fail_log_and_are_retried() {
+    let f = fixture();
+    let src = src_dir(&f);
+    let d = Daemon::start(Server::Ours, &f);
+    let port = d.port;
+    let conf = reference_confxml(&f, &d, &src, false);
+    d.terminate();
+    let agent = Agent::start(&f, &conf, &[]);
+    std::fs::write(src.join("late.txt"), b"late\n").unwrap();
+    let log_path = f.dir().join("rsync_fail_log.sh");
+    agent.wait_for("the fail log entry", WAIT, |_| {
+        std::fs::read_to_string(&log_path).is_ok_and(|t| t.contains("./late.txt"))
+    });
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    // rsync's exit 10 (socket I/O) as the wait status sersync's system() returned.
+    assert!(text.starts_with("#errno 2560\n"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "rsync -artuz -R ./late.txt --port={port} rsync_backup@127.0.0.1::backup --password-file="
+        )),
+        "{text}"
+    );
+    let _d = Daemon::start_on(Server::Ours, &f, port);
+    let m = f.module_dir();
+    agent.wait_for("the retried push", WAIT, |_| exists(&m.join("late.txt")));
+}
+
+/// The crontab's full sync (sersync's `<crontab>` with `<crontabfilter>`): the whole
+/// tree in one session, the filter's patterns left out.
+#[test]
+fn the_crontab_full_sync_leaves_out_its_filter() {
+    for kind in [Server::Stock, Server::Ours] {
+        let f = fixture();
+        let src = src_dir(&f);
+        for p in [
+            "index.html",
+            "a.php",
+            "info/x.txt",
+            "sub/info/y.txt",
+            "sub/b.php",
+        ] {
+            write_file(&src, p, b"x\n", 0o644, T0);
+        }
+        let d = Daemon::start(kind, &f);
+        let conf = reference_confxml(&f, &d, &src, false);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("confxml.xml");
+        std::fs::write(&path, conf).unwrap();
+        let cfg = sersync_agent::config::load(&path).unwrap();
+        let (_, target) = sersync_agent::agent::targets(&cfg).remove(0);
+        let r = sersync_agent::push::full_sync(&target, &["*.php".into(), "info/*".into()]);
+        assert!(r.error.is_none() && r.failed.is_empty(), "{kind:?}: {r:?}");
+        let m = f.module_dir();
+        for (p, there) in [
+            ("index.html", true),
+            ("a.php", false),
+            ("info/x.txt", false),
+            ("sub/info/y.txt", false),
+            ("sub/b.php", false),
+        ] {
+            assert_eq!(exists(&m.join(p)), there, "{kind:?}: {p}");
+        }
+    }
+}
+
+/// sersync's command line: --help and --version answer, `convert` prints TOML that reads
+/// back, `-m` says plugins come later, and a broken config names its line and stops
+/// the agent before it starts.
+#[test]
+fn the_command_line_and_its_refusals() {
+    let bin = e2e::agent::agent_bin();
+    let run = |args: &[&str]| {
+        std::process::Command::new(&bin)
+            .args(args)
+            .output()
+            .expect("run sersync-agent")
+    };
+    let out = run(&["--version"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("sersync-agent "));
+    let out = run(&["--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["-d", "-r", "-n", "-o", "convert", "status"] {
+        assert!(help.contains(flag), "{flag}: {help}");
+    }
+    let f = fixture();
+    let seed = f.dir().join("seed.xml");
+    std::fs::write(&seed, e2e::fixture::seed_file("confxml.xml")).unwrap();
+    let out = run(&["convert", seed.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let toml = f.dir().join("agent.toml");
+    std::fs::write(&toml, &out.stdout).unwrap();
+    let back = sersync_agent::config::load(&toml).unwrap();
+    assert_eq!(back.watch, Path::new("/backup"));
+    let out = run(&["-m", "refreshCDN", "-o", seed.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("later"),
+        "{out:?}"
+    );
+    let broken = f.dir().join("broken.xml");
+    std::fs::write(
+        &broken,
+        e2e::fixture::seed_file("confxml.xml").replace(
+            r#"<remote ip="10.0.0.10" name="backup"/>"#,
+            r#"<remote ip="10.0.0.10"/>"#,
+        ),
+    )
+    .unwrap();
+    let out = run(&["-o", broken.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("broken.xml:25") && err.contains("<remote>") && err.contains("name"),
+        "{err}"
+    );
+}
+
+/// A password file others can read is refused at start, as rsync refuses it.
+#[test]
+fn a_password_file_readable_by_others_stops_the_agent() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture();
+    let src = src_dir(&f);
+    let d = Daemon::start(Server::Ours, &f);
+    let conf = reference_confxml(&f, &d, &src, false);
+    std::fs::set_permissions(f.password_file(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let path = f.dir().join("confxml.xml");
+    std::fs::write(&path, conf).unwrap();
+    let out = std::process::Command::new(e2e::agent::agent_bin())
+        .args(["-o", path.to_str().unwrap(), "--state-dir"])
+        .arg(f.dir().join("state"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("other"), "{err}");
 }
