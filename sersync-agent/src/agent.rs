@@ -145,10 +145,7 @@ pub async fn run(
         // -r pushes everything; a restart without it catches up on what changed while
         // the agent was away (rsync's quick check sends only that).
         if opts.initial_sync || !*first_run {
-            lock(&lane.queue).add(Op::Push {
-                path: PathBuf::new(),
-                recursive: true,
-            })?;
+            lock(&lane.queue).add(Op::Mirror)?;
             lock(&lane.queue).sync()?;
         }
     }
@@ -467,6 +464,7 @@ fn op_path(op: &Op) -> &Path {
     match op {
         Op::Push { path, .. } | Op::Delete { path } => path,
         Op::Rename { to, .. } => to,
+        Op::Mirror => Path::new(""),
     }
 }
 

@@ -219,7 +219,7 @@ fn collapse(ops: Vec<Op>) -> Vec<Op> {
                 }
                 pushed.insert(path.clone(), *recursive);
             }
-            Op::Delete { .. } | Op::Rename { .. } => {
+            Op::Delete { .. } | Op::Rename { .. } | Op::Mirror => {
                 if kept.last() == Some(&op) {
                     continue;
                 }

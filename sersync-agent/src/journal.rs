@@ -1,7 +1,7 @@
 //! The on-disk form of a remote's pending changes: an append-only file of one record a
 //! line, replayed at start, compacted when mostly acknowledged. A record is
-//! `SEQ KIND PATH[ PATH]`: `P` push, `D` delete, `M` rename (from, to), `A` the
-//! acknowledgement of record SEQ (no path). Paths are escaped so that any byte string
+//! `SEQ KIND PATH[ PATH]`: `P` push, `D` delete, `M` rename (from, to), `F` the whole
+//! tree mirrored (no path), `A` the acknowledgement of record SEQ (no path). Paths are escaped so that any byte string
 //! fits on a line and the common ones stay readable: bytes outside printable ASCII, `%`
 //! and space as `%XX`.
 //!
@@ -31,6 +31,9 @@ pub enum Record {
         seq: u64,
         from: PathBuf,
         to: PathBuf,
+    },
+    Mirror {
+        seq: u64,
     },
     Ack {
         seq: u64,
@@ -147,13 +150,14 @@ pub fn encode(r: &Record) -> Vec<u8> {
         Record::Push { seq, .. } => (seq, "P"),
         Record::Delete { seq, .. } => (seq, "D"),
         Record::Rename { seq, .. } => (seq, "M"),
+        Record::Mirror { seq } => (seq, "F"),
         Record::Ack { seq } => (seq, "A"),
     };
     out.extend_from_slice(format!("{seq} {kind}").as_bytes());
     let paths: &[&PathBuf] = match r {
         Record::Push { path, .. } | Record::Delete { path, .. } => &[path],
         Record::Rename { from, to, .. } => &[from, to],
-        Record::Ack { .. } => &[],
+        Record::Ack { .. } | Record::Mirror { .. } => &[],
     };
     for p in paths {
         out.push(b' ');
@@ -179,6 +183,7 @@ pub fn decode(line: &[u8]) -> Option<Record> {
             Record::Rename { seq, from, to }
         }
         b"A" => Record::Ack { seq },
+        b"F" => Record::Mirror { seq },
         _ => return None,
     };
     parts.next().is_none().then_some(r)
@@ -243,6 +248,7 @@ mod tests {
                 from: odd.clone(),
                 to: p(b"x"),
             },
+            Record::Mirror { seq: 4 },
             Record::Ack { seq: u64::MAX },
         ] {
             let line = encode(&r);

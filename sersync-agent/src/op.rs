@@ -54,4 +54,7 @@ pub enum Op {
     /// `from` was renamed to `to` locally: with deletes on, the remote renames it
     /// without resending its data where it can; with deletes off this is a push of `to`.
     Rename { from: PathBuf, to: PathBuf },
+    /// The whole tree (`-r`, the catch-up after a restart): with deletes on, the remote
+    /// is made its mirror, what is not in the tree deleted, as sersync's `-r` does.
+    Mirror,
 }

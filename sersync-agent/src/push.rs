@@ -55,6 +55,7 @@ pub fn run(t: &Target, batch: &[Taken]) -> Report {
     for tk in batch {
         match &tk.op {
             Op::Push { path, .. } => pushes.push((path.clone(), vec![tk.clone()])),
+            Op::Mirror => pushes.push((PathBuf::new(), vec![tk.clone()])),
             Op::Rename { to, .. } if !t.deletes => pushes.push((to.clone(), vec![tk.clone()])),
             Op::Rename { .. } => renames.push(tk.clone()),
             Op::Delete { .. } => deletes.push(tk.clone()),
@@ -198,10 +199,15 @@ fn push_paths(t: &Target, r: &mut Report, paths: Vec<(PathBuf, Vec<Taken>)>) {
         return;
     }
     let names: Vec<Vec<u8>> = present.iter().map(|(p, _)| wire_name(p)).collect();
-    // The whole tree (-r, the catch-up after a restart) with deletes on mirrors it, as
-    // sersync's -r does: what was deleted while nobody watched goes too.
-    let whole_tree = present.iter().any(|(p, _)| p.as_os_str().is_empty());
-    let extra: &[&str] = if whole_tree && t.deletes {
+    // The whole tree mirrored (-r, the catch-up after a restart) with deletes on, as
+    // sersync's -r does: what was deleted while nobody watched goes too. A rescan
+    // (after an overflow, or a root that came back) pushes without deleting: a root
+    // emptied by mistake must not empty the replica.
+    let mirror = present
+        .iter()
+        .flat_map(|(_, tks)| tks)
+        .any(|tk| tk.op == Op::Mirror);
+    let extra: &[&str] = if mirror && t.deletes {
         &["-R", "--delete"]
     } else {
         &["-R"]

@@ -26,8 +26,12 @@ struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum What {
     Push,
+    /// The whole tree, mirrored (kept at the root's key).
+    Mirror,
     Delete,
-    Rename { from: PathBuf },
+    Rename {
+        from: PathBuf,
+    },
 }
 
 /// An operation taken for a session, with what acknowledges it.
@@ -81,6 +85,7 @@ impl Queue {
                         .or_default()
                         .extend([from.clone(), to.clone()]);
                 }
+                Record::Mirror { seq } => paths_of.entry(*seq).or_default().push(PathBuf::new()),
                 Record::Ack { .. } => {}
             }
             match r {
@@ -100,6 +105,7 @@ impl Queue {
                 ),
                 Record::Delete { seq, path } => q.apply(seq, Op::Delete { path }),
                 Record::Rename { seq, from, to } => q.apply(seq, Op::Rename { from, to }),
+                Record::Mirror { seq } => q.apply(seq, Op::Mirror),
             }
         }
         Ok(q)
@@ -131,6 +137,7 @@ impl Queue {
                 from: from.clone(),
                 to: to.clone(),
             },
+            Op::Mirror => Record::Mirror { seq },
         };
         self.journal.append(&rec)?;
         self.unsynced = true;
@@ -189,6 +196,7 @@ impl Queue {
                         path: path.clone(),
                         recursive: true,
                     },
+                    What::Mirror => Op::Mirror,
                     What::Delete => Op::Delete { path: path.clone() },
                     What::Rename { from } => Op::Rename {
                         from: from.clone(),
@@ -203,9 +211,11 @@ impl Queue {
     /// path changed again since it was taken.
     pub fn done(&mut self, taken: &[Taken]) -> io::Result<()> {
         for t in taken {
+            let root = PathBuf::new();
             let path = match &t.op {
                 Op::Push { path, .. } | Op::Delete { path } => path,
                 Op::Rename { to, .. } => to,
+                Op::Mirror => &root,
             };
             if self.pending.get(path).is_some_and(|e| e.seq == t.seq) {
                 self.pending.remove(path);
@@ -232,13 +242,25 @@ impl Queue {
                 // path's present state anyway).
                 let what = match self.pending.get(&path) {
                     Some(Entry {
-                        what: w @ What::Rename { .. },
+                        what: w @ (What::Rename { .. } | What::Mirror),
                         ..
                     }) => w.clone(),
                     _ => What::Push,
                 };
                 let since = since(self, &path);
                 self.pending.insert(path, Entry { seq, what, since });
+            }
+            Op::Mirror => {
+                let path = PathBuf::new();
+                let since = since(self, &path);
+                self.pending.insert(
+                    path,
+                    Entry {
+                        seq,
+                        what: What::Mirror,
+                        since,
+                    },
+                );
             }
             Op::Delete { path } => {
                 self.remove_below(&path);
@@ -261,7 +283,7 @@ impl Queue {
                         // Renamed twice before a session: the remote still has the first
                         // name (the basis), and it must go too.
                         What::Rename { from: first } => from_basis = first,
-                        What::Push | What::Delete => {}
+                        What::Push | What::Delete | What::Mirror => {}
                     }
                 }
                 self.remove_below(&from);
@@ -355,6 +377,7 @@ impl Queue {
             .map(|t| match t.op {
                 Op::Push { path, .. } => Record::Push { seq: t.seq, path },
                 Op::Delete { path } => Record::Delete { seq: t.seq, path },
+                Op::Mirror => Record::Mirror { seq: t.seq },
                 Op::Rename { from, to } => Record::Rename {
                     seq: t.seq,
                     from,
@@ -370,6 +393,7 @@ fn seq_of(r: &Record) -> u64 {
         Record::Push { seq, .. }
         | Record::Delete { seq, .. }
         | Record::Rename { seq, .. }
+        | Record::Mirror { seq }
         | Record::Ack { seq } => *seq,
     }
 }

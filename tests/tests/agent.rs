@@ -471,3 +471,24 @@ fn a_password_file_readable_by_others_stops_the_agent() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("other"), "{err}");
 }
+
+/// The watched root moved away and replaced by an empty directory (deletes on): the
+/// agent watches the new root and pushes what appears there, and the replica keeps what
+/// it had (a rescan pushes, it does not mirror).
+#[test]
+fn a_replaced_root_never_empties_the_replica() {
+    let f = fixture();
+    let src = src_dir(&f);
+    write_file(&src, "precious.txt", b"keep me\n", 0o644, T0);
+    let m = f.module_dir();
+    let d = Daemon::start(Server::Ours, &f);
+    let agent = Agent::start(&f, &reference_confxml(&f, &d, &src, true), &["-r"]);
+    agent.wait_for("the initial sync", WAIT, |_| {
+        exists(&m.join("precious.txt"))
+    });
+    std::fs::rename(&src, f.dir().join("src.old")).unwrap();
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("new.txt"), b"new\n").unwrap();
+    agent.wait_for("the new root's file", WAIT, |_| exists(&m.join("new.txt")));
+    assert!(exists(&m.join("precious.txt")), "{}", agent.log());
+}

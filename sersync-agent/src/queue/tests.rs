@@ -209,3 +209,20 @@ fn a_long_outage_folds_pushes_into_their_top_directories_then_the_root() {
     let q = Queue::open(&d.path().join("q"), true, 100).unwrap();
     assert_eq!(ops(&q), before);
 }
+
+#[test]
+fn a_mirror_stays_a_mirror_through_pushes_and_a_restart() {
+    let d = tempfile::tempdir().unwrap();
+    let mut q = open(d.path(), true);
+    q.add(Op::Mirror).unwrap();
+    q.add(push("")).unwrap();
+    q.add(push("a")).unwrap();
+    assert_eq!(ops(&q)[0], Op::Mirror);
+    q.sync().unwrap();
+    drop(q);
+    let mut q = open(d.path(), true);
+    assert_eq!(ops(&q)[0], Op::Mirror);
+    let taken = q.take(10);
+    q.done(&taken).unwrap();
+    assert!(q.is_empty());
+}
