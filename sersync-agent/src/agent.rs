@@ -30,6 +30,8 @@ const REFUSED_BACKOFF: Duration = Duration::from_secs(60);
 
 /// A burst is over when no change came for this long.
 const QUIET: Duration = Duration::from_millis(20);
+/// At a stop, the watcher's events are taken until none came for this long.
+const STOP_SETTLE: Duration = Duration::from_millis(50);
 /// The longest a burst holds its session back.
 const MAX_GATHER: Duration = Duration::from_secs(1);
 
@@ -216,21 +218,22 @@ pub async fn run(
         if ops.is_empty() {
             continue;
         }
-        tracing::debug!(?ops, "queued");
-        for (lane, _) in &lanes {
-            let mut q = lock(&lane.queue);
-            for op in &ops {
-                if let Err(e) = q.add(op.clone()) {
-                    error!(remote = %lane.name, "journal write failed: {e}");
-                }
+        enqueue(&lanes, &ops);
+    }
+    // What was changed before the stop is pushed too: the events the watcher has read
+    // (it reads the kernel's queue as they come) and the moves the coalescer holds.
+    let settle_until = Instant::now() + MAX_GATHER;
+    while Instant::now() < settle_until {
+        match tokio::time::timeout(STOP_SETTLE, events.recv()).await {
+            Ok(Some(ev)) => {
+                let ops = coalescer.feed(ev, Instant::now());
+                enqueue(&lanes, &ops);
             }
-            if let Err(e) = q.sync() {
-                error!(remote = %lane.name, "journal sync failed: {e}");
-            }
-            drop(q);
-            lane.wake.notify_one();
+            Ok(None) | Err(_) => break,
         }
     }
+    let ops = coalescer.tick(Instant::now() + Duration::from_secs(1));
+    enqueue(&lanes, &ops);
     // Drain: the pushers finish what is queued, within the grace period.
     let _ = done_tx.send(true);
     let drained = tokio::time::timeout(opts.drain, async {
@@ -253,6 +256,27 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// Puts `ops` in every remote's queue, journaled, and wakes the pushers.
+fn enqueue(lanes: &[(Lane, bool)], ops: &[Op]) {
+    if ops.is_empty() {
+        return;
+    }
+    tracing::debug!(?ops, "queued");
+    for (lane, _) in lanes {
+        let mut q = lock(&lane.queue);
+        for op in ops {
+            if let Err(e) = q.add(op.clone()) {
+                error!(remote = %lane.name, "journal write failed: {e}");
+            }
+        }
+        if let Err(e) = q.sync() {
+            error!(remote = %lane.name, "journal sync failed: {e}");
+        }
+        drop(q);
+        lane.wake.notify_one();
+    }
 }
 
 /// One remote's pusher: batches from its queue, one session set at a time.

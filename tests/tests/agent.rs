@@ -492,3 +492,92 @@ fn a_replaced_root_never_empties_the_replica() {
     agent.wait_for("the new root's file", WAIT, |_| exists(&m.join("new.txt")));
     assert!(exists(&m.join("precious.txt")), "{}", agent.log());
 }
+
+/// SIGTERM lets the queues drain: a burst written just before it is on the server when
+/// the agent has exited (with status 0).
+#[test]
+fn sigterm_drains_the_queue_before_exit() {
+    let f = fixture();
+    let src = src_dir(&f);
+    let d = Daemon::start(Server::Ours, &f);
+    let agent = Agent::start(&f, &reference_confxml(&f, &d, &src, false), &[]);
+    for i in 0..300 {
+        std::fs::write(src.join(format!("f{i}.txt")), format!("{i}\n")).unwrap();
+    }
+    // Seen (queued or already pushed) before the signal.
+    agent.wait_for("the burst seen", WAIT, |a| {
+        let st = a.status().unwrap_or_default();
+        st["remotes"][0]["pending"].as_u64().unwrap_or(0)
+            + st["remotes"][0]["sessions"].as_u64().unwrap_or(0)
+            > 0
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(agent.stop().map(|s| s.success()), Some(true));
+    let m = f.module_dir();
+    let missing: Vec<usize> = (0..300)
+        .filter(|i| !exists(&m.join(format!("f{i}.txt"))))
+        .collect();
+    assert!(missing.is_empty(), "not drained: {missing:?}");
+}
+
+/// SIGHUP reloads the configuration: pointed at another daemon, the agent pushes there.
+#[test]
+fn sighup_reloads_the_configuration() {
+    let f = fixture();
+    let g = fixture();
+    let src = src_dir(&f);
+    let (d1, d2) = (
+        Daemon::start(Server::Ours, &f),
+        Daemon::start(Server::Ours, &g),
+    );
+    let agent = Agent::start(&f, &reference_confxml(&f, &d1, &src, false), &[]);
+    std::fs::write(src.join("one.txt"), b"1\n").unwrap();
+    agent.wait_for("one.txt on the first", WAIT, |_| {
+        exists(&f.module_dir().join("one.txt"))
+    });
+    // The second daemon takes the same password; only its port differs.
+    std::fs::write(
+        f.dir().join("confxml.xml"),
+        reference_confxml(&f, &d2, &src, false),
+    )
+    .unwrap();
+    agent.signal(nix::sys::signal::Signal::SIGHUP);
+    agent.wait_for("the reload", WAIT, |a| {
+        a.log().contains("configuration reloaded")
+    });
+    std::fs::write(src.join("two.txt"), b"2\n").unwrap();
+    agent.wait_for("two.txt on the second", WAIT, |_| {
+        exists(&g.module_dir().join("two.txt"))
+    });
+    assert!(!exists(&f.module_dir().join("two.txt")));
+}
+
+/// `sersync-agent status` reads the running agent's queues.
+#[test]
+fn status_shows_each_remote() {
+    let f = fixture();
+    let src = src_dir(&f);
+    let d = Daemon::start(Server::Ours, &f);
+    let agent = Agent::start(&f, &reference_confxml(&f, &d, &src, false), &["-r"]);
+    agent.wait_for("a session", WAIT, |a| a.counter("sessions") > 0);
+    let out = std::process::Command::new(e2e::agent::agent_bin())
+        .args(["status", "--state-dir"])
+        .arg(&agent.state_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("127.0.0.1::backup")
+            && text.contains("pending 0")
+            && text.contains("last success"),
+        "{text}"
+    );
+    let out = std::process::Command::new(e2e::agent::agent_bin())
+        .args(["status", "--json", "--state-dir"])
+        .arg(&agent.state_dir)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["remotes"][0]["remote"], "127.0.0.1::backup");
+}
