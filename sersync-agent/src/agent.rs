@@ -189,6 +189,7 @@ pub async fn run(
             sem.clone(),
             moves_pending.clone(),
             fail_log.clone(),
+            initial_bar(opts.initial_sync, &lane.name),
             done_tx.subscribe(),
         )));
         lane.wake.notify_one();
@@ -258,6 +259,35 @@ pub async fn run(
     Ok(())
 }
 
+/// The progress line of `-r`'s push on a terminal (none elsewhere).
+fn initial_bar(initial_sync: bool, remote: &str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !initial_sync || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed} {prefix}: {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.set_prefix(format!("initial sync to {remote}"));
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Some(bar)
+}
+
+/// Files and bytes sent so far, on `bar`.
+fn progress(bar: indicatif::ProgressBar) -> rsyncd_rs::client::Progress {
+    use std::sync::atomic::AtomicU64;
+    let (files, bytes) = (AtomicU64::new(0), AtomicU64::new(0));
+    Arc::new(move |ev: &rsyncd_rs::client::ItemEvent| {
+        if ev.what == rsyncd_rs::client::ItemWhat::Sent {
+            let n = files.fetch_add(1, Ordering::Relaxed) + 1;
+            let b = bytes.fetch_add(ev.size, Ordering::Relaxed) + ev.size;
+            bar.set_message(format!("{n} files, {}", indicatif::HumanBytes(b)));
+        }
+    })
+}
+
 /// Puts `ops` in every remote's queue, journaled, and wakes the pushers.
 fn enqueue(lanes: &[(Lane, bool)], ops: &[Op]) {
     if ops.is_empty() {
@@ -286,6 +316,7 @@ async fn pusher(
     sem: Arc<Semaphore>,
     moves_pending: Arc<AtomicBool>,
     fail_log: Option<Arc<FailLog>>,
+    mut bar: Option<indicatif::ProgressBar>,
     mut draining: watch::Receiver<bool>,
 ) {
     let mut remote_backoff: Option<Duration> = None;
@@ -324,7 +355,15 @@ async fn pusher(
         let Ok(_permit) = sem.acquire().await else {
             return;
         };
-        let target = lane.target.clone();
+        let mirror = batch.iter().any(|t| t.op == Op::Mirror);
+        let target = match (&bar, mirror) {
+            (Some(b), true) => {
+                let mut t = (*lane.target).clone();
+                t.connect.progress = Some(progress(b.clone()));
+                Arc::new(t)
+            }
+            _ => lane.target.clone(),
+        };
         let started = SystemTime::now();
         tracing::debug!(remote = %lane.name, ops = batch.len(), "batch");
         let report = match tokio::task::spawn_blocking(move || push::run(&target, &batch)).await {
@@ -334,6 +373,9 @@ async fn pusher(
                 continue;
             }
         };
+        if mirror && let Some(b) = bar.take() {
+            b.finish_and_clear();
+        }
         if let Err(e) = lock(&lane.queue).done(&report.done) {
             error!(remote = %lane.name, "journal write failed: {e}");
         }
@@ -384,6 +426,9 @@ async fn pusher(
             continue;
         }
         remote_backoff = None;
+        for why in &report.warnings {
+            warn!(remote = %lane.name, "{why}");
+        }
         for (tk, why) in &report.failed {
             let path = op_path(&tk.op).to_path_buf();
             let wait = next_backoff(retry_at.get(&path).map(|(_, d)| *d));

@@ -39,6 +39,9 @@ pub struct Report {
     pub done: Vec<Taken>,
     /// Not carried out; stays pending, with rsync's reason.
     pub failed: Vec<(Taken, String)>,
+    /// What went wrong but is not worth a retry: the server could not set an entry's
+    /// times, permissions or owner (the data is there; a retry would fail the same way).
+    pub warnings: Vec<String>,
     /// A session that failed as a whole, by its error: whether waiting can help.
     pub error: Option<ClientError>,
     pub sessions: usize,
@@ -215,7 +218,10 @@ fn push_paths(t: &Target, r: &mut Report, paths: Vec<(PathBuf, Vec<Taken>)>) {
     let outcome = session(t, r, extra, &t.root, &t.remote, &names);
     match outcome {
         Ok(out) => {
-            let failures = failures(&out);
+            let (failures, attrs): (Vec<_>, Vec<_>) = failures(&out)
+                .into_iter()
+                .partition(|(_, why)| !is_attribute_failure(why));
+            r.warnings.extend(attrs.into_iter().map(|(_, why)| why));
             for (p, tks) in present {
                 let why = failures
                     .iter()
@@ -409,6 +415,15 @@ fn failures(out: &PushOutcome) -> Vec<(PathBuf, String)> {
             _ => None,
         })
         .collect()
+}
+
+/// A server's error about an entry's attributes, not its data (upstream: rsync.c,
+/// set_file_attrs(): "failed to set times on", "failed to set permissions on", "chown").
+fn is_attribute_failure(why: &str) -> bool {
+    why.contains("failed to set times on")
+        || why.contains("failed to set permissions on")
+        || why.contains("failed to modify permissions on")
+        || why.contains("chown ")
 }
 
 /// `p` is `top` or below it.

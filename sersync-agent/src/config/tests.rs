@@ -510,3 +510,12 @@ fn load_reads_from_disk_and_names_the_file() {
     assert_eq!((e.kind, e.line), (ErrorKind::Io, 0));
     assert!(e.to_string().contains("absent: file: "), "{e}");
 }
+
+#[test]
+fn ssh_pushes_are_refused_by_validate() {
+    let mut c = toml(GOOD_TOML).unwrap();
+    c.rsync.ssh = true;
+    let found = problems(&c);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].problem.contains("ssh"), "{}", found[0]);
+}

@@ -35,6 +35,15 @@ impl AgentConfig {
                 problem("rsync.password_file", e.to_string());
             }
         }
+        if self.rsync.ssh {
+            // sersync's own ssh mode cannot work either: it adds --port and
+            // --password-file to an ssh transfer, which rsync refuses.
+            problem(
+                "rsync.ssh",
+                "pushing over ssh is not supported by this version: push to an rsync daemon"
+                    .to_string(),
+            );
+        }
         if self.rsync.port == Some(0) {
             problem("rsync.port", "port 0: ports are 1-65535".to_string());
         }
