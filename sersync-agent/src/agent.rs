@@ -376,6 +376,21 @@ async fn pusher(
         if mirror && let Some(b) = bar.take() {
             b.finish_and_clear();
         }
+        // Counted before the queue shrinks, so a status showing nothing pending shows
+        // the batch's sessions too.
+        {
+            let mut st = lock(&lane.status);
+            st.sessions += report.sessions as u64;
+            st.bytes_sent += report.bytes_written;
+            if let Some(e) = &report.error {
+                st.failed(started, e.to_string());
+            } else {
+                match report.failed.first() {
+                    Some((_, why)) => st.failed(started, why.clone()),
+                    None => st.succeeded(started),
+                }
+            }
+        }
         if let Err(e) = lock(&lane.queue).done(&report.done) {
             error!(remote = %lane.name, "journal write failed: {e}");
         }
@@ -389,19 +404,6 @@ async fn pusher(
             let code = report.error.as_ref().map_or(23, |e| e.exit_code().0);
             for (tk, _) in &report.failed {
                 log.failed(&lane.name, &lane.target, op_path(&tk.op), code);
-            }
-        }
-        {
-            let mut st = lock(&lane.status);
-            st.sessions += report.sessions as u64;
-            st.bytes_sent += report.bytes_written;
-            if let Some(e) = &report.error {
-                st.failed(started, e.to_string());
-            } else {
-                match report.failed.first() {
-                    Some((_, why)) => st.failed(started, why.clone()),
-                    None => st.succeeded(started),
-                }
             }
         }
         if let Some(e) = &report.error {

@@ -251,9 +251,11 @@ fn push_paths(t: &Target, r: &mut Report, paths: Vec<(PathBuf, Vec<Taken>)>) {
 }
 
 /// The renamed `to` pushed with the remote's `from` as its basis: a directory into itself
-/// (`to/`) with `--copy-dest` pointing at `from`, a file moved to another directory under
-/// the same name into its directory with `--copy-dest` pointing at `from`'s. A file
-/// renamed to another name has no basis rsync would find: `Err`, pushed plainly.
+/// (`to/`) with `--copy-dest` pointing at `from`; a file into its directory with
+/// `--copy-dest` pointing at `from`'s, and, renamed to another name, `-yy` (rsync's fuzzy
+/// basis search, which looks in the basis directories too and takes a file of the same
+/// size and time first). `Err` when the session could not be made or failed: the caller
+/// pushes `to` plainly.
 fn rename(t: &Target, r: &mut Report, from: &Path, to: &Path) -> Result<(), ()> {
     let Ok(meta) = std::fs::symlink_metadata(t.root.join(to)) else {
         // Gone again: only the old path's deletion is left.
@@ -261,14 +263,20 @@ fn rename(t: &Target, r: &mut Report, from: &Path, to: &Path) -> Result<(), ()> 
     };
     let (dest, basis_of) = if meta.is_dir() {
         (to.to_path_buf(), from.to_path_buf())
-    } else if from.file_name() == to.file_name() {
-        (parent(to), parent(from))
     } else {
-        return Err(());
+        (parent(to), parent(from))
     };
     let copy_dest = format!("--copy-dest={}", relative(&dest, &basis_of).display());
+    let mut extra = vec![copy_dest.as_str()];
+    if !meta.is_dir() && from.file_name() != to.file_name() {
+        extra.push("-yy");
+    }
     let mut remote = t.remote.clone();
-    remote.path = format!("{}/", dest.display());
+    remote.path = if dest.as_os_str().is_empty() {
+        String::new()
+    } else {
+        format!("{}/", dest.display())
+    };
     let (root, names) = if meta.is_dir() {
         (t.root.join(to), vec![b"./".to_vec()])
     } else {
@@ -282,7 +290,7 @@ fn rename(t: &Target, r: &mut Report, from: &Path, to: &Path) -> Result<(), ()> 
             ],
         )
     };
-    match session(t, r, &[&copy_dest], &root, &remote, &names) {
+    match session(t, r, &extra, &root, &remote, &names) {
         Ok(out) if out.code == ExitCode::OK => Ok(()),
         Ok(_) | Err(_) => Err(()),
     }

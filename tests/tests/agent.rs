@@ -139,7 +139,8 @@ fn deletes_off_stay_local_and_on_remove_exactly_what_was_deleted() {
 
 /// With deletes on, a directory of 1,000 files renamed arrives under its new name and
 /// leaves the old one, and the agent sends a small fraction of the data (the old
-/// directory is the new one's basis); a file renamed into another directory likewise.
+/// directory is the new one's basis); a file moved into another directory, and a file
+/// renamed in place, likewise.
 #[test]
 fn renames_do_not_resend_data() {
     for kind in [Server::Stock, Server::Ours] {
@@ -176,9 +177,17 @@ fn renames_do_not_resend_data() {
                 && exists(&m.join("b/moved.bin"))
                 && !exists(&m.join("a/moved.bin"))
         });
+        // A file renamed in place, to another name: the remote's fuzzy basis search
+        // (-yy) finds the old one.
+        std::fs::rename(src.join("b/moved.bin"), src.join("b/renamed.bin")).unwrap();
+        agent.wait_for("the in-place rename on the server", WAIT, |_| {
+            exists(&m.join("b/renamed.bin")) && !exists(&m.join("b/moved.bin"))
+        });
+        // A status written after the last of it (it is written twice a second).
+        std::thread::sleep(Duration::from_millis(600));
         agent.wait_for("an empty queue", WAIT, |a| a.counter("pending") == 0);
         let sent = agent.counter("bytes_sent") - before;
-        let data = total + (1 << 20);
+        let data = total + 2 * (1 << 20);
         assert!(
             sent < data / 10,
             "{kind:?}: sent {sent} bytes for {data} bytes of renamed data; log:\n{}",
