@@ -18,6 +18,7 @@ mod compat;
 mod list_content;
 mod listing;
 mod module_root;
+mod overlap;
 mod process;
 mod pull;
 mod pull_compat;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::Core;
 use super::args::sanitize_arg;
+use super::dirtree::DirTree;
 use super::scan::{group_name, user_name};
 use crate::engine::error::EngineError;
 use crate::engine::exit::ExitCode;
@@ -58,15 +59,6 @@ impl SendList {
     }
 }
 
-/// A directory of the incremental tree (upstream's dir_flist with its DIR_* links).
-#[derive(Debug, Clone)]
-struct DirNode {
-    item: Item,
-    parent: Option<usize>,
-    first_child: Option<usize>,
-    next_sibling: Option<usize>,
-}
-
 /// Builds and sends the lists of one session.
 pub(super) struct Lister {
     pub(super) enc: FlistEncoder,
@@ -82,8 +74,8 @@ pub(super) struct Lister {
     pub(super) daemon: Option<FilterSet>,
     /// The lists sent and not yet finished by the receiver, oldest first.
     pub lists: std::collections::VecDeque<Arc<SendList>>,
-    dirs: Vec<DirNode>,
-    next_dir: Option<usize>,
+    /// The directories of the incremental lists, numbered as the receiver numbers them.
+    dirs: DirTree,
     /// No more lists follow.
     pub eof: bool,
     pub(super) next_ndx: i32,
@@ -130,8 +122,7 @@ impl Lister {
             filters: Vec::new(),
             daemon: None,
             lists: std::collections::VecDeque::new(),
-            dirs: Vec::new(),
-            next_dir: None,
+            dirs: DirTree::default(),
             eof: false,
             next_ndx: if inc { 1 } else { 0 },
             file_total: 0,
@@ -158,7 +149,7 @@ impl Lister {
             if ndx == l.ndx_start - 1
                 && let Some(d) = l.parent
             {
-                return self.dirs.get(d).map(|n| (l, &n.item));
+                return self.dirs.item(d).map(|i| (l, i));
             }
         }
         None
@@ -233,8 +224,8 @@ impl Lister {
         let used = list.items.len();
         core.data(&out)?;
         if core.cfg.inc_recurse {
-            self.add_dirs(&list, None);
-            if self.next_dir.is_none() {
+            self.dirs.add(&list.items, None);
+            if !self.dirs.has_next() {
                 self.write_eof(core)?;
             } else if used == 1 {
                 // A one-entry first list is followed by one more list at once, so the
@@ -256,73 +247,46 @@ impl Lister {
     }
 
     /// Sends sub-lists until `at_least` files wait ahead of the receiver, or none are left.
-    /// Upstream: flist.c, send_extra_file_list().
+    /// A directory named twice in one list (overlapping arguments) gets one sub-list,
+    /// announced under the first one's number, holding what each of them contributes:
+    /// the receiver keeps only the first and refuses a sub-list for the others.
+    /// Upstream: flist.c, send_extra_file_list() and send1extra().
     pub fn send_extra(&mut self, core: &Core, at_least: usize) -> Result<(), EngineError> {
         while !self.eof && self.file_total - self.file_old_total < at_least {
-            let Some(d) = self.next_dir else {
+            let Some(group) = self.dirs.next_group() else {
                 return self.write_eof(core);
             };
-            let dir = self.dirs[d].item.clone();
+            let (Some(&d), Some(&last)) = (group.first(), group.last()) else {
+                return self.write_eof(core);
+            };
             let mut items = Vec::new();
             self.dirs_listed.clear();
-            if dir.content_dir {
-                let name = dir.e.name.clone();
-                self.scan_dir(core, dir.root, &name, &mut items)?;
-            }
-            if core.opts.relative {
-                self.add_relnames(core, dir.root, &dir.e.name, &mut items)?;
+            // A duplicate read from the same root has the same contents: read them once.
+            let mut scanned: Vec<u32> = Vec::new();
+            for &g in &group {
+                let Some(dir) = self.dirs.item(g).cloned() else {
+                    continue;
+                };
+                if dir.content_dir && !scanned.contains(&dir.root) {
+                    scanned.push(dir.root);
+                    self.scan_dir(core, dir.root, &dir.e.name, &mut items)?;
+                }
+                if core.opts.relative {
+                    self.add_relnames(core, dir.root, &dir.e.name, &mut items)?;
+                }
             }
             let mut out = Vec::new();
             core.put_ndx(NDX_FLIST_OFFSET - d as i32, &mut out);
             let list = self.finish_list(core, items, Some(d), &mut out)?;
             core.data(&out)?;
-            self.add_dirs(&list, Some(d));
-            // Depth first: the first child, else the next sibling of this directory or
-            // of the nearest ancestor that has one.
-            self.next_dir = match self.dirs[d].first_child {
-                Some(c) => Some(c),
-                None => {
-                    let mut at = d;
-                    loop {
-                        if let Some(s) = self.dirs[at].next_sibling {
-                            break Some(s);
-                        }
-                        match self.dirs[at].parent {
-                            Some(p) => at = p,
-                            None => break None,
-                        }
-                    }
-                }
-            };
-            if self.next_dir.is_none() {
+            // The sub-list's directories hang under the group's last one, as upstream's.
+            self.dirs.add(&list.items, Some(last));
+            self.dirs.sent(last);
+            if !self.dirs.has_next() {
                 self.write_eof(core)?;
             }
         }
         Ok(())
-    }
-
-    /// Appends a sorted list's directories to the directory tree under `parent`.
-    /// Upstream: flist.c, add_dirs_to_tree().
-    fn add_dirs(&mut self, list: &SendList, parent: Option<usize>) {
-        let mut prev: Option<usize> = None;
-        for it in list.items.iter().filter(|i| i.e.is_dir()) {
-            let at = self.dirs.len();
-            self.dirs.push(DirNode {
-                item: it.clone(),
-                parent,
-                first_child: None,
-                next_sibling: None,
-            });
-            if it.e.name == b"." {
-                continue;
-            }
-            match (prev, parent) {
-                (Some(p), _) => self.dirs[p].next_sibling = Some(at),
-                (None, Some(par)) => self.dirs[par].first_child = Some(at),
-                (None, None) => self.next_dir = Some(at),
-            }
-            prev = Some(at);
-        }
     }
 
     /// Sorts `items`, numbers them, encodes them into `out` and keeps the list.

@@ -7,6 +7,7 @@
 mod args;
 
 pub use args::sanitize_arg;
+mod dirtree;
 mod files;
 mod list;
 mod matcher;
