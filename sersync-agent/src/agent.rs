@@ -4,6 +4,7 @@
 //! the rest flows.
 
 use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -92,6 +93,7 @@ pub fn targets(cfg: &AgentConfig) -> Vec<(String, Target)> {
                     params: params.clone(),
                     root: cfg.watch.clone(),
                     deletes: cfg.events.delete,
+                    excluded: filter_of(cfg),
                 },
             )
         })
@@ -564,6 +566,18 @@ pub fn journal_name(remote: &str) -> String {
         })
         .collect();
     format!("{safe}.journal")
+}
+
+/// The filter as the client's local filter (`None` without one; expressions that do not
+/// compile were refused by `validate`).
+fn filter_of(cfg: &AgentConfig) -> Option<rsyncd_rs::client::LocalFilter> {
+    if cfg.filter.is_empty() {
+        return None;
+    }
+    let f = exclusion(cfg).ok()?;
+    Some(rsyncd_rs::client::LocalFilter(Arc::new(
+        move |name: &[u8], _| f(Path::new(std::ffi::OsStr::from_bytes(name))),
+    )))
 }
 
 /// Whether a path relative to the watched root is never pushed.

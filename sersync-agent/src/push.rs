@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use rsyncd_rs::client::{
-    ClientError, ConnectOptions, ItemWhat, PushOutcome, Remote, parse_options, push,
+    ClientError, ConnectOptions, ItemWhat, LocalFilter, PushOutcome, Remote, parse_options, push,
 };
 use rsyncd_rs::engine::exit::ExitCode;
 
@@ -30,6 +30,17 @@ pub struct Target {
     pub root: PathBuf,
     /// Deletes are on.
     pub deletes: bool,
+    /// The filter (sersync's regexes): `(path relative to root, is_dir)` → never sent.
+    pub excluded: Option<LocalFilter>,
+}
+
+impl Target {
+    /// A whole-tree push deletes what the tree lacks: with deletes on, and no filter (the
+    /// server cannot be told the filter's expressions, so `--delete` would remove its
+    /// copies of what the filter leaves out).
+    fn deletes_whole_tree(&self) -> bool {
+        self.deletes && self.excluded.is_none()
+    }
 }
 
 /// What a batch came to.
@@ -145,7 +156,7 @@ pub fn full_sync(t: &Target, excludes: &[String]) -> Report {
     let mut r = Report::default();
     let rules: Vec<String> = excludes.iter().map(|e| format!("--exclude={e}")).collect();
     let mut extra: Vec<&str> = vec!["-R"];
-    if t.deletes {
+    if t.deletes_whole_tree() {
         extra.push("--delete");
     }
     extra.extend(rules.iter().map(String::as_str));
@@ -210,7 +221,7 @@ fn push_paths(t: &Target, r: &mut Report, paths: Vec<(PathBuf, Vec<Taken>)>) {
         .iter()
         .flat_map(|(_, tks)| tks)
         .any(|tk| tk.op == Op::Mirror);
-    let extra: &[&str] = if mirror && t.deletes {
+    let extra: &[&str] = if mirror && t.deletes_whole_tree() {
         &["-R", "--delete"]
     } else {
         &["-R"]
@@ -400,7 +411,24 @@ fn session(
         .collect();
     let args = parse_options(&words)?;
     r.sessions += 1;
-    let out = push(remote, &t.connect, &args.options, root, names);
+    let mut connect = t.connect.clone();
+    if let Some(f) = &t.excluded {
+        // The sender names entries below the session's root; the filter reads paths
+        // below the watched one.
+        let below = root
+            .strip_prefix(&t.root)
+            .unwrap_or(Path::new(""))
+            .to_path_buf();
+        let f = f.clone();
+        connect.local_filter = Some(LocalFilter(std::sync::Arc::new(move |name, is_dir| {
+            let name = name.strip_prefix(b"./").unwrap_or(name);
+            (f.0)(
+                below.join(OsStr::from_bytes(name)).as_os_str().as_bytes(),
+                is_dir,
+            )
+        })));
+    }
+    let out = push(remote, &connect, &args.options, root, names);
     tracing::debug!(
         module_path = %remote.path,
         root = %root.display(),

@@ -31,7 +31,7 @@ pub fn connect_options(url: &str, a: &ConnectArgs) -> anyhow::Result<(Remote, Co
             password,
             max_protocol,
             connect_prog: None,
-            progress: None,
+            ..ConnectOptions::default()
         },
     ))
 }

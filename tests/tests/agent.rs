@@ -590,3 +590,47 @@ fn status_shows_each_remote() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["remotes"][0]["remote"], "127.0.0.1::backup");
 }
+
+/// sersync's filter, on (the fixture's expressions): what it excludes is never pushed,
+/// neither by -r's whole-tree push nor as a change; the rest is.
+#[test]
+fn the_filter_keeps_its_paths_off_the_server() {
+    for kind in [Server::Stock, Server::Ours] {
+        let f = fixture();
+        let src = src_dir(&f);
+        for p in [
+            "keep.txt",
+            "a.gz",
+            "sub/b.gz",
+            "info/x.txt",
+            "static/y.txt",
+            "sub/info/z.txt",
+        ] {
+            write_file(&src, p, b"x\n", 0o644, T0);
+        }
+        let d = Daemon::start(kind, &f);
+        let conf = reference_confxml(&f, &d, &src, false)
+            .replace(r#"<filter start="false">"#, r#"<filter start="true">"#);
+        let agent = Agent::start(&f, &conf, &["-r"]);
+        let m = f.module_dir();
+        agent.wait_for("the initial sync", WAIT, |_| {
+            exists(&m.join("sub/info/z.txt"))
+        });
+        std::fs::write(src.join("c.gz"), b"c\n").unwrap();
+        std::fs::write(src.join("info/later.txt"), b"l\n").unwrap();
+        std::fs::write(src.join("d.txt"), b"d\n").unwrap();
+        agent.wait_for("d.txt", WAIT, |_| exists(&m.join("d.txt")));
+        std::thread::sleep(Duration::from_millis(200));
+        for (p, there) in [
+            ("keep.txt", true),
+            ("sub/info/z.txt", true),
+            ("a.gz", false),
+            ("sub/b.gz", false),
+            ("info", false),
+            ("static", false),
+            ("c.gz", false),
+        ] {
+            assert_eq!(exists(&m.join(p)), there, "{kind:?}: {p}");
+        }
+    }
+}

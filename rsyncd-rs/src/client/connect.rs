@@ -70,6 +70,9 @@ pub struct ConnectOptions {
     pub connect_prog: Option<String>,
     /// Called for each entry a push or pull lists, sends or receives.
     pub progress: Option<Progress>,
+    /// A push leaves out the names (relative to its local root) this says to, beyond its
+    /// filter rules; the server is not told (see `engine::session::Policy::local_filter`).
+    pub local_filter: Option<crate::engine::session::LocalFilter>,
 }
 
 impl std::fmt::Debug for ConnectOptions {
@@ -95,6 +98,7 @@ impl Default for ConnectOptions {
             max_protocol: crate::PROTOCOL_VERSION,
             connect_prog: None,
             progress: None,
+            local_filter: None,
         }
     }
 }

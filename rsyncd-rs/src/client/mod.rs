@@ -16,7 +16,7 @@ mod setup;
 mod transport;
 mod url;
 
-pub use crate::engine::session::{ItemEvent, ItemWhat, PeerStats};
+pub use crate::engine::session::{ItemEvent, ItemWhat, LocalFilter, PeerStats};
 pub use command::run as run_command_line;
 pub use connect::{ConnectOptions, Password, Progress, read_password};
 pub use error::{ClientError, Refusal};

@@ -46,7 +46,7 @@ impl ClientArgs {
             connect_prog: std::env::var("RSYNC_CONNECT_PROG")
                 .ok()
                 .filter(|p| !p.is_empty()),
-            progress: None,
+            ..super::ConnectOptions::default()
         }
     }
 }

@@ -121,6 +121,7 @@ pub fn push_to<P: AsRef<[u8]>>(
     let policy = Policy {
         numeric_ids: opts.numeric_ids,
         log_module_path: String::new(),
+        local_filter: c.local_filter.clone(),
         ..Policy::default()
     };
     let session = crate::engine::send::SendSession {

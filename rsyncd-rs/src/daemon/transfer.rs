@@ -92,6 +92,7 @@ fn prepare(
         log_module: m.name.clone(),
         log_module_path: ms.full_path.display().to_string(),
         log_user: s.user.clone().unwrap_or_default(),
+        local_filter: None,
     };
     Ok((tree, policy))
 }

@@ -104,9 +104,30 @@ pub struct Policy {
     pub log_module: String,
     pub log_module_path: String,
     pub log_user: String,
+    /// A client's own exclusion of names it lists (below its transfer root), beyond what
+    /// rsync's filter rules express: the agent's regular expressions. Never sent to the
+    /// peer; a sender leaves such a name out of its list as an excluded one.
+    pub local_filter: Option<LocalFilter>,
+}
+
+/// See [`Policy::local_filter`]: `(name, is_dir)` → left out.
+#[derive(Clone)]
+pub struct LocalFilter(pub std::sync::Arc<dyn Fn(&[u8], bool) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for LocalFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocalFilter")
+    }
 }
 
 impl Policy {
+    /// Whether the local filter leaves `name` out.
+    pub fn locally_excluded(&self, name: &[u8], is_dir: bool) -> bool {
+        self.local_filter
+            .as_ref()
+            .is_some_and(|f| (f.0)(name, is_dir))
+    }
+
     /// What becomes of the symlink targets this session receives: munging wins over
     /// sanitizing (upstream: flist.c recv_file_entry(), `sanitize_paths &&
     /// !munge_symlinks`).

@@ -118,7 +118,8 @@ impl Lister {
             return Ok(());
         }
         if name_type != NameType::DotDir
-            && self.filters[root as usize].is_excluded(&it_name, is_dir)
+            && (self.filters[root as usize].is_excluded(&it_name, is_dir)
+                || core.policy.locally_excluded(&it_name, is_dir))
         {
             return Ok(());
         }

@@ -246,7 +246,9 @@ impl Lister {
                 core.info(&format!("skipping directory {}", show(&name)));
                 continue;
             }
-            if self.filters[root as usize].is_excluded(&name, is_dir) {
+            if self.filters[root as usize].is_excluded(&name, is_dir)
+                || core.policy.locally_excluded(&name, is_dir)
+            {
                 continue;
             }
             if core.policy.ignore_nonreadable
