@@ -110,9 +110,12 @@ pub struct Policy {
     pub local_filter: Option<LocalFilter>,
 }
 
-/// See [`Policy::local_filter`]: `(name, is_dir)` → left out.
+/// The predicate of a [`LocalFilter`]: `(name, is_dir)` → left out.
+pub type NameFilter = dyn Fn(&[u8], bool) -> bool + Send + Sync;
+
+/// See [`Policy::local_filter`].
 #[derive(Clone)]
-pub struct LocalFilter(pub std::sync::Arc<dyn Fn(&[u8], bool) -> bool + Send + Sync>);
+pub struct LocalFilter(pub std::sync::Arc<NameFilter>);
 
 impl std::fmt::Debug for LocalFilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
