@@ -221,10 +221,12 @@ fn push_paths(t: &Target, r: &mut Report, paths: Vec<(PathBuf, Vec<Taken>)>) {
         .iter()
         .flat_map(|(_, tks)| tks)
         .any(|tk| tk.op == Op::Mirror);
-    let extra: &[&str] = if mirror && t.deletes_whole_tree() {
-        &["-R", "--delete"]
-    } else {
-        &["-R"]
+    // With deletes on, a directory replaced by a file or a symlink is replaced on the
+    // server too (`--force`); with deletes off it cannot be, and the server says so.
+    let extra: &[&str] = match (mirror && t.deletes_whole_tree(), t.deletes) {
+        (true, _) => &["-R", "--delete", "--force"],
+        (false, true) => &["-R", "--force"],
+        (false, false) => &["-R"],
     };
     let outcome = session(t, r, extra, &t.root, &t.remote, &names);
     match outcome {
@@ -453,10 +455,14 @@ fn failures(out: &PushOutcome) -> Vec<(PathBuf, String)> {
         .collect()
 }
 
-/// A server's error about an entry's attributes, not its data (upstream: rsync.c,
-/// set_file_attrs(): "failed to set times on", "failed to set permissions on", "chown").
+/// A server's error a retry cannot help with and that loses no data: about an entry's
+/// attributes (upstream: rsync.c, set_file_attrs(): "failed to set times on", "failed to
+/// set permissions on", "chown"), or a directory kept in the way of what replaced it.
 fn is_attribute_failure(why: &str) -> bool {
-    why.contains("failed to set times on")
+    // A directory that would have to go for a new file or symlink, deletes off: it is
+    // kept, and would be again at every retry.
+    why.contains("could not make way for")
+        || why.contains("failed to set times on")
         || why.contains("failed to set permissions on")
         || why.contains("failed to modify permissions on")
         || why.contains("chown ")

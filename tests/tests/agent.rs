@@ -634,3 +634,48 @@ fn the_filter_keeps_its_paths_off_the_server() {
         }
     }
 }
+
+/// A directory replaced by a symlink to its renamed self (`mv data data.v2 && ln -s
+/// data.v2 data`): with deletes on, the server gets the rename and the symlink and keeps
+/// every file of the target; with deletes off it keeps the old directory too, and the
+/// agent does not retry what it cannot do.
+#[test]
+fn a_directory_replaced_by_a_symlink_keeps_the_targets_data() {
+    for deletes in [true, false] {
+        let f = fixture();
+        let src = src_dir(&f);
+        for i in 0..20 {
+            write_file(&src, &format!("data/f{i}.txt"), b"x\n", 0o644, T0);
+        }
+        let d = Daemon::start(Server::Ours, &f);
+        let agent = Agent::start(&f, &reference_confxml(&f, &d, &src, deletes), &["-r"]);
+        let m = f.module_dir();
+        agent.wait_for("the initial sync", WAIT, |_| {
+            exists(&m.join("data/f19.txt"))
+        });
+        std::fs::rename(src.join("data"), src.join("data.v2")).unwrap();
+        std::os::unix::fs::symlink("data.v2", src.join("data")).unwrap();
+        agent.wait_for("data.v2 on the server", WAIT, |_| {
+            (0..20).all(|i| exists(&m.join(format!("data.v2/f{i}.txt"))))
+        });
+        if deletes {
+            // Under `fake super` (the reference module) a symlink is kept as a file
+            // holding its target (munged: `use chroot = no`), its type in an xattr.
+            agent.wait_for("the symlink on the server", WAIT, |_| {
+                std::fs::read(m.join("data"))
+                    .is_ok_and(|b| b == b"/rsyncd-munged/data.v2" || b == b"data.v2")
+            });
+        } else {
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(
+                m.join("data").is_dir(),
+                "deletes off: the old directory stays"
+            );
+            assert!(exists(&m.join("data/f0.txt")));
+        }
+        // Settled, and nothing left to retry.
+        std::thread::sleep(Duration::from_millis(600));
+        agent.wait_for("an empty queue", WAIT, |a| a.counter("pending") == 0);
+        assert!((0..20).all(|i| exists(&m.join(format!("data.v2/f{i}.txt")))));
+    }
+}

@@ -253,3 +253,37 @@ fn a_top_level_link_after_deeper_names_is_held_to_its_own_depth() {
         e2e::compare::client_view(ours.last())
     );
 }
+
+/// A symlink pushed over a non-empty directory without `--delete` or `--force`: the
+/// directory stays, and both daemons say so in stock's words (`could not make way for
+/// new symlink: link`), exit 23.
+#[test]
+fn a_directory_in_the_way_is_reported_as_stock_reports_it() {
+    use e2e::{Daemon, Server};
+    let mut said = Vec::new();
+    for kind in [Server::Stock, Server::Ours] {
+        let f = Fixture::seed();
+        let src = src_dir(&f);
+        std::fs::create_dir_all(&src).unwrap();
+        symlink("target", &src.join("link"));
+        write_file(&f.module_dir(), "link/kept.txt", b"k\n", 0o644, T0);
+        let d = Daemon::start(kind, &f);
+        let out = crate::push::push_cmd(Rsync::client(), &d, &f, &["-rl"]).run();
+        assert_eq!(out.code, 23, "{kind:?}: {out:?}");
+        assert!(f.module_dir().join("link/kept.txt").exists(), "{kind:?}");
+        let lines: Vec<String> = out
+            .stderr
+            .lines()
+            .filter(|l| l.contains("link"))
+            .map(String::from)
+            .collect();
+        said.push(lines);
+    }
+    assert_eq!(said[0], said[1]);
+    assert!(
+        said[0]
+            .iter()
+            .any(|l| l == "could not make way for new symlink: link"),
+        "{said:?}"
+    );
+}

@@ -563,10 +563,11 @@ impl Generator<'_> {
         let Some((quiet, alt_cmp)) = self.alt_dest_non(e, ndx, found)? else {
             return Ok(());
         };
-        match self.replace_with(&found.path, &e.name, found.meta, |tree, tmp| {
+        match self.replace_with(&found.path, &e.name, found.meta, "symlink", |tree, tmp| {
             tree.symlink(target, tmp)
         }) {
-            Ok(()) => {
+            Ok(false) => {}
+            Ok(true) => {
                 let _ = self.set_attrs(&found.path, e, None);
                 let cmp = alt_cmp.or(found.meta.filter(|m| m.kind == FileKind::Symlink));
                 if !quiet {
@@ -613,10 +614,16 @@ impl Generator<'_> {
         let Some((quiet, alt_cmp)) = self.alt_dest_non(e, ndx, found)? else {
             return Ok(());
         };
-        match self.replace_with(&found.path, &e.name, found.meta, |tree, tmp| {
+        let what = if mode::is_device(want) {
+            "device file"
+        } else {
+            "special file"
+        };
+        match self.replace_with(&found.path, &e.name, found.meta, what, |tree, tmp| {
             tree.mknod(tmp, want, rdev)
         }) {
-            Ok(()) => {
+            Ok(false) => {}
+            Ok(true) => {
                 let _ = self.set_attrs(&found.path, e, None);
                 let cmp = alt_cmp.or(found
                     .meta
@@ -640,25 +647,29 @@ impl Generator<'_> {
         Ok(())
     }
 
-    /// Creates an entry under a temporary name and renames it over whatever is there.
-    /// Upstream: generator.c, atomic_create().
+    /// Creates an entry under a temporary name and renames it over whatever is there:
+    /// `Ok(false)` when a directory in the way could not go (said as upstream says it,
+    /// naming the new entry's kind `what`). Upstream: generator.c, atomic_create();
+    /// delete.c, delete_item() with DEL_MAKE_ROOM.
     fn replace_with(
         &mut self,
         path: &RelPath,
         name: &[u8],
         existing: Option<Meta>,
+        what: &str,
         create: impl Fn(&crate::engine::tree::Tree, &RelPath) -> Result<(), TreeError>,
-    ) -> Result<(), TreeError> {
+    ) -> Result<bool, TreeError> {
         let tree = &self.sh.tree;
         if let Some(m) = existing
             && m.kind == FileKind::Dir
         {
             // A directory in the way goes first (with its contents, as --force would).
             if !self.delete_item(path, name, m, false).unwrap_or(false) {
-                return Err(TreeError::WrongKind {
-                    path: show(path.as_bytes()),
-                    expected: "removable directory",
-                });
+                self.sh.error(&format!(
+                    "could not make way for new {what}: {}",
+                    show(path.as_bytes())
+                ));
+                return Ok(false);
             }
         }
         // --backup keeps what is replaced (upstream: atomic_create() backs it up first).
@@ -669,13 +680,15 @@ impl Generator<'_> {
             super::receiver::make_backup(self.sh, path)?;
         }
         if tree.lstat(path)?.is_none() {
-            return create(tree, path);
+            return create(tree, path).map(|()| true);
         }
         let tmp = temp_sibling(path)?;
         create(tree, &tmp)?;
-        tree.rename(&tmp, path).inspect_err(|_| {
-            let _ = tree.unlink(&tmp);
-        })
+        tree.rename(&tmp, path)
+            .inspect_err(|_| {
+                let _ = tree.unlink(&tmp);
+            })
+            .map(|()| true)
     }
 
     fn generate_file(
@@ -1145,10 +1158,11 @@ impl Generator<'_> {
             return Ok(());
         }
         let leader_clone = leader.clone();
-        match self.replace_with(path, &e.name, meta, move |tree, tmp| {
+        match self.replace_with(path, &e.name, meta, "regular file", move |tree, tmp| {
             tree.hard_link(&leader_clone, tmp)
         }) {
-            Ok(()) => {
+            Ok(false) => {}
+            Ok(true) => {
                 self.itemize(
                     e,
                     ndx,
