@@ -14,6 +14,8 @@ pub mod faillog;
 pub mod journal;
 pub mod op;
 pub mod push;
+mod pusher;
 pub mod queue;
+mod schedule;
 pub mod status;
 pub mod watch;
