@@ -679,3 +679,44 @@ fn a_directory_replaced_by_a_symlink_keeps_the_targets_data() {
         assert!((0..20).all(|i| exists(&m.join(format!("data.v2/f{i}.txt")))));
     }
 }
+
+/// Two remotes, one of which refuses every session (an unknown module): the other gets
+/// every change as fast as alone, and the refusal is logged as an error, not given up.
+#[test]
+fn a_failing_remote_holds_back_only_itself() {
+    let f = fixture();
+    let src = src_dir(&f);
+    let d = Daemon::start(Server::Ours, &f);
+    let conf = reference_confxml(&f, &d, &src, false).replace(
+        r#"<remote ip="127.0.0.1" name="backup"/>"#,
+        r#"<remote ip="127.0.0.1" name="missing"/>
+	    <remote ip="127.0.0.1" name="backup"/>"#,
+    );
+    let agent = Agent::start(&f, &conf, &[]);
+    let m = f.module_dir();
+    for i in 0..20 {
+        std::fs::write(src.join(format!("f{i}.txt")), b"x\n").unwrap();
+        agent.wait_for(
+            "the change on the working remote",
+            Duration::from_secs(5),
+            |_| exists(&m.join(format!("f{i}.txt"))),
+        );
+    }
+    agent.wait_for("the refusal logged", WAIT, |a| {
+        a.log().contains("ERROR") && a.log().contains("Unknown module 'missing'")
+    });
+    // Its changes wait in its own queue.
+    agent.wait_for("the refused remote's queue", WAIT, |a| {
+        a.status().is_some_and(|st| {
+            st["remotes"].as_array().is_some_and(|rs| {
+                rs.iter().any(|r| {
+                    r["remote"] == "127.0.0.1::missing"
+                        && r["pending"].as_u64().is_some_and(|n| n >= 20)
+                        && r["last_failure_reason"]
+                            .as_str()
+                            .is_some_and(|w| w.contains("Unknown module"))
+                })
+            })
+        })
+    });
+}
