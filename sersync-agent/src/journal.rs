@@ -191,8 +191,12 @@ pub fn decode(line: &[u8]) -> Option<Record> {
 
 fn escape(bytes: &[u8], out: &mut Vec<u8>) {
     if bytes.is_empty() {
-        // The root: a lone `.` (no relative path is `.`).
+        // The root: a lone `.` (a path that is `.` itself is escaped).
         out.push(b'.');
+        return;
+    }
+    if bytes == b"." {
+        out.extend_from_slice(b"%2E");
         return;
     }
     for &b in bytes {
@@ -235,6 +239,10 @@ mod tests {
     fn records_survive_any_path_bytes() {
         let odd = p(b"dir/with space/new\nline/%/\xff\x01");
         for r in [
+            Record::Push {
+                seq: 5,
+                path: p(b"."),
+            },
             Record::Push {
                 seq: 1,
                 path: odd.clone(),
@@ -315,5 +323,33 @@ mod tests {
                 Record::Ack { seq: 3 }
             ]
         );
+    }
+
+    proptest::proptest! {
+        /// Any line decodes to a record or to nothing, without panicking; any record
+        /// survives its line.
+        #[test]
+        fn any_line_decodes_safely(line in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let _ = decode(&line);
+        }
+
+        #[test]
+        fn records_round_trip(
+            seq in proptest::prelude::any::<u64>(),
+            a in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..32),
+            b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..32),
+            kind in 0u8..5,
+        ) {
+            let (a, b) = (p(&a), p(&b));
+            let r = match kind {
+                0 => Record::Push { seq, path: a },
+                1 => Record::Delete { seq, path: a },
+                2 => Record::Rename { seq, from: a, to: b },
+                3 => Record::Mirror { seq },
+                _ => Record::Ack { seq },
+            };
+            let line = encode(&r);
+            proptest::prop_assert_eq!(decode(&line[..line.len() - 1]), Some(r));
+        }
     }
 }
