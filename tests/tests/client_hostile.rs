@@ -627,3 +627,76 @@ fn pull_refuses_names_its_own_rules_exclude() {
     assert!(t.requested.is_empty(), "asked for {:?}", t.requested);
     assert!(!sb.dest().join("secret.log").exists());
 }
+
+/// A fuzzy basis renamed by the server: the client's generator names a similar file of
+/// the destination (`-y`), the server answers naming a file outside it as the basis and
+/// a block of it as the data. The name is taken as upstream's sanitize_path() leaves it,
+/// below the destination, where no such file is: nothing outside is read, and the file
+/// does not come out with the outside file's content.
+#[test]
+fn pull_reads_no_fuzzy_basis_outside_the_destination() {
+    use rsyncd_rs::protocol::codec::put_vstring;
+    for case in ["../beside.txt", "../sibling/keep.txt", "ABSOLUTE"] {
+        let sb = Sandbox::new();
+        let xname = match case {
+            "ABSOLUTE" => format!("{}/beside.txt", sb.root().display()),
+            c => c.to_string(),
+        };
+        std::fs::write(sb.dest().join("cand.txt"), "candidate\n").unwrap();
+        let stolen: &[u8] = if xname.contains("keep") {
+            b"keep\n"
+        } else {
+            b"beside\n"
+        };
+        let list = encode_list(&[dir("."), file("cand2.txt", stolen.len() as i64)], false);
+        let shown = xname.clone();
+        let (r, _, t) = pull_from(&sb, "-rlt -y", move |p| {
+            p.start_pull(&list)?;
+            let ndx = loop {
+                match p.read_request()? {
+                    Some((n, f)) if f & iflags::TRANSFER != 0 => {
+                        if f & iflags::XNAME_FOLLOWS == 0 {
+                            return Err(std::io::Error::other("no fuzzy basis asked for"));
+                        }
+                        break n;
+                    }
+                    Some((n, f)) => {
+                        let mut out = p.ndx(n);
+                        put_shortint(&mut out, f as u16);
+                        p.send_data(&out)?;
+                    }
+                    None => return Err(std::io::Error::other("no transfer request")),
+                }
+            };
+            let mut out = p.ndx(ndx);
+            let f = iflags::TRANSFER | iflags::BASIS_TYPE_FOLLOWS | iflags::XNAME_FOLLOWS;
+            put_shortint(&mut out, f as u16);
+            out.push(rsyncd_rs::protocol::ndx::basis::FUZZY);
+            put_vstring(&mut out, xname.as_bytes()).unwrap();
+            let head = SumHead {
+                count: 1,
+                blength: stolen.len() as i32,
+                s2length: 16,
+                remainder: 0,
+            };
+            encode_sum_head(&mut out, &head, PROTOCOL);
+            // Block 0 of the basis, then the end.
+            put_int(&mut out, -1);
+            put_int(&mut out, 0);
+            out.extend_from_slice(&script::md5_of(stolen));
+            p.send_data(&out)?;
+            p.serve(|_| b"x".to_vec(), |_, _| Ok(()))
+        });
+        assert!(
+            t.stopped.is_none() || r.is_err(),
+            "{shown}: {:?}",
+            t.stopped
+        );
+        let got = std::fs::read(sb.dest().join("cand2.txt")).unwrap_or_default();
+        assert_ne!(
+            got, stolen,
+            "{shown}: the outside file was the basis: {r:?}"
+        );
+        eprintln!("{shown}: {r:?}");
+    }
+}

@@ -29,6 +29,7 @@ mod pull_safety;
 mod pull_tree;
 mod push;
 mod push_compat;
+mod push_fuzzy;
 mod push_options;
 mod push_safety;
 mod push_symlinks;

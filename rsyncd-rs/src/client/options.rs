@@ -135,6 +135,8 @@ const SUPPORTED: &[&str] = &[
     "inplace=1",
     "prune_empty_dirs=1",
     "x",
+    "y",
+    "fuzzy_basis=0",
     // Said to the client alone, never sent:
     "shell_cmd",
     "rsync_path",

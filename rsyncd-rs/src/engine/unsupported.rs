@@ -17,9 +17,6 @@ pub fn check(o: &Options) -> Option<String> {
             "rsync: The server is configured to refuse --{name}\n"
         ))
     };
-    if o.fuzzy > 0 {
-        return refused("fuzzy");
-    }
     if o.prune_empty_dirs {
         return refused("prune-empty-dirs");
     }
@@ -62,12 +59,17 @@ mod tests {
             Some("rsync: ACLs are not supported on this server\n")
         );
         let o = Options {
-            fuzzy: 1,
+            fuzzy: 2,
+            ..Options::default()
+        };
+        assert_eq!(check(&o), None);
+        let o = Options {
+            prune_empty_dirs: true,
             ..Options::default()
         };
         assert_eq!(
             check(&o).as_deref(),
-            Some("rsync: The server is configured to refuse --fuzzy\n")
+            Some("rsync: The server is configured to refuse --prune-empty-dirs\n")
         );
     }
 }

@@ -296,6 +296,9 @@ impl Generator<'_> {
         if !dry_missing {
             self.entry.dry_missing_dir = None;
         }
+        if o.fuzzy > 0 {
+            self.fuzzy.enter(&e.name);
+        }
         let meta = match if dry_missing {
             Ok(None)
         } else {
@@ -743,6 +746,23 @@ impl Generator<'_> {
         }
         // A partial file from an earlier interrupted transfer is a better basis.
         let partial = self.partial_basis(&found.path)?;
+        // --fuzzy: with no file of its own (nor a partial one), a similar file of the
+        // directory is the basis. Upstream: recv_generator(), find_fuzzy().
+        if meta.is_none()
+            && partial.is_none()
+            && o.fuzzy > 0
+            // Only from protocol 29 can a request name its basis (stock refuses the
+            // option below it; a stock client never gets that far).
+            && sh.wire.protocol >= 29
+            && let Some((c, basis_type)) = self.fuzzy.find(sh, &entry, &found.path)
+        {
+            // Upstream then holds the fuzzy file's size for --append's test.
+            if o.append_mode > 0 && !redo && c.meta.size >= e.size.max(0) as u64 {
+                return self.hlink_skipped(ndx);
+            }
+            // Itemized as new: the name it was found under follows the basis type.
+            return self.request(&entry, ndx, None, Some((c.path, c.meta, basis_type)), redo);
+        }
         if meta.is_none() && partial.is_none() {
             if o.hard_links > 0 && self.hlink_not_last(ndx) {
                 self.defer_hlink(list, ndx);
@@ -832,7 +852,20 @@ impl Generator<'_> {
         if basis_type != crate::protocol::ndx::basis::FNAME {
             iflags |= it::BASIS_TYPE_FOLLOWS;
         }
+        // A fuzzy basis is named (its name in its directory) for the receiver to open.
+        let xname = basis
+            .as_ref()
+            .filter(|b| b.2 >= crate::protocol::ndx::basis::FUZZY)
+            .map(|b| b.0.file_name().to_vec());
+        if xname.is_some() {
+            iflags |= it::XNAME_FOLLOWS;
+        }
         let iflags = self.item_flags(e, meta, iflags);
+        // A file about to change is no later file's fuzzy basis (upstream marks it as it
+        // opens the basis: not in a dry run, nor for a whole-file transfer).
+        if o.fuzzy > 0 && !o.dry_run && o.whole_file != Some(true) {
+            self.fuzzy.mark_sent(e);
+        }
         let whole = o.whole_file == Some(true) || basis.is_none();
         let sums = if whole || o.dry_run {
             None
@@ -847,6 +880,10 @@ impl Generator<'_> {
             put_shortint(&mut out, (iflags & 0xffff) as u16);
             if iflags & it::BASIS_TYPE_FOLLOWS != 0 {
                 out.push(basis_type);
+            }
+            if let Some(x) = &xname {
+                crate::protocol::codec::put_vstring(&mut out, x)
+                    .map_err(|e| RecvError::fatal(e.to_string(), ExitCode::PROTOCOL))?;
             }
         }
         match &sums {

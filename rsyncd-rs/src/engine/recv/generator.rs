@@ -55,6 +55,8 @@ pub(super) struct Generator<'a> {
     )>,
     /// Deletions so far (for `--max-delete`).
     pub deleted_count: u64,
+    /// `--fuzzy`: the similar files of the directory being worked on.
+    pub fuzzy: super::fuzzy::FuzzyDirs,
 }
 
 /// How long the generator waits for the receiver before sending a keepalive.
@@ -82,6 +84,7 @@ pub(super) fn run(sh: &Shared, rx: Receiver<ToGenerator>) -> Result<(), RecvErro
         delete_warned: false,
         delayed: Vec::new(),
         deleted_count: 0,
+        fuzzy: Default::default(),
     };
     let r = g.generate();
     if r.is_err() || g.aborted {

@@ -8,6 +8,7 @@ mod delete;
 mod delta;
 mod dest;
 mod entry;
+mod fuzzy;
 mod generator;
 mod receiver;
 mod translog;

@@ -393,7 +393,7 @@ impl Receiver<'_, '_> {
                     ExitCode::PROTOCOL,
                 ));
             }
-            self.receive_file(ndx, &entry, iflags, basis_type)?;
+            self.receive_file(ndx, &entry, iflags, basis_type, xname.as_deref())?;
         }
     }
 
@@ -414,6 +414,7 @@ impl Receiver<'_, '_> {
         e: &FileEntry,
         iflags: u32,
         basis_type: u8,
+        xname: Option<&[u8]>,
     ) -> Result<(), RecvError> {
         let sh = self.sh;
         let o = &sh.opts;
@@ -452,10 +453,23 @@ impl Receiver<'_, '_> {
             FNAMECMP_PARTIAL_DIR => partial.clone(),
             FNAMECMP_BACKUP => backup_path(sh, &dest),
             t if t >= FNAMECMP_FUZZY => {
-                return Err(RecvError::fatal(
-                    "rsync: refusing malicious fuzzy operation",
-                    ExitCode::PROTOCOL,
-                ));
+                if o.fuzzy == 0 {
+                    return Err(RecvError::fatal(
+                        format!(
+                            "rsync: refusing malicious fuzzy operation for {}",
+                            show(xname.unwrap_or_default())
+                        ),
+                        ExitCode::PROTOCOL,
+                    ));
+                }
+                let n = usize::from(t - FNAMECMP_FUZZY);
+                if n > sh.basis.dirs.len() {
+                    return Err(RecvError::fatal(
+                        format!("invalid basis_dir index: {t}."),
+                        ExitCode::PROTOCOL,
+                    ));
+                }
+                fuzzy_basis(sh, e, &dest, n, xname.unwrap_or_default()).or(Some(dest.clone()))
             }
             t if usize::from(t) < sh.basis.dirs.len() => {
                 let name = sh.dest.solo.clone().unwrap_or_else(|| e.name.clone());
@@ -1066,4 +1080,36 @@ fn temp_template(dest: &RelPath) -> RelPath {
         .unwrap_or_else(RelPath::root)
         .join(&name)
         .unwrap_or_else(|_| dest.clone())
+}
+
+/// The fuzzy basis a request named: `xname` in the file's own directory (`n` = 0) or in
+/// basis directory `n - 1`'s matching directory, through the tree (so inside the module)
+/// and not where the daemon's rules exclude it; `None` to use the file's own name, as
+/// upstream falls back to it for a name its daemon filter refuses. Upstream:
+/// receiver.c, recv_files() (FNAMECMP_FUZZY); rsync.c, read_ndx_and_attrs()
+/// (sanitize_path() on the name).
+fn fuzzy_basis(
+    sh: &Shared,
+    e: &FileEntry,
+    dest: &RelPath,
+    n: usize,
+    xname: &[u8],
+) -> Option<RelPath> {
+    let dir_name = match e.name.iter().rposition(|&b| b == b'/') {
+        Some(i) if sh.dest.solo.is_none() => &e.name[..i],
+        _ => &b"."[..],
+    };
+    let search_dir = match n {
+        0 => dest.parent(),
+        _ if dir_name == b"." => sh.basis.dirs.get(n - 1).cloned(),
+        _ => sh.basis.path(n - 1, dir_name),
+    };
+    let path = super::fuzzy::basis_for(search_dir, xname)?;
+    let listed = super::fuzzy::list_name(dir_name, path.file_name());
+    let refused = sh
+        .filters
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .daemon_refuses(&listed, false);
+    (!refused).then_some(path)
 }
