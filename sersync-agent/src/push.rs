@@ -280,10 +280,14 @@ fn rename(t: &Target, r: &mut Report, from: &Path, to: &Path) -> Result<(), ()> 
         (parent(to), parent(from))
     };
     let copy_dest = format!("--copy-dest={}", relative(&dest, &basis_of).display());
-    let mut extra = vec![copy_dest.as_str()];
-    if !meta.is_dir() && from.file_name() != to.file_name() {
-        extra.push("-yy");
-    }
+    let renamed = from.file_name() != to.file_name();
+    let extra: Vec<&str> = match (meta.is_dir(), dest == basis_of, renamed) {
+        // Renamed in its own directory: the fuzzy search there finds the old file
+        // (stock 3.5.0's daemon does not search a basis directory, so -yy would not).
+        (false, true, _) => vec!["-y"],
+        (false, false, true) => vec![copy_dest.as_str(), "-yy"],
+        _ => vec![copy_dest.as_str()],
+    };
     let mut remote = t.remote.clone();
     remote.path = if dest.as_os_str().is_empty() {
         String::new()
