@@ -163,12 +163,7 @@ pub fn full_sync(t: &Target, excludes: &[String]) -> Report {
     match session(t, &mut r, &extra, &t.root, &t.remote, &[b"./".to_vec()]) {
         Ok(out) if out.code == ExitCode::OK => {}
         Ok(out) => {
-            let why = out
-                .lines
-                .iter()
-                .map(|l| l.text.clone())
-                .collect::<Vec<_>>()
-                .join("; ");
+            let why = said(&out);
             r.failed.push((
                 Taken {
                     seq: 0,
@@ -376,12 +371,7 @@ fn delete_paths(t: &Target, r: &mut Report, targets: Vec<(PathBuf, Vec<Taken>)>)
     match session(t, r, &extra, &t.root, &t.remote, &names) {
         Ok(out) if out.code == ExitCode::OK => r.done.extend(tops.into_iter().flat_map(|(_, t)| t)),
         Ok(out) => {
-            let why = out
-                .lines
-                .iter()
-                .map(|l| l.text.clone())
-                .collect::<Vec<_>>()
-                .join("; ");
+            let why = said(&out);
             r.failed.extend(
                 tops.into_iter()
                     .flat_map(|(_, t)| t)
@@ -446,6 +436,15 @@ fn session(
     let out = out?;
     r.bytes_written += out.bytes_written;
     Ok(out)
+}
+
+/// What the server said in a session, on one line.
+fn said(out: &PushOutcome) -> String {
+    out.lines
+        .iter()
+        .map(|l| l.text.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The entries the session reports failed, by path.

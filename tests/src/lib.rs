@@ -296,12 +296,7 @@ impl Daemon {
                 // Watching the kernel's socket table instead of connecting keeps the
                 // daemon's log free of a probe session.
                 if is_listening_by(child.id(), port) {
-                    return Daemon {
-                        kind,
-                        port,
-                        child,
-                        log_file: fixture.log_path(),
-                    };
+                    return Daemon::listening(kind, port, child, fixture);
                 }
                 if Instant::now() > deadline {
                     let _ = child.kill();
@@ -387,6 +382,15 @@ impl Daemon {
         self.child.id()
     }
 
+    fn listening(kind: Server, port: u16, child: Child, fixture: &Fixture) -> Daemon {
+        Daemon {
+            kind,
+            port,
+            child,
+            log_file: fixture.log_path(),
+        }
+    }
+
     /// Starts `kind` on `port` (a port a stopped daemon had: what a client configured for
     /// it reaches again), waiting until it accepts connections.
     pub fn start_on(kind: Server, fixture: &Fixture, port: u16) -> Daemon {
@@ -400,12 +404,7 @@ impl Daemon {
             let started = Instant::now();
             while started.elapsed() < Duration::from_secs(5) {
                 if is_listening_by(child.id(), port) {
-                    return Daemon {
-                        kind,
-                        port,
-                        child,
-                        log_file: fixture.log_path(),
-                    };
+                    return Daemon::listening(kind, port, child, fixture);
                 }
                 if let Ok(Some(_)) = child.try_wait() {
                     break;

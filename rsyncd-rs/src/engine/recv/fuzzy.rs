@@ -316,21 +316,13 @@ pub(super) fn distance(s1: &[u8], s2: &[u8], upper: u32) -> u32 {
 /// joined below the search directory and is reached through the tree, inside the module.
 /// `None` when the name is empty after that or the type names no basis directory.
 pub(super) fn basis_for(search_dir: Option<RelPath>, xname: &[u8]) -> Option<RelPath> {
-    let mut parts: Vec<&[u8]> = Vec::new();
-    for part in xname.split(|&b| b == b'/') {
-        match part {
-            b"" | b"." => {}
-            b".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    if parts.is_empty() {
+    let clean = super::dest::sanitize(xname);
+    if clean.is_root() {
         return None;
     }
-    parts
-        .into_iter()
+    clean
+        .as_bytes()
+        .split(|&b| b == b'/')
         .try_fold(search_dir?, |p, part| p.join(part).ok())
 }
 
