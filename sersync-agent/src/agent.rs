@@ -24,6 +24,9 @@ use crate::schedule::{crontab, rewrite_fail_log};
 use crate::status::Status;
 use crate::watch::Watcher;
 
+/// The most events taken from the watcher for one journal sync.
+const MAX_EVENTS_PER_BATCH: usize = 4096;
+
 /// At a stop, the watcher's events are taken until none came for this long.
 const STOP_SETTLE: Duration = Duration::from_millis(50);
 
@@ -186,7 +189,19 @@ pub async fn run(
         let deadline = coalescer.next_deadline();
         let ops = tokio::select! {
             ev = events.recv() => match ev {
-                Some(ev) => coalescer.feed(ev, Instant::now()),
+                Some(ev) => {
+                    // What else the watcher has read goes in the same batch: one journal
+                    // sync per batch, not per event.
+                    let now = Instant::now();
+                    let mut ops = coalescer.feed(ev, now);
+                    for _ in 0..MAX_EVENTS_PER_BATCH {
+                        match events.try_recv() {
+                            Ok(ev) => ops.extend(coalescer.feed(ev, now)),
+                            Err(_) => break,
+                        }
+                    }
+                    ops
+                }
                 None => {
                     error!("the watcher stopped");
                     break;
