@@ -188,24 +188,20 @@ impl Window {
         if self.eof {
             return Ok(0);
         }
+        // Read into the spare capacity (no zeroing first): take() stops at `n` without a
+        // further read, and read_to_end() retries interrupted reads.
         let start = self.buf.len();
-        self.buf.resize(start + n, 0);
-        let mut got = 0;
-        while got < n {
-            match file.read(&mut self.buf[start + got..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    break;
-                }
-                Ok(k) => got += k,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.buf.truncate(start + got);
-                    return Err(MatchError::Read(e));
-                }
+        self.buf.reserve(n);
+        let got = match file.take(n as u64).read_to_end(&mut self.buf) {
+            Ok(got) => got,
+            Err(e) => {
+                self.buf.truncate(start);
+                return Err(MatchError::Read(e));
             }
+        };
+        if got < n {
+            self.eof = true;
         }
-        self.buf.truncate(start + got);
         Ok(got)
     }
 
