@@ -18,7 +18,7 @@ use crate::config::AgentConfig;
 use crate::faillog::FailLog;
 use crate::op::Op;
 use crate::push::Target;
-use crate::pusher::{Lane, MAX_GATHER, initial_bar, lock, pusher, sleep_until};
+use crate::pusher::{Lane, initial_bar, lock, pusher, sleep_until};
 use crate::queue::Queue;
 use crate::schedule::{crontab, rewrite_fail_log};
 use crate::status::Status;
@@ -27,8 +27,10 @@ use crate::watch::Watcher;
 /// The most events taken from the watcher for one journal sync.
 const MAX_EVENTS_PER_BATCH: usize = 4096;
 
-/// At a stop, the watcher's events are taken until none came for this long.
+/// At a stop, the watcher's events are taken until none came for this long, for at most
+/// [`STOP_SETTLE_MAX`].
 const STOP_SETTLE: Duration = Duration::from_millis(50);
+const STOP_SETTLE_MAX: Duration = Duration::from_secs(1);
 
 /// How the agent was asked to run (sersync's flags).
 #[derive(Debug, Clone)]
@@ -222,7 +224,7 @@ pub async fn run(
     }
     // What was changed before the stop is pushed too: the events the watcher has read
     // (it reads the kernel's queue as they come) and the moves the coalescer holds.
-    let settle_until = Instant::now() + MAX_GATHER;
+    let settle_until = Instant::now() + STOP_SETTLE_MAX;
     while Instant::now() < settle_until {
         match tokio::time::timeout(STOP_SETTLE, events.recv()).await {
             Ok(Some(ev)) => {

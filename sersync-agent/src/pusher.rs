@@ -27,7 +27,7 @@ const REFUSED_BACKOFF: Duration = Duration::from_secs(60);
 /// A burst is over when no change came for this long.
 const QUIET: Duration = Duration::from_millis(20);
 /// The longest a burst holds its session back.
-pub(crate) const MAX_GATHER: Duration = Duration::from_secs(1);
+const MAX_GATHER: Duration = Duration::from_millis(250);
 
 /// One remote's moving parts.
 pub(crate) struct Lane {
@@ -79,7 +79,6 @@ pub(crate) async fn pusher(
 ) {
     let mut remote_backoff: Option<Duration> = None;
     let mut retry_at: HashMap<PathBuf, (Instant, Duration)> = HashMap::new();
-    let mut idle = true;
     let mut gathered = false;
     loop {
         let is_draining = *draining.borrow();
@@ -95,7 +94,6 @@ pub(crate) async fn pusher(
                 return;
             }
             let next_retry = retry_at.values().map(|(at, _)| *at).min();
-            idle = true;
             tokio::select! {
                 () = lane.wake.notified() => {}
                 () = sleep_until(next_retry) => {}
@@ -104,8 +102,7 @@ pub(crate) async fn pusher(
             continue;
         }
         if !gathered && !is_draining && batch.len() < settings.max_paths_per_session {
-            gather(&lane.queue, &settings, idle, &moves_pending).await;
-            idle = false;
+            gather(&lane.queue, &settings, &moves_pending).await;
             gathered = true;
             continue;
         }
@@ -198,22 +195,21 @@ pub(crate) async fn pusher(
     }
 }
 
-/// Lets a burst gather before its session: a change after a quiet spell waits
-/// `coalesce` for company; while changes keep coming, the session waits for a pause of
-/// [`QUIET`] in them, at most [`MAX_GATHER`], or until a session's worth is pending. A
-/// single change goes in milliseconds, a burst of thousands in a few sessions.
+/// Lets a burst gather before its session: a change waits `coalesce` for company; while
+/// changes keep coming, the session waits for a pause of [`QUIET`] in them, at most
+/// [`MAX_GATHER`], or until a session's worth is pending. A single change goes in
+/// milliseconds; a burst of thousands goes in a few sessions that overlap its writing.
 ///
 /// A move the coalescer still holds (a rename's first half, waiting for its second)
 /// holds the session too: sent before it, the moved file would go as new data.
 async fn gather(
     queue: &Mutex<Queue>,
     settings: &crate::config::AgentSettings,
-    idle: bool,
     moves_pending: &AtomicBool,
 ) {
     let started = Instant::now();
     let mut seen = lock(queue).adds();
-    let mut wait = if idle { settings.coalesce } else { QUIET };
+    let mut wait = settings.coalesce;
     while started.elapsed() < MAX_GATHER {
         tokio::time::sleep(wait).await;
         wait = QUIET;
