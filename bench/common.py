@@ -311,7 +311,12 @@ class Daemon:
         pid, cpu = self.proc.pid, (0.0, 0.0)
         deadline = time.monotonic() + 30
         while True:
-            wpid, status, ru = os.wait4(pid, os.WNOHANG)
+            try:
+                wpid, status, ru = os.wait4(pid, os.WNOHANG)
+            except ChildProcessError:
+                # Already reaped (by send_signal's poll): it died on its own, of a Ctrl-C
+                # that reached the whole process group.
+                break
             if wpid == pid:
                 cpu = (ru.ru_utime, ru.ru_stime)
                 self.proc.returncode = os.waitstatus_to_exitcode(status)
