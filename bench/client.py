@@ -45,6 +45,7 @@ from common import (
     make_sources,
     measure,
     paired_ratio,
+    pct,
     print_table,
     read_maxrss,
     repetitions,
@@ -308,12 +309,6 @@ def run_latency(b: Bench, cl: Clients, src: Path, opts: list[str]) -> dict[str, 
 
 
 # ----------------------------------------------------------------------------- report
-
-
-def pct(xs: list[float], p: float) -> float:
-    """The p-th percentile, nearest rank (p99 of 200 sessions: the third slowest)."""
-    s = sorted(xs)
-    return s[max(0, min(len(s) - 1, -(-len(s) * p // 100) - 1))]
 
 
 def report_pushes(b: Bench, labels: dict[str, str]) -> list[str]:

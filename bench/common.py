@@ -311,7 +311,12 @@ class Daemon:
         pid, cpu = self.proc.pid, (0.0, 0.0)
         deadline = time.monotonic() + 30
         while True:
-            wpid, status, ru = os.wait4(pid, os.WNOHANG)
+            try:
+                wpid, status, ru = os.wait4(pid, os.WNOHANG)
+            except ChildProcessError:
+                # Already reaped (by send_signal's poll): it died on its own, of a Ctrl-C
+                # that reached the whole process group.
+                break
             if wpid == pid:
                 cpu = (ru.ru_utime, ru.ru_stime)
                 self.proc.returncode = os.waitstatus_to_exitcode(status)
@@ -379,6 +384,29 @@ def _cpu_ticks(pid: int) -> int:
         return 0
     rest = s[s.rfind(b")") + 2 :].split()
     return int(rest[11]) + int(rest[12])  # utime + stime, all threads
+
+
+def _tree_ticks(pid: int) -> int:
+    """utime + stime + cutime + cstime of one process: its own CPU time (all threads) and
+    that of the children it has reaped, with theirs."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            s = f.read()
+    except OSError:
+        return 0
+    rest = s[s.rfind(b")") + 2 :].split()
+    return sum(int(x) for x in rest[11:15])
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) used so far by `root` and every process it started,
+    exited ones included: each live process's own time plus what it reaped. A process
+    that exited counts in its reaper's cutime/cstime, so nothing counts twice; what is
+    lost is a child whose parent does not wait for it (SIGCHLD ignored) or one
+    reparented outside the tree. The difference of two calls is the tree's CPU between
+    them (to a clock tick per process)."""
+    ticks = _tree_ticks(root) + sum(_tree_ticks(p) for p in descendants(root))
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 class Sampler(threading.Thread):
@@ -822,6 +850,12 @@ def workload_labels(b: Bench, **extra: str) -> dict[str, str]:
                         **extra)
         for wl, text in b.workloads
     }
+
+
+def pct(xs: list[float], p: float) -> float:
+    """The p-th percentile, nearest rank (p99 of 200 values: the third largest)."""
+    s = sorted(xs)
+    return s[max(0, min(len(s) - 1, -(-len(s) * p // 100) - 1))]
 
 
 def held(ok: bool) -> str:
