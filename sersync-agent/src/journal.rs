@@ -80,6 +80,12 @@ impl Journal {
         self.out.write_all(&line)
     }
 
+    /// Hands what was appended to the kernel: it then outlives the process (a SIGKILL),
+    /// not the machine (see [`Journal::sync`]).
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
     /// Makes what was appended durable.
     pub fn sync(&mut self) -> io::Result<()> {
         self.out.flush()?;

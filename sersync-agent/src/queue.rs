@@ -149,6 +149,11 @@ impl Queue {
         Ok(())
     }
 
+    /// Hands the changes added so far to the kernel (they outlive a killed agent).
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.journal.flush()
+    }
+
     /// Makes the changes added so far durable.
     pub fn sync(&mut self) -> io::Result<()> {
         if self.unsynced {
