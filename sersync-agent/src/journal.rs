@@ -1,14 +1,15 @@
 //! The on-disk form of a remote's pending changes: an append-only file of one record a
 //! line, replayed at start, compacted when mostly acknowledged. A record is
 //! `SEQ KIND PATH[ PATH]`: `P` push, `D` delete, `M` rename (from, to), `F` the whole
-//! tree mirrored (no path), `A` the acknowledgement of record SEQ (no path). Paths are escaped so that any byte string
-//! fits on a line and the common ones stay readable: bytes outside printable ASCII, `%`
-//! and space as `%XX`.
+//! tree mirrored (no path), `A` the acknowledgement of record SEQ (no path). Paths are
+//! escaped so that any byte string fits on a line and the common ones stay readable:
+//! bytes outside printable ASCII, `%` and space as `%XX`.
 //!
-//! Writes are buffered and made durable by [`Journal::sync`], which the queue calls once
-//! per batch of changes (fdatasync in batches, not per change). A record torn by a crash
-//! (the last line without its newline, or unreadable) ends the replay there: what it
-//! described is found again by the catch-up scan at start.
+//! Writes are buffered; [`Journal::flush`] hands them to the kernel (they outlive the
+//! process) and [`Journal::sync`] makes them durable, which the agent does every 100 ms,
+//! not per change. A record torn by a crash (the last line without its newline, or
+//! unreadable) ends the replay there: what it described is found again by the catch-up
+//! push at start.
 
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
