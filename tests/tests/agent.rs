@@ -720,3 +720,47 @@ fn a_failing_remote_holds_back_only_itself() {
         })
     });
 }
+
+/// `-d` detaches: the command returns at once, the agent runs on with its pid in the
+/// state directory, and pushes.
+#[test]
+fn dash_d_detaches_and_writes_its_pid() {
+    let f = fixture();
+    let src = src_dir(&f);
+    let d = Daemon::start(Server::Ours, &f);
+    let conf = f.dir().join("confxml.xml");
+    std::fs::write(&conf, reference_confxml(&f, &d, &src, false)).unwrap();
+    let state = f.dir().join("state");
+    let out = std::process::Command::new(e2e::agent::agent_bin())
+        .args(["-d", "-o"])
+        .arg(&conf)
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let pid_file = state.join("sersync-agent.pid");
+    eventually("the pid file", WAIT, || pid_file.exists());
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(pid);
+    // Whatever happens below, the detached agent goes.
+    struct Kill(nix::unistd::Pid);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+    let _kill = Kill(pid);
+    assert!(nix::sys::signal::kill(pid, None).is_ok(), "the agent runs");
+    eventually("the first status", WAIT, || {
+        state.join("status.json").exists()
+    });
+    std::fs::write(src.join("bg.txt"), b"bg\n").unwrap();
+    eventually("bg.txt on the server", WAIT, || {
+        exists(&f.module_dir().join("bg.txt"))
+    });
+}
