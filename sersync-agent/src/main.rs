@@ -65,11 +65,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            error!("{e:#}");
             eprintln!("sersync-agent: {e:#}");
             ExitCode::FAILURE
         }
@@ -97,6 +95,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let path = config_path(cli.config.as_deref())?;
     let cfg = load(&path, cli.state_dir.clone())?;
+    // confxml's <debug start="true">: every event and session in the log.
+    init_logs(cfg.debug);
     if cli.detach {
         nix::unistd::daemon(false, false)?;
         std::fs::create_dir_all(&cfg.agent.state_dir)?;
@@ -234,10 +234,13 @@ fn status(
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_logs() {
+/// Logs on standard error (journald under systemd), at `RUST_LOG`'s level, or `debug`
+/// with the configuration's debug switch, `info` otherwise.
+fn init_logs(debug: bool) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if debug { "debug" } else { "info" })
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -58,21 +58,21 @@ impl Agent {
             .append(true)
             .open(&log)
             .expect("agent log");
-        let child = Command::new(agent_bin())
-            .args(args)
+        let mut cmd = Command::new(agent_bin());
+        cmd.args(args)
             .arg("-o")
             .arg(&conf)
             .arg("--state-dir")
             .arg(&state_dir)
-            .env(
-                "RUST_LOG",
-                std::env::var("E2E_AGENT_LOG").unwrap_or_else(|_| "info".into()),
-            )
+            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(err)
-            .spawn()
-            .expect("start sersync-agent");
+            .stderr(err);
+        // E2E_AGENT_LOG=debug shows every session of every test's agent.
+        if let Some(level) = std::env::var_os("E2E_AGENT_LOG") {
+            cmd.env("RUST_LOG", level);
+        }
+        let child = cmd.spawn().expect("start sersync-agent");
         let a = Agent {
             child: Some(child),
             state_dir,

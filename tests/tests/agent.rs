@@ -764,3 +764,31 @@ fn dash_d_detaches_and_writes_its_pid() {
         exists(&f.module_dir().join("bg.txt"))
     });
 }
+
+/// A file written and closed 1,000 times in a burst is pushed a few times, not 1,000,
+/// and the server ends with its last content; `<debug start="true">` logs each session.
+#[test]
+fn a_file_written_a_thousand_times_is_pushed_a_few_times() {
+    let f = fixture();
+    let src = src_dir(&f);
+    let d = Daemon::start(Server::Ours, &f);
+    let conf = reference_confxml(&f, &d, &src, false)
+        .replace(r#"<debug start="false"/>"#, r#"<debug start="true"/>"#);
+    let agent = Agent::start(&f, &conf, &[]);
+    let before = agent.counter("sessions");
+    for i in 0..1000 {
+        std::fs::write(src.join("hot.txt"), format!("version {i}\n")).unwrap();
+    }
+    let m = f.module_dir();
+    agent.wait_for("the last version", WAIT, |_| {
+        std::fs::read(m.join("hot.txt")).is_ok_and(|b| b == b"version 999\n")
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    agent.wait_for("an empty queue", WAIT, |a| a.counter("pending") == 0);
+    let sessions = agent.counter("sessions") - before;
+    assert!(
+        sessions <= 10,
+        "{sessions} sessions for 1,000 writes of one file"
+    );
+    assert!(agent.log().contains("DEBUG"), "debug on: {}", agent.log());
+}
