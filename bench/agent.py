@@ -736,8 +736,7 @@ def main() -> int:
                          "on the scratch filesystem; the journal is fsynced there)")
     ap.add_argument("--lsyncd", help="lsyncd (default: in PATH)")
     ap.add_argument("--inotifywait", help="inotifywait (default: in PATH)")
-    ap.add_argument("--sersync", help="sersync2 (default: in PATH, else under "
-                                      "/work/sersync-research/)")
+    ap.add_argument("--sersync", help="sersync2 (default: in PATH)")
     ap.add_argument("--stock", default="/usr/bin/rsync", help="stock rsync for the daemon")
     ap.add_argument("--client", default="/usr/bin/rsync",
                     help="rsync client the peers run (/usr/bin/rsync)")
@@ -769,9 +768,7 @@ def main() -> int:
         "sersync-agent": lambda: find_ours(args.agent, "sersync-agent", "--agent"),
         "lsyncd": lambda: tool_path(args.lsyncd, "lsyncd"),
         "inotifywait": lambda: tool_path(args.inotifywait, "inotifywait"),
-        "sersync2": lambda: tool_path(args.sersync, "sersync2",
-                                      "/work/sersync-research/bin/sersync2",
-                                      "/work/sersync-research/**/sersync2"),
+        "sersync2": lambda: tool_path(args.sersync, "sersync2"),
     }
     install = {"lsyncd": "apt-get install -y lsyncd",
                "inotifywait": "apt-get install -y inotify-tools",
