@@ -370,6 +370,12 @@ fn delete_paths(t: &Target, r: &mut Report, targets: Vec<(PathBuf, Vec<Taken>)>)
     let names: Vec<Vec<u8>> = named.iter().map(|d| wire_name(d)).collect();
     match session(t, r, &extra, &t.root, &t.remote, &names) {
         Ok(out) if out.code == ExitCode::OK => r.done.extend(tops.into_iter().flat_map(|(_, t)| t)),
+        // The parents' times or modes could not be set (a module root the daemon's user
+        // does not own): the deletions were made.
+        Ok(out) if only_attribute_failures(&out) => {
+            r.warnings.push(said(&out));
+            r.done.extend(tops.into_iter().flat_map(|(_, t)| t));
+        }
         Ok(out) => {
             let why = said(&out);
             r.failed.extend(
@@ -469,6 +475,22 @@ fn is_attribute_failure(why: &str) -> bool {
         || why.contains("failed to set permissions on")
         || why.contains("failed to modify permissions on")
         || why.contains("chown ")
+}
+
+/// A partial session whose only errors are about attributes.
+fn only_attribute_failures(out: &PushOutcome) -> bool {
+    out.code == ExitCode::PARTIAL
+        && out
+            .lines
+            .iter()
+            .filter(|l| {
+                matches!(
+                    l.code,
+                    rsyncd_rs::protocol::mux::MsgCode::Error
+                        | rsyncd_rs::protocol::mux::MsgCode::ErrorXfer
+                )
+            })
+            .all(|l| is_attribute_failure(&l.text) || l.text.starts_with("rsync error:"))
 }
 
 /// `p` is `top` or below it.

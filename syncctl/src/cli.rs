@@ -25,6 +25,26 @@ pub enum Command {
     /// (sersync's way) the paths' directories are recreated; `--root DIR` first says what
     /// they are relative to (default: the current directory).
     Push(PushArgs),
+    /// The touch-and-compare test against the live systems: in a fresh directory of the
+    /// watched tree, files, directories, content, a change (and, deletes on, a deletion),
+    /// each waited for on every remote of the agent's configuration.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The agent's configuration (confxml.xml or TOML); default: where the agent looks.
+    #[arg(long, value_name = "FILE")]
+    pub agent_config: Option<std::path::PathBuf>,
+    /// Seconds each step may take to reach every remote.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub timeout: u64,
+    /// Leave the test directory in place on both sides.
+    #[arg(long)]
+    pub keep: bool,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,3 +7,4 @@ pub mod cli;
 pub mod ls;
 pub mod remote;
 pub mod transfer;
+pub mod verify;

@@ -3,12 +3,41 @@
 use clap::Parser;
 use syncctl::cli::{Cli, Command};
 
+/// `syncctl verify`: 0 when every step reached every remote, 1 otherwise.
+fn verify(a: &syncctl::cli::VerifyArgs) -> i32 {
+    use std::io::IsTerminal;
+    let run = || -> anyhow::Result<syncctl::verify::Report> {
+        let path = a
+            .agent_config
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("no agent configuration: give --agent-config FILE"))?;
+        let cfg = sersync_agent::config::load(&path)?;
+        let o = syncctl::verify::VerifyOptions {
+            timeout: std::time::Duration::from_secs(a.timeout),
+            keep: a.keep,
+            progress: !a.json && std::io::stderr().is_terminal(),
+        };
+        syncctl::verify::verify(&cfg, &o)
+    };
+    match run() {
+        Ok(r) => {
+            print!("{}", syncctl::verify::render(&r, a.json));
+            if r.passed() { 0 } else { 1 }
+        }
+        Err(e) => {
+            eprintln!("syncctl: verify: {e:#}");
+            1
+        }
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Ls(a) => syncctl::ls::run(a, &mut std::io::stdout().lock()),
         Command::Pull(a) => syncctl::transfer::run_pull(a),
         Command::Push(a) => syncctl::transfer::run_push(a),
+        Command::Verify(a) => std::process::exit(verify(a)),
     };
     let code = match result {
         Ok(code) => code,

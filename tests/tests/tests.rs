@@ -34,3 +34,4 @@ mod push_options;
 mod push_safety;
 mod push_symlinks;
 mod session_end;
+mod verify;
