@@ -29,6 +29,9 @@ pub enum Command {
     /// watched tree, files, directories, content, a change (and, deletes on, a deletion),
     /// each waited for on every remote of the agent's configuration.
     Verify(VerifyArgs),
+    /// Everything on this machine: rsyncd-rs and sersync-agent started on loopback from
+    /// the reference deployment's files, verified, stopped and removed.
+    Demo,
 }
 
 #[derive(Debug, Args)]

@@ -38,6 +38,15 @@ fn main() {
         Command::Pull(a) => syncctl::transfer::run_pull(a),
         Command::Push(a) => syncctl::transfer::run_push(a),
         Command::Verify(a) => std::process::exit(verify(a)),
+        Command::Demo => {
+            std::process::exit(match syncctl::demo::run(&mut std::io::stdout().lock()) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("syncctl: demo: {e:#}");
+                    1
+                }
+            })
+        }
     };
     let code = match result {
         Ok(code) => code,

@@ -83,3 +83,28 @@ fn verify_passes_against_a_live_agent_and_fails_without_one() {
         }
     }
 }
+
+/// `syncctl demo` (the README's first command): both programs started from the
+/// reference files, verified, stopped, and nothing left, in under 30 s.
+#[test]
+fn the_demo_passes_and_leaves_nothing() {
+    let started = Instant::now();
+    let out = Command::new(e2e::syncctl_bin())
+        .arg("demo")
+        .output()
+        .expect("run syncctl demo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(text.contains("every step reached every remote"), "{text}");
+    let dir = text
+        .split_whitespace()
+        .find(|w| w.contains("syncctl-demo-"))
+        .map(|w| w.trim_end_matches(':'))
+        .expect("the demo names its directory");
+    assert!(!Path::new(dir).exists(), "{dir} left behind");
+}
