@@ -9,6 +9,7 @@ fn main() {
         Command::Ls(a) => syncctl::ls::run(a, &mut std::io::stdout().lock()),
         Command::Pull(a) => syncctl::transfer::run_pull(a),
         Command::Push(a) => syncctl::transfer::run_push(a),
+        Command::Check(a) => Ok(syncctl::check::main(a)),
     };
     let code = match result {
         Ok(code) => code,
