@@ -7,11 +7,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use sersync_agent::agent::{self, RunOptions};
-use sersync_agent::config::{self, AgentConfig};
+use sersync_agent::config::{self, AgentConfig, DEFAULT_CONFIGS};
 use tracing::{error, info};
-
-/// Where the configuration is looked for without `-o`: sersync's own default first.
-const DEFAULT_CONFIGS: [&str; 2] = ["confxml.xml", "/etc/sersync-agent.toml"];
 
 #[derive(Debug, Parser)]
 #[command(

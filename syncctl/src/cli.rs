@@ -32,6 +32,9 @@ pub enum Command {
     /// Everything on this machine: rsyncd-rs and sersync-agent started on loopback from
     /// the reference deployment's files, verified, stopped and removed.
     Demo,
+    /// Check rsyncd.conf and the agent's config with the programs' own parsers, each on
+    /// its own and against each other; exit 0 when nothing fails, 1 otherwise.
+    Check(CheckArgs),
 }
 
 #[derive(Debug, Args)]
@@ -46,6 +49,23 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub keep: bool,
     /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The daemon's config (default: /etc/rsyncd.conf, if present).
+    #[arg(long, value_name = "FILE")]
+    pub server_config: Option<std::path::PathBuf>,
+    /// The agent's config, confxml.xml or TOML (default: the agent's own default paths,
+    /// if present).
+    #[arg(long, value_name = "FILE")]
+    pub agent_config: Option<std::path::PathBuf>,
+    /// Also connect to each of the agent's remotes with its credentials.
+    #[arg(long)]
+    pub remote: bool,
+    /// JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }

@@ -3,6 +3,7 @@
 //! Everything here is presentation: the work is done by the `rsyncd_rs` library.
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod cli;
 pub mod demo;
 pub mod ls;

@@ -7,10 +7,19 @@ use syncctl::cli::{Cli, Command};
 fn verify(a: &syncctl::cli::VerifyArgs) -> i32 {
     use std::io::IsTerminal;
     let run = || -> anyhow::Result<syncctl::verify::Report> {
-        let path = a
-            .agent_config
-            .clone()
-            .ok_or_else(|| anyhow::anyhow!("no agent configuration: give --agent-config FILE"))?;
+        let path = match &a.agent_config {
+            Some(p) => p.clone(),
+            None => sersync_agent::config::DEFAULT_CONFIGS
+                .iter()
+                .map(std::path::PathBuf::from)
+                .find(|p| p.exists())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "no agent configuration (looked for {}): give --agent-config FILE",
+                        sersync_agent::config::DEFAULT_CONFIGS.join(" and ")
+                    )
+                })?,
+        };
         let cfg = sersync_agent::config::load(&path)?;
         let o = syncctl::verify::VerifyOptions {
             timeout: std::time::Duration::from_secs(a.timeout),
@@ -47,6 +56,7 @@ fn main() {
                 }
             })
         }
+        Command::Check(a) => Ok(syncctl::check::main(a)),
     };
     let code = match result {
         Ok(code) => code,

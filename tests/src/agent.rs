@@ -10,6 +10,11 @@ use crate::fixture::{Fixture, seed_file};
 
 /// The seed's confxml.xml pointed at `d`, watching `watch`, with deletes `deletes`.
 pub fn reference_confxml(f: &Fixture, d: &Daemon, watch: &Path, deletes: bool) -> String {
+    reference_confxml_on(f, d.port, watch, deletes)
+}
+
+/// [`reference_confxml`] for a daemon on `port` that need not be running.
+pub fn reference_confxml_on(f: &Fixture, port: u16, watch: &Path, deletes: bool) -> String {
     seed_file("confxml.xml")
         .replace(
             r#"<delete start="false"/>"#,
@@ -22,7 +27,7 @@ pub fn reference_confxml(f: &Fixture, d: &Daemon, watch: &Path, deletes: bool) -
         .replace(r#"ip="10.0.0.10""#, r#"ip="127.0.0.1""#)
         .replace(
             r#"<userDefinedPort start="false" port="874"/>"#,
-            &format!(r#"<userDefinedPort start="true" port="{}"/>"#, d.port),
+            &format!(r#"<userDefinedPort start="true" port="{port}"/>"#),
         )
         .replace(
             r#"passwordfile="/etc/rsync.password""#,

@@ -11,6 +11,7 @@ mod access;
 mod agent;
 mod auth;
 mod bad_input;
+mod check;
 mod client_hostile;
 mod client_list;
 mod client_transfer;

@@ -356,13 +356,8 @@ impl Ctx<'_> {
     /// Upstream: access.c, access_match().
     fn list_matches(&self, list: &str, host: &mut HostName, deny: bool) -> bool {
         // The C string ends at a NUL; the whole list is lower-cased first.
-        let list = list
-            .split('\0')
-            .next()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        list.split([' ', ',', '\t'])
-            .filter(|tok| !tok.is_empty())
+        host_list_tokens(list)
+            .iter()
             .any(|tok| self.match_hostname(host, tok, deny) || self.match_address(tok))
     }
 
@@ -402,17 +397,13 @@ impl Ctx<'_> {
 
     /// Upstream: access.c, match_address().
     fn match_address(&self, tok: &str) -> bool {
-        let (addr, mask) = match tok.split_once('/') {
-            Some((addr, mask)) => (addr, Some(mask)),
-            None => (tok, None),
-        };
-        // A host name, not an address: no match, and nothing to log.
-        if !addr.contains(':') && !addr.bytes().all(|b| b == b'.' || b.is_ascii_digit()) {
-            return false;
-        }
-        let Some((ip, scope)) = parse_numeric_host(addr, self.resolver) else {
-            tracing::warn!("error matching address {tok}: Name or service not known");
-            return false;
+        let (ip, scope, mask) = match address_pattern(tok, self.resolver) {
+            AddressPattern::NotAnAddress => return false,
+            AddressPattern::Bad(why) => {
+                tracing::warn!("{why}");
+                return false;
+            }
+            AddressPattern::Net { ip, scope, mask } => (ip, scope, mask),
         };
         let (ours, theirs) = match (self.client.ip, ip) {
             (IpAddr::V4(c), IpAddr::V4(t)) => (c.octets().to_vec(), t.octets().to_vec()),
@@ -426,20 +417,78 @@ impl Ctx<'_> {
         };
         let mask_bytes = match mask {
             None => vec![0xff; ours.len()],
-            Some(mask) => match parse_mask(mask, ours.len()) {
-                Mask::Bytes(bytes) => bytes,
-                Mask::All => return true,
-                Mask::Malformed => {
-                    tracing::warn!("malformed mask in {tok}");
-                    return false;
-                }
-            },
+            Some(Mask::Bytes(bytes)) => bytes,
+            Some(Mask::All) => return true,
+            Some(Mask::Malformed) => return false,
         };
         ours.iter()
             .zip(&theirs)
             .zip(&mask_bytes)
             .all(|((a, b), m)| (a ^ b) & m == 0)
     }
+}
+
+/// The tokens of a `hosts allow`/`hosts deny` value as the daemon matches them: the C
+/// string up to a NUL, lower-cased, split on spaces, commas and tabs.
+///
+/// Upstream: access.c, access_match().
+pub fn host_list_tokens(list: &str) -> Vec<String> {
+    let list = list
+        .split('\0')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    list.split([' ', ',', '\t'])
+        .filter(|tok| !tok.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Why the daemon could never match `token` (one of [`host_list_tokens`]), as the line
+/// it logs each time it tries: an address that does not parse or a malformed mask.
+/// Host-name patterns and `@netgroup`s always parse: `None`.
+pub fn host_pattern_problem(token: &str) -> Option<String> {
+    match address_pattern(&token.to_ascii_lowercase(), &SystemResolver) {
+        AddressPattern::Bad(why) => Some(why),
+        AddressPattern::NotAnAddress | AddressPattern::Net { .. } => None,
+    }
+}
+
+/// A host-list token read as an address pattern.
+enum AddressPattern {
+    /// A host name: matched by name only.
+    NotAnAddress,
+    /// Looks like an address but does not parse (the daemon's log line).
+    Bad(String),
+    /// `addr`, `addr/bits` or `addr/mask`.
+    Net {
+        ip: IpAddr,
+        scope: u32,
+        mask: Option<Mask>,
+    },
+}
+
+/// Reads `tok` as upstream's match_address() does, without a client to compare with.
+fn address_pattern(tok: &str, resolver: &dyn Resolver) -> AddressPattern {
+    let (addr, mask) = match tok.split_once('/') {
+        Some((addr, mask)) => (addr, Some(mask)),
+        None => (tok, None),
+    };
+    // A host name, not an address: no match, and nothing to log.
+    if !addr.contains(':') && !addr.bytes().all(|b| b == b'.' || b.is_ascii_digit()) {
+        return AddressPattern::NotAnAddress;
+    }
+    let Some((ip, scope)) = parse_numeric_host(addr, resolver) else {
+        return AddressPattern::Bad(format!(
+            "error matching address {tok}: Name or service not known"
+        ));
+    };
+    let len = if ip.is_ipv4() { 4 } else { 16 };
+    let mask = mask.map(|m| parse_mask(m, len));
+    if matches!(mask, Some(Mask::Malformed)) {
+        return AddressPattern::Bad(format!("malformed mask in {tok}"));
+    }
+    AddressPattern::Net { ip, scope, mask }
 }
 
 enum Mask {
@@ -582,6 +631,19 @@ fn c_number(s: &str) -> Option<u32> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_patterns_the_daemon_can_never_match_are_named() {
+        assert_eq!(host_pattern_problem("10.0.0.0/24"), None);
+        assert_eq!(host_pattern_problem("*.example.com"), None);
+        assert_eq!(host_pattern_problem("@admins"), None);
+        assert_eq!(
+            host_pattern_problem("127.0.0.1/33").as_deref(),
+            Some("malformed mask in 127.0.0.1/33")
+        );
+        assert!(host_pattern_problem("10.0.0.300").is_some());
+        assert_eq!(host_list_tokens("A, b\tc"), ["a", "b", "c"]);
+    }
     use proptest::prelude::*;
     use std::collections::HashMap;
 

@@ -321,25 +321,7 @@ pub fn check_auth(
         reason,
     };
 
-    let mut groups: Option<Vec<String>> = None;
-    let mut matched = None;
-    for rule in parse_auth_users(module.auth_users) {
-        if !rule.is_group {
-            if wildmatch(rule.pattern.as_bytes(), user) {
-                matched = Some((rule.option, None));
-                break;
-            }
-            continue;
-        }
-        let groups = groups.get_or_insert_with(|| groups_of(&user_name));
-        if let Some(group) = groups
-            .iter()
-            .find(|g| wildmatch(rule.pattern.as_bytes(), g.as_bytes()))
-        {
-            matched = Some((rule.option, Some(group.clone())));
-            break;
-        }
-    }
+    let matched = matching_rule(module.auth_users, user, &|| groups_of(&user_name));
     let (option, group) = match matched {
         None => return Err(fail(AuthReason::NoMatchingRule)),
         Some((RuleOption::Deny, _)) => return Err(fail(AuthReason::DeniedByRule)),
@@ -368,6 +350,134 @@ pub fn check_auth(
         user: user_name,
         access,
     })
+}
+
+/// The first `auth users` rule that matches `user`: its suffix, and for an `@group` rule
+/// the group that matched. `groups_of` gives the user's system group names and is
+/// asked at most once, only when a group rule is reached.
+///
+/// Upstream: authenticate.c, auth_server().
+pub fn matching_rule(
+    auth_users: &str,
+    user: &[u8],
+    groups_of: &dyn Fn() -> Vec<String>,
+) -> Option<(RuleOption, Option<String>)> {
+    let mut groups: Option<Vec<String>> = None;
+    for rule in parse_auth_users(auth_users) {
+        if !rule.is_group {
+            if wildmatch(rule.pattern.as_bytes(), user) {
+                return Some((rule.option, None));
+            }
+            continue;
+        }
+        let groups = groups.get_or_insert_with(groups_of);
+        if let Some(group) = groups
+            .iter()
+            .find(|g| wildmatch(rule.pattern.as_bytes(), g.as_bytes()))
+        {
+            return Some((rule.option, Some(group.clone())));
+        }
+    }
+    None
+}
+
+/// Why the daemon would ignore a secrets file with this owner and mode: with `strict
+/// modes`, one others may read or write, or (running as root) one not owned by root.
+///
+/// Upstream: authenticate.c, check_secret().
+pub fn secrets_mode_problem(
+    meta: &std::fs::Metadata,
+    strict_modes: bool,
+    running_as_root: bool,
+) -> Option<SecretsFileProblem> {
+    if !strict_modes {
+        return None;
+    }
+    if meta.mode() & 0o006 != 0 {
+        return Some(SecretsFileProblem::OtherAccessible);
+    }
+    if running_as_root && meta.uid() != 0 {
+        return Some(SecretsFileProblem::NotOwnedByRoot);
+    }
+    None
+}
+
+/// One non-empty line of a secrets file as the daemon reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretsLine {
+    /// 1-based.
+    pub line: u32,
+    /// The text (up to the first CR or LF).
+    pub text: Vec<u8>,
+}
+
+impl SecretsLine {
+    /// `(name, secret, is_group)` for a `name:secret` or `@group:secret` line; `None`
+    /// for a line without `:`, which matches nobody.
+    pub fn entry(&self) -> Option<(&[u8], &[u8], bool)> {
+        let (is_group, s) = match self.text.strip_prefix(b"@") {
+            Some(rest) => (true, rest),
+            None => (false, self.text.as_slice()),
+        };
+        let colon = s.iter().position(|&b| b == b':')?;
+        Some((&s[..colon], &s[colon + 1..], is_group))
+    }
+}
+
+/// Opens the secrets file as the daemon does (no symlink owned by another user is
+/// followed), refuses it as the daemon would ([`secrets_mode_problem`]) and returns its
+/// lines as the daemon reads them (1023-byte `fgets()` pieces).
+///
+/// Errors: the reason the daemon gives when it cannot use the file.
+pub fn read_secrets_file(
+    path: &Path,
+    strict_modes: bool,
+    running_as_root: bool,
+) -> Result<Vec<SecretsLine>, AuthReason> {
+    let mut reader = open_secrets(path, strict_modes, running_as_root)?;
+    let mut out = Vec::new();
+    let mut chunk = Vec::with_capacity(SECRETS_CHUNK);
+    let mut line: u32 = 1;
+    while fgets(&mut reader, &mut chunk) {
+        if let Some(text) = secrets_text(&chunk) {
+            out.push(SecretsLine {
+                line,
+                text: text.to_vec(),
+            });
+        }
+        if chunk.last() == Some(&b'\n') {
+            line = line.saturating_add(1);
+        }
+    }
+    chunk.fill(0);
+    Ok(out)
+}
+
+/// The secrets file opened and vetted; see [`read_secrets_file`].
+fn open_secrets(
+    path: &Path,
+    strict_modes: bool,
+    running_as_root: bool,
+) -> Result<BufReader<File>, AuthReason> {
+    let file = open_no_attacker_symlinks(path).map_err(|_| AuthReason::NoSecretsFile)?;
+    let meta = file.metadata().map_err(|e| {
+        AuthReason::IgnoringSecretsFile(SecretsFileProblem::Stat {
+            path: path.display().to_string(),
+            error: e.to_string(),
+        })
+    })?;
+    if let Some(problem) = secrets_mode_problem(&meta, strict_modes, running_as_root) {
+        return Err(AuthReason::IgnoringSecretsFile(problem));
+    }
+    Ok(BufReader::new(file))
+}
+
+/// `strtok(line, "\n\r")` on one `fgets()` piece: skip leading CR/LF, stop at the next
+/// one or a NUL; `None` for a piece with nothing else.
+fn secrets_text(chunk: &[u8]) -> Option<&[u8]> {
+    let text = chunk.split(|&b| b == 0).next().unwrap_or_default();
+    text.split(|&b| b == b'\n' || b == b'\r')
+        .find(|t| !t.is_empty())
 }
 
 /// The system groups of `user` by name, primary group first, then the rest in
@@ -424,23 +534,7 @@ impl Secrets<'_> {
             .path
             .filter(|p| !p.as_os_str().is_empty())
             .ok_or(AuthReason::NoSecretsFile)?;
-        let file = open_no_attacker_symlinks(path).map_err(|_| AuthReason::NoSecretsFile)?;
-        let meta = file.metadata().map_err(|e| {
-            AuthReason::IgnoringSecretsFile(SecretsFileProblem::Stat {
-                path: path.display().to_string(),
-                error: e.to_string(),
-            })
-        })?;
-        if self.strict_modes {
-            if meta.mode() & 0o006 != 0 {
-                let problem = SecretsFileProblem::OtherAccessible;
-                return Err(AuthReason::IgnoringSecretsFile(problem));
-            }
-            if self.running_as_root && meta.uid() != 0 {
-                let problem = SecretsFileProblem::NotOwnedByRoot;
-                return Err(AuthReason::IgnoringSecretsFile(problem));
-            }
-        }
+        let mut reader = open_secrets(path, self.strict_modes, self.running_as_root)?;
         if user.first() == Some(&b'#') {
             return Err(AuthReason::InvalidUsername);
         }
@@ -448,15 +542,9 @@ impl Secrets<'_> {
         let mut user = Some(user);
         let mut group = group;
         let mut err = AuthReason::SecretNotFound;
-        let mut reader = BufReader::new(file);
         let mut chunk = Vec::with_capacity(SECRETS_CHUNK);
         while (user.is_some() || group.is_some()) && fgets(&mut reader, &mut chunk) {
-            // strtok(line, "\n\r"): skip leading CR/LF, stop at the next one or a NUL.
-            let text = chunk.split(|&b| b == 0).next().unwrap_or_default();
-            let Some(s) = text
-                .split(|&b| b == b'\n' || b == b'\r')
-                .find(|t| !t.is_empty())
-            else {
+            let Some(s) = secrets_text(&chunk) else {
                 continue;
             };
             let (wanted, s) = match s.strip_prefix(b"@") {

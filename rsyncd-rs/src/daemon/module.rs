@@ -421,21 +421,61 @@ fn module_identity(
     expand: &dyn Fn(&Option<String>) -> Option<String>,
 ) -> Result<(Option<Uid>, Vec<Gid>), ExitCode> {
     let p = &m.params;
-    let uid_name = expand(&p.uid)
+    match resolve_identity(
+        expand(&p.uid).as_deref(),
+        expand(&p.gid).as_deref(),
+        am_root,
+    ) {
+        Ok(found) => Ok(found),
+        Err(IdentityError::Uid(name)) => {
+            s.log.line(&format!("Invalid uid {name}"));
+            Err(s.fail(&format!("invalid uid {name}")))
+        }
+        Err(IdentityError::Gid(name)) => {
+            s.log.line(&format!("Invalid gid {name}"));
+            Err(s.fail(&format!("invalid gid {name}")))
+        }
+        Err(IdentityError::Groups(e)) => {
+            s.log.line(&e);
+            Err(s.fail(&e))
+        }
+    }
+}
+
+/// Why a module's `uid`/`gid` (expanded) name no user or group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentityError {
+    /// No such user.
+    Uid(String),
+    /// No such group.
+    Gid(String),
+    /// `gid = *`: the user's groups could not be read.
+    Groups(String),
+}
+
+/// The uid and groups a module's session runs as, from its `uid` and `gid` values
+/// (already expanded): as given, or nobody/nogroup when the daemon runs as root; a
+/// daemon not running as root keeps its own identity (`None`, no groups).
+///
+/// Upstream: clientserver.c, rsync_module().
+pub fn resolve_identity(
+    uid: Option<&str>,
+    gid: Option<&str>,
+    am_root: bool,
+) -> Result<(Option<Uid>, Vec<Gid>), IdentityError> {
+    let uid_name = uid
         .filter(|u| !u.is_empty())
+        .map(str::to_string)
         .or_else(|| am_root.then(|| "nobody".to_string()));
     let uid = match uid_name {
         Some(name) => match privileges::user_to_uid(&name) {
             Some(u) => Some(u),
-            None => {
-                s.log.line(&format!("Invalid uid {name}"));
-                return Err(s.fail(&format!("invalid uid {name}")));
-            }
+            None => return Err(IdentityError::Uid(name)),
         },
         None => None,
     };
     let mut gids = Vec::new();
-    match expand(&p.gid).filter(|g| !g.trim().is_empty()) {
+    match gid.filter(|g| !g.trim().is_empty()) {
         Some(list) => {
             for (i, g) in list
                 .split([' ', ',', '\t'])
@@ -444,21 +484,14 @@ fn module_identity(
             {
                 if g == "*" && i == 0 {
                     let who = uid.unwrap_or_else(Uid::current);
-                    match privileges::all_groups_of(who) {
-                        Ok(all) => gids.extend(all),
-                        Err(e) => {
-                            s.log.line(&format!("{e}"));
-                            return Err(s.fail(&e.to_string()));
-                        }
-                    }
+                    let all = privileges::all_groups_of(who)
+                        .map_err(|e| IdentityError::Groups(e.to_string()))?;
+                    gids.extend(all);
                     continue;
                 }
                 match privileges::group_to_gid(g) {
                     Some(gid) => gids.push(gid),
-                    None => {
-                        s.log.line(&format!("Invalid gid {g}"));
-                        return Err(s.fail(&format!("invalid gid {g}")));
-                    }
+                    None => return Err(IdentityError::Gid(g.to_string())),
                 }
             }
         }
@@ -466,10 +499,7 @@ fn module_identity(
             .or_else(|| privileges::group_to_gid("nobody"))
         {
             Some(g) => gids.push(g),
-            None => {
-                s.log.line("Invalid gid nogroup");
-                return Err(s.fail("invalid gid nogroup"));
-            }
+            None => return Err(IdentityError::Gid("nogroup".to_string())),
         },
         None => {}
     }

@@ -18,6 +18,11 @@ pub use convert::to_toml;
 pub use error::{ConfigError, ErrorKind, Origin, Origins, Problems};
 pub use plugin::{NAMES as PLUGIN_NAMES, SettingSpec, ValueKind, specs as plugin_settings};
 
+/// Where the configuration is looked for when none is named (`sersync-agent` without
+/// `-o`, `syncctl check` without `--agent-config`), in order: sersync's own default
+/// (`confxml.xml` in the working directory) first.
+pub const DEFAULT_CONFIGS: [&str; 2] = ["confxml.xml", "/etc/sersync-agent.toml"];
+
 /// Reads the configuration at `path`, confxml or TOML: a file whose first character
 /// other than blanks and comment lines is `<` is XML, anything else TOML. Only syntax
 /// and form are checked here; [`AgentConfig::validate`] checks that it can work.

@@ -16,7 +16,9 @@ use super::params::{self, Found, Globals, MarkSet, ModuleParams, Spec};
 use super::source::IncludeSource;
 use super::syntax::{self, Item, Problem};
 use super::values::{Env, is_space, name_key, names_match};
-use super::{ConfigError, ConfigErrors, ConfigWarning, DaemonConfig, Location, Module};
+use super::{
+    ConfigError, ConfigErrors, ConfigWarning, DaemonConfig, Location, Module, WarningKind,
+};
 
 mod include;
 
@@ -170,10 +172,21 @@ impl<'a> Builder<'a> {
     }
 
     fn warn(&mut self, at: &Location, key: Option<&str>, message: impl Into<String>) {
+        self.warn_as(WarningKind::Other, at, key, message);
+    }
+
+    fn warn_as(
+        &mut self,
+        kind: WarningKind,
+        at: &Location,
+        key: Option<&str>,
+        message: impl Into<String>,
+    ) {
         self.warnings.push(ConfigWarning {
             location: at.clone(),
             key: key.map(str::to_owned),
             message: message.into(),
+            kind,
         });
     }
 
@@ -202,7 +215,7 @@ impl<'a> Builder<'a> {
                     None => String::new(),
                 };
                 let msg = format!("`{text}` has no `=`: line ignored, it has no effect{hint}");
-                self.warn(at, Some(&text), msg);
+                self.warn_as(WarningKind::NoEquals, at, Some(&text), msg);
             }
             Problem::EmptyName(value) => {
                 self.error(at, format!("= {value}"), "the parameter name is missing");
@@ -293,7 +306,8 @@ impl<'a> Builder<'a> {
             let hint = params::suggestion(name)
                 .map(|real| format!(" (did you mean `{real}`?)"))
                 .unwrap_or_default();
-            self.warn(
+            self.warn_as(
+                WarningKind::UnknownParameter,
                 at,
                 Some(name),
                 format!("unknown parameter `{name}` ignored{hint}"),

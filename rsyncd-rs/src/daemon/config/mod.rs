@@ -142,6 +142,19 @@ pub struct ConfigWarning {
     pub key: Option<String>,
     /// What was ignored and why.
     pub message: String,
+    /// Which kind of thing was ignored, for callers that judge it (`syncctl check`).
+    pub kind: WarningKind,
+}
+
+/// The kinds of [`ConfigWarning`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarningKind {
+    /// A line with no `=` (upstream ignores it as badly formed); the key is its text.
+    NoEquals,
+    /// A parameter name upstream does not know (a typo, most often); the key is the name.
+    UnknownParameter,
+    /// Anything else: a global parameter in a module, a value replaced, an include.
+    Other,
 }
 
 impl fmt::Display for ConfigWarning {
