@@ -1,8 +1,8 @@
 //! `syncctl demo`: the whole suite on one machine, for a newcomer. rsyncd-rs and
 //! sersync-agent start on loopback from the reference deployment's files (its
 //! rsyncd.conf, confxml.xml and password files, with only addresses, ports and paths made
-//! local), `verify` runs against them, and everything is stopped and removed. No root
-//! needed, no network but loopback.
+//! local), `check` and `verify` run against them, and everything is stopped and removed.
+//! No root needed, no network but loopback.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -56,7 +56,19 @@ pub fn run(out: &mut dyn std::io::Write) -> anyhow::Result<i32> {
     agent.wait_until("sersync-agent to watch", || {
         state.join("status.json").exists()
     })?;
-    writeln!(out, "both running; syncctl verify:")?;
+    writeln!(
+        out,
+        "both running; syncctl check (the reference files' own warnings are expected):"
+    )?;
+    let check = crate::check::run(&crate::cli::CheckArgs {
+        server_config: Some(files.rsyncd_conf.clone()),
+        agent_config: Some(files.confxml.clone()),
+        remote: true,
+        json: false,
+    })
+    .map_err(|e| anyhow::anyhow!("check: {e}"))?;
+    crate::check::render::write(&check, false, out)?;
+    writeln!(out, "syncctl verify:")?;
     let cfg = sersync_agent::config::load(&files.confxml)?;
     let report = crate::verify::verify(
         &cfg,
@@ -69,7 +81,7 @@ pub fn run(out: &mut dyn std::io::Write) -> anyhow::Result<i32> {
     write!(out, "{}", crate::verify::render(&report, false))?;
     agent.stop();
     daemon.stop();
-    let passed = report.passed();
+    let passed = report.passed() && !check.failed();
     if !passed {
         writeln!(
             out,

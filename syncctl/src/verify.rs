@@ -298,7 +298,9 @@ pub fn render(r: &Report, json: bool) -> String {
         return serde_json::to_string_pretty(r).unwrap_or_default();
     }
     let mut out = format!("verify in {}:\n", r.directory);
-    out.push_str(&tabled::Table::new(&r.steps).to_string());
+    let mut t = tabled::Table::new(&r.steps);
+    t.with(tabled::settings::Style::blank());
+    out.push_str(&t.to_string());
     out.push('\n');
     out.push_str(&format!(
         "{}; {}\n",
