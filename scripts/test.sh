@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs the whole test suite. Installs what the tests need when it is missing: the stock
 # rsync client (the end-to-end tests drive it and compare against `rsync --daemon`),
-# xattr tools, and rpm tools for the packaging tests.
+# xattr tools, and for the packaging tests rpm tools and systemd-analyze (which verifies
+# the units).
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,7 @@ need=""
 command -v rsync >/dev/null 2>&1 || need="$need rsync"
 command -v getfattr >/dev/null 2>&1 || need="$need attr"
 command -v rpmbuild >/dev/null 2>&1 || need="$need rpm"
+command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
 if [ -n "$need" ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -34,5 +34,6 @@ mod push_fuzzy;
 mod push_options;
 mod push_safety;
 mod push_symlinks;
+mod rpm;
 mod session_end;
 mod verify;
