@@ -19,9 +19,15 @@ pub use error::{ConfigError, ErrorKind, Origin, Origins, Problems};
 pub use plugin::{NAMES as PLUGIN_NAMES, SettingSpec, ValueKind, specs as plugin_settings};
 
 /// Where the configuration is looked for when none is named (`sersync-agent` without
-/// `-o`, `syncctl check` without `--agent-config`), in order: sersync's own default
-/// (`confxml.xml` in the working directory) first.
-pub const DEFAULT_CONFIGS: [&str; 2] = ["confxml.xml", "/etc/sersync-agent.toml"];
+/// `-o`, `syncctl check` and `verify` without `--agent-config`), in order: sersync's own
+/// default (`confxml.xml` in the working directory), an existing sersync install's file
+/// (the reference deployment's path, used as it is, so that a machine that ran sersync
+/// needs no edit), then the packaged TOML.
+pub const DEFAULT_CONFIGS: [&str; 3] = [
+    "confxml.xml",
+    "/usr/local/sersync/confxml.xml",
+    "/etc/sersync-agent/sersync-agent.toml",
+];
 
 /// Reads the configuration at `path`, confxml or TOML: a file whose first character
 /// other than blanks and comment lines is `<` is XML, anything else TOML. Only syntax
