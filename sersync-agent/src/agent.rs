@@ -136,7 +136,9 @@ pub async fn run(
     // Watch first, so that nothing changed during the initial push is missed.
     let ex = excluded.clone();
     let watcher = Watcher::new(&cfg.watch, move |p: &Path| ex(p))?;
-    let mut events = watcher.spawn()?.events;
+    let watching = watcher.spawn()?;
+    let watch_stats = watching.stats.clone();
+    let mut events = watching.events;
     for (lane, first_run) in &lanes {
         // -r pushes everything; a restart without it catches up on what changed while
         // the agent was away (rsync's quick check sends only that).
@@ -221,7 +223,7 @@ pub async fn run(
                 Vec::new()
             }
             _ = status_tick.tick() => {
-                status.write(lanes.iter().map(|(l, _)| (l.name.as_str(), &*l.queue, &*l.status)));
+                status.write(&watch_stats, lanes.iter().map(|(l, _)| (l.name.as_str(), &*l.queue, &*l.status)));
                 Vec::new()
             }
             _ = stop.changed() => break,
@@ -256,6 +258,7 @@ pub async fn run(
     })
     .await;
     status.write(
+        &watch_stats,
         lanes
             .iter()
             .map(|(l, _)| (l.name.as_str(), &*l.queue, &*l.status)),

@@ -203,9 +203,11 @@ fn status(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     println!(
-        "agent pid {} (status written {} s ago)",
+        "agent pid {} (status written {} s ago): {} directories watched, {} queue overflows",
         snap.pid,
-        now.saturating_sub(snap.written)
+        now.saturating_sub(snap.written),
+        snap.watches,
+        snap.overflows
     );
     for r in &snap.remotes {
         let ago = |t: Option<u64>| {
@@ -214,12 +216,18 @@ fn status(
             })
         };
         println!(
-            "{}: pending {}, oldest {}, sessions {}, last success {}, last failure {}{}",
+            "{}: pending {}, oldest {}, pushed {} changes in {} sessions ({} bytes), \
+             failures {} session / {} refused / {} path, last success {}, last failure {}{}",
             r.remote,
             r.pending,
             r.oldest_pending_secs
                 .map_or("-".into(), |s| format!("{s:.1} s")),
+            r.changes_pushed,
             r.sessions,
+            r.bytes_sent,
+            r.session_errors,
+            r.refusals,
+            r.path_failures,
             ago(r.last_success),
             ago(r.last_failure),
             r.last_failure_reason

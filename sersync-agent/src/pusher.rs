@@ -137,6 +137,13 @@ pub(crate) async fn pusher(
             let mut st = lock(&lane.status);
             st.sessions += report.sessions as u64;
             st.bytes_sent += report.bytes_written;
+            st.changes_pushed += report.done.len() as u64;
+            st.path_failures += report.failed.len() as u64 * u64::from(report.error.is_none());
+            match &report.error {
+                Some(e) if e.is_retryable() => st.session_errors += 1,
+                Some(_) => st.refusals += 1,
+                None => {}
+            }
             if let Some(e) = &report.error {
                 st.failed(started, e.to_string());
             } else {

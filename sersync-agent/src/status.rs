@@ -19,6 +19,14 @@ pub struct RemoteStatus {
     pub sessions: u64,
     /// Bytes the sessions sent.
     pub bytes_sent: u64,
+    /// Changes carried out (acknowledged in the queue).
+    pub changes_pushed: u64,
+    /// Sessions that failed as a whole and can be retried (down, timed out, closed).
+    pub session_errors: u64,
+    /// Sessions refused in a way a retry cannot fix (auth, unknown module).
+    pub refusals: u64,
+    /// Paths that failed in a session that went through.
+    pub path_failures: u64,
     pub last_success: Option<SystemTime>,
     pub last_failure: Option<(SystemTime, String)>,
 }
@@ -39,6 +47,10 @@ pub struct Snapshot {
     pub pid: u32,
     /// Unix time it was written.
     pub written: u64,
+    /// Directories watched.
+    pub watches: usize,
+    /// Kernel queue overflows since the start (each healed by a rescan).
+    pub overflows: u64,
     pub remotes: Vec<RemoteSnapshot>,
 }
 
@@ -50,6 +62,10 @@ pub struct RemoteSnapshot {
     pub oldest_pending_secs: Option<f64>,
     pub sessions: u64,
     pub bytes_sent: u64,
+    pub changes_pushed: u64,
+    pub session_errors: u64,
+    pub refusals: u64,
+    pub path_failures: u64,
     pub last_success: Option<u64>,
     pub last_failure: Option<u64>,
     pub last_failure_reason: Option<String>,
@@ -71,6 +87,7 @@ impl Status {
     /// Writes the status of each (name, queue, counters).
     pub fn write<'a>(
         &self,
+        watch: &crate::watch::WatchStats,
         lanes: impl Iterator<Item = (&'a str, &'a Mutex<Queue>, &'a Mutex<RemoteStatus>)>,
     ) {
         let now = Instant::now();
@@ -90,6 +107,10 @@ impl Status {
                     oldest_pending_secs: oldest.map(|o| now.duration_since(o).as_secs_f64()),
                     sessions: st.sessions,
                     bytes_sent: st.bytes_sent,
+                    changes_pushed: st.changes_pushed,
+                    session_errors: st.session_errors,
+                    refusals: st.refusals,
+                    path_failures: st.path_failures,
                     last_success: st.last_success.map(unix),
                     last_failure: st.last_failure.as_ref().map(|(t, _)| unix(*t)),
                     last_failure_reason: st.last_failure.map(|(_, why)| why),
@@ -99,6 +120,8 @@ impl Status {
         let snap = Snapshot {
             pid: std::process::id(),
             written: unix(SystemTime::now()),
+            watches: watch.watches.load(std::sync::atomic::Ordering::Relaxed),
+            overflows: watch.overflows.load(std::sync::atomic::Ordering::Relaxed),
             remotes,
         };
         let tmp = self.path.with_extension("json.tmp");

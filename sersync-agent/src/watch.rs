@@ -148,6 +148,8 @@ pub struct Watcher {
     /// `max_user_watches` is reached (a limit we must not lower on a shared machine).
     #[cfg(test)]
     refuse_watches: u32,
+    /// Kernel queue overflows seen.
+    overflows: u64,
 }
 
 impl fmt::Debug for Watcher {
@@ -161,11 +163,22 @@ impl fmt::Debug for Watcher {
     }
 }
 
+/// What the watcher counts, for `status` (updated by its thread).
+#[derive(Debug, Default)]
+pub struct WatchStats {
+    /// Directories watched now.
+    pub watches: std::sync::atomic::AtomicUsize,
+    /// Kernel queue overflows since the start (each healed by a rescan).
+    pub overflows: std::sync::atomic::AtomicU64,
+}
+
 /// The watcher running on a thread of its own ([`Watcher::spawn`]).
 #[derive(Debug)]
 pub struct WatchThread {
     /// The events, in order. `None` once the thread ended: see `thread`'s result.
     pub events: mpsc::Receiver<WatchEvent>,
+    /// Its counters.
+    pub stats: std::sync::Arc<WatchStats>,
     /// Ends with `Ok` when `events` is dropped, with the error that stopped it otherwise.
     pub thread: JoinHandle<Result<(), WatchError>>,
 }
@@ -196,6 +209,7 @@ impl Watcher {
             root_poll_every: ROOT_POLL_EVERY,
             heal_every: HEAL_EVERY,
             buf: vec![0; READ_BUFFER],
+            overflows: 0,
             #[cfg(test)]
             refuse_watches: 0,
         };
@@ -253,7 +267,10 @@ impl Watcher {
     /// Runs the watcher on a thread of its own, so a tokio consumer can await events
     /// (with a timeout) on a channel. The thread ends when the receiver is dropped.
     pub fn spawn(mut self) -> Result<WatchThread, WatchError> {
+        use std::sync::atomic::Ordering;
         let (tx, events) = mpsc::channel(CHANNEL_CAPACITY);
+        let stats = std::sync::Arc::new(WatchStats::default());
+        let counts = stats.clone();
         let thread = std::thread::Builder::new()
             .name("sersync-watch".into())
             .spawn(move || {
@@ -268,6 +285,8 @@ impl Watcher {
                             return Err(e);
                         }
                     };
+                    counts.watches.store(self.map.len(), Ordering::Relaxed);
+                    counts.overflows.store(self.overflows, Ordering::Relaxed);
                     for ev in batch {
                         if tx.blocking_send(ev).is_err() {
                             return Ok(());
@@ -276,7 +295,11 @@ impl Watcher {
                 }
             })
             .map_err(WatchError::Thread)?;
-        Ok(WatchThread { events, thread })
+        Ok(WatchThread {
+            events,
+            stats,
+            thread,
+        })
     }
 
     /// How many directories are watched now.
@@ -343,6 +366,7 @@ impl Watcher {
     /// Turns one kernel event into ours, keeping the watches and the map right.
     fn handle(&mut self, ev: RawEvent, now: Instant, out: &mut Vec<WatchEvent>) {
         if ev.mask.contains(EventMask::Q_OVERFLOW) {
+            self.overflows += 1;
             warn!(
                 "inotify queue overflowed: events were lost, rescanning the whole tree \
                  (raise fs.inotify.max_queued_events if this repeats)"

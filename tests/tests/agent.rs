@@ -589,6 +589,16 @@ fn status_shows_each_remote() {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["remotes"][0]["remote"], "127.0.0.1::backup");
+    assert!(v["watches"].as_u64().is_some_and(|n| n >= 1), "{v}");
+    assert_eq!(v["overflows"], 0, "{v}");
+    // The -r mirror is one change carried out.
+    assert!(
+        v["remotes"][0]["changes_pushed"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "{v}"
+    );
+    assert_eq!(v["remotes"][0]["refusals"], 0, "{v}");
 }
 
 /// sersync's filter, on (the fixture's expressions): what it excludes is never pushed,

@@ -235,6 +235,7 @@ fn an_overflow_flag_means_rescan_the_root() -> TestResult {
         name: None,
     };
     w.handle(raw, Instant::now(), &mut out);
+    assert_eq!(w.overflows, 1, "counted for status");
     assert_eq!(
         out,
         vec![WatchEvent::Rescan {
@@ -335,7 +336,11 @@ fn out_of_watches_otherwise_heals_later_with_a_rescan() -> TestResult {
 #[tokio::test]
 async fn the_spawned_watcher_feeds_a_channel_until_dropped() -> TestResult {
     let tmp = tempfile::tempdir()?;
-    let WatchThread { mut events, thread } = watcher(tmp.path())?.spawn()?;
+    let WatchThread {
+        mut events,
+        stats,
+        thread,
+    } = watcher(tmp.path())?.spawn()?;
     fs::write(tmp.path().join("f"), "x")?;
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
@@ -351,6 +356,12 @@ async fn the_spawned_watcher_feeds_a_channel_until_dropped() -> TestResult {
             return Err("the watcher thread ended".into());
         }
     }
+    // Counted once the thread has read its first batch.
+    assert_eq!(
+        stats.watches.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the root's watch, for status"
+    );
     drop(events);
     let ended = tokio::task::spawn_blocking(move || thread.join()).await?;
     assert!(matches!(ended, Ok(Ok(()))));
