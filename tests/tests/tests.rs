@@ -9,6 +9,7 @@
 
 mod access;
 mod agent;
+mod agent_ops;
 mod auth;
 mod bad_input;
 mod check;
