@@ -191,6 +191,22 @@ pub async fn run(
         lane.wake.notify_one();
     }
     let status = Status::new(&cfg.agent.state_dir);
+    let metrics = match cfg.agent.metrics {
+        Some(addr) => {
+            let lanes: Vec<_> = lanes
+                .iter()
+                .map(|(l, _)| (l.name.clone(), l.queue.clone(), l.status.clone()))
+                .collect();
+            let stats = watch_stats.clone();
+            Some(crate::metrics::serve(addr, move || {
+                crate::status::snapshot(
+                    &stats,
+                    lanes.iter().map(|(n, q, s)| (n.as_str(), &**q, &**s)),
+                )
+            })?)
+        }
+        None => None,
+    };
     let ex = excluded.clone();
     let mut coalescer = Coalescer::new(cfg.events, Box::new(move |p: &Path| ex(p)));
     let mut status_tick = tokio::time::interval(Duration::from_millis(500));
@@ -251,6 +267,7 @@ pub async fn run(
     sync_journals(&lanes);
     // Drain: the pushers finish what is queued, within the grace period.
     let _ = done_tx.send(true);
+    drop(metrics);
     let drained = tokio::time::timeout(opts.drain, async {
         for t in tasks {
             let _ = t.await;

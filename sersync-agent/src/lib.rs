@@ -12,6 +12,7 @@ pub mod coalesce;
 pub mod config;
 pub mod faillog;
 pub mod journal;
+pub mod metrics;
 pub mod op;
 pub mod push;
 mod pusher;

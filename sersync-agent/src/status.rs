@@ -90,40 +90,7 @@ impl Status {
         watch: &crate::watch::WatchStats,
         lanes: impl Iterator<Item = (&'a str, &'a Mutex<Queue>, &'a Mutex<RemoteStatus>)>,
     ) {
-        let now = Instant::now();
-        let remotes = lanes
-            .map(|(name, q, st)| {
-                let (pending, oldest) = {
-                    let q = q.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    (q.len(), q.oldest())
-                };
-                let st = st
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .clone();
-                RemoteSnapshot {
-                    remote: name.to_string(),
-                    pending,
-                    oldest_pending_secs: oldest.map(|o| now.duration_since(o).as_secs_f64()),
-                    sessions: st.sessions,
-                    bytes_sent: st.bytes_sent,
-                    changes_pushed: st.changes_pushed,
-                    session_errors: st.session_errors,
-                    refusals: st.refusals,
-                    path_failures: st.path_failures,
-                    last_success: st.last_success.map(unix),
-                    last_failure: st.last_failure.as_ref().map(|(t, _)| unix(*t)),
-                    last_failure_reason: st.last_failure.map(|(_, why)| why),
-                }
-            })
-            .collect();
-        let snap = Snapshot {
-            pid: std::process::id(),
-            written: unix(SystemTime::now()),
-            watches: watch.watches.load(std::sync::atomic::Ordering::Relaxed),
-            overflows: watch.overflows.load(std::sync::atomic::Ordering::Relaxed),
-            remotes,
-        };
+        let snap = snapshot(watch, lanes);
         let tmp = self.path.with_extension("json.tmp");
         let Ok(text) = serde_json::to_vec_pretty(&snap) else {
             return;
@@ -132,6 +99,141 @@ impl Status {
             let _ = std::fs::rename(&tmp, &self.path);
         }
     }
+}
+
+/// The status now of each (name, queue, counters).
+pub fn snapshot<'a>(
+    watch: &crate::watch::WatchStats,
+    lanes: impl Iterator<Item = (&'a str, &'a Mutex<Queue>, &'a Mutex<RemoteStatus>)>,
+) -> Snapshot {
+    let now = Instant::now();
+    let remotes = lanes
+        .map(|(name, q, st)| {
+            let (pending, oldest) = {
+                let q = q.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                (q.len(), q.oldest())
+            };
+            let st = st
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            RemoteSnapshot {
+                remote: name.to_string(),
+                pending,
+                oldest_pending_secs: oldest.map(|o| now.duration_since(o).as_secs_f64()),
+                sessions: st.sessions,
+                bytes_sent: st.bytes_sent,
+                changes_pushed: st.changes_pushed,
+                session_errors: st.session_errors,
+                refusals: st.refusals,
+                path_failures: st.path_failures,
+                last_success: st.last_success.map(unix),
+                last_failure: st.last_failure.as_ref().map(|(t, _)| unix(*t)),
+                last_failure_reason: st.last_failure.map(|(_, why)| why),
+            }
+        })
+        .collect();
+    Snapshot {
+        pid: std::process::id(),
+        written: unix(SystemTime::now()),
+        watches: watch.watches.load(std::sync::atomic::Ordering::Relaxed),
+        overflows: watch.overflows.load(std::sync::atomic::Ordering::Relaxed),
+        remotes,
+    }
+}
+
+/// The snapshot in Prometheus' text format (version 0.0.4).
+pub fn prometheus(s: &Snapshot) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, rows: &[(Option<&str>, f64)]| {
+        let _ = writeln!(out, "# HELP sersync_agent_{name} {help}");
+        let _ = writeln!(out, "# TYPE sersync_agent_{name} {kind}");
+        for (remote, v) in rows {
+            match remote {
+                Some(r) => {
+                    let r = r.replace('\\', "\\\\").replace('"', "\\\"");
+                    let _ = writeln!(out, "sersync_agent_{name}{{remote=\"{r}\"}} {v}");
+                }
+                None => {
+                    let _ = writeln!(out, "sersync_agent_{name} {v}");
+                }
+            }
+        }
+    };
+    metric(
+        "watches",
+        "gauge",
+        "Directories watched.",
+        &[(None, s.watches as f64)],
+    );
+    metric(
+        "overflows_total",
+        "counter",
+        "Kernel queue overflows, each healed by a rescan.",
+        &[(None, s.overflows as f64)],
+    );
+    let per = |f: &dyn Fn(&RemoteSnapshot) -> f64| -> Vec<(Option<&str>, f64)> {
+        s.remotes
+            .iter()
+            .map(|r| (Some(r.remote.as_str()), f(r)))
+            .collect()
+    };
+    metric(
+        "pending",
+        "gauge",
+        "Changes queued for the remote.",
+        &per(&|r| r.pending as f64),
+    );
+    metric(
+        "oldest_pending_seconds",
+        "gauge",
+        "Age of the oldest queued change (0 when none).",
+        &per(&|r| r.oldest_pending_secs.unwrap_or(0.0)),
+    );
+    metric(
+        "changes_pushed_total",
+        "counter",
+        "Changes carried out.",
+        &per(&|r| r.changes_pushed as f64),
+    );
+    metric(
+        "sessions_total",
+        "counter",
+        "rsync sessions run.",
+        &per(&|r| r.sessions as f64),
+    );
+    metric(
+        "bytes_sent_total",
+        "counter",
+        "Bytes the sessions sent.",
+        &per(&|r| r.bytes_sent as f64),
+    );
+    metric(
+        "session_errors_total",
+        "counter",
+        "Sessions that failed and are retried (remote down, timeout).",
+        &per(&|r| r.session_errors as f64),
+    );
+    metric(
+        "refusals_total",
+        "counter",
+        "Sessions refused in a way a retry cannot fix (auth, unknown module).",
+        &per(&|r| r.refusals as f64),
+    );
+    metric(
+        "path_failures_total",
+        "counter",
+        "Paths that failed in a session that went through.",
+        &per(&|r| r.path_failures as f64),
+    );
+    metric(
+        "last_success_timestamp_seconds",
+        "gauge",
+        "Unix time of the last session that went through (0: never).",
+        &per(&|r| r.last_success.unwrap_or(0) as f64),
+    );
+    out
 }
 
 /// Reads the status file of the agent whose state directory is `state_dir`.

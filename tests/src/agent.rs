@@ -54,8 +54,14 @@ impl Agent {
     /// Starts the agent on `config` (written into the fixture's directory) with `args`
     /// (e.g. `-r`), its state in the fixture's `agent-state`.
     pub fn start(f: &Fixture, config: &str, args: &[&str]) -> Agent {
-        let conf = f.dir().join("confxml.xml");
-        std::fs::write(&conf, config).expect("write confxml.xml");
+        Agent::start_with_file(f, "confxml.xml", config, args)
+    }
+
+    /// [`Agent::start`] with the configuration in the fixture's file `name` (a TOML file
+    /// or a confxml.xml: the agent tells them apart by content).
+    pub fn start_with_file(f: &Fixture, name: &str, config: &str, args: &[&str]) -> Agent {
+        let conf = f.dir().join(name);
+        std::fs::write(&conf, config).expect("write the agent's configuration");
         let state_dir = f.dir().join("agent-state");
         let log = f.dir().join("agent.log");
         let err = std::fs::OpenOptions::new()

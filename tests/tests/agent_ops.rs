@@ -391,3 +391,53 @@ fn dash_d_detaches_and_writes_its_pid() {
         exists(&f.module_dir().join("bg.txt"))
     });
 }
+
+/// `[agent] metrics`: Prometheus' text format at `GET /metrics`, read with curl, with the
+/// watch count and the remote's counters after a push; anything else is a 404.
+#[test]
+fn metrics_are_served_to_a_real_http_client() {
+    let f = fixture();
+    let src = src_dir(&f);
+    let d = Daemon::start(Server::Ours, &f);
+    // The reference confxml.xml as TOML (the agent's own `convert`), with the endpoint on.
+    let xml = f.dir().join("reference.xml");
+    std::fs::write(&xml, reference_confxml(&f, &d, &src, false)).unwrap();
+    let port = e2e::free_port();
+    let toml = sersync_agent::config::to_toml(&sersync_agent::config::load(&xml).unwrap())
+        + &format!("metrics = \"127.0.0.1:{port}\"\n");
+    let agent = Agent::start_with_file(&f, "agent.toml", &toml, &[]);
+    std::fs::write(src.join("m.txt"), b"m\n").unwrap();
+    agent.wait_for("the push", WAIT, |_| exists(&f.module_dir().join("m.txt")));
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let scrape = || {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-D", "-", &url])
+            .output()
+            .expect("run curl (scripts/test.sh installs it)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    agent.wait_for("a change counted", WAIT, |_| {
+        scrape().contains("sersync_agent_changes_pushed_total{remote=\"127.0.0.1::backup\"} 1")
+    });
+    let text = scrape();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("text/plain; version=0.0.4"), "{text}");
+    assert!(
+        text.contains("# TYPE sersync_agent_pending gauge"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sersync_agent_watches 1\r\n") || text.contains("sersync_agent_watches 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sersync_agent_refusals_total{remote=\"127.0.0.1::backup\"} 0"),
+        "{text}"
+    );
+    let other = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&other.stdout), "404");
+}

@@ -95,6 +95,9 @@ pub fn to_toml(c: &AgentConfig) -> String {
     let _ = writeln!(out, "\n[agent]\nstate_dir = {}", path(&a.state_dir));
     let _ = writeln!(out, "coalesce_ms = {}", a.coalesce.as_millis());
     let _ = writeln!(out, "max_paths_per_session = {}", a.max_paths_per_session);
+    if let Some(m) = a.metrics {
+        let _ = writeln!(out, "metrics = \"{m}\"");
+    }
     out
 }
 

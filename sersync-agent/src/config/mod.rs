@@ -209,6 +209,8 @@ pub struct AgentSettings {
     pub coalesce: Duration,
     /// The most paths one session carries.
     pub max_paths_per_session: usize,
+    /// Where to serve Prometheus metrics (`GET /metrics`); off when `None`.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Default for AgentSettings {
@@ -217,6 +219,7 @@ impl Default for AgentSettings {
             state_dir: PathBuf::from("/var/lib/sersync-agent"),
             coalesce: Duration::from_millis(5),
             max_paths_per_session: 5000,
+            metrics: None,
         }
     }
 }

@@ -519,3 +519,13 @@ fn ssh_pushes_are_refused_by_validate() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].problem.contains("ssh"), "{}", found[0]);
 }
+
+#[test]
+fn the_metrics_endpoint_is_read_and_written_back() {
+    let text = format!("{GOOD_TOML}\n[agent]\nmetrics = \"127.0.0.1:9109\"\n");
+    let c = toml(&text).unwrap();
+    assert_eq!(c.agent.metrics, Some("127.0.0.1:9109".parse().unwrap()));
+    assert!(to_toml(&c).contains("metrics = \"127.0.0.1:9109\""));
+    let bad = format!("{GOOD_TOML}\n[agent]\nmetrics = \"localhost\"\n");
+    assert!(toml(&bad).is_err());
+}

@@ -145,6 +145,7 @@ struct Agent {
     state_dir: PathBuf,
     coalesce_ms: u64,
     max_paths_per_session: usize,
+    metrics: Option<std::net::SocketAddr>,
 }
 
 impl Default for Agent {
@@ -154,6 +155,7 @@ impl Default for Agent {
             state_dir: d.state_dir,
             coalesce_ms: u64::try_from(d.coalesce.as_millis()).unwrap_or(u64::MAX),
             max_paths_per_session: d.max_paths_per_session,
+            metrics: d.metrics,
         }
     }
 }
@@ -309,6 +311,7 @@ impl Build<'_> {
                 state_dir: f.agent.state_dir,
                 coalesce: Duration::from_millis(f.agent.coalesce_ms),
                 max_paths_per_session: f.agent.max_paths_per_session,
+                metrics: f.agent.metrics,
             },
             debug: f.debug,
             xfs: f.xfs,
