@@ -198,12 +198,19 @@ pub async fn run(
                 .map(|(l, _)| (l.name.clone(), l.queue.clone(), l.status.clone()))
                 .collect();
             let stats = watch_stats.clone();
-            Some(crate::metrics::serve(addr, move || {
-                crate::status::snapshot(
-                    &stats,
-                    lanes.iter().map(|(n, q, s)| (n.as_str(), &**q, &**s)),
+            Some(
+                crate::metrics::serve(
+                    addr,
+                    move || {
+                        crate::status::snapshot(
+                            &stats,
+                            lanes.iter().map(|(n, q, s)| (n.as_str(), &**q, &**s)),
+                        )
+                    },
+                    done_tx.subscribe(),
                 )
-            })?)
+                .await?,
+            )
         }
         None => None,
     };
@@ -267,7 +274,9 @@ pub async fn run(
     sync_journals(&lanes);
     // Drain: the pushers finish what is queued, within the grace period.
     let _ = done_tx.send(true);
-    drop(metrics);
+    if let Some(m) = metrics {
+        let _ = m.await;
+    }
     let drained = tokio::time::timeout(opts.drain, async {
         for t in tasks {
             let _ = t.await;

@@ -1,80 +1,80 @@
 //! The optional Prometheus endpoint (`[agent] metrics = "127.0.0.1:9109"`): `GET
-//! /metrics` answers with the status snapshot in Prometheus' text format, from a thread of
-//! its own (tiny_http), so a scrape never waits on the agent's event loop.
+//! /metrics` answers with the status snapshot in Prometheus' text format (hyper, HTTP/1.1,
+//! on the agent's runtime; each scrape reads the queues' counters, never waits on the
+//! event loop).
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::status::{Snapshot, prometheus};
 
-/// The running endpoint; it stops when dropped.
-#[derive(Debug)]
-pub struct Metrics {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Metrics {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Listens on `addr` and answers scrapes with `snapshot()`.
-pub fn serve(
+/// Listens on `addr` (bound before this returns, so a taken port is an error at start)
+/// and answers scrapes with `snapshot()` until `done` turns true.
+pub async fn serve(
     addr: SocketAddr,
-    snapshot: impl Fn() -> Snapshot + Send + 'static,
-) -> anyhow::Result<Metrics> {
-    let server = tiny_http::Server::http(addr)
+    snapshot: impl Fn() -> Snapshot + Send + Sync + 'static,
+    mut done: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
         .map_err(|e| anyhow::anyhow!("metrics: cannot listen on {addr}: {e}"))?;
     info!(%addr, "serving Prometheus metrics at /metrics");
-    let stop = Arc::new(AtomicBool::new(false));
-    let stopping = stop.clone();
-    let thread = std::thread::Builder::new()
-        .name("sersync-metrics".into())
-        .spawn(move || {
-            while !stopping.load(Ordering::Relaxed) {
-                let request = match server.recv_timeout(Duration::from_millis(200)) {
-                    Ok(Some(r)) => r,
-                    Ok(None) => continue,
+    let snapshot = Arc::new(snapshot);
+    Ok(tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
                     Err(e) => {
-                        warn!("metrics: {e}");
+                        warn!("metrics: accept failed: {e}");
                         continue;
                     }
-                };
-                let found = request.method() == &tiny_http::Method::Get
-                    && request.url().split('?').next() == Some("/metrics");
-                let answer = if found {
-                    let text = prometheus(&snapshot());
-                    let header = tiny_http::Header::from_bytes(
-                        &b"Content-Type"[..],
-                        &b"text/plain; version=0.0.4; charset=utf-8"[..],
-                    );
-                    let mut r = tiny_http::Response::from_string(text);
-                    if let Ok(h) = header {
-                        r = r.with_header(h);
-                    }
-                    request.respond(r)
-                } else {
-                    request.respond(
-                        tiny_http::Response::from_string("only GET /metrics here\n")
-                            .with_status_code(404),
-                    )
-                };
-                if let Err(e) = answer {
-                    warn!("metrics: answering a scrape: {e}");
+                },
+                _ = done.changed() => return,
+            };
+            let snapshot = snapshot.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let snapshot = snapshot.clone();
+                    async move { Ok::<_, Infallible>(answer(&req, || snapshot())) }
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await
+                {
+                    warn!("metrics: {e}");
                 }
-            }
-        })?;
-    Ok(Metrics {
-        stop,
-        thread: Some(thread),
-    })
+            });
+        }
+    }))
+}
+
+/// The answer to one request: the metrics for `GET /metrics`, 404 otherwise.
+fn answer(req: &Request<Incoming>, snapshot: impl Fn() -> Snapshot) -> Response<Full<Bytes>> {
+    let mut r = if req.method() == Method::GET && req.uri().path() == "/metrics" {
+        let mut r = Response::new(Full::new(Bytes::from(prometheus(&snapshot()))));
+        r.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        r
+    } else {
+        let mut r = Response::new(Full::new(Bytes::from_static(b"only GET /metrics here\n")));
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        r
+    };
+    r.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-store"),
+    );
+    r
 }
