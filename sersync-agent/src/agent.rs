@@ -32,6 +32,10 @@ const JOURNAL_SYNC_EVERY: Duration = Duration::from_millis(100);
 /// The most events taken from the watcher at once.
 const MAX_EVENTS_PER_BATCH: usize = 4096;
 
+/// The I/O timeout of a session when the configuration sets none (sersync's reference
+/// leaves `<timeout>` off; rsync's own default is to wait forever).
+const SESSION_IO_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// At a stop, the watcher's events are taken until none came for this long, for at most
 /// [`STOP_SETTLE_MAX`].
 const STOP_SETTLE: Duration = Duration::from_millis(50);
@@ -68,7 +72,14 @@ pub fn targets(cfg: &AgentConfig) -> Vec<(String, Target)> {
             };
             let connect = ConnectOptions {
                 connect_timeout: Some(Duration::from_secs(10)),
-                io_timeout: cfg.rsync.timeout.map(Duration::from_secs),
+                // A session never waits forever on a daemon that stopped answering:
+                // without <timeout>, the client's reads and writes give up after
+                // SESSION_IO_TIMEOUT and the pusher retries.
+                io_timeout: Some(
+                    cfg.rsync
+                        .timeout
+                        .map_or(SESSION_IO_TIMEOUT, Duration::from_secs),
+                ),
                 password: cfg
                     .rsync
                     .auth
@@ -85,6 +96,7 @@ pub fn targets(cfg: &AgentConfig) -> Vec<(String, Target)> {
                     params: params.clone(),
                     root: cfg.watch.clone(),
                     deletes: cfg.events.delete,
+                    timeout: cfg.rsync.timeout,
                     excluded: filter_of(cfg),
                 },
             )

@@ -91,8 +91,8 @@ pub fn command(t: &Target, path: &Path) -> String {
     if t.remote.port != rsyncd_rs::client::DEFAULT_PORT {
         c.push_str(&format!(" --port={}", t.remote.port));
     }
-    if let Some(secs) = t.connect.io_timeout {
-        c.push_str(&format!(" --timeout={}", secs.as_secs()));
+    if let Some(secs) = t.timeout {
+        c.push_str(&format!(" --timeout={secs}"));
     }
     let user = t
         .remote

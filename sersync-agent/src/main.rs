@@ -166,10 +166,7 @@ fn config_path(given: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(p) = given {
         return Ok(std::path::absolute(p)?);
     }
-    DEFAULT_CONFIGS
-        .iter()
-        .map(Path::new)
-        .find(|p| p.exists())
+    config::default_path()
         .map(std::path::absolute)
         .transpose()?
         .ok_or_else(|| {

@@ -30,6 +30,9 @@ pub struct Target {
     pub root: PathBuf,
     /// Deletes are on.
     pub deletes: bool,
+    /// The configuration's `<timeout>`, seconds (what an rsync command line would carry;
+    /// `connect.io_timeout` has a default where this is `None`).
+    pub timeout: Option<u64>,
     /// The filter (sersync's regexes): `(path relative to root, is_dir)` → never sent.
     pub excluded: Option<LocalFilter>,
 }

@@ -173,66 +173,65 @@ pub fn prometheus(s: &Snapshot) -> String {
         "Kernel queue overflows, each healed by a rescan.",
         &[(None, s.overflows as f64)],
     );
-    let per = |f: &dyn Fn(&RemoteSnapshot) -> f64| -> Vec<(Option<&str>, f64)> {
-        s.remotes
+    type Field = fn(&RemoteSnapshot) -> f64;
+    let per_remote: [(&str, &str, &str, Field); 9] = [
+        ("pending", "gauge", "Changes queued for the remote.", |r| {
+            r.pending as f64
+        }),
+        (
+            "oldest_pending_seconds",
+            "gauge",
+            "Age of the oldest queued change (0 when none).",
+            |r| r.oldest_pending_secs.unwrap_or(0.0),
+        ),
+        (
+            "changes_pushed_total",
+            "counter",
+            "Changes carried out.",
+            |r| r.changes_pushed as f64,
+        ),
+        ("sessions_total", "counter", "rsync sessions run.", |r| {
+            r.sessions as f64
+        }),
+        (
+            "bytes_sent_total",
+            "counter",
+            "Bytes the sessions sent.",
+            |r| r.bytes_sent as f64,
+        ),
+        (
+            "session_errors_total",
+            "counter",
+            "Sessions that failed and are retried (remote down, timeout).",
+            |r| r.session_errors as f64,
+        ),
+        (
+            "refusals_total",
+            "counter",
+            "Sessions refused in a way a retry cannot fix (auth, unknown module).",
+            |r| r.refusals as f64,
+        ),
+        (
+            "path_failures_total",
+            "counter",
+            "Paths that failed in a session that went through.",
+            |r| r.path_failures as f64,
+        ),
+        (
+            "last_success_timestamp_seconds",
+            "gauge",
+            "Unix time of the last session that went through (0: never).",
+            |r| r.last_success.unwrap_or(0) as f64,
+        ),
+    ];
+    for (name, kind, help, field) in per_remote {
+        let rows: Vec<(Option<&str>, f64)> = s
+            .remotes
             .iter()
-            .map(|r| (Some(r.remote.as_str()), f(r)))
-            .collect()
-    };
-    metric(
-        "pending",
-        "gauge",
-        "Changes queued for the remote.",
-        &per(&|r| r.pending as f64),
-    );
-    metric(
-        "oldest_pending_seconds",
-        "gauge",
-        "Age of the oldest queued change (0 when none).",
-        &per(&|r| r.oldest_pending_secs.unwrap_or(0.0)),
-    );
-    metric(
-        "changes_pushed_total",
-        "counter",
-        "Changes carried out.",
-        &per(&|r| r.changes_pushed as f64),
-    );
-    metric(
-        "sessions_total",
-        "counter",
-        "rsync sessions run.",
-        &per(&|r| r.sessions as f64),
-    );
-    metric(
-        "bytes_sent_total",
-        "counter",
-        "Bytes the sessions sent.",
-        &per(&|r| r.bytes_sent as f64),
-    );
-    metric(
-        "session_errors_total",
-        "counter",
-        "Sessions that failed and are retried (remote down, timeout).",
-        &per(&|r| r.session_errors as f64),
-    );
-    metric(
-        "refusals_total",
-        "counter",
-        "Sessions refused in a way a retry cannot fix (auth, unknown module).",
-        &per(&|r| r.refusals as f64),
-    );
-    metric(
-        "path_failures_total",
-        "counter",
-        "Paths that failed in a session that went through.",
-        &per(&|r| r.path_failures as f64),
-    );
-    metric(
-        "last_success_timestamp_seconds",
-        "gauge",
-        "Unix time of the last session that went through (0: never).",
-        &per(&|r| r.last_success.unwrap_or(0) as f64),
-    );
+            .map(|r| (Some(r.remote.as_str()), field(r)))
+            .collect();
+        metric(name, kind, help, &rows);
+    }
     out
 }
 

@@ -9,16 +9,12 @@ fn verify(a: &syncctl::cli::VerifyArgs) -> i32 {
     let run = || -> anyhow::Result<syncctl::verify::Report> {
         let path = match &a.agent_config {
             Some(p) => p.clone(),
-            None => sersync_agent::config::DEFAULT_CONFIGS
-                .iter()
-                .map(std::path::PathBuf::from)
-                .find(|p| p.exists())
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "no agent configuration (looked for {}): give --agent-config FILE",
-                        sersync_agent::config::DEFAULT_CONFIGS.join(" and ")
-                    )
-                })?,
+            None => sersync_agent::config::default_path().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no agent configuration (looked for {}): give --agent-config FILE",
+                    sersync_agent::config::DEFAULT_CONFIGS.join(" and ")
+                )
+            })?,
         };
         let cfg = sersync_agent::config::load(&path)?;
         let o = syncctl::verify::VerifyOptions {

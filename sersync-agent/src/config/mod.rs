@@ -29,6 +29,15 @@ pub const DEFAULT_CONFIGS: [&str; 3] = [
     "/etc/sersync-agent/sersync-agent.toml",
 ];
 
+/// The first of [`DEFAULT_CONFIGS`] that exists.
+pub fn default_path() -> Option<PathBuf> {
+    DEFAULT_CONFIGS
+        .iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+        .map(Path::to_path_buf)
+}
+
 /// Reads the configuration at `path`, confxml or TOML: a file whose first character
 /// other than blanks and comment lines is `<` is XML, anything else TOML. Only syntax
 /// and form are checked here; [`AgentConfig::validate`] checks that it can work.

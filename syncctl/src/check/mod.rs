@@ -118,13 +118,10 @@ pub fn config_paths(a: &CheckArgs) -> (Option<PathBuf>, Option<PathBuf>) {
         let p = Path::new(DEFAULT_SERVER_CONFIG);
         p.exists().then(|| p.to_path_buf())
     });
-    let agent = a.agent_config.clone().or_else(|| {
-        sersync_agent::config::DEFAULT_CONFIGS
-            .iter()
-            .map(Path::new)
-            .find(|p| p.exists())
-            .map(Path::to_path_buf)
-    });
+    let agent = a
+        .agent_config
+        .clone()
+        .or_else(sersync_agent::config::default_path);
     (server, agent)
 }
 
