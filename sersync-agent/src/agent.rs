@@ -15,6 +15,7 @@ use tracing::{error, info, warn};
 
 use crate::coalesce::Coalescer;
 use crate::config::AgentConfig;
+use crate::config::WatcherKind;
 use crate::faillog::FailLog;
 use crate::op::Op;
 use crate::push::Target;
@@ -22,7 +23,7 @@ use crate::pusher::{Lane, initial_bar, lock, pusher, sleep_until};
 use crate::queue::Queue;
 use crate::schedule::{crontab, rewrite_fail_log};
 use crate::status::Status;
-use crate::watch::Watcher;
+use crate::watch::{FanWatcher, Interest, Watcher};
 
 /// How often what was queued is made durable. A sync per batch of events made a burst's
 /// writer wait on the filesystem's journal commits (on ext4, 4 times slower); a change
@@ -147,8 +148,18 @@ pub async fn run(
     }
     // Watch first, so that nothing changed during the initial push is missed.
     let ex = excluded.clone();
-    let watcher = Watcher::new(&cfg.watch, move |p: &Path| ex(p))?;
-    let watching = watcher.spawn()?;
+    let watching = match cfg.agent.watcher {
+        WatcherKind::Inotify => Watcher::new(&cfg.watch, move |p: &Path| ex(p))?.spawn()?,
+        WatcherKind::Fanotify => {
+            let interest = Interest {
+                modify: cfg.events.modify,
+                attrib: cfg.events.attrib,
+            };
+            crate::watch::spawn(FanWatcher::new(&cfg.watch, interest, move |p: &Path| {
+                ex(p)
+            })?)?
+        }
+    };
     let watch_stats = watching.stats.clone();
     let mut events = watching.events;
     for (lane, first_run) in &lanes {

@@ -5,7 +5,7 @@
 //! `watch` (inotify, recursive, scans new directories) → `coalesce` (events into
 //! [`op::Op`]s: the inotify switches, filters, move pairing) → `queue` (one durable,
 //! deduplicating queue per remote) → `push` (native-client sessions, many paths each).
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod agent;
 pub mod coalesce;

@@ -40,6 +40,10 @@ struct Cli {
     /// Seconds SIGTERM gives the queues to drain.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     drain: u64,
+    /// How to watch: `inotify` (a watch per directory) or `fanotify` (one mark on the
+    /// whole filesystem; Linux 5.9+, root). Overrides `[agent] watcher`.
+    #[arg(long, value_name = "KIND")]
+    watcher: Option<config::WatcherKind>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -91,7 +95,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         );
     }
     let path = config_path(cli.config.as_deref())?;
-    let cfg = load(&path, cli.state_dir.clone())?;
+    let overrides = Overrides {
+        state_dir: cli.state_dir.clone(),
+        watcher: cli.watcher,
+    };
+    let cfg = load(&path, &overrides)?;
     // confxml's <debug start="true">: every event and session in the log.
     init_logs(cfg.debug);
     if cli.detach {
@@ -111,7 +119,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(serve(path, cli.state_dir, cfg, opts))?;
+    rt.block_on(serve(path, overrides, cfg, opts))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -119,7 +127,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// disk, so nothing pending is lost across the reload).
 async fn serve(
     path: PathBuf,
-    state_dir: Option<PathBuf>,
+    overrides: Overrides,
     mut cfg: AgentConfig,
     mut opts: RunOptions,
 ) -> anyhow::Result<()> {
@@ -142,7 +150,7 @@ async fn serve(
             info!("stopped");
             return Ok(());
         }
-        match load(&path, state_dir.clone()) {
+        match load(&path, &overrides) {
             Ok(new) => {
                 info!(config = %path.display(), "configuration reloaded");
                 cfg = new;
@@ -153,10 +161,20 @@ async fn serve(
     }
 }
 
-fn load(path: &Path, state_dir: Option<PathBuf>) -> anyhow::Result<AgentConfig> {
+/// What the command line sets over the configuration file (and over each reload).
+#[derive(Debug, Default)]
+struct Overrides {
+    state_dir: Option<PathBuf>,
+    watcher: Option<config::WatcherKind>,
+}
+
+fn load(path: &Path, overrides: &Overrides) -> anyhow::Result<AgentConfig> {
     let mut cfg = config::load(path)?;
-    if let Some(d) = state_dir {
-        cfg.agent.state_dir = d;
+    if let Some(d) = &overrides.state_dir {
+        cfg.agent.state_dir = d.clone();
+    }
+    if let Some(w) = overrides.watcher {
+        cfg.agent.watcher = w;
     }
     cfg.validate()?;
     Ok(cfg)
@@ -184,7 +202,11 @@ fn status(
 ) -> anyhow::Result<ExitCode> {
     let dir = match state_dir {
         Some(d) => d,
-        None => load(&config_path(config)?, None)?.agent.state_dir,
+        None => {
+            load(&config_path(config)?, &Overrides::default())?
+                .agent
+                .state_dir
+        }
     };
     let snap = sersync_agent::status::read(&dir).map_err(|e| {
         anyhow::anyhow!(

@@ -11,6 +11,7 @@
 //! Upstream: sersync's `Inotify.cpp` (its `IN_*` mask and its per-directory watches);
 //! the overflow, watch-limit and root-loss handling are ours.
 
+mod fanotify;
 mod limit;
 mod map;
 #[cfg(test)]
@@ -33,6 +34,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::op::WatchEvent;
+pub use fanotify::{FanWatcher, Interest};
 use limit::WatchLimit;
 use map::WatchMap;
 use tree::is_mount_point;
@@ -92,9 +94,76 @@ pub enum WatchError {
     /// Reading or waiting on the inotify descriptor failed.
     #[error("reading inotify events: {0}")]
     Read(#[source] io::Error),
-    /// The thread of [`Watcher::spawn`] could not be started.
+    /// The thread of [`spawn`] could not be started.
     #[error("cannot start the watcher thread: {0}")]
     Thread(#[source] io::Error),
+    /// Fanotify mode cannot run here; the words say what is missing.
+    #[error("{0}")]
+    Fanotify(String),
+}
+
+/// A watcher [`spawn`] can run: inotify's [`Watcher`] or fanotify's [`FanWatcher`].
+pub trait EventSource: Send + 'static {
+    /// Waits up to `timeout` for events; an empty batch means none came.
+    fn next_events_timeout(&mut self, timeout: Duration) -> Result<Vec<WatchEvent>, WatchError>;
+
+    /// Kernel watches held now (directories for inotify, filesystem marks for
+    /// fanotify) and queue overflows so far.
+    fn counts(&self) -> (usize, u64);
+}
+
+/// Runs `source` on a thread of its own, so a tokio consumer can await events (with
+/// a timeout) on a channel. The thread ends when the receiver is dropped.
+pub fn spawn(mut source: impl EventSource) -> Result<WatchThread, WatchError> {
+    use std::sync::atomic::Ordering;
+    let (tx, events) = mpsc::channel(CHANNEL_CAPACITY);
+    let stats = std::sync::Arc::new(WatchStats::default());
+    let counts = stats.clone();
+    let thread = std::thread::Builder::new()
+        .name("sersync-watch".into())
+        .spawn(move || {
+            loop {
+                if tx.is_closed() {
+                    return Ok(());
+                }
+                let batch = match source.next_events_timeout(Duration::from_millis(500)) {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the watcher stopped");
+                        return Err(e);
+                    }
+                };
+                let (watches, overflows) = source.counts();
+                counts.watches.store(watches, Ordering::Relaxed);
+                counts.overflows.store(overflows, Ordering::Relaxed);
+                for ev in batch {
+                    if tx.blocking_send(ev).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        })
+        .map_err(WatchError::Thread)?;
+    Ok(WatchThread {
+        events,
+        stats,
+        thread,
+    })
+}
+
+/// A regular file's close-write is to come; anything else is complete now. A new
+/// hard link (more than one link at creation) is a complete file too.
+fn file_created(root: &Path, path: PathBuf) -> WatchEvent {
+    match fs::symlink_metadata(root.join(&path)) {
+        Ok(md) if !md.file_type().is_file() || md.nlink() > 1 => {
+            WatchEvent::CreateComplete { path }
+        }
+        // Gone already (its delete follows), or a fresh regular file.
+        _ => WatchEvent::Create {
+            path,
+            is_dir: false,
+        },
+    }
 }
 
 /// A directory whose IN_MOVED_FROM has not met its IN_MOVED_TO yet.
@@ -150,6 +219,16 @@ pub struct Watcher {
     refuse_watches: u32,
     /// Kernel queue overflows seen.
     overflows: u64,
+}
+
+impl EventSource for Watcher {
+    fn next_events_timeout(&mut self, timeout: Duration) -> Result<Vec<WatchEvent>, WatchError> {
+        Watcher::next_events_timeout(self, timeout)
+    }
+
+    fn counts(&self) -> (usize, u64) {
+        (self.map.len(), self.overflows)
+    }
 }
 
 impl fmt::Debug for Watcher {
@@ -264,42 +343,9 @@ impl Watcher {
         }
     }
 
-    /// Runs the watcher on a thread of its own, so a tokio consumer can await events
-    /// (with a timeout) on a channel. The thread ends when the receiver is dropped.
-    pub fn spawn(mut self) -> Result<WatchThread, WatchError> {
-        use std::sync::atomic::Ordering;
-        let (tx, events) = mpsc::channel(CHANNEL_CAPACITY);
-        let stats = std::sync::Arc::new(WatchStats::default());
-        let counts = stats.clone();
-        let thread = std::thread::Builder::new()
-            .name("sersync-watch".into())
-            .spawn(move || {
-                loop {
-                    if tx.is_closed() {
-                        return Ok(());
-                    }
-                    let batch = match self.next_events_timeout(Duration::from_millis(500)) {
-                        Ok(batch) => batch,
-                        Err(e) => {
-                            tracing::error!(error = %e, "the watcher stopped");
-                            return Err(e);
-                        }
-                    };
-                    counts.watches.store(self.map.len(), Ordering::Relaxed);
-                    counts.overflows.store(self.overflows, Ordering::Relaxed);
-                    for ev in batch {
-                        if tx.blocking_send(ev).is_err() {
-                            return Ok(());
-                        }
-                    }
-                }
-            })
-            .map_err(WatchError::Thread)?;
-        Ok(WatchThread {
-            events,
-            stats,
-            thread,
-        })
+    /// Runs the watcher on a thread of its own ([`spawn`]).
+    pub fn spawn(self) -> Result<WatchThread, WatchError> {
+        spawn(self)
     }
 
     /// How many directories are watched now.
@@ -458,19 +504,8 @@ impl Watcher {
         }
     }
 
-    /// A regular file's close-write is to come; anything else is complete now. A new
-    /// hard link (more than one link at creation) is a complete file too.
     fn file_created(&self, path: PathBuf) -> WatchEvent {
-        match fs::symlink_metadata(self.root.join(&path)) {
-            Ok(md) if !md.file_type().is_file() || md.nlink() > 1 => {
-                WatchEvent::CreateComplete { path }
-            }
-            // Gone already (its IN_DELETE follows), or a fresh regular file.
-            _ => WatchEvent::Create {
-                path,
-                is_dir: false,
-            },
-        }
+        file_created(&self.root, path)
     }
 
     /// A directory arrived at `to`: renamed inside the tree (its watches follow it), or

@@ -98,6 +98,9 @@ pub fn to_toml(c: &AgentConfig) -> String {
     if let Some(m) = a.metrics {
         let _ = writeln!(out, "metrics = \"{m}\"");
     }
+    if a.watcher != super::WatcherKind::default() {
+        let _ = writeln!(out, "watcher = \"{}\"", a.watcher.name());
+    }
     out
 }
 

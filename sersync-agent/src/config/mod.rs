@@ -220,6 +220,43 @@ pub struct AgentSettings {
     pub max_paths_per_session: usize,
     /// Where to serve Prometheus metrics (`GET /metrics`); off when `None`.
     pub metrics: Option<std::net::SocketAddr>,
+    /// How the tree is watched.
+    pub watcher: WatcherKind,
+}
+
+/// How the tree is watched (`[agent] watcher`, `--watcher`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatcherKind {
+    /// One inotify watch per directory: any kernel, any user, any filesystem, up to
+    /// `fs.inotify.max_user_watches` directories.
+    #[default]
+    Inotify,
+    /// One fanotify mark on the root's filesystem: no per-directory watches and no
+    /// limit on their number; Linux 5.9+, root, a filesystem with file handles.
+    Fanotify,
+}
+
+impl WatcherKind {
+    /// The name as the config and the command line spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            WatcherKind::Inotify => "inotify",
+            WatcherKind::Fanotify => "fanotify",
+        }
+    }
+}
+
+impl std::str::FromStr for WatcherKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "inotify" => Ok(WatcherKind::Inotify),
+            "fanotify" => Ok(WatcherKind::Fanotify),
+            _ => Err(format!("`{s}` is not a watcher: inotify or fanotify")),
+        }
+    }
 }
 
 impl Default for AgentSettings {
@@ -229,6 +266,7 @@ impl Default for AgentSettings {
             coalesce: Duration::from_millis(5),
             max_paths_per_session: 5000,
             metrics: None,
+            watcher: WatcherKind::Inotify,
         }
     }
 }

@@ -146,6 +146,7 @@ struct Agent {
     coalesce_ms: u64,
     max_paths_per_session: usize,
     metrics: Option<std::net::SocketAddr>,
+    watcher: super::WatcherKind,
 }
 
 impl Default for Agent {
@@ -156,6 +157,7 @@ impl Default for Agent {
             coalesce_ms: u64::try_from(d.coalesce.as_millis()).unwrap_or(u64::MAX),
             max_paths_per_session: d.max_paths_per_session,
             metrics: d.metrics,
+            watcher: d.watcher,
         }
     }
 }
@@ -312,6 +314,7 @@ impl Build<'_> {
                 coalesce: Duration::from_millis(f.agent.coalesce_ms),
                 max_paths_per_session: f.agent.max_paths_per_session,
                 metrics: f.agent.metrics,
+                watcher: f.agent.watcher,
             },
             debug: f.debug,
             xfs: f.xfs,

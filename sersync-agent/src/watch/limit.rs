@@ -13,6 +13,11 @@ use tracing::{error, warn};
 /// The system's limit on inotify watches per user.
 pub(super) const MAX_USER_WATCHES: &str = "/proc/sys/fs/inotify/max_user_watches";
 
+/// What to say whenever the limit is in the way: fanotify mode has no such limit.
+pub(super) const FANOTIFY_HINT: &str = "a tree this large is better watched in fanotify mode: \
+    `watcher = \"fanotify\"` in [agent] or `--watcher fanotify` (Linux 5.9+, as root), one \
+    mark for the whole filesystem and no watch per directory";
+
 /// Used when the limit cannot even be read: the value the kernel picks for machines
 /// with plenty of memory since 5.11.
 const FALLBACK_SUGGESTION: u64 = 1_048_576;
@@ -48,7 +53,8 @@ impl WatchLimit {
                         from = current.ok(),
                         to = wanted,
                         file = %self.file.display(),
-                        "out of inotify watches: raised fs.inotify.max_user_watches"
+                        "out of inotify watches: raised fs.inotify.max_user_watches \
+                         ({FANOTIFY_HINT})"
                     );
                     return true;
                 }
@@ -61,7 +67,8 @@ impl WatchLimit {
             watches_held,
             limit = current.ok(),
             "out of inotify watches: changes below the directories not watched are \
-             pushed again once it is fixed; run `sysctl fs.inotify.max_user_watches={wanted}`"
+             pushed again once it is fixed; run `sysctl fs.inotify.max_user_watches={wanted}` \
+             ({FANOTIFY_HINT})"
         );
         false
     }
