@@ -47,7 +47,8 @@ pub struct Snapshot {
     pub pid: u32,
     /// Unix time it was written.
     pub written: u64,
-    /// Directories watched.
+    /// Kernel watches: one per directory with inotify, one filesystem mark with
+    /// fanotify.
     pub watches: usize,
     /// Kernel queue overflows since the start (each healed by a rescan).
     pub overflows: u64,

@@ -529,3 +529,20 @@ fn the_metrics_endpoint_is_read_and_written_back() {
     let bad = format!("{GOOD_TOML}\n[agent]\nmetrics = \"localhost\"\n");
     assert!(toml(&bad).is_err());
 }
+
+#[test]
+fn the_watcher_kind_is_read_and_written_back() {
+    let c = toml(GOOD_TOML).unwrap();
+    assert_eq!(c.agent.watcher, WatcherKind::Inotify);
+    assert!(!to_toml(&c).contains("watcher"));
+    let text = format!("{GOOD_TOML}\n[agent]\nwatcher = \"fanotify\"\n");
+    let c = toml(&text).unwrap();
+    assert_eq!(c.agent.watcher, WatcherKind::Fanotify);
+    assert_eq!(
+        toml(&to_toml(&c)).unwrap().agent.watcher,
+        WatcherKind::Fanotify
+    );
+    let bad = format!("{GOOD_TOML}\n[agent]\nwatcher = \"kqueue\"\n");
+    let e = toml(&bad).unwrap_err().to_string();
+    assert!(e.contains("watcher") && e.contains("kqueue"), "{e}");
+}
