@@ -236,3 +236,70 @@ fn two_hundred_thousand_directories_in_fanotify_mode_need_no_inotify_watches() {
     });
     drop(agent);
 }
+
+/// Fanotify mode run by a user without CAP_SYS_ADMIN stops at once and says why.
+#[test]
+fn fanotify_mode_without_root_says_what_is_missing() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    if !root_or_skip("running the agent as nobody needs root") {
+        return;
+    }
+    let f = fixture();
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    // A directory nobody can reach (the fixture's is private to root).
+    let dir = tempfile::Builder::new()
+        .prefix("agent-nobody")
+        .tempdir()
+        .unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let own = |p: &Path| nix::unistd::chown(p, Some(nobody.uid), Some(nobody.gid)).unwrap();
+    let watch = dir.path().join("watch");
+    let state = dir.path().join("state");
+    fs::create_dir(&watch).unwrap();
+    fs::create_dir(&state).unwrap();
+    own(&state);
+    let password = dir.path().join("rsync.password");
+    fs::copy(f.password_file(), &password).unwrap();
+    fs::set_permissions(&password, fs::Permissions::from_mode(0o600)).unwrap();
+    own(&password);
+    let conf = dir.path().join("confxml.xml");
+    let text = e2e::agent::reference_confxml_on(&f, 9, &watch, false)
+        .replace(
+            &f.password_file().display().to_string(),
+            &password.display().to_string(),
+        )
+        .replace(
+            &f.dir().join("rsync_fail_log.sh").display().to_string(),
+            &dir.path().join("fail.sh").display().to_string(),
+        );
+    fs::write(&conf, text).unwrap();
+    let mut child = Command::new(e2e::agent::agent_bin())
+        .args(["--watcher", "fanotify", "-o"])
+        .arg(&conf)
+        .arg("--state-dir")
+        .arg(&state)
+        .uid(nobody.uid.as_raw())
+        .gid(nobody.gid.as_raw())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the agent ran in fanotify mode without root");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("fanotify mode needs root"), "{err}");
+}
