@@ -1,5 +1,5 @@
-//! `sersync-agent`: sersync's command line (`-d -r -n N -o CONFIG`) over the agent
-//! library, plus `convert` (confxml.xml to our TOML) and `status`.
+//! `sersync-agent`: sersync's command line (`-d -r -n N -o CONFIG -m PLUGIN`) over the
+//! agent library, plus `convert` (confxml.xml to our TOML) and `status`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,8 +31,8 @@ struct Cli {
     /// The configuration: sersync's confxml.xml or our TOML (told apart by content).
     #[arg(short = 'o', value_name = "CONFIG")]
     config: Option<PathBuf>,
-    /// sersync's plugin mode: not in this version.
-    #[arg(short = 'm', value_name = "MODE")]
+    /// Run one plugin alone (command, socket or refreshCDN), pushing nothing.
+    #[arg(short = 'm', value_name = "PLUGIN")]
     mode: Option<String>,
     /// Where the journals and the status file go (overrides the configuration).
     #[arg(long, value_name = "DIR")]
@@ -85,13 +85,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => return status(config.as_deref(), state_dir, json),
         None => {}
     }
-    if let Some(m) = cli.mode {
-        anyhow::bail!(
-            "-m {m}: running a plugin alone is not in this version (the plugins come in a later one)"
-        );
+    if let Some(m) = &cli.mode {
+        sersync_agent::plugin::check_mode(m)?;
     }
     let path = config_path(cli.config.as_deref())?;
-    let cfg = load(&path, cli.state_dir.clone())?;
+    let cfg = load(&path, cli.state_dir.clone(), cli.mode.as_deref())?;
     // confxml's <debug start="true">: every event and session in the log.
     init_logs(cfg.debug);
     if cli.detach {
@@ -106,6 +104,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         initial_sync: cli.initial_sync,
         sessions: cli.sessions,
         drain: Duration::from_secs(cli.drain),
+        only_plugin: cli.mode,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -142,7 +141,7 @@ async fn serve(
             info!("stopped");
             return Ok(());
         }
-        match load(&path, state_dir.clone()) {
+        match load(&path, state_dir.clone(), opts.only_plugin.as_deref()) {
             Ok(new) => {
                 info!(config = %path.display(), "configuration reloaded");
                 cfg = new;
@@ -153,12 +152,18 @@ async fn serve(
     }
 }
 
-fn load(path: &Path, state_dir: Option<PathBuf>) -> anyhow::Result<AgentConfig> {
+/// Loads and validates the configuration for what runs: the pushes, or with
+/// `only_plugin` (`-m`) that plugin alone.
+fn load(
+    path: &Path,
+    state_dir: Option<PathBuf>,
+    only_plugin: Option<&str>,
+) -> anyhow::Result<AgentConfig> {
     let mut cfg = config::load(path)?;
     if let Some(d) = state_dir {
         cfg.agent.state_dir = d;
     }
-    cfg.validate()?;
+    cfg.validate_for(only_plugin)?;
     Ok(cfg)
 }
 
@@ -184,7 +189,7 @@ fn status(
 ) -> anyhow::Result<ExitCode> {
     let dir = match state_dir {
         Some(d) => d,
-        None => load(&config_path(config)?, None)?.agent.state_dir,
+        None => config::load(&config_path(config)?)?.agent.state_dir,
     };
     let snap = sersync_agent::status::read(&dir).map_err(|e| {
         anyhow::anyhow!(
