@@ -10,6 +10,7 @@
 mod access;
 mod agent;
 mod agent_ops;
+mod agent_plugins;
 mod auth;
 mod bad_input;
 mod check;
