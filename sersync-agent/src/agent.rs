@@ -1,7 +1,8 @@
 //! The running agent: the watcher's events through the coalescer into one queue per
 //! remote, and one pusher per remote taking batches from its queue. A remote that is down
 //! or slow only holds back its own queue; a path that fails waits its own backoff while
-//! the rest flows.
+//! the rest flows. The same operations go to the plugins that run (see [`crate::plugin`]);
+//! with `-m` to one plugin alone, and nothing is pushed.
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -18,6 +19,7 @@ use crate::config::AgentConfig;
 use crate::config::WatcherKind;
 use crate::faillog::FailLog;
 use crate::op::Op;
+use crate::plugin::{self, Plugins};
 use crate::push::Target;
 use crate::pusher::{Lane, initial_bar, lock, pusher, sleep_until};
 use crate::queue::Queue;
@@ -51,6 +53,9 @@ pub struct RunOptions {
     pub sessions: usize,
     /// The grace period SIGTERM gives the queues to drain.
     pub drain: Duration,
+    /// `-m NAME`: run that plugin alone, on its own `localpath` where it has one; no
+    /// remote, queue, push, crontab or fail log.
+    pub only_plugin: Option<String>,
 }
 
 /// The sessions' target for each remote of `cfg`.
@@ -107,15 +112,20 @@ pub fn targets(cfg: &AgentConfig) -> Vec<(String, Target)> {
 
 /// Runs the agent until `stop` turns true, then drains for `opts.drain`.
 pub async fn run(
-    cfg: AgentConfig,
+    mut cfg: AgentConfig,
     opts: RunOptions,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    if let Some(name) = &opts.only_plugin {
+        plugin::check_mode(name)?;
+        cfg.watch = plugin::watch_alone(&cfg, name);
+    }
+    let pushing = opts.only_plugin.is_none();
     std::fs::create_dir_all(&cfg.agent.state_dir)?;
     let excluded = exclusion(&cfg)?;
     let sem = Arc::new(Semaphore::new(opts.sessions.max(1)));
     let mut lanes = Vec::new();
-    for (name, target) in targets(&cfg) {
+    for (name, target) in targets(&cfg).into_iter().filter(|_| pushing) {
         let journal = cfg.agent.state_dir.join(journal_name(&name));
         let first_run = !journal.exists();
         let queue = Queue::open(&journal, target.deletes, 200_000)?;
@@ -142,9 +152,6 @@ pub async fn run(
             },
             first_run,
         ));
-    }
-    for p in cfg.plugins.iter().filter(|p| p.enabled) {
-        warn!(plugin = %p.name, "the {} plugin is configured but not run by this version", p.name);
     }
     // Watch first, so that nothing changed during the initial push is missed.
     let ex = excluded.clone();
@@ -173,10 +180,14 @@ pub async fn run(
     let (done_tx, _) = watch::channel(false);
     let mut tasks = Vec::new();
     let moves_pending = Arc::new(AtomicBool::new(false));
-    let fail_log = match &cfg.fail_log {
+    let fail_log = match cfg.fail_log.as_ref().filter(|_| pushing) {
         Some(f) => Some(Arc::new(FailLog::open(&f.path)?)),
         None => None,
     };
+    let (mut plugins, plugin_tasks) =
+        Plugins::start(&cfg, opts.only_plugin.as_deref(), &done_tx.subscribe())?;
+    let plugin_aborts: Vec<_> = plugin_tasks.iter().map(|t| t.abort_handle()).collect();
+    tasks.extend(plugin_tasks);
     if let (Some(log), Some(f)) = (&fail_log, &cfg.fail_log) {
         tasks.push(tokio::spawn(rewrite_fail_log(
             log.clone(),
@@ -278,7 +289,7 @@ pub async fn run(
         if ops.is_empty() {
             continue;
         }
-        enqueue(&lanes, &ops);
+        enqueue(&lanes, &mut plugins, &ops);
     }
     // What was changed before the stop is pushed too: the events the watcher has read
     // (it reads the kernel's queue as they come) and the moves the coalescer holds.
@@ -287,15 +298,18 @@ pub async fn run(
         match tokio::time::timeout(STOP_SETTLE, events.recv()).await {
             Ok(Some(ev)) => {
                 let ops = coalescer.feed(ev, Instant::now());
-                enqueue(&lanes, &ops);
+                enqueue(&lanes, &mut plugins, &ops);
             }
             Ok(None) | Err(_) => break,
         }
     }
     let ops = coalescer.tick(Instant::now() + Duration::from_secs(1));
-    enqueue(&lanes, &ops);
+    enqueue(&lanes, &mut plugins, &ops);
     sync_journals(&lanes);
-    // Drain: the pushers finish what is queued, within the grace period.
+    // Drain: the pushers and the plugins finish what is queued, within the grace
+    // period; plugins still at work after it are stopped (their changes are not
+    // journaled).
+    let plugin_totals = plugins.close();
     let _ = done_tx.send(true);
     if let Some(m) = metrics {
         let _ = m.await;
@@ -306,6 +320,10 @@ pub async fn run(
         }
     })
     .await;
+    for t in plugin_aborts {
+        t.abort();
+    }
+    plugin::log_totals(&plugin_totals);
     status.write(
         &watch_stats,
         lanes
@@ -333,12 +351,13 @@ fn sync_journals(lanes: &[(Lane, bool)]) {
 }
 
 /// Puts `ops` in every remote's queue, journaled (durable at the next
-/// [`sync_journals`]), and wakes the pushers.
-fn enqueue(lanes: &[(Lane, bool)], ops: &[Op]) {
+/// [`sync_journals`]), wakes the pushers, and offers them to the plugins.
+fn enqueue(lanes: &[(Lane, bool)], plugins: &mut Plugins, ops: &[Op]) {
     if ops.is_empty() {
         return;
     }
     tracing::debug!(?ops, "queued");
+    plugins.feed(ops);
     for (lane, _) in lanes {
         let mut q = lock(&lane.queue);
         for op in ops {

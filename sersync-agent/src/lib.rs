@@ -5,6 +5,7 @@
 //! `watch` (inotify, recursive, scans new directories) → `coalesce` (events into
 //! [`op::Op`]s: the inotify switches, filters, move pairing) → `queue` (one durable,
 //! deduplicating queue per remote) → `push` (native-client sessions, many paths each).
+//! The same operations feed sersync's plugins (`plugin`), beside the queues or alone.
 #![deny(unsafe_code)]
 
 pub mod agent;
@@ -14,6 +15,7 @@ pub mod faillog;
 pub mod journal;
 pub mod metrics;
 pub mod op;
+pub mod plugin;
 pub mod push;
 mod pusher;
 pub mod queue;

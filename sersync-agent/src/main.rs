@@ -1,5 +1,5 @@
-//! `sersync-agent`: sersync's command line (`-d -r -n N -o CONFIG`) over the agent
-//! library, plus `convert` (confxml.xml to our TOML) and `status`.
+//! `sersync-agent`: sersync's command line (`-d -r -n N -o CONFIG -m PLUGIN`) over the
+//! agent library, plus `convert` (confxml.xml to our TOML) and `status`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,8 +31,8 @@ struct Cli {
     /// The configuration: sersync's confxml.xml or our TOML (told apart by content).
     #[arg(short = 'o', value_name = "CONFIG")]
     config: Option<PathBuf>,
-    /// sersync's plugin mode: not in this version.
-    #[arg(short = 'm', value_name = "MODE")]
+    /// Run one plugin alone (command, socket or refreshCDN), pushing nothing.
+    #[arg(short = 'm', value_name = "PLUGIN")]
     mode: Option<String>,
     /// Where the journals and the status file go (overrides the configuration).
     #[arg(long, value_name = "DIR")]
@@ -89,15 +89,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => return status(config.as_deref(), state_dir, json),
         None => {}
     }
-    if let Some(m) = cli.mode {
-        anyhow::bail!(
-            "-m {m}: running a plugin alone is not in this version (the plugins come in a later one)"
-        );
+    if let Some(m) = &cli.mode {
+        sersync_agent::plugin::check_mode(m)?;
     }
     let path = config_path(cli.config.as_deref())?;
     let overrides = Overrides {
         state_dir: cli.state_dir.clone(),
         watcher: cli.watcher,
+        only_plugin: cli.mode.clone(),
     };
     let cfg = load(&path, &overrides)?;
     // confxml's <debug start="true">: every event and session in the log.
@@ -114,6 +113,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         initial_sync: cli.initial_sync,
         sessions: cli.sessions,
         drain: Duration::from_secs(cli.drain),
+        only_plugin: cli.mode,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -166,8 +166,12 @@ async fn serve(
 struct Overrides {
     state_dir: Option<PathBuf>,
     watcher: Option<config::WatcherKind>,
+    /// `-m`: that plugin alone, no pushes.
+    only_plugin: Option<String>,
 }
 
+/// Loads and validates the configuration for what runs: the pushes, or with `-m`
+/// that plugin alone.
 fn load(path: &Path, overrides: &Overrides) -> anyhow::Result<AgentConfig> {
     let mut cfg = config::load(path)?;
     if let Some(d) = &overrides.state_dir {
@@ -176,7 +180,7 @@ fn load(path: &Path, overrides: &Overrides) -> anyhow::Result<AgentConfig> {
     if let Some(w) = overrides.watcher {
         cfg.agent.watcher = w;
     }
-    cfg.validate()?;
+    cfg.validate_for(overrides.only_plugin.as_deref())?;
     Ok(cfg)
 }
 
@@ -202,11 +206,7 @@ fn status(
 ) -> anyhow::Result<ExitCode> {
     let dir = match state_dir {
         Some(d) => d,
-        None => {
-            load(&config_path(config)?, &Overrides::default())?
-                .agent
-                .state_dir
-        }
+        None => config::load(&config_path(config)?)?.agent.state_dir,
     };
     let snap = sersync_agent::status::read(&dir).map_err(|e| {
         anyhow::anyhow!(

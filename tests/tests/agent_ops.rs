@@ -135,7 +135,7 @@ fn failures_go_to_the_fail_log_and_are_retried() {
 }
 
 /// sersync's command line: --help and --version answer, `convert` prints TOML that reads
-/// back, `-m` says plugins come later, and a broken config names its line and stops
+/// back, `-m` refuses a plugin sersync does not have, and a broken config names its line and stops
 /// the agent before it starts.
 #[test]
 fn the_command_line_and_its_refusals() {
@@ -163,10 +163,10 @@ fn the_command_line_and_its_refusals() {
     std::fs::write(&toml, &out.stdout).unwrap();
     let back = sersync_agent::config::load(&toml).unwrap();
     assert_eq!(back.watch, Path::new("/backup"));
-    let out = run(&["-m", "refreshCDN", "-o", seed.to_str().unwrap()]);
+    let out = run(&["-m", "http", "-o", seed.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("later"),
+        String::from_utf8_lossy(&out.stderr).contains("no such plugin"),
         "{out:?}"
     );
     let broken = f.dir().join("broken.xml");

@@ -10,6 +10,7 @@
 mod access;
 mod agent;
 mod agent_ops;
+mod agent_plugins;
 mod agent_scale;
 mod auth;
 mod bad_input;

@@ -325,10 +325,8 @@ impl<'a, 'input> Reader<'a, 'input> {
             self.note(format!("remote.{}", remotes.len()), r);
             remotes.push(RemoteTarget { host, module });
         }
-        if remotes.is_empty() {
-            let problem = "no <remote> to push to (commented-out ones do not count)";
-            return Err(self.err(local, ErrorKind::Missing, problem));
-        }
+        // None is a problem for `validate`, not here: `-m PLUGIN` pushes nowhere.
+        self.note("remotes", local);
         let rsync = self.need(s, self.one(&kids, "rsync")?, "rsync")?;
         let rsync = self.rsync(rsync)?;
         let fail_log = match self.one(&kids, "failLog")? {
@@ -460,6 +458,7 @@ impl<'a, 'input> Reader<'a, 'input> {
             // reads back to the same list.
             found.sort_by(|a, b| a.0.cmp(&b.0));
             let index = out.len();
+            self.note(format!("plugin.{index}"), p);
             let mut settings = Vec::new();
             for (j, (key, value, node)) in found.into_iter().enumerate() {
                 self.note(format!("plugin.{index}.setting.{j}"), node);

@@ -9,6 +9,8 @@ mod toml;
 mod validate;
 
 #[cfg(test)]
+mod plugin_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
@@ -16,7 +18,10 @@ use std::time::Duration;
 
 pub use convert::to_toml;
 pub use error::{ConfigError, ErrorKind, Origin, Origins, Problems};
-pub use plugin::{NAMES as PLUGIN_NAMES, SettingSpec, ValueKind, specs as plugin_settings};
+pub use plugin::{
+    CdnSettings, CommandSettings, Endpoint, NAMES as PLUGIN_NAMES, SettingProblem, SettingSpec,
+    SocketSettings, ValueKind, specs as plugin_settings, split_words,
+};
 
 /// Where the configuration is looked for when none is named (`sersync-agent` without
 /// `-o`, `syncctl check` and `verify` without `--agent-config`), in order: sersync's own
@@ -101,7 +106,8 @@ pub struct AgentConfig {
     pub source: PathBuf,
     /// The watched tree (confxml `<localpath watch=...>`).
     pub watch: PathBuf,
-    /// Where changes go, in the order given; at least one.
+    /// Where changes go, in the order given; at least one (checked by
+    /// [`AgentConfig::validate`]) unless a plugin runs alone (`-m`).
     pub remotes: Vec<RemoteTarget>,
     pub rsync: RsyncSettings,
     pub events: EventSwitches,
@@ -109,7 +115,7 @@ pub struct AgentConfig {
     pub filter: Vec<String>,
     pub fail_log: Option<FailLog>,
     pub crontab: Option<Crontab>,
-    /// Plugins, parsed and validated; run by a later version.
+    /// sersync's plugins (see `crate::plugin`).
     pub plugins: Vec<Plugin>,
     pub agent: AgentSettings,
     /// confxml `<debug start>`.

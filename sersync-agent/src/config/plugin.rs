@@ -3,6 +3,15 @@
 //!
 //! A setting's key is its element path below `<plugin>`, `/`-separated, then `.` and the
 //! attribute: `<localpath><deshost port>` is `localpath/deshost.port`.
+//!
+//! The settings are kept as written; [`typed`] reads them into what each plugin runs
+//! from (and is what `validate` checks them with), [`words`] splits a command line.
+
+mod typed;
+mod words;
+
+pub use typed::{CdnSettings, CommandSettings, Endpoint, SettingProblem, SocketSettings};
+pub use words::split as split_words;
 
 /// What a setting's value must look like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +23,8 @@ pub enum ValueKind {
     Port,
     /// A POSIX extended regex (sersync hands it to `regcomp`), compiled by `validate`.
     Regex,
+    /// Whole seconds, at least 1 (our settings; sersync has no timeouts).
+    Seconds,
 }
 
 /// One setting a plugin takes.
@@ -29,13 +40,16 @@ const fn s(key: &'static str, kind: ValueKind, repeats: bool) -> SettingSpec {
     SettingSpec { key, kind, repeats }
 }
 
-use ValueKind::{Bool, Port, Regex, Text};
+use ValueKind::{Bool, Port, Regex, Seconds, Text};
 
-/// Upstream: sersync 2.5.4's stock confxml.xml, the only description of these there is.
+/// Upstream: sersync 2.5.4's stock confxml.xml, the only description of these there is;
+/// `param.batch` and `param.timeout` are ours (see `crate::plugin::command`).
 const COMMAND: &[SettingSpec] = &[
     s("param.prefix", Text, false),
     s("param.suffix", Text, false),
     s("param.ignoreError", Bool, false),
+    s("param.batch", Bool, false),
+    s("param.timeout", Seconds, false),
     s("filter.start", Bool, false),
     s("filter/include.expression", Regex, true),
 ];
@@ -81,6 +95,10 @@ pub fn check_value(kind: ValueKind, value: &str) -> Result<(), String> {
         Text | Regex => Ok(()),
         Bool => parse_bool(value).map(|_| ()),
         Port => parse_number::<u16>(value).map(|_| ()),
+        Seconds => match parse_number::<u64>(value)? {
+            0 => Err("0 seconds: give 1 or more".to_string()),
+            _ => Ok(()),
+        },
     }
 }
 

@@ -201,13 +201,6 @@ fn confxml_errors_name_line_element_and_attribute() {
             "missing attribute \"watch\"",
         ),
         (
-            "<localpath watch=\"/w\"><!--<remote ip=\"h\" name=\"m\"/>--></localpath>",
-            4,
-            "<localpath>",
-            ErrorKind::Missing,
-            "no <remote>",
-        ),
-        (
             "<localpath watch=\"/w\"><remote ip=\"h\" name=\"m\"/></localpath>\n<rsync/>",
             5,
             "<rsync>",
@@ -390,12 +383,11 @@ fn toml_errors_name_line_and_key() {
     let e = err_of(toml(&format!("{GOOD_TOML}user = 'u'\n")));
     assert_eq!((e.line, e.kind), (7, ErrorKind::Missing), "{e}");
     assert_eq!(e.place, "`rsync.user`");
-    let e = err_of(toml("watch = '/w'\n[rsync]\nparams = '-a'\n"));
-    assert_eq!(
-        (e.place.as_str(), e.kind),
-        ("`remote`", ErrorKind::Missing),
-        "{e}"
-    );
+    // No remote reads (`-m PLUGIN` needs none); `validate` reports it for the pushes.
+    let c = toml("watch = '/w'\n[rsync]\nparams = '-a'\n").unwrap();
+    let found = problems(&c);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].place, "`remote`");
     let e = err_of(toml("watch = '/w'\n[[remote]]\nhost = 'h'\nmodule = 'm'\n"));
     assert_eq!(e.kind, ErrorKind::Missing, "{e}");
     assert!(e.problem.contains("rsync"), "{e}");

@@ -253,16 +253,8 @@ impl Build<'_> {
 
     fn config(mut self, f: File) -> Result<AgentConfig> {
         self.note("watch".into(), &f.watch);
-        if f.remote.is_empty() {
-            let why = "no [[remote]] to push to";
-            return Err(ConfigError::new(
-                self.path,
-                0,
-                "`remote`",
-                ErrorKind::Missing,
-                why,
-            ));
-        }
+        // None is a problem for `validate`, not here: `-m PLUGIN` pushes nowhere.
+        self.origins.insert("remotes", 0, "`remote`");
         let mut remotes = Vec::new();
         for (i, r) in f.remote.into_iter().enumerate() {
             self.note(format!("remote.{i}"), &r);
@@ -376,6 +368,8 @@ impl Build<'_> {
                 let why = format!("plugin {name:?} is given twice");
                 return Err(self.err(&p.name, "plugin.name", ErrorKind::Duplicate, why));
             }
+            let line = self.line(&p.name);
+            self.origins.insert(format!("plugin.{i}"), line, "`plugin`");
             let mut settings = Vec::new();
             for (key, value) in &p.settings {
                 let shown = format!("plugin.settings.{}", key.get_ref());
