@@ -225,6 +225,7 @@ pub async fn run(
         lane.wake.notify_one();
     }
     let status = Status::new(&cfg.agent.state_dir);
+    let plugin_stats = plugins.stats();
     let metrics = match cfg.agent.metrics {
         Some(addr) => {
             let lanes: Vec<_> = lanes
@@ -232,6 +233,7 @@ pub async fn run(
                 .map(|(l, _)| (l.name.clone(), l.queue.clone(), l.status.clone()))
                 .collect();
             let stats = watch_stats.clone();
+            let plugin_stats = plugin_stats.clone();
             Some(
                 crate::metrics::serve(
                     addr,
@@ -239,6 +241,7 @@ pub async fn run(
                         crate::status::snapshot(
                             &stats,
                             lanes.iter().map(|(n, q, s)| (n.as_str(), &**q, &**s)),
+                            &plugin_stats,
                         )
                     },
                     done_tx.subscribe(),
@@ -280,7 +283,7 @@ pub async fn run(
                 Vec::new()
             }
             _ = status_tick.tick() => {
-                status.write(&watch_stats, lanes.iter().map(|(l, _)| (l.name.as_str(), &*l.queue, &*l.status)));
+                status.write(&watch_stats, lanes.iter().map(|(l, _)| (l.name.as_str(), &*l.queue, &*l.status)), &plugin_stats);
                 Vec::new()
             }
             _ = stop.changed() => break,
@@ -329,6 +332,7 @@ pub async fn run(
         lanes
             .iter()
             .map(|(l, _)| (l.name.as_str(), &*l.queue, &*l.status)),
+        &plugin_totals,
     );
     if drained.is_err() {
         for (lane, _) in &lanes {

@@ -222,7 +222,7 @@ fn status(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     println!(
-        "agent pid {} (status written {} s ago): {} directories watched, {} queue overflows",
+        "agent pid {} (status written {} s ago): {} kernel watches, {} queue overflows",
         snap.pid,
         now.saturating_sub(snap.written),
         snap.watches,
@@ -253,6 +253,12 @@ fn status(
                 .as_deref()
                 .map(|w| format!(" ({w})"))
                 .unwrap_or_default(),
+        );
+    }
+    for p in &snap.plugins {
+        println!(
+            "plugin {}: {} done, {} failed, {} dropped",
+            p.plugin, p.done, p.failed, p.dropped
         );
     }
     Ok(ExitCode::SUCCESS)

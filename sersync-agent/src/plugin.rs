@@ -87,7 +87,7 @@ pub fn watch_alone(cfg: &AgentConfig, name: &str) -> PathBuf {
     own.unwrap_or_else(|| cfg.watch.clone())
 }
 
-/// A plugin's counters, logged when it stops.
+/// A plugin's counters: in the status file and the metrics, logged when it stops.
 #[derive(Debug, Default)]
 pub struct PluginStats {
     /// Changes carried out: commands that succeeded, lines written, URLs accepted.
@@ -329,6 +329,14 @@ impl Plugins {
                 }
             }
         }
+    }
+
+    /// The counters of the plugins that run.
+    pub fn stats(&self) -> Vec<(&'static str, Arc<PluginStats>)> {
+        self.feeds
+            .iter()
+            .map(|f| (f.name, f.stats.clone()))
+            .collect()
     }
 
     /// Closes the plugins' channels (they finish what they hold), keeping the counters.

@@ -53,7 +53,25 @@ pub struct Snapshot {
     /// Kernel queue overflows since the start (each healed by a rescan).
     pub overflows: u64,
     pub remotes: Vec<RemoteSnapshot>,
+    /// The plugins that run, with their counters (none in older status files).
+    #[serde(default)]
+    pub plugins: Vec<PluginSnapshot>,
 }
+
+/// One running plugin's counters.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PluginSnapshot {
+    pub plugin: String,
+    /// Changes carried out: commands that succeeded, lines written, URLs accepted.
+    pub done: u64,
+    /// Commands that failed or timed out, URLs given up after their last attempt.
+    pub failed: u64,
+    /// Changes dropped because the plugin was behind.
+    pub dropped: u64,
+}
+
+/// The plugins' counters, by name.
+pub type PluginCounters = [(&'static str, std::sync::Arc<crate::plugin::PluginStats>)];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RemoteSnapshot {
@@ -85,13 +103,14 @@ impl Status {
         }
     }
 
-    /// Writes the status of each (name, queue, counters).
+    /// Writes the status of each (name, queue, counters) and of the plugins.
     pub fn write<'a>(
         &self,
         watch: &crate::watch::WatchStats,
         lanes: impl Iterator<Item = (&'a str, &'a Mutex<Queue>, &'a Mutex<RemoteStatus>)>,
+        plugins: &PluginCounters,
     ) {
-        let snap = snapshot(watch, lanes);
+        let snap = snapshot(watch, lanes, plugins);
         let tmp = self.path.with_extension("json.tmp");
         let Ok(text) = serde_json::to_vec_pretty(&snap) else {
             return;
@@ -102,10 +121,11 @@ impl Status {
     }
 }
 
-/// The status now of each (name, queue, counters).
+/// The status now of each (name, queue, counters) and of the plugins.
 pub fn snapshot<'a>(
     watch: &crate::watch::WatchStats,
     lanes: impl Iterator<Item = (&'a str, &'a Mutex<Queue>, &'a Mutex<RemoteStatus>)>,
+    plugins: &PluginCounters,
 ) -> Snapshot {
     let now = Instant::now();
     let remotes = lanes
@@ -140,6 +160,19 @@ pub fn snapshot<'a>(
         watches: watch.watches.load(std::sync::atomic::Ordering::Relaxed),
         overflows: watch.overflows.load(std::sync::atomic::Ordering::Relaxed),
         remotes,
+        plugins: plugins
+            .iter()
+            .map(|(name, st)| {
+                let n =
+                    |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+                PluginSnapshot {
+                    plugin: (*name).to_string(),
+                    done: n(&st.done),
+                    failed: n(&st.failed),
+                    dropped: n(&st.dropped),
+                }
+            })
+            .collect(),
     }
 }
 
@@ -165,7 +198,7 @@ pub fn prometheus(s: &Snapshot) -> String {
     metric(
         "watches",
         "gauge",
-        "Directories watched.",
+        "Kernel watches: one per directory (inotify) or one filesystem mark (fanotify).",
         &[(None, s.watches as f64)],
     );
     metric(
@@ -233,6 +266,27 @@ pub fn prometheus(s: &Snapshot) -> String {
             .collect();
         metric(name, kind, help, &rows);
     }
+    if !s.plugins.is_empty() {
+        let name = "sersync_agent_plugin_changes_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Changes a plugin carried out, failed, or dropped for being behind."
+        );
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for p in &s.plugins {
+            for (outcome, v) in [
+                ("done", p.done),
+                ("failed", p.failed),
+                ("dropped", p.dropped),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "{name}{{plugin=\"{}\",outcome=\"{outcome}\"}} {v}",
+                    p.plugin
+                );
+            }
+        }
+    }
     out
 }
 
@@ -244,4 +298,39 @@ pub fn read(state_dir: &Path) -> std::io::Result<Snapshot> {
 
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugins_are_counted_by_outcome_in_the_metrics() {
+        let snap = Snapshot {
+            pid: 1,
+            written: 0,
+            watches: 1,
+            overflows: 0,
+            remotes: Vec::new(),
+            plugins: vec![PluginSnapshot {
+                plugin: "socket".into(),
+                done: 3,
+                failed: 1,
+                dropped: 0,
+            }],
+        };
+        let text = prometheus(&snap);
+        for line in [
+            "# TYPE sersync_agent_plugin_changes_total counter",
+            "sersync_agent_plugin_changes_total{plugin=\"socket\",outcome=\"done\"} 3",
+            "sersync_agent_plugin_changes_total{plugin=\"socket\",outcome=\"failed\"} 1",
+            "sersync_agent_plugin_changes_total{plugin=\"socket\",outcome=\"dropped\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+        // An old status file, written before plugins were counted, still reads.
+        let old = r#"{"pid":1,"written":0,"watches":2,"overflows":0,"remotes":[]}"#;
+        let read: Snapshot = serde_json::from_str(old).unwrap();
+        assert!(read.plugins.is_empty());
+    }
 }

@@ -163,7 +163,7 @@ fn command_plugin_beside_the_pushes_honours_its_filter() {
         );
     let conf = command_prefix(conf, &script, "");
     assert!(conf.contains(r#"<filter start="true">"#), "{conf}");
-    let _agent = Agent::start(&f, &conf, &[]);
+    let agent = Agent::start(&f, &conf, &[]);
     std::fs::write(src.join("x.txt"), b"x\n").unwrap();
     std::fs::write(src.join("y.php"), b"<?php\n").unwrap();
     let m = f.module_dir();
@@ -175,6 +175,11 @@ fn command_plugin_beside_the_pushes_honours_its_filter() {
     let r = runs(&log);
     assert_eq!(r.len(), 1, "{r:?}");
     assert_eq!(r[0].rel, "y.php");
+    // The status file counts the plugin's runs beside the remote's pushes.
+    agent.wait_for("the plugin's counters in the status", WAIT, |a| {
+        a.status()
+            .is_some_and(|s| s["plugins"][0]["plugin"] == "command" && s["plugins"][0]["done"] == 1)
+    });
 }
 
 /// A file name with blanks, quotes, `$(...)`, shell operators and a newline reaches the
