@@ -140,6 +140,7 @@ impl<W: Eq + Hash> WatchMap<W> {
         }
     }
 
+    /// The watch of `rel`, if it has one (a placeholder has none).
     pub(super) fn wd_of(&self, rel: &Path) -> Option<&W> {
         self.lookup(rel).and_then(|i| self.node(i).wd.as_ref())
     }
@@ -163,8 +164,9 @@ impl<W: Eq + Hash> WatchMap<W> {
     }
 
     /// Moves `from` and every watched directory below it to `to` (a rename inside the
-    /// tree: the watches follow the inodes, only our names for them change). A watch
-    /// already at a path that one moved there takes is displaced.
+    /// tree: the watches follow the inodes, only our names for them change). Where a
+    /// moved directory lands on a watched path, the watch there is displaced, as by
+    /// [`WatchMap::insert`].
     pub(super) fn rename_subtree(&mut self, from: &Path, to: &Path) {
         let Some(src) = self.lookup(from) else {
             return;
