@@ -305,7 +305,7 @@ impl Watcher {
             path: root.to_path_buf(),
             source,
         })?;
-        watcher.map.insert(wd, PathBuf::new());
+        watcher.map.insert(wd, Path::new(""));
         let mut ignored = Vec::new();
         watcher.watch_tree(PathBuf::new(), false, &mut ignored);
         info!(root = %root.display(), watches = watcher.map.len(), "watching");
@@ -420,7 +420,7 @@ impl Watcher {
             self.resync(out);
             return;
         }
-        let Some(dir) = self.map.path_of(&ev.wd).map(Path::to_path_buf) else {
+        let Some(dir) = self.map.path_of(&ev.wd) else {
             // A watch already dropped (moved out, root lost): its late events are moot.
             return;
         };

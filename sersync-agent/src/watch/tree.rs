@@ -61,7 +61,7 @@ impl Watcher {
         }
         self.root_state = RootState::Watched;
         match self.inotify.watches().add(&self.root, ROOT_MASK) {
-            Ok(wd) => self.map.insert(wd, PathBuf::new()),
+            Ok(wd) => self.map.insert(wd, Path::new("")),
             Err(e) => {
                 debug!(error = %e, "the root is back but not watchable yet");
                 self.root_state = RootState::Gone {
@@ -156,7 +156,7 @@ impl Watcher {
         loop {
             match self.try_add_watch(&abs, mask) {
                 Ok(wd) => {
-                    self.map.insert(wd, rel.to_path_buf());
+                    self.map.insert(wd, rel);
                     return true;
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
