@@ -171,6 +171,8 @@ fn file_created(root: &Path, path: PathBuf) -> WatchEvent {
 struct MovedDir {
     cookie: u32,
     rel: PathBuf,
+    /// Its watch: a directory made again at `rel` meanwhile holds another.
+    wd: Option<WatchDescriptor>,
     deadline: Instant,
 }
 
@@ -480,10 +482,11 @@ impl Watcher {
             // A directory's own watch reports IN_IGNORED; the map is fixed there.
             out.push(WatchEvent::Delete { path, is_dir });
         } else if m.contains(EventMask::MOVED_FROM) {
-            if is_dir && self.map.wd_of(&path).is_some() {
+            if let Some(wd) = self.map.wd_of(&path).filter(|_| is_dir) {
                 self.moved_dirs.push(MovedDir {
                     cookie: ev.cookie,
                     rel: path.clone(),
+                    wd: Some(wd.clone()),
                     deadline: now + MOVE_PAIR_WINDOW,
                 });
             }
@@ -586,7 +589,20 @@ impl Watcher {
             if self.moved_dirs[i].deadline <= now {
                 let gone = self.moved_dirs.swap_remove(i);
                 debug!(dir = %gone.rel.display(), "directory moved out of the tree");
+                // A directory made again at the same name meanwhile shares the path
+                // in the map with what moved out: drop both, watch what is there now,
+                // and push it (its events may have gone to the old watches).
+                let replaced = self.map.wd_of(&gone.rel) != gone.wd.as_ref();
                 self.unwatch_subtree(&gone.rel);
+                if replaced {
+                    if let Some(wd) = gone.wd {
+                        self.map.remove_wd(&wd);
+                        let _ = self.inotify.watches().remove(wd);
+                    }
+                    if self.watch_tree(gone.rel.clone(), false, out) {
+                        out.push(WatchEvent::Rescan { path: gone.rel });
+                    }
+                }
             } else {
                 i += 1;
             }

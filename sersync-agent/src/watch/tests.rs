@@ -127,6 +127,33 @@ fn a_directory_moved_out_loses_its_watches() -> TestResult {
     Ok(())
 }
 
+/// A directory moved out and made again under the same name before the watcher read
+/// either event: the new one stays watched once the old one's pairing window ends.
+#[test]
+fn a_directory_moved_out_and_made_again_at_once_stays_watched() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let outside = tempfile::tempdir()?;
+    fs::create_dir_all(tmp.path().join("d/sub"))?;
+    let mut w = watcher(tmp.path())?;
+    fs::rename(tmp.path().join("d"), outside.path().join("d"))?;
+    fs::create_dir(tmp.path().join("d"))?;
+    collect_until(&mut w, |s| {
+        s.iter()
+            .any(|e| matches!(e, WatchEvent::Create { is_dir: true, .. }))
+    })?;
+    // Past the pairing window of the directory that left.
+    let until = Instant::now() + MOVE_PAIR_WINDOW * 3;
+    while Instant::now() < until {
+        w.next_events_timeout(Duration::from_millis(5))?;
+    }
+    fs::write(tmp.path().join("d/after"), "x")?;
+    fs::write(outside.path().join("d/sub/gone"), "x")?;
+    let seen = collect_until(&mut w, |s| has_file(s, Path::new("d/after")))?;
+    assert!(!mentions(&seen, Path::new("sub")), "{seen:#?}");
+    assert_eq!(w.watch_count(), 2, "{w:?}");
+    Ok(())
+}
+
 /// Runs the watcher until `cond` holds of it, or fails after [`PATIENCE`].
 fn wait_for(w: &mut Watcher, cond: impl Fn(&Watcher) -> bool) -> Result<(), String> {
     let deadline = Instant::now() + PATIENCE;
