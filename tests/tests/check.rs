@@ -253,3 +253,27 @@ fn remote_reaches_and_logs_in_to_a_live_daemon() {
     );
     assert_eq!(code, 0, "{rows:#?}");
 }
+
+/// An agent in fanotify mode is checked for what that mode needs (this machine: root,
+/// ext4, a recent kernel), not for inotify watches.
+#[test]
+fn fanotify_mode_is_checked_for_its_needs() {
+    let s = Setup::new();
+    let toml = sersync_agent::config::to_toml(&sersync_agent::config::load(&s.agent_conf).unwrap())
+        + "watcher = \"fanotify\"\n";
+    let conf = s.f.dir().join("agent.toml");
+    std::fs::write(&conf, toml).unwrap();
+    let out = Command::new(syncctl_bin())
+        .args(["check", "--json", "--server-config"])
+        .arg(s.f.conf_path())
+        .arg("--agent-config")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let checks: Vec<&str> = rows.iter().filter_map(|r| r["check"].as_str()).collect();
+    assert!(!checks.contains(&"inotify watches"), "{rows:#?}");
+    let row = rows.iter().find(|r| r["check"] == "fanotify").unwrap();
+    let expected = if e2e::is_root() { "ok" } else { "warn" };
+    assert_eq!(row["result"], expected, "{row:#?}");
+}

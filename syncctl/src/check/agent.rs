@@ -5,7 +5,7 @@
 use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 
-use sersync_agent::config::{self, AgentConfig, ConfigError};
+use sersync_agent::config::{self, AgentConfig, ConfigError, WatcherKind};
 
 use super::{Report, at};
 
@@ -143,6 +143,10 @@ fn check_watch(c: &AgentConfig, r: &mut Report) {
         return;
     }
     r.ok("watch path", &t, format!("{where_}: exists"));
+    if c.agent.watcher == WatcherKind::Fanotify {
+        check_fanotify(&c.watch, &t, r);
+        return;
+    }
     let limit = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok());
@@ -157,7 +161,14 @@ fn check_watch(c: &AgentConfig, r: &mut Report) {
     let dirs = count_dirs(&c.watch, limit + 1);
     let detail = format!("{dirs} directories to watch, fs.inotify.max_user_watches = {limit}");
     if dirs > limit {
-        r.fail("inotify watches", t, format!("{detail}: raise it (sysctl)"));
+        r.fail(
+            "inotify watches",
+            t,
+            format!(
+                "{detail}: raise it (sysctl), or watch with fanotify \
+                 ([agent] watcher = \"fanotify\": no watch per directory)"
+            ),
+        );
     } else if dirs > limit / 2 {
         r.warn(
             "inotify watches",
@@ -166,6 +177,64 @@ fn check_watch(c: &AgentConfig, r: &mut Report) {
         );
     } else {
         r.ok("inotify watches", t, detail);
+    }
+}
+
+/// Fanotify mode's needs, as far as this machine can tell: the kernel, a filesystem
+/// that reports file handles, and root (the agent's, which is usually not syncctl's).
+fn check_fanotify(watch: &Path, t: &str, r: &mut Report) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let release = release.trim();
+    let version: Vec<u32> = release
+        .split(|ch: char| !ch.is_ascii_digit())
+        .take(2)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    if version.len() == 2 && (version[0], version[1]) < (5, 9) {
+        r.fail(
+            "fanotify",
+            t,
+            format!("Linux {release}: fanotify mode needs 5.9 or later (FAN_REPORT_DFID_NAME)"),
+        );
+        return;
+    }
+    use nix::sys::statfs::{FUSE_SUPER_MAGIC, NFS_SUPER_MAGIC, OVERLAYFS_SUPER_MAGIC, statfs};
+    match statfs(watch) {
+        Ok(fs) => {
+            let kind = fs.filesystem_type();
+            let without_handles = [
+                (OVERLAYFS_SUPER_MAGIC, "overlayfs"),
+                (FUSE_SUPER_MAGIC, "FUSE"),
+                (NFS_SUPER_MAGIC, "NFS"),
+            ];
+            if let Some((_, name)) = without_handles.iter().find(|(m, _)| *m == kind) {
+                r.fail(
+                    "fanotify",
+                    t,
+                    format!("on {name}, which cannot report file handles to fanotify: use inotify"),
+                );
+                return;
+            }
+        }
+        Err(e) => {
+            r.warn("fanotify", t, format!("cannot tell the filesystem: {e}"));
+            return;
+        }
+    }
+    if !nix::unistd::geteuid().is_root() {
+        r.warn(
+            "fanotify",
+            t,
+            format!("Linux {release}; the agent must run as root in fanotify mode"),
+        );
+    } else {
+        r.ok(
+            "fanotify",
+            t,
+            format!(
+                "Linux {release}, a filesystem with file handles, root: one mark, no watch limit"
+            ),
+        );
     }
 }
 
