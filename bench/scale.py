@@ -596,7 +596,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
-                    help="50,000 directories only, 30 latency changes there (a few minutes)")
+                    help="50,000 directories only, 30 latency changes there (1-2 minutes)")
     ap.add_argument("--sizes", help="tree sizes in directories, comma-separated "
                                     "(50000,200000; quick 50000)")
     ap.add_argument("--latency-sizes",
