@@ -105,6 +105,7 @@ READY_LINES = {
 class Tree:
     """A tree of directories only: `shape` fan-out per level."""
     root: Path
+    size: int  # the size asked for (--sizes)
     shape: tuple[int, ...]
     dirs: int = 0  # all of them, the root included
     probe: str = ""  # the deepest directory listed last (readdir order at every level)
@@ -132,11 +133,12 @@ def shape_for(size: int) -> tuple[int, ...]:
     return SHAPES.get(size, (10, 10, 10, max(1, -(-size // 1000))))
 
 
-def make_tree(root: Path, shape: tuple[int, ...]) -> Tree:
-    """Creates the directories, level by level."""
+def make_tree(root: Path, size: int) -> Tree:
+    """Creates the directories of `size`'s shape, level by level."""
     root.mkdir()
     os.chmod(root, 0o755)
-    t = Tree(root, shape)
+    shape = shape_for(size)
+    t = Tree(root, size, shape)
     level = [""]
     t.inodes[root.stat().st_ino] = "."
     for n, p in zip(shape, LEVELS):
@@ -307,7 +309,7 @@ def startup_run(e: Env, tree: Tree, tool: str, latency: bool) -> Startup:
     """Starts the tool without an initial sync and probes until it watches the whole tree;
     then its RSS once steady, and with `latency` the change-to-replica latency."""
     a = e.args
-    size = a.size_of[tree.root]
+    size = tree.size
     r = Startup(tool, size, tree.dirs)
     run = run_dir(e, f"{size}-{tool}-startup")
     d = e.daemon
@@ -437,7 +439,7 @@ def early_run(e: Env, tree: Tree, tool: str) -> Early:
     """Starts the tool with its initial sync, writes one file at a random leaf `--early-ms`
     after the exec, and waits for that file and for the last directory on the replica."""
     a = e.args
-    size = a.size_of[tree.root]
+    size = tree.size
     r = Early(tool, size, tree.dirs)
     run = run_dir(e, f"{size}-{tool}-early")
     d = e.daemon
@@ -700,15 +702,12 @@ def main() -> int:
 
         startups: list[Startup] = []
         earlies: list[Early] = []
-        args.size_of = {}
         trash = work / "trash"
         trash.mkdir()
         for size in args.sizes:
-            shape = shape_for(size)
             t = time.monotonic()
-            tree = make_tree(work / f"tree-{size}", shape)
-            args.size_of[tree.root] = size
-            log(f"[{size:,}] tree {' x '.join(map(str, shape))}: {tree.dirs:,} directories "
+            tree = make_tree(work / f"tree-{size}", size)
+            log(f"[{size:,}] tree {' x '.join(map(str, tree.shape))}: {tree.dirs:,} directories "
                 f"in {time.monotonic() - t:.1f} s; probe leaves {tree.probe} and "
                 f"{tree.probe_first}")
             for tool in names:
