@@ -17,10 +17,8 @@ start, sersync-agent is missing or never pushes anything).
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import random
-import shutil
 import signal
 import statistics
 import subprocess
@@ -33,21 +31,25 @@ from pathlib import Path
 from common import (
     SEED,
     Daemon,
+    Env,
     Sampler,
+    Watcher,
     busy_ticks,
+    check_files,
+    content,
     descendants,
     find_ours,
     fs_type,
-    gen_bytes,
     held,
     human_bytes,
     log,
     pct,
     print_table,
-    same_content,
     tail,
+    tool_path,
     tree_cpu_s,
-    tree_meta,
+    wait_arrival,
+    write_file,
 )
 
 WATCHERS = ("sersync-agent", "lsyncd", "inotifywait", "sersync2")
@@ -55,210 +57,6 @@ WATCHERS = ("sersync-agent", "lsyncd", "inotifywait", "sersync2")
 LATENCY_P50_MS = 20.0
 LATENCY_P99_MS = 100.0
 BURST_SPEEDUP = 5.0
-
-# sersync2 writes these at every start (`echo N > ...`, whatever they were); they are put
-# back after each of its runs.
-SERSYNC_SYSCTLS = ("/proc/sys/fs/inotify/max_user_watches",
-                   "/proc/sys/fs/inotify/max_queued_events")
-
-
-def tool_path(given: str | None, name: str, *fallbacks: str) -> str | None:
-    """`given`, else `name` in PATH, else the first existing of `fallbacks` (globs)."""
-    if given:
-        if not os.access(given, os.X_OK):
-            raise SystemExit(f"{given}: not an executable")
-        return given
-    found = shutil.which(name)
-    if found:
-        return found
-    for pattern in fallbacks:
-        for p in sorted(glob.glob(pattern, recursive=True)):
-            if os.path.isfile(p) and os.access(p, os.X_OK):
-                return p
-    return None
-
-
-# ----------------------------------------------------------------------------- watchers
-
-
-@dataclass
-class Env:
-    """What every run needs: options, tools, the daemon and the scratch directory."""
-    args: argparse.Namespace
-    work: Path
-    daemon: Daemon
-    password: Path
-    tools: dict[str, str]  # watcher -> its program (only the watchers that can run)
-    client: str
-
-
-def confxml(e: Env, src: Path, run: Path) -> Path:
-    """The reference confxml.xml changed as the e2e tests change it (tests/src/agent.rs,
-    `reference_confxml`): the watched path, the remote on loopback, the daemon's port, the
-    password file and the failLog in the run's directory. Deletes stay off, as in the
-    reference (the workloads delete nothing)."""
-    text = (SEED / "confxml.xml").read_text(encoding="iso-8859-1")
-    for old, new in [
-        ('<localpath watch="/backup">', f'<localpath watch="{src}">'),
-        ('ip="10.0.0.10"', 'ip="127.0.0.1"'),
-        ('<userDefinedPort start="false" port="874"/>',
-         f'<userDefinedPort start="true" port="{e.daemon.port}"/>'),
-        ('passwordfile="/etc/rsync.password"', f'passwordfile="{e.password}"'),
-        ('<failLog path="/tmp/rsync_fail_log.sh"',
-         f'<failLog path="{run / "rsync_fail_log.sh"}"'),
-    ]:
-        if old not in text:
-            raise SystemExit(f"{SEED / 'confxml.xml'}: no {old!r} to change")
-        text = text.replace(old, new)
-    out = run / "confxml.xml"
-    out.write_text(text, encoding="iso-8859-1")
-    return out
-
-
-def lsyncd_conf(e: Env, src: Path, run: Path) -> Path:
-    """lsyncd 2.2's default.rsync with the reference push's options (-a and -z, the daemon
-    user, the password file, the port) and no delay, as the issue asks."""
-    out = run / "lsyncd.conf.lua"
-    out.write_text(f"""settings {{
-    nodaemon = true,
-    logfile = "{run / 'lsyncd.log'}",
-}}
-sync {{
-    default.rsync,
-    source = "{src}",
-    target = "rsync_backup@127.0.0.1::backup",
-    delay = 0,
-    rsync = {{
-        binary = "{e.client}",
-        archive = true,
-        compress = true,
-        password_file = "{e.password}",
-        _extra = {{ "--port={e.daemon.port}" }},
-    }},
-}}
-""")
-    return out
-
-
-def watcher_argv(e: Env, name: str, src: Path, run: Path) -> tuple[list[str], dict[str, str]]:
-    """The command line (run in `src`) and environment of a watcher."""
-    env = dict(os.environ, LANG="C")
-    prog = e.tools[name]
-    if name == "sersync-agent":
-        state = (Path(e.args.agent_state) / f"{run.name}-state" if e.args.agent_state
-                 else run / "state")
-        return [prog, "-o", str(confxml(e, src, run)), "--state-dir", str(state)], env
-    if name == "lsyncd":
-        return [prog, str(lsyncd_conf(e, src, run))], env
-    if name == "inotifywait":
-        # The classic shell replacement for sersync, one session per event.
-        script = (
-            f"{prog} -mrq -e close_write,create,moved_to,delete --format '%w%f' \"$SRC\" | "
-            "while read -r f; do "
-            f"{e.client} -artuz -R \"./${{f#$SRC/}}\" --port={e.daemon.port} "
-            f"rsync_backup@127.0.0.1::backup --password-file={e.password}; done")
-        env["SRC"] = str(src)
-        return ["/bin/bash", "-c", script], env
-    if name == "sersync2":
-        # sersync2 runs `cd W && rsync ...` through sh: the client it finds first in PATH.
-        bindir = e.work / "bin"
-        bindir.mkdir(exist_ok=True)
-        link = bindir / "rsync"
-        if not link.exists():
-            link.symlink_to(e.client)
-        env["PATH"] = f"{bindir}:/usr/bin:/bin"
-        return [prog, "-o", str(confxml(e, src, run))], env
-    raise ValueError(name)
-
-
-class Watcher:
-    """One watcher's process tree, in a session of its own so that it is stopped whole
-    (SIGTERM, then SIGKILL to the group) whatever happens to the benchmark."""
-
-    def __init__(self, e: Env, name: str, src: Path, run: Path) -> None:
-        self.name = name
-        self.out = run / "watcher.out"
-        argv, env = watcher_argv(e, name, src, run)
-        self.saved = save_sysctls() if name == "sersync2" else {}
-        with open(self.out, "ab") as out:
-            self.proc = subprocess.Popen(argv, cwd=src, env=env, stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        # Whatever is left in the group (rsync children of a watcher that did not wait).
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            log(f"{self.name}: pid {self.proc.pid} did not exit after SIGKILL")
-        restore_sysctls(self.saved)
-
-
-def save_sysctls() -> dict[str, str]:
-    out = {}
-    for p in SERSYNC_SYSCTLS:
-        try:
-            out[p] = Path(p).read_text().strip()
-        except OSError:
-            pass
-    return out
-
-
-def restore_sysctls(saved: dict[str, str]) -> None:
-    for p, v in saved.items():
-        try:
-            if Path(p).read_text().strip() != v:
-                Path(p).write_text(v + "\n")
-        except OSError:
-            pass
-
-
-# ----------------------------------------------------------------------------- files
-
-
-def content(tag: str, rng: random.Random) -> bytes:
-    """1-4 KiB of deterministic pseudo-random bytes."""
-    return gen_bytes(tag.encode(), rng.randint(1024, 4096))
-
-
-def write_file(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-
-
-def wait_arrival(target: Path, size: int, timeout: float, poll: float) -> float | None:
-    """The perf_counter time at which `target` is seen with `size` bytes (rsync writes a
-    temporary name and renames it: the name appears with its whole content), or None
-    after `timeout` seconds."""
-    deadline = time.perf_counter() + timeout
-    while True:
-        try:
-            if os.stat(target).st_size == size:
-                return time.perf_counter()
-        except FileNotFoundError:
-            pass
-        if time.perf_counter() > deadline:
-            return None
-        time.sleep(poll)
 
 
 def warm_up(e: Env, w: Watcher, src: Path, module: Path) -> str | None:
@@ -284,25 +82,6 @@ def warm_up(e: Env, w: Watcher, src: Path, module: Path) -> str | None:
         if wait_arrival(module / f"warm{i:03d}.dat", len(data), 30, 0.001) is None:
             return f"warm-up file {i} did not arrive within 30 s"
     return None
-
-
-def check_files(src: Path, module: Path, rels: list[str]) -> tuple[int, int, list[str]]:
-    """(missing, wrong, examples): each file of `rels` in the module with the source's
-    size, bytes, mtime and mode (owner and mode from the fake-super xattr)."""
-    missing = wrong = 0
-    examples: list[str] = []
-    for rel in rels:
-        s, t = src / rel, module / rel
-        if not t.exists():
-            missing += 1
-            continue
-        ms, mt = tree_meta(str(s)), tree_meta(str(t), True)
-        if ms != mt or not same_content(str(s), str(t)):
-            wrong += 1
-            if len(examples) < 5:
-                examples.append(f"{rel}: (type, mode, uid, gid, mtime, size) {mt}, source {ms}"
-                                + ("" if ms != mt else ", bytes differ"))
-    return missing, wrong, examples
 
 
 # ----------------------------------------------------------------------------- runs
