@@ -205,10 +205,12 @@ pub fn plan_access_acl(
         (AclWrite::Remove, old_mode)
     };
     let chmod = ((mode_after_write ^ new_mode) & 0o7777 != 0).then_some(new_mode);
-    let acl = if unsafe_window {
-        received.expand_access(new_mode)
-    } else {
-        acl
+    // After a removal the chmod alone speaks (a group entry sent without a mask, which
+    // no stock sender sends, is lost with it).
+    let acl = match (&write, unsafe_window) {
+        (AclWrite::Remove, _) => RsyncAcl::from_mode(new_mode),
+        (AclWrite::Set(_), true) => received.expand_access(new_mode),
+        (AclWrite::Set(_), false) => acl,
     };
     Ok(AccessAclPlan {
         acl,

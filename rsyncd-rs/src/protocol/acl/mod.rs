@@ -258,8 +258,9 @@ impl RsyncAcl {
     }
 }
 
-/// Whether the local access ACL (full, as read) already is what a received condensed one
-/// asks for on an entry whose new mode is `m`: both have a mask or neither does; with a
+/// Whether the local access ACL (full, as read) already is what a received one (condensed,
+/// as held in the receiver's table after the mask fill-in) asks for on an entry whose new
+/// mode is `m`: both have a mask or neither does; with a
 /// mask, the group entries agree (an absent received group entry meaning the mode's group
 /// bits); the named entries are the same, in the same order. Mask values and the owner
 /// and other slots are not compared: the chmod sets them. `false` means write it.

@@ -286,7 +286,7 @@ impl<'a> Cur<'a> {
 
     fn bytes(&mut self, n: usize) -> Result<&'a [u8], Stop> {
         let rest = self.rest();
-        let b = rest.get(..n).ok_or(Stop::Need(n - rest.len()))?;
+        let b = rest.get(..n).ok_or_else(|| Stop::Need(n - rest.len()))?;
         self.pos += n;
         Ok(b)
     }
