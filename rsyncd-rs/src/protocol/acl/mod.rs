@@ -122,12 +122,13 @@ pub enum AclError {
 
 impl AclError {
     /// The exit code upstream ends with for this error from the peer: RERR_STREAMIO (12)
-    /// for a bad index or value, RERR_PROTOCOL (2) for a bound; local format errors are
-    /// counted per file (RERR_PARTIAL, 23) and the transfer goes on.
+    /// for a bad index or value or an overlong varint, RERR_PROTOCOL (2) for the count
+    /// bound; local format errors are counted per file (RERR_PARTIAL, 23) and the
+    /// transfer goes on.
     pub fn exit_code(&self) -> i32 {
         match self {
-            AclError::BadIndex { .. } | AclError::ValueOutOfRange(_) => 12,
-            AclError::Wire(_) | AclError::CountOutOfRange(_) => 2,
+            AclError::BadIndex { .. } | AclError::ValueOutOfRange(_) | AclError::Wire(_) => 12,
+            AclError::CountOutOfRange(_) => 2,
             AclError::Corrupt(_) | AclError::Invalid(_) => 23,
         }
     }
