@@ -28,6 +28,8 @@ mod tests_escape;
 #[cfg(test)]
 mod tests_fakesuper;
 #[cfg(test)]
+mod tests_insecure;
+#[cfg(test)]
 mod tests_ops;
 #[cfg(test)]
 mod tests_util;
