@@ -100,6 +100,31 @@ fn the_reference_configs_pass_with_two_warnings() {
     assert!(!text.lines().any(|l| l.contains(" fail ")), "{text}");
 }
 
+/// `insecure links = yes` is a warning on its module, naming its line and what it lets
+/// through; a module without it gets no such row.
+#[test]
+fn insecure_links_warns_on_its_module() {
+    let mut s = Setup::new();
+    s.f.set_module("backup", "insecure links", "yes");
+    let conf = s.f.conf_path();
+    let line = line_of(&conf, "insecure links");
+    let (code, rows) = s.rows(&[]);
+    assert_eq!(code, 0, "{rows:#?}");
+    let hits: Vec<_> = rows
+        .iter()
+        .filter(|r| r["check"] == "insecure links")
+        .collect();
+    assert_eq!(hits.len(), 1, "{rows:#?}");
+    let detail = hits[0]["detail"].as_str().unwrap();
+    assert_eq!(hits[0]["result"], "warn");
+    assert_eq!(hits[0]["target"], "[backup]");
+    assert!(
+        detail.contains(&format!("{}:{line}", conf.display()))
+            && detail.contains("out of the module"),
+        "{detail}"
+    );
+}
+
 #[test]
 fn json_has_the_tables_rows() {
     let s = Setup::new();

@@ -19,6 +19,7 @@ mod client_hostile;
 mod client_list;
 mod client_transfer;
 mod compat;
+mod insecure_links;
 mod list_content;
 mod listing;
 mod module_root;

@@ -4,7 +4,13 @@
 use super::config::DaemonConfig;
 
 /// Module parameters this build parses but does not apply yet.
-pub const UNAPPLIED_MODULE_PARAMS: &[&str] = &["temp dir", "charset", "insecure links"];
+pub const UNAPPLIED_MODULE_PARAMS: &[&str] = &["temp dir", "charset"];
+
+/// What a module's `insecure links = yes` lets through, in the startup warning and in
+/// `syncctl check`.
+pub const INSECURE_LINKS_ALLOWS: &str = "symlinks in it are followed wherever they lead, \
+     out of the module too: pulls read and pushes write through them (rsync 3.2.7's \
+     behaviour); only links a client uploads stay munged or sanitized";
 
 /// Global parameters this build parses but does not apply yet.
 pub const UNAPPLIED_GLOBAL_PARAMS: &[&str] = &["socket options"];
@@ -35,6 +41,19 @@ pub fn warnings(config: &DaemonConfig) -> Vec<String> {
                     at.line
                 ));
             }
+        }
+    }
+    // Stock 3.5.0 logs nothing for it; an operator should hear it at every start.
+    for m in &config.modules {
+        if m.params.insecure_links {
+            let at = m
+                .params
+                .set_location("insecure links")
+                .unwrap_or(&m.location);
+            out.push(format!(
+                "{at}: module [{}] has `insecure links = yes`: {INSECURE_LINKS_ALLOWS}",
+                m.name
+            ));
         }
     }
     out

@@ -41,6 +41,8 @@ fn prepare(
             keep_dirlinks: options.keep_dirlinks && !options.am_sender,
             dry_run: options.dry_run,
             open_noatime: p.open_noatime == Some(true),
+            insecure_links: p.insecure_links,
+            follow_read_links: options.copy_links || options.copy_unsafe_links,
             ..TreeOptions::default()
         },
     );

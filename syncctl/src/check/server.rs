@@ -382,6 +382,17 @@ fn check_semantics(m: &Module, r: &mut Report) {
             ),
         );
     }
+    if p.insecure_links {
+        r.warn(
+            "insecure links",
+            &target,
+            format!(
+                "{}: `insecure links = yes`: {}",
+                place(m, "insecure links"),
+                rsyncd_rs::daemon::startup::INSECURE_LINKS_ALLOWS
+            ),
+        );
+    }
     if !p.read_only && !auth {
         r.warn(
             "read only",

@@ -88,7 +88,13 @@ impl BasisDirs {
             } else {
                 sanitized_relative(trimmed, dest.components().count())
             };
-            match sh_tree.lstat(&dir) {
+            // With `insecure links` a link leaving the module was kept: look through it.
+            let found = if sh_tree.options().insecure_links {
+                sh_tree.stat_target(&dir)
+            } else {
+                sh_tree.lstat(&dir)
+            };
+            match found {
                 Ok(Some(m)) if m.kind == FileKind::Dir => {}
                 Ok(Some(_)) => warn(&format!("{} arg is not a dir: {shown}", kind.option())),
                 _ => warn(&format!("{} arg does not exist: {shown}", kind.option())),

@@ -116,6 +116,11 @@ impl Destination {
         let path = tree.resolve(&logical).unwrap_or_else(|_| logical.clone());
         let total = first.active.iter().filter(|a| **a).count();
         let mut meta = stat(&path, 789)?;
+        if tree.options().insecure_links && meta.is_some_and(|m| m.kind == FileKind::Symlink) {
+            // The module's `insecure links`: a link leaving the module was kept
+            // unresolved; the destination is what it leads to.
+            meta = tree.stat_target(&path).ok().flatten().or(meta);
+        }
         let mkdir_failed = |e: crate::engine::tree::TreeError| {
             fail(
                 syserr(WHO, &format!("mkdir {quoted} failed"), e.raw_os_error(), &e),

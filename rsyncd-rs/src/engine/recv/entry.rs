@@ -386,6 +386,11 @@ impl Generator<'_> {
 
     /// `lstat`, or with `--keep-dirlinks` a symlink to a directory seen as that directory.
     fn stat_dest(&self, path: &RelPath, is_dir: bool) -> Result<Option<Meta>, TreeError> {
+        if self.sh.tree.options().insecure_links && *path == self.sh.dest.root {
+            // `insecure links`: the destination was entered as upstream's chdir enters
+            // it, through a link that may leave the module (kept unresolved).
+            return self.sh.tree.stat_target(path);
+        }
         let m = self.sh.tree.lstat(path)?;
         if is_dir
             && self.sh.opts.keep_dirlinks
@@ -1439,6 +1444,14 @@ fn temp_sibling(path: &RelPath) -> Result<RelPath, TreeError> {
 /// `--keep-dirlinks`: the directory a symlink at `path` leads to, when it stays beneath
 /// the root (a relative target resolved against the link's directory).
 fn follow_dirlink(tree: &crate::engine::tree::Tree, path: &RelPath) -> Option<Meta> {
+    if tree.options().insecure_links {
+        // The module's `insecure links`: wherever the link leads.
+        return tree
+            .stat_target(path)
+            .ok()
+            .flatten()
+            .filter(|m| m.kind == FileKind::Dir);
+    }
     let target = tree.read_link(path).ok()?;
     if target.starts_with(b"/") {
         return None;

@@ -81,7 +81,14 @@ impl Lister {
             content_dir: false,
         };
         let path = self.disk_path(&probe)?;
-        let meta = match self.stat(core, &path) {
+        // The argument's directory is entered as upstream's chdir enters it: through a
+        // link `insecure links` kept unresolved in `disk_dir` too.
+        let stat = if name_type == NameType::DotDir && core.tree.options().insecure_links {
+            core.tree.stat_target(&path)
+        } else {
+            self.stat(core, &path)
+        };
+        let meta = match stat {
             Ok(Some(m)) => m,
             Ok(None) => {
                 self.io_error |= IOERR_VANISHED;
@@ -251,9 +258,9 @@ impl Lister {
             let is_dir = mode::is_dir(meta.mode)
                 || (mode::is_lnk(meta.mode)
                     && RelPath::parse(&path).is_ok_and(|p| match core.tree.resolve(&p) {
-                        Ok(t) => core
+                        Ok(_) => core
                             .tree
-                            .lstat(&t)
+                            .stat_target(&p)
                             .ok()
                             .flatten()
                             .is_some_and(|m| mode::is_dir(m.mode)),
@@ -495,8 +502,9 @@ fn resolve_dir(core: &Core, dir: &[u8]) -> Result<Vec<u8>, i32> {
         match core.tree.lstat(&p) {
             Ok(Some(m)) if mode::is_dir(m.mode) => {}
             Ok(Some(m)) if mode::is_lnk(m.mode) => {
+                // `insecure links`: a link leaving the module comes back unresolved.
                 let target = core.tree.resolve(&p).map_err(|_| 40)?;
-                match core.tree.lstat(&target) {
+                match core.tree.stat_target(&target) {
                     Ok(Some(t)) if mode::is_dir(t.mode) => at = target.as_bytes().to_vec(),
                     Ok(Some(_)) => return Err(20),
                     _ => return Err(2),

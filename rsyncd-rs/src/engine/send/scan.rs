@@ -39,8 +39,7 @@ impl Lister {
         let meta = core.tree.lstat(p)?;
         match meta {
             Some(m) if mode::is_lnk(m.mode) && core.opts.copy_links => {
-                let target = core.tree.resolve(p)?;
-                match core.tree.lstat(&target)? {
+                match core.tree.stat_target(p)? {
                     Some(t) if !mode::is_lnk(t.mode) => Ok(Some(t)),
                     _ => Ok(Some(m)),
                 }
@@ -68,9 +67,8 @@ impl Lister {
 
     /// What the symlink `p` leads to, if that is in the module and not a symlink itself.
     pub(super) fn follow(&self, core: &Core, p: &RelPath) -> Option<Meta> {
-        let target = core.tree.resolve(p).ok()?;
         core.tree
-            .lstat(&target)
+            .stat_target(p)
             .ok()?
             .filter(|t| !mode::is_lnk(t.mode))
     }

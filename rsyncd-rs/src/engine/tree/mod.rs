@@ -28,6 +28,8 @@ mod tests_escape;
 #[cfg(test)]
 mod tests_fakesuper;
 #[cfg(test)]
+mod tests_insecure;
+#[cfg(test)]
 mod tests_ops;
 #[cfg(test)]
 mod tests_util;
@@ -88,6 +90,16 @@ pub struct TreeOptions {
     /// absolute symlink target leads from the root, and `..` stops at it, as the
     /// kernel's walk does.
     pub whole_filesystem: bool,
+    /// The module's `insecure links = yes`: symlinks in directory components are
+    /// followed by the kernel wherever they lead, out of the root too, and operator
+    /// paths resolve through links that leave it ([`Tree::resolve`] keeps such a link
+    /// for the kernel to follow). The name an operation acts on is still never
+    /// followed, but for [`Tree::stat_target`] and, with `follow_read_links`,
+    /// [`Tree::open_read`]. Upstream: syscall.c, symlink_optout_allowed() (3.5.0).
+    pub insecure_links: bool,
+    /// With `insecure_links`, [`Tree::open_read`] follows a final symlink (`-L`,
+    /// `--copy-unsafe-links`), as upstream's do_open_checklinks() does.
+    pub follow_read_links: bool,
 }
 
 /// The module root and every operation beneath it.
@@ -201,7 +213,10 @@ impl Tree {
     pub fn open_read(&self, p: &RelPath) -> Result<File, TreeError> {
         let (dir, name) = self.locate_entry(p, "open")?;
         // O_NONBLOCK: a fifo planted under the name must not hang us.
-        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+        let mut flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+        if !(self.opts.insecure_links && self.opts.follow_read_links) {
+            flags |= OFlag::O_NOFOLLOW;
+        }
         let file = if self.opts.open_noatime {
             // O_NOATIME needs the owner or CAP_FOWNER; without, open as usual.
             match self.open_regular(&dir, name, flags | OFlag::O_NOATIME, p) {

@@ -105,6 +105,14 @@ impl Tree {
         if dir.is_root() {
             return Ok(DirFd::Root(self.root.as_fd()));
         }
+        if self.opts.insecure_links {
+            // The operator's opt-out: a plain lookup, following any symlink anywhere,
+            // as a path-based call of rsync 3.2.7 would.
+            let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+            return openat(self.root.as_fd(), dir.as_bytes(), flags, Mode::empty())
+                .map(DirFd::Owned)
+                .map_err(|e| TreeError::errno("open", shown, e));
+        }
         if self.opts.resolver == Resolver::Auto && self.use_openat2.load(Ordering::Relaxed) {
             if let Some(found) = self.openat2_dir(dir, shown) {
                 return found.map(DirFd::Owned);

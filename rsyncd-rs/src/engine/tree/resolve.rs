@@ -4,7 +4,10 @@
 //! (its daemon exclude is name-based, not a symlink boundary), while names from the
 //! file list never follow any.
 
-use super::{FileKind, RelPath, Tree, TreeError};
+use nix::errno::Errno;
+
+use super::open::Located;
+use super::{FileKind, Meta, RelPath, Tree, TreeError};
 
 /// How many symlinks one resolution may follow (the kernel's limit).
 const MAX_LINKS: usize = 40;
@@ -14,8 +17,39 @@ impl Tree {
     /// it, as long as every step stays beneath the root. A missing component ends the
     /// walk: the rest is appended unresolved (it may be created later). Errors: an
     /// absolute or climbing target (`Escape`), more than 40 links (`ELOOP`), or a
-    /// failed `lstat`/`readlink`.
+    /// failed `lstat`/`readlink`. With `insecure_links` a link that leaves the root is
+    /// no error: `p` comes back as given, for the kernel to follow when it is opened.
     pub fn resolve(&self, p: &RelPath) -> Result<RelPath, TreeError> {
+        match self.resolve_beneath(p) {
+            Err(TreeError::Escape { .. }) if self.opts.insecure_links => Ok(p.clone()),
+            other => other,
+        }
+    }
+
+    /// What `p` leads to, a final symlink followed: `lstat` of [`Tree::resolve`]'s
+    /// answer, so a target outside the root is an `Escape`. With `insecure_links` the
+    /// kernel follows the links wherever they lead (a target outside the root is
+    /// described without fake super's recorded attributes); `None` when nothing is
+    /// there.
+    pub fn stat_target(&self, p: &RelPath) -> Result<Option<Meta>, TreeError> {
+        if !self.opts.insecure_links {
+            return self.lstat(&self.resolve(p)?);
+        }
+        match self.lstat(p)? {
+            Some(m) if m.kind == FileKind::Symlink => {}
+            other => return Ok(other),
+        }
+        let Located::Entry { dir, name } = self.locate(p)? else {
+            return self.lstat(p);
+        };
+        match nix::sys::stat::fstatat(&dir, name, nix::fcntl::AtFlags::empty()) {
+            Ok(st) => Ok(Some(Meta::from_stat(&st))),
+            Err(Errno::ENOENT | Errno::ENOTDIR) => Ok(None),
+            Err(e) => Err(TreeError::errno("stat", p, e)),
+        }
+    }
+
+    fn resolve_beneath(&self, p: &RelPath) -> Result<RelPath, TreeError> {
         let mut pending: Vec<Vec<u8>> = p.components().map(<[u8]>::to_vec).collect();
         pending.reverse();
         let mut done: Vec<Vec<u8>> = Vec::new();
