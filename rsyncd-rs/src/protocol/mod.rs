@@ -19,6 +19,7 @@ pub mod sums;
 #[cfg(test)]
 pub mod testutil;
 pub mod token;
+pub mod xattr;
 
 /// The outcome of a sans-IO decode step.
 #[derive(Debug, Clone, PartialEq, Eq)]

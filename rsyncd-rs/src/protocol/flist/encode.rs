@@ -4,6 +4,7 @@
 use super::{FileEntry, FlistConfig, HardLink, mode, xmit};
 use crate::protocol::WireError;
 use crate::protocol::codec::{put_int, put_longint, put_shortint, put_varint, put_varlong};
+use crate::protocol::xattr::{XattrSendCache, encode_xattr_block};
 
 /// The sender's "previous entry" state.
 #[derive(Debug, Clone, Default)]
@@ -18,6 +19,8 @@ pub struct FlistEncoder {
     rdev: (u32, u32),
     rdev_major: u32,
     dev: i64,
+    /// The xattr lists sent so far (upstream: xattrs.c, find_matching_xattr()).
+    xattrs: XattrSendCache,
 }
 
 fn put_varint30(out: &mut Vec<u8>, protocol: i32, v: i32) {
@@ -312,6 +315,14 @@ impl FlistEncoder {
             let mut fixed = sum.to_vec();
             fixed.resize(c.flist_csum_len, 0);
             out.extend_from_slice(&fixed);
+        }
+        // The ACL block (-A, not for symlinks) goes here, before the xattr block, once
+        // ACLs are supported. Upstream: flist.c, send_file_name() → send_acl().
+        if c.preserve_xattrs {
+            // Every entry carries a block; one with nothing read sends the empty list.
+            let list = e.xattrs.clone().unwrap_or_default();
+            let cached = self.xattrs.lookup_or_insert(&list);
+            encode_xattr_block(cached, &list, out);
         }
         Ok(())
     }
