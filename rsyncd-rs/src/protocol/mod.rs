@@ -67,4 +67,7 @@ pub enum WireError {
     /// CODE:LEN").
     #[error("multiplexing overflow {code}:{len}")]
     Overflow { code: u8, len: usize },
+    /// Extended-attribute data that breaks the codec's rules or bounds.
+    #[error("{0}")]
+    Xattr(#[from] xattr::XattrError),
 }

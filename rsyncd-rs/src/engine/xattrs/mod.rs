@@ -29,6 +29,16 @@ pub struct XattrRules<'a> {
     pub filter: Option<&'a dyn Fn(&[u8]) -> bool>,
 }
 
+impl std::fmt::Debug for XattrRules<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XattrRules")
+            .field("am_root", &self.am_root)
+            .field("preserve", &self.preserve)
+            .field("filter", &self.filter.is_some())
+            .finish()
+    }
+}
+
 /// A received element after the receiver's mapping: its final local name, its value
 /// (full or still abbreviated) and its wire number.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -312,6 +312,8 @@ impl FlistDecoder {
                 if let Some(a) = f.atime {
                     prev.atime = a;
                 }
+                // A follower's ACL and xattr blocks still travel in full.
+                self.read_xattr_block(cur, &mut e, new_xattrs)?;
                 self.check_entry(&e)?;
                 return Ok(FlistItem::Entry(Box::new(e)));
             }
@@ -471,9 +473,22 @@ impl FlistDecoder {
                 e.checksum = Some(sum.to_vec());
             }
         }
+        self.read_xattr_block(cur, &mut e, new_xattrs)?;
+        self.check_entry(&e)?;
+        Ok(FlistItem::Entry(Box::new(e)))
+    }
+
+    /// The entry's ACL and xattr blocks, which every entry carries when the options are
+    /// on. Upstream: flist.c, recv_file_list() → receive_acl(), receive_xattr().
+    fn read_xattr_block(
+        &self,
+        cur: &mut Cur<'_>,
+        e: &mut FileEntry,
+        new_xattrs: &mut Option<Arc<XattrList>>,
+    ) -> Result<(), Stop> {
         // The ACL block (-A, not for symlinks) comes here, before the xattr block, once
         // ACLs are supported. Upstream: flist.c, recv_file_entry() → receive_acl().
-        if c.preserve_xattrs {
+        if self.cfg.preserve_xattrs {
             let d =
                 decode_xattr_block(cur.rest(), self.xattr_table.len()).map_err(FlistError::from)?;
             e.xattrs = Some(match cur.step(d)? {
@@ -493,8 +508,7 @@ impl FlistDecoder {
                 }
             });
         }
-        self.check_entry(&e)?;
-        Ok(FlistItem::Entry(Box::new(e)))
+        Ok(())
     }
 
     /// Checks that hold for every entry, whatever its encoding.

@@ -229,6 +229,8 @@ impl FlistEncoder {
         if let Some(first) = follower {
             put_varint(out, first);
             if first >= ndx_start {
+                // A follower's ACL and xattr blocks still travel in full.
+                self.put_xattr_block(e, out);
                 return Ok(());
             }
         }
@@ -316,15 +318,21 @@ impl FlistEncoder {
             fixed.resize(c.flist_csum_len, 0);
             out.extend_from_slice(&fixed);
         }
+        self.put_xattr_block(e, out);
+        Ok(())
+    }
+
+    /// Appends the entry's ACL and xattr blocks, which every entry carries when the
+    /// options are on. Upstream: flist.c, send_file_name() → send_acl(), send_xattr().
+    fn put_xattr_block(&mut self, e: &FileEntry, out: &mut Vec<u8>) {
         // The ACL block (-A, not for symlinks) goes here, before the xattr block, once
         // ACLs are supported. Upstream: flist.c, send_file_name() → send_acl().
-        if c.preserve_xattrs {
+        if self.cfg.preserve_xattrs {
             // Every entry carries a block; one with nothing read sends the empty list.
             let list = e.xattrs.clone().unwrap_or_default();
             let cached = self.xattrs.lookup_or_insert(&list);
             encode_xattr_block(cached, &list, out);
         }
-        Ok(())
     }
 
     /// Appends the end of a list. Upstream: flist.c, write_end_of_flist().

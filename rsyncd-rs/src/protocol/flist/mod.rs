@@ -282,3 +282,5 @@ pub fn clean_received_name(name: &[u8], relative: bool) -> Result<Vec<u8>, Flist
 mod tests;
 #[cfg(test)]
 mod tests_links;
+#[cfg(test)]
+mod tests_xattrs;
