@@ -40,3 +40,4 @@ mod push_symlinks;
 mod rpm;
 mod session_end;
 mod verify;
+mod xattrs;

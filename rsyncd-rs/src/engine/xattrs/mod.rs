@@ -18,6 +18,9 @@ const FAKE_SUPER_INTERNAL: [&[u8]; 3] = [
     b"user.rsync.%dacl",
 ];
 
+/// Whether an xattr name is excluded by the xattr filter rules.
+pub type XattrExcluded<'a> = &'a dyn Fn(&[u8]) -> bool;
+
 /// Who we are for the namespace rules: upstream's `am_root` (−1 fake super, 0 plain
 /// user, 1 root) and `preserve_xattrs` (1 for `-X`, 2 for `-XX`).
 #[derive(Clone, Copy)]
@@ -26,7 +29,7 @@ pub struct XattrRules<'a> {
     pub preserve: u8,
     /// With xattr filter rules (`-f'-x NAME'`): whether a name is excluded; they then
     /// replace the namespace rules (upstream's `saw_xattr_filter`).
-    pub filter: Option<&'a dyn Fn(&[u8]) -> bool>,
+    pub filter: Option<XattrExcluded<'a>>,
 }
 
 impl std::fmt::Debug for XattrRules<'_> {

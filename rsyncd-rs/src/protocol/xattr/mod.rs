@@ -29,6 +29,9 @@ pub const MAX_XATTR_VALUE_BYTES: usize = 128 << 20;
 pub const MAX_XATTR_LIST_BYTES: u64 = 512 << 20;
 /// Values up to this length travel whole; longer ones as a digest (MAX_FULL_DATUM).
 pub const MAX_FULL_DATUM: usize = 32;
+/// Values a response carries: (wire number, value).
+pub type XattrValues = Vec<(i32, Vec<u8>)>;
+
 /// The digest of a long value: MD5 at protocol 30+ (upstream's `xattr_sum_len`).
 pub const XATTR_DIGEST_LEN: usize = 16;
 
@@ -350,13 +353,13 @@ pub fn encode_xattr_response(values: &[(i32, Vec<u8>)], out: &mut Vec<u8>) {
 /// Decodes a response: (element number, value) pairs. Each value is checked against
 /// [`MAX_XATTR_VALUE_BYTES`] and the whole against [`MAX_XATTR_LIST_BYTES`] before it
 /// is read. Upstream: xattrs.c, recv_xattr_request() on the receiver.
-pub fn decode_xattr_response(buf: &[u8]) -> Result<Decoded<Vec<(i32, Vec<u8>)>>, XattrError> {
+pub fn decode_xattr_response(buf: &[u8]) -> Result<Decoded<XattrValues>, XattrError> {
     let mut cur = Cur { buf, pos: 0 };
     let r = response(&mut cur);
     finish(r, cur.pos)
 }
 
-fn response(cur: &mut Cur<'_>) -> Result<Vec<(i32, Vec<u8>)>, Stop> {
+fn response(cur: &mut Cur<'_>) -> Result<XattrValues, Stop> {
     let mut out = Vec::new();
     let mut num = 0i32;
     let mut total = 0u64;
