@@ -120,6 +120,19 @@ pub fn serve_on(mut conn: Conn, args: &[String]) -> ExitCode {
         );
         return ExitCode::UNSUPPORTED;
     }
+    if let Some(text) = crate::engine::unsupported::check_protocol(&options, wire.protocol) {
+        wire.fatal(
+            &mut conn,
+            &text,
+            ExitCode::PROTOCOL,
+            Origin {
+                file: "compat.c",
+                line: 617,
+            },
+            "server",
+        );
+        return ExitCode::PROTOCOL;
+    }
     let options = options.for_session(wire.protocol, None);
     if options.am_sender {
         return send(conn, options, wire);

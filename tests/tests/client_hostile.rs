@@ -292,6 +292,79 @@ fn pull_refuses_oversized_lengths_in_the_file_list() {
     assert!(text.contains("negative file length"), "{text}");
 }
 
+/// `-X` (case 3 for xattrs): an xattr block whose count, value length, name or cache
+/// index breaks rsync 3.5.0's bounds ends the pull as soon as it is read, nothing is
+/// asked for and nothing is written outside the destination (the sandbox's check).
+#[test]
+fn pull_refuses_hostile_xattr_blocks() {
+    fn entry_with(block: &[u8]) -> Vec<u8> {
+        let mut out = raw_entry_head(xmit::TOP_DIR, 4, b"evil");
+        put_varlong(&mut out, 6, 3);
+        put_varlong(&mut out, T0, 4);
+        put_int(&mut out, (mode::S_IFREG | 0o644) as i32);
+        out.extend_from_slice(block);
+        out
+    }
+    let element = |name: &[u8], name_len: i32, datum_len: i32| {
+        let mut b = vec![0, 1];
+        put_varint(&mut b, name_len);
+        put_varint(&mut b, datum_len);
+        b.extend_from_slice(name);
+        b
+    };
+    let mut too_many = vec![0];
+    put_varint(&mut too_many, 65_537);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("a count of 65537", too_many, "count out of range"),
+        (
+            "a value of 128 MiB + 1",
+            element(b"user.x\0", 7, (128 << 20) + 1),
+            "per-value limit",
+        ),
+        (
+            "a name of 4097 bytes",
+            element(b"", 4097, 0),
+            "name_len out of range",
+        ),
+        (
+            "a name without its NUL",
+            element(b"user.x", 6, 0),
+            "missing trailing",
+        ),
+        (
+            "a name with an inner NUL (../x then user.x)",
+            element(b"../x\0user.x\0", 12, 0),
+            "Invalid xattr name",
+        ),
+        ("a cache index past the table", vec![5], "out of range"),
+    ];
+    for (what, block, expect) in cases {
+        let sb = Sandbox::new();
+        let (r, took, t) = pull_from(&sb, "-rltX", move |p| {
+            let mut enc = rsyncd_rs::protocol::flist::FlistEncoder::new(
+                rsyncd_rs::protocol::flist::FlistConfig {
+                    preserve_xattrs: true,
+                    ..script::list_config(false)
+                },
+            );
+            let mut list = Vec::new();
+            enc.encode(&dir("."), 0, false, &mut list)
+                .expect("encode .");
+            list.extend_from_slice(&entry_with(&block));
+            p.start_pull(&list)?;
+            p.serve(|_| b"pwned\n".to_vec(), |_, _| Ok(()))
+        });
+        assert!(
+            t.requested.is_empty(),
+            "{what}: asked for {:?}",
+            t.requested
+        );
+        let text = refused_at_once(what, r, took);
+        assert!(text.contains(expect), "{what}: {text}");
+        assert!(!sb.dest().join("evil").exists(), "{what}: wrote the file");
+    }
+}
+
 /// Case 3, sizes no file has: three files of 2^63-1 bytes each (their sum overflows 64
 /// bits). The client asks for them and gets six bytes each.
 #[test]

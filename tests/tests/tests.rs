@@ -41,3 +41,4 @@ mod push_symlinks;
 mod rpm;
 mod session_end;
 mod verify;
+mod xattrs;

@@ -77,6 +77,8 @@ const SUPPORTED: &[&str] = &[
     "preserve_links=1",
     "preserve_links=0",
     "H",
+    "X",
+    "preserve_xattrs=0",
     "relative_paths=1",
     "relative_paths=0",
     "implied_dirs=0",

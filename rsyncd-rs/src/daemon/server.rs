@@ -137,17 +137,33 @@ pub(super) fn run(
     if let Some(err) = hook_error {
         return Err(end_session(s, &mut wire, am_sender, &options_stage(&err)));
     }
-    let options = match parsed {
+    let mut options = match parsed {
         Ok(o) => o,
         Err(e) => {
             let text = format!("rsync: {e}\n");
             return Err(end_session(s, &mut wire, am_sender, &options_stage(&text)));
         }
     };
+    // A `fake super` module never lets a client move rsync's own `user.rsync.%…`
+    // attributes: -XX is quietly -X there. Upstream: clientserver.c, rsync_module().
+    if ms.fake_super && options.preserve_xattrs > 1 {
+        options.preserve_xattrs = 1;
+    }
     // What this server cannot do is refused with the options, as a stock build without
     // the feature refuses it.
     if let Some(text) = crate::engine::unsupported::check(&options) {
         return Err(end_session(s, &mut wire, am_sender, &options_stage(&text)));
+    }
+    if let Some(text) = crate::engine::unsupported::check_protocol(&options, wire.protocol) {
+        let refusal = Refusal {
+            code: ExitCode::PROTOCOL,
+            origin: Origin {
+                file: "compat.c",
+                line: 617,
+            },
+            ..options_stage(&text)
+        };
+        return Err(end_session(s, &mut wire, am_sender, &refusal));
     }
     let sent = start_server(s, &wire);
     let server_stage = |text: &'static str, line: u32| Refusal {

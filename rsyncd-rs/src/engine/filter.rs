@@ -243,6 +243,15 @@ impl FilterSet {
         self.excluded(name, NameKind::of(is_dir), true)
     }
 
+    /// Whether any rule matches xattr names (upstream's `saw_xattr_filter`): they then
+    /// replace the namespace rules of `-X`.
+    pub fn has_xattr_rules(&self) -> bool {
+        self.daemon
+            .iter()
+            .chain(&self.transfer)
+            .any(|e| matches!(e, Entry::Rule { rule, .. } if rule.is_xattr()))
+    }
+
     /// Whether an xattr name is excluded (only `x` rules match it).
     pub fn xattr_excluded(&self, name: &[u8]) -> bool {
         self.excluded(name, NameKind::Xattr, false)

@@ -17,3 +17,4 @@ pub mod session;
 pub mod setup;
 pub mod tree;
 pub mod unsupported;
+pub mod xattrs;

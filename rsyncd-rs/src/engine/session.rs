@@ -375,5 +375,7 @@ pub(crate) fn flist_config(
         id0_names: w.compat_flags & CF_ID0_NAMES != 0,
         missing_args_delete: o.missing_args == 2,
         link_targets,
+        // -X travels only at protocol 30+ (both ends refuse it below).
+        preserve_xattrs: o.preserve_xattrs > 0 && w.protocol >= 30,
     }
 }

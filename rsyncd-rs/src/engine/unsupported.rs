@@ -9,9 +9,6 @@ pub fn check(o: &Options) -> Option<String> {
     if o.preserve_acls {
         return Some("rsync: ACLs are not supported on this server\n".into());
     }
-    if o.preserve_xattrs > 0 {
-        return Some("rsync: extended attributes are not supported on this server\n".into());
-    }
     let refused = |name: &str| {
         Some(format!(
             "rsync: The server is configured to refuse --{name}\n"
@@ -43,9 +40,30 @@ pub fn check(o: &Options) -> Option<String> {
     None
 }
 
+/// The error text for an option the negotiated protocol cannot carry: xattrs need
+/// protocol 30 (both ends refuse them below). Upstream: compat.c, setup_protocol().
+pub fn check_protocol(o: &Options, protocol: i32) -> Option<String> {
+    (o.preserve_xattrs > 0 && protocol < 30)
+        .then(|| format!("--xattrs requires protocol 30 or higher (negotiated {protocol}).\n"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xattrs_need_protocol_30() {
+        let o = Options {
+            preserve_xattrs: 1,
+            ..Options::default()
+        };
+        assert_eq!(check(&o), None);
+        assert_eq!(check_protocol(&o, 30), None);
+        assert_eq!(
+            check_protocol(&o, 29).as_deref(),
+            Some("--xattrs requires protocol 30 or higher (negotiated 29).\n")
+        );
+    }
 
     #[test]
     fn refusals() {

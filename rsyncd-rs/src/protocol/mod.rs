@@ -20,6 +20,7 @@ pub mod sums;
 #[cfg(test)]
 pub mod testutil;
 pub mod token;
+pub mod xattr;
 
 /// The outcome of a sans-IO decode step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,4 +68,7 @@ pub enum WireError {
     /// CODE:LEN").
     #[error("multiplexing overflow {code}:{len}")]
     Overflow { code: u8, len: usize },
+    /// Extended-attribute data that breaks the codec's rules or bounds.
+    #[error("{0}")]
+    Xattr(#[from] xattr::XattrError),
 }

@@ -866,6 +866,18 @@ impl Generator<'_> {
             iflags |= it::XNAME_FOLLOWS;
         }
         let iflags = self.item_flags(e, meta, iflags);
+        // Compared with what the basis holds (nothing for a new file).
+        let xattr_local = match (&basis, meta) {
+            (Some((bp, _, _)), Some(_)) => Some(bp.clone()),
+            (None, Some(_)) => sh.dest.path_of(&e.name).ok(),
+            _ => None,
+        };
+        let (xattrs_differ, xattr_todo) = sh.xattr_item(e.xattrs.as_ref(), xattr_local.as_ref());
+        let iflags = if xattrs_differ {
+            iflags | it::REPORT_XATTR
+        } else {
+            iflags
+        };
         // A file about to change is no later file's fuzzy basis (upstream marks it as it
         // opens the basis: not in a dry run, nor for a whole-file transfer).
         if o.fuzzy > 0 && !o.dry_run && o.whole_file != Some(true) {
@@ -890,6 +902,7 @@ impl Generator<'_> {
                 crate::protocol::codec::put_vstring(&mut out, x)
                     .map_err(|e| RecvError::fatal(e.to_string(), ExitCode::PROTOCOL))?;
             }
+            sh.put_xattr_request(iflags, &xattr_todo, &mut out);
         }
         match &sums {
             // A dry run sends no sums: the sender only echoes the item.
@@ -1018,7 +1031,12 @@ impl Generator<'_> {
         xname: Option<&[u8]>,
     ) -> Result<(), RecvError> {
         let sh = self.sh;
-        let iflags = self.item_flags(e, meta, base) & 0xffff;
+        let mut iflags = self.item_flags(e, meta, base) & 0xffff;
+        let xattr_local = meta.and_then(|_| sh.dest.path_of(&e.name).ok());
+        let (xattrs_differ, xattr_todo) = sh.xattr_item(e.xattrs.as_ref(), xattr_local.as_ref());
+        if xattrs_differ {
+            iflags |= it::REPORT_XATTR;
+        }
         let xname_nonempty = xname.is_some_and(|x| !x.is_empty());
         let wanted = is_significant(iflags)
             || iflags & it::REPORT_XATTR != 0
@@ -1036,6 +1054,7 @@ impl Generator<'_> {
                 crate::protocol::codec::put_vstring(&mut out, x)
                     .map_err(|e| RecvError::fatal(e.to_string(), ExitCode::PROTOCOL))?;
             }
+            sh.put_xattr_request(iflags, &xattr_todo, &mut out);
             lock(&sh.writer).data(&out).map_err(write_err)?;
         }
         self.log_item(e, iflags, xname);

@@ -12,6 +12,7 @@ mod fuzzy;
 mod generator;
 mod receiver;
 mod translog;
+mod xattrs;
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;

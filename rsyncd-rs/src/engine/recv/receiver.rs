@@ -47,6 +47,12 @@ struct Receiver<'a, 'r> {
     spec: ChecksumSpec,
     /// Files received once already: a second request is the redo pass.
     sent_once: HashSet<i32>,
+    /// The long xattr values the sender sent with the current item.
+    xattr_fetched: super::xattrs::Fetched,
+    /// The basis a transferred file's unfetched long xattr values come from.
+    xattr_basis: Option<RelPath>,
+    /// The entry's list, for an in-place update.
+    xattr_list: Option<Arc<crate::protocol::xattr::XattrList>>,
 }
 
 /// Runs the receiver until the sender's last phase ends. Upstream: receiver.c,
@@ -81,6 +87,9 @@ pub(super) fn run(
         tokens: TokenDecoder::new(compression, w.protocol),
         spec,
         sent_once: HashSet::new(),
+        xattr_fetched: Vec::new(),
+        xattr_basis: None,
+        xattr_list: None,
         pending_done: Vec::new(),
     };
     if w.inc_recurse && first.entries.len() == 1 {
@@ -321,6 +330,18 @@ impl Receiver<'_, '_> {
             } else {
                 None
             };
+            // The long xattr values asked for follow the item. Upstream: receiver.c,
+            // recv_files() → recv_xattr_request().
+            self.xattr_fetched.clear();
+            if sh.xattr_exchange() && iflags & it::REPORT_XATTR != 0 {
+                self.xattr_fetched = self
+                    .r
+                    .decode(|b| {
+                        crate::protocol::xattr::decode_xattr_response(b)
+                            .map_err(crate::protocol::WireError::from)
+                    })
+                    .map_err(read_err)?;
+            }
             // Only a regular file can be transferred (a removed duplicate has upstream's
             // cleared mode, which is none); the slot before a list is its directory.
             let slot = usize::try_from(ndx - list.ndx_start).ok();
@@ -355,7 +376,24 @@ impl Receiver<'_, '_> {
                     }
                 },
             };
+            if !self.xattr_fetched.is_empty() {
+                sh.check_xattr_response(entry.xattrs.as_ref(), &self.xattr_fetched, &entry.name)?;
+            }
             if iflags & it::TRANSFER == 0 {
+                // xattr-only changes reach disk here: the generator never applies them.
+                if super::xattrs::applies_to_item(iflags)
+                    && !sh.opts.dry_run
+                    && let Ok(dest) = sh.dest.path_of(&entry.name)
+                {
+                    let fetched = std::mem::take(&mut self.xattr_fetched);
+                    sh.apply_xattrs(
+                        AttrTarget::Path(&dest),
+                        &dest,
+                        entry.xattrs.as_ref(),
+                        &fetched,
+                        None,
+                    );
+                }
                 if let Some(fmt) = &sh.policy.transfer_log_format
                     && !sh.opts.dry_run
                     && (crate::engine::itemize::is_significant(iflags)
@@ -482,6 +520,8 @@ impl Receiver<'_, '_> {
                 ));
             }
         };
+        self.xattr_basis.clone_from(&basis_path);
+        self.xattr_list.clone_from(&e.xattrs);
         let basis = basis_path.as_ref().and_then(|bp| match sh.tree.lstat(bp) {
             Ok(Some(m)) if m.kind == FileKind::Regular => sh.tree.open_read(bp).ok(),
             _ => None,
@@ -691,6 +731,14 @@ impl Receiver<'_, '_> {
             }
             return Ok(Some(received));
         }
+        let fetched = std::mem::take(&mut self.xattr_fetched);
+        sh.apply_xattrs(
+            AttrTarget::Temp(&tmp),
+            dest,
+            e.xattrs.as_ref(),
+            &fetched,
+            self.xattr_basis.as_ref(),
+        );
         if let Err(err) = sh.tree.set_attrs(AttrTarget::Temp(&tmp), want) {
             sh.attr_error("receiver", dest, &err);
         }
@@ -860,6 +908,11 @@ impl Receiver<'_, '_> {
         };
         drop(file);
         // A file that failed its checksum keeps its old attributes (it is redone).
+        if received.verified {
+            let fetched = std::mem::take(&mut self.xattr_fetched);
+            let list = self.xattr_list.take();
+            sh.apply_xattrs(AttrTarget::Path(dest), dest, list.as_ref(), &fetched, None);
+        }
         if received.verified
             && let Err(err) = sh.tree.set_attrs(AttrTarget::Path(dest), want)
         {

@@ -33,6 +33,9 @@ struct FileRequest {
     iflags: u32,
     basis_type: Option<u8>,
     xname: Option<Vec<u8>>,
+    /// The wire numbers of the long xattr values the receiver asked for (present when
+    /// the request carried ITEM_REPORT_XATTR and xattrs are exchanged).
+    xattr_nums: Option<Vec<i32>>,
 }
 
 impl FileRequest {
@@ -102,11 +105,26 @@ impl Io<'_> {
                     {
                         continue;
                     }
+                    // The request of long xattr values rides after the item; a dry run
+                    // exchanges none. Upstream: sender.c, send_files() →
+                    // recv_xattr_request().
+                    let xattr_nums = if self.core.cfg.preserve_xattrs
+                        && !self.core.opts.dry_run
+                        && iflags & it::REPORT_XATTR != 0
+                    {
+                        Some(self.read(|b| {
+                            crate::protocol::xattr::decode_xattr_request(b)
+                                .map_err(crate::protocol::WireError::from)
+                        })?)
+                    } else {
+                        None
+                    };
                     return Ok(Some(FileRequest {
                         ndx,
                         iflags,
                         basis_type,
                         xname,
+                        xattr_nums,
                     }));
                 }
             }
@@ -115,8 +133,16 @@ impl Io<'_> {
 
     /// Echoes a request back before the file's data. Upstream: sender.c,
     /// write_ndx_and_attrs().
-    fn write_request(&mut self, req: &FileRequest, out: &mut Vec<u8>) {
+    fn write_request(
+        &mut self,
+        req: &FileRequest,
+        xattrs: Option<&[(i32, Vec<u8>)]>,
+        out: &mut Vec<u8>,
+    ) {
         self.core.put_request(&req.echo(), out);
+        if let Some(values) = xattrs {
+            crate::protocol::xattr::encode_xattr_response(values, out);
+        }
     }
 
     fn write_done(&mut self) -> Result<(), EngineError> {
@@ -236,6 +262,11 @@ pub(super) fn send_files(
         };
         let item = item.clone();
         let e = &item.e;
+        let xattr_values = match &req.xattr_nums {
+            Some(nums) => Some(xattr_response(core, lists, &item, nums)?),
+            None => None,
+        };
+        let xattr_values = xattr_values.as_deref();
         if req.iflags & it::TRANSFER != 0 && !mode::is_reg(e.mode) {
             return Err(io.fail(format!(
                 "received request to transfer non-regular file: {} [sender]",
@@ -249,7 +280,7 @@ pub(super) fn send_files(
             ));
             maybe_log_item(core, lists.root_of(&item), e, req.iflags);
             let mut out = Vec::new();
-            io.write_request(&req, &mut out);
+            io.write_request(&req, xattr_values, &mut out);
             core.data(&out)?;
             continue;
         }
@@ -259,7 +290,7 @@ pub(super) fn send_files(
         if core.opts.dry_run {
             log_item(core, lists.root_of(&item), e, &Logged::item(req.iflags));
             let mut out = Vec::new();
-            io.write_request(&req, &mut out);
+            io.write_request(&req, xattr_values, &mut out);
             core.data(&out)?;
             continue;
         }
@@ -314,7 +345,7 @@ pub(super) fn send_files(
         };
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         let mut out = Vec::new();
-        io.write_request(&req, &mut out);
+        io.write_request(&req, xattr_values, &mut out);
         crate::protocol::sums::encode_sum_head(&mut out, &head, protocol);
         core.data(&out)?;
         let echoed = out.len() as u64;
@@ -381,6 +412,72 @@ pub(super) fn send_files(
             .map_err(super::write_err)?;
     }
     io.write_done()
+}
+
+/// The values a receiver asked for, in wire order, each re-read from disk now (by its
+/// local name); one that cannot be re-read goes as an empty value. Asking for an element
+/// that does not exist or was sent whole is a protocol error. Upstream: xattrs.c,
+/// recv_xattr_request() and send_xattr_request() on the sender.
+fn xattr_response(
+    core: &Core,
+    lists: &Lister,
+    item: &super::list::Item,
+    nums: &[i32],
+) -> Result<Vec<(i32, Vec<u8>)>, EngineError> {
+    let name = String::from_utf8_lossy(&item.e.name).into_owned();
+    let Some(list) = &item.e.xattrs else {
+        return Err(EngineError::fatal(
+            "recv_xattr_request: internal data error!",
+            ExitCode::PROTOCOL,
+        ));
+    };
+    let mut wanted: Vec<i32> = Vec::with_capacity(nums.len());
+    let mut seen = std::collections::HashSet::with_capacity(nums.len());
+    for &num in nums {
+        let x = usize::try_from(num)
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| list.0.get(i));
+        let Some(x) = x else {
+            return Err(EngineError::fatal(
+                format!("[sender] could not find xattr #{num} for {name}"),
+                ExitCode::PROTOCOL,
+            ));
+        };
+        if !x.is_abbrev() || !seen.insert(num) {
+            return Err(EngineError::fatal(
+                format!(
+                    "[sender] internal abbrev error on {name} ({}, len={})!",
+                    String::from_utf8_lossy(&x.name),
+                    x.datum_len()
+                ),
+                ExitCode::PROTOCOL,
+            ));
+        }
+        wanted.push(num);
+    }
+    wanted.sort_unstable();
+    let path = lists.disk_path(item)?;
+    let mut out = Vec::with_capacity(wanted.len());
+    for num in wanted {
+        let Some(x) = usize::try_from(num - 1).ok().and_then(|i| list.0.get(i)) else {
+            continue;
+        };
+        let local = core.with_xattr_rules(|r| r.sender_local_name(&x.name));
+        let value = match core.tree.get_xattr(&path, &local) {
+            Ok(Some(v)) => v,
+            _ => {
+                core.error_xfer(&format!(
+                    "failed to re-read xattr {} for {}",
+                    String::from_utf8_lossy(&local),
+                    lists.quoted(core, item.root, &path)
+                ));
+                Vec::new()
+            }
+        };
+        out.push((num, value));
+    }
+    Ok(out)
 }
 
 /// Reads the client's goodbye. Upstream: main.c, read_final_goodbye().

@@ -85,9 +85,37 @@ pub(crate) struct Core {
     ndx_out: Mutex<crate::protocol::ndx::NdxCodec>,
     /// We serve a client (not the client's own sender).
     pub is_server: bool,
+    /// The filter set when it has xattr rules (`-X` with `-f'-x NAME'`).
+    pub xattr_filter: Option<FilterSet>,
 }
 
 impl Core {
+    /// Runs `f` with this sender's xattr rules (upstream's `am_root`, `preserve_xattrs`
+    /// and xattr filters).
+    pub fn with_xattr_rules<R>(
+        &self,
+        f: impl FnOnce(&crate::engine::xattrs::XattrRules<'_>) -> R,
+    ) -> R {
+        let excluded = |n: &[u8]| {
+            self.xattr_filter
+                .as_ref()
+                .is_some_and(|s| s.xattr_excluded(n))
+        };
+        let rules = crate::engine::xattrs::XattrRules {
+            am_root: if self.policy.fake_super {
+                -1
+            } else {
+                i8::from(self.policy.am_root)
+            },
+            preserve: self.opts.preserve_xattrs,
+            filter: self
+                .xattr_filter
+                .is_some()
+                .then_some(&excluded as &dyn Fn(&[u8]) -> bool),
+        };
+        f(&rules)
+    }
+
     /// Appends a request (an echoed file request, delete statistics, NDX_DONE) to `out`.
     pub fn put_request(&self, r: &crate::protocol::request::Request, out: &mut Vec<u8>) {
         let mut codec = self
@@ -313,7 +341,7 @@ fn run_session(
     // The sender sends targets as they are (a munged one was unmunged when read).
     let cfg = flist_config(&s.opts, &s.wire, &sums, LinkTargets::AsSent);
     let protocol = s.wire.protocol;
-    let core = Core {
+    let mut core = Core {
         opts: s.opts,
         wire: s.wire,
         policy: s.policy,
@@ -326,7 +354,12 @@ fn run_session(
         exit: ExitState::default(),
         ndx_out: Mutex::new(crate::protocol::ndx::NdxCodec::new(protocol)),
         is_server: !is_client,
+        xattr_filter: None,
     };
+    if core.cfg.preserve_xattrs {
+        let set = core.filters_for(b"")?;
+        core.xattr_filter = set.has_xattr_rules().then_some(set);
+    }
     core.log.line("building file list");
     let mut lists = list::Lister::new(&core);
     let args = match core.opts.files_from.as_deref() {

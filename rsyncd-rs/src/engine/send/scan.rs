@@ -367,6 +367,9 @@ impl Lister {
             content_dir: content && mode::is_dir(m.mode),
         };
         let mut item = item;
+        if cfg.preserve_xattrs && !self.read_xattrs(core, &mut item, m.mode)? {
+            return Ok(None);
+        }
         if let Some(spec) = core.sums.file
             && mode::is_reg(item.e.mode)
         {
@@ -377,6 +380,50 @@ impl Lister {
             );
         }
         Ok(Some(item))
+    }
+}
+
+impl Lister {
+    /// Fills in an entry's xattrs (a symlink's own; devices and specials only when
+    /// they are preserved, others send the empty list). `false`: they could not be
+    /// read, and the entry is left out of the list (upstream: flist.c,
+    /// send_file_name() after get_xattr(); xattrs.c, rsync_xal_get()).
+    fn read_xattrs(
+        &mut self,
+        core: &Core,
+        item: &mut Item,
+        disk_mode: u32,
+    ) -> Result<bool, EngineError> {
+        let cfg = &core.cfg;
+        let read = mode::is_reg(disk_mode)
+            || mode::is_dir(disk_mode)
+            || (mode::is_lnk(disk_mode) && cfg.preserve_links)
+            || (mode::is_device(disk_mode) && cfg.preserve_devices)
+            || (mode::is_special(disk_mode) && cfg.preserve_specials);
+        let local = if read {
+            let p = self.disk_path(item)?;
+            match core.tree.list_xattrs(&p) {
+                Ok(l) => l,
+                Err(err) => {
+                    self.io_error |= IOERR_GENERAL;
+                    core.error_xfer(&crate::engine::exit::syserr(
+                        "sender",
+                        &format!(
+                            "get_xattr_names: llistxattr({},1024) failed",
+                            self.quoted(core, item.root, &p)
+                        ),
+                        super::errno_of(&err),
+                        &err,
+                    ));
+                    return Ok(false);
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let list = core.with_xattr_rules(|r| r.sender_list(local));
+        item.e.xattrs = Some(std::sync::Arc::new(list));
+        Ok(true)
     }
 }
 

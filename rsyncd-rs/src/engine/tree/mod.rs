@@ -22,6 +22,7 @@ mod relpath;
 mod remove;
 mod resolve;
 mod temp;
+mod xattrs;
 
 #[cfg(test)]
 mod tests_escape;
@@ -52,6 +53,7 @@ pub use fakesuper::{STAT_XATTR, StatXattr, parse_stat_xattr, stat_xattr_value};
 pub use meta::{AttrChanges, AttrTarget, FileKind, Meta, WantAttrs};
 pub use relpath::{MAX_PATH_LEN, RelPath};
 pub use temp::{TempFile, random_suffix, temp_name};
+pub use xattrs::{XattrPair, XattrWant};
 
 use fakesuper::{apply_stat_xattr, overlay_stat_xattr};
 use open::{Located, is_type, pin_leaf, reopen_dir, stat_at};

@@ -83,6 +83,11 @@ impl CompiledRule {
     }
 
     /// The `p` modifier: skipped inside a directory being deleted.
+    /// Whether it matches xattr names (the `x` modifier) rather than file names.
+    pub fn is_xattr(&self) -> bool {
+        self.xattr
+    }
+
     pub fn is_perishable(&self) -> bool {
         self.perishable
     }

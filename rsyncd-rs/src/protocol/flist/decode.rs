@@ -7,7 +7,9 @@ use super::{
 };
 use crate::protocol::codec::{get_int, get_longint, get_varint, get_varlong};
 use crate::protocol::sanitize::{dir_depth, sanitize_path};
+use crate::protocol::xattr::{XattrBlock, XattrList, decode_xattr_block};
 use crate::protocol::{Decoded, WireError};
+use std::sync::Arc;
 
 /// The prefix a daemon with `munge symlinks` puts before received symlink targets.
 pub const SYMLINK_PREFIX: &[u8] = b"/rsyncd-munged/";
@@ -37,6 +39,9 @@ struct Prev {
 pub struct FlistDecoder {
     cfg: FlistConfig,
     prev: Prev,
+    /// Every xattr list received literally, in order: a later entry names one by index
+    /// (the table lives as long as the session; upstream: xattrs.c `rsync_xal_l`).
+    xattr_table: Vec<Arc<XattrList>>,
 }
 
 /// A cursor over the input that turns "not enough bytes" into an early `Needed`.
@@ -152,6 +157,7 @@ impl FlistDecoder {
         FlistDecoder {
             cfg,
             prev: Prev::default(),
+            xattr_table: Vec::new(),
         }
     }
 
@@ -171,7 +177,8 @@ impl FlistDecoder {
     ) -> Result<Decoded<FlistItem>, FlistError> {
         let mut cur = Cur { buf, pos: 0 };
         let mut prev = self.prev.clone();
-        let r = self.decode_inner(&mut cur, &mut prev, current, ndx_start);
+        let mut new_xattrs = None;
+        let r = self.decode_inner(&mut cur, &mut prev, current, ndx_start, &mut new_xattrs);
         let used = cur.pos;
         let out = finish(r, used)?;
         if let Decoded::Done {
@@ -180,6 +187,9 @@ impl FlistDecoder {
         } = &out
         {
             self.prev = prev;
+            if let Some(list) = new_xattrs {
+                self.xattr_table.push(list);
+            }
         }
         Ok(out)
     }
@@ -206,6 +216,7 @@ impl FlistDecoder {
         prev: &mut Prev,
         current: &[FileEntry],
         ndx_start: i32,
+        new_xattrs: &mut Option<Arc<XattrList>>,
     ) -> Result<FlistItem, Stop> {
         let c = &self.cfg;
         let p = c.protocol;
@@ -301,6 +312,8 @@ impl FlistDecoder {
                 if let Some(a) = f.atime {
                     prev.atime = a;
                 }
+                // A follower's ACL and xattr blocks still travel in full.
+                self.read_xattr_block(cur, &mut e, new_xattrs)?;
                 self.check_entry(&e)?;
                 return Ok(FlistItem::Entry(Box::new(e)));
             }
@@ -460,8 +473,42 @@ impl FlistDecoder {
                 e.checksum = Some(sum.to_vec());
             }
         }
+        self.read_xattr_block(cur, &mut e, new_xattrs)?;
         self.check_entry(&e)?;
         Ok(FlistItem::Entry(Box::new(e)))
+    }
+
+    /// The entry's ACL and xattr blocks, which every entry carries when the options are
+    /// on. Upstream: flist.c, recv_file_list() → receive_acl(), receive_xattr().
+    fn read_xattr_block(
+        &self,
+        cur: &mut Cur<'_>,
+        e: &mut FileEntry,
+        new_xattrs: &mut Option<Arc<XattrList>>,
+    ) -> Result<(), Stop> {
+        // The ACL block (-A, not for symlinks) comes here, before the xattr block, once
+        // ACLs are supported. Upstream: flist.c, recv_file_entry() → receive_acl().
+        if self.cfg.preserve_xattrs {
+            let d =
+                decode_xattr_block(cur.rest(), self.xattr_table.len()).map_err(FlistError::from)?;
+            e.xattrs = Some(match cur.step(d)? {
+                XattrBlock::Cached(n) => match self.xattr_table.get(n) {
+                    Some(list) => Arc::clone(list),
+                    None => {
+                        let len = self.xattr_table.len();
+                        let got = n as i64 + 1;
+                        let e = crate::protocol::xattr::XattrError::IndexOutOfRange { got, len };
+                        return Err(FlistError::from(e).into());
+                    }
+                },
+                XattrBlock::Literal(list) => {
+                    let list = Arc::new(list);
+                    *new_xattrs = Some(Arc::clone(&list));
+                    list
+                }
+            });
+        }
+        Ok(())
     }
 
     /// Checks that hold for every entry, whatever its encoding.

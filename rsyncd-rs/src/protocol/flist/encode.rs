@@ -4,6 +4,7 @@
 use super::{FileEntry, FlistConfig, HardLink, mode, xmit};
 use crate::protocol::WireError;
 use crate::protocol::codec::{put_int, put_longint, put_shortint, put_varint, put_varlong};
+use crate::protocol::xattr::{XattrSendCache, encode_xattr_block};
 
 /// The sender's "previous entry" state.
 #[derive(Debug, Clone, Default)]
@@ -18,6 +19,8 @@ pub struct FlistEncoder {
     rdev: (u32, u32),
     rdev_major: u32,
     dev: i64,
+    /// The xattr lists sent so far (upstream: xattrs.c, find_matching_xattr()).
+    xattrs: XattrSendCache,
 }
 
 fn put_varint30(out: &mut Vec<u8>, protocol: i32, v: i32) {
@@ -226,6 +229,8 @@ impl FlistEncoder {
         if let Some(first) = follower {
             put_varint(out, first);
             if first >= ndx_start {
+                // A follower's ACL and xattr blocks still travel in full.
+                self.put_xattr_block(e, out);
                 return Ok(());
             }
         }
@@ -313,7 +318,21 @@ impl FlistEncoder {
             fixed.resize(c.flist_csum_len, 0);
             out.extend_from_slice(&fixed);
         }
+        self.put_xattr_block(e, out);
         Ok(())
+    }
+
+    /// Appends the entry's ACL and xattr blocks, which every entry carries when the
+    /// options are on. Upstream: flist.c, send_file_name() → send_acl(), send_xattr().
+    fn put_xattr_block(&mut self, e: &FileEntry, out: &mut Vec<u8>) {
+        // The ACL block (-A, not for symlinks) goes here, before the xattr block, once
+        // ACLs are supported. Upstream: flist.c, send_file_name() → send_acl().
+        if self.cfg.preserve_xattrs {
+            // Every entry carries a block; one with nothing read sends the empty list.
+            let list = e.xattrs.clone().unwrap_or_default();
+            let cached = self.xattrs.lookup_or_insert(&list);
+            encode_xattr_block(cached, &list, out);
+        }
     }
 
     /// Appends the end of a list. Upstream: flist.c, write_end_of_flist().

@@ -116,6 +116,8 @@ pub struct FlistConfig {
     pub missing_args_delete: bool,
     /// What becomes of received symlink targets.
     pub link_targets: LinkTargets,
+    /// `-X` (protocol 30+): every entry ends with an xattr block.
+    pub preserve_xattrs: bool,
 }
 
 /// What a receiving daemon does to the symlink targets it is sent (upstream: flist.c
@@ -170,6 +172,9 @@ pub struct FileEntry {
     pub checksum: Option<Vec<u8>>,
     /// The raw XMIT flags as received (for directory scoping: TOP_DIR, NO_CONTENT_DIR).
     pub xflags: u32,
+    /// With `-X`: the entry's xattrs as they travel (wire names, long values as
+    /// digests), shared by every entry the session's cache gives the same list.
+    pub xattrs: Option<std::sync::Arc<crate::protocol::xattr::XattrList>>,
 }
 
 impl FileEntry {
@@ -243,6 +248,8 @@ pub enum FlistError {
     BadFlags(u32),
     #[error("{0}")]
     Unsupported(&'static str),
+    #[error("{0}")]
+    Xattr(#[from] crate::protocol::xattr::XattrError),
 }
 
 /// Cleans a received name as upstream's clean_fname(CFN_REFUSE_DOT_DOT_DIRS) does, and
@@ -275,3 +282,5 @@ pub fn clean_received_name(name: &[u8], relative: bool) -> Result<Vec<u8>, Flist
 mod tests;
 #[cfg(test)]
 mod tests_links;
+#[cfg(test)]
+mod tests_xattrs;

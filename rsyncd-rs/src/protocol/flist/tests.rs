@@ -389,7 +389,7 @@ proptest! {
 fn arb_config() -> impl Strategy<Value = FlistConfig> {
     (
         20i32..=32,
-        any::<[bool; 16]>(),
+        any::<[bool; 17]>(),
         prop::sample::select(vec![0usize, 2, 16, 20, 32, 64]),
     )
         .prop_map(|(protocol, f, csum)| FlistConfig {
@@ -414,6 +414,7 @@ fn arb_config() -> impl Strategy<Value = FlistConfig> {
                 (false, true) => LinkTargets::Sanitized,
                 (false, false) => LinkTargets::AsSent,
             },
+            preserve_xattrs: f[16],
         })
 }
 
@@ -452,34 +453,52 @@ fn arb_full_entry(protocol: i32) -> impl Strategy<Value = FileEntry> {
         0u8..3,
         (any::<i64>(), any::<i64>()),
     );
-    (name, mode, times, ids, rest).prop_map(move |(name, mode, times, ids, rest)| {
-        let (mtime, nsec, atime, crtime) = times;
-        let (uid, gid, user, group) = ids;
-        let (size, rdev, target, sum, link, (dev, ino)) = rest;
-        let hard_link = match (link, protocol >= 30) {
-            (1, true) => Some(HardLink::First),
-            (1 | 2, false) if protocol >= 28 => Some(HardLink::DevIno { dev, ino }),
-            _ => None,
-        };
-        FileEntry {
-            name: name.into_bytes(),
-            mode,
-            size: if mode::is_reg(mode) { size } else { 0 },
-            mtime,
-            mtime_nsec: if protocol >= 31 { nsec } else { 0 },
-            atime: (!mode::is_dir(mode)).then_some(atime),
-            crtime: Some(crtime.unwrap_or(mtime)),
-            uid: Some(uid),
-            gid: Some(gid),
-            user_name: user.map(String::into_bytes),
-            group_name: group.map(String::into_bytes),
-            rdev: mode::is_device(mode).then_some(rdev),
-            link_target: mode::is_lnk(mode).then_some(target),
-            hard_link,
-            checksum: mode::is_reg(mode).then(|| sum.to_vec()),
-            xflags: 0,
-        }
-    })
+    // A few lists, so that later entries name earlier ones by cache index.
+    let xattrs = prop::sample::select(vec![
+        vec![],
+        vec![("user.a", 3usize)],
+        vec![("security.selinux", 20), ("user.long", 200)],
+        vec![("trusted.x", 0), ("user.a", 33), ("user.b", 32)],
+    ]);
+    (name, mode, times, ids, (rest, xattrs)).prop_map(
+        move |(name, mode, times, ids, (rest, xattrs))| {
+            let (mtime, nsec, atime, crtime) = times;
+            let (uid, gid, user, group) = ids;
+            let (size, rdev, target, sum, link, (dev, ino)) = rest;
+            let hard_link = match (link, protocol >= 30) {
+                (1, true) => Some(HardLink::First),
+                (1 | 2, false) if protocol >= 28 => Some(HardLink::DevIno { dev, ino }),
+                _ => None,
+            };
+            FileEntry {
+                name: name.into_bytes(),
+                mode,
+                size: if mode::is_reg(mode) { size } else { 0 },
+                mtime,
+                mtime_nsec: if protocol >= 31 { nsec } else { 0 },
+                atime: (!mode::is_dir(mode)).then_some(atime),
+                crtime: Some(crtime.unwrap_or(mtime)),
+                uid: Some(uid),
+                gid: Some(gid),
+                user_name: user.map(String::into_bytes),
+                group_name: group.map(String::into_bytes),
+                rdev: mode::is_device(mode).then_some(rdev),
+                link_target: mode::is_lnk(mode).then_some(target),
+                hard_link,
+                checksum: mode::is_reg(mode).then(|| sum.to_vec()),
+                xflags: 0,
+                xattrs: (protocol >= 30).then(|| {
+                    let items = xattrs
+                        .iter()
+                        .map(|&(n, len)| {
+                            crate::protocol::xattr::XattrItem::new(n.into(), &vec![b'v'; len])
+                        })
+                        .collect();
+                    std::sync::Arc::new(crate::protocol::xattr::XattrList(items))
+                }),
+            }
+        },
+    )
 }
 
 /// Every preserve option the protocol allows: like upstream, atimes need protocol 30 and
@@ -501,6 +520,7 @@ fn full_config(protocol: i32, varint_flags: bool, inc_recurse: bool) -> FlistCon
         preserve_crtimes: varint_flags,
         flist_csum_len: 16,
         id0_names: protocol >= 30,
+        preserve_xattrs: protocol >= 30,
         ..FlistConfig::default()
     }
 }
