@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod engine;
 pub mod protocol;
 pub mod shell;
+pub mod version;
 pub mod wildmatch;
 
 /// The version this build reports in `--version` and in log lines.

@@ -94,6 +94,23 @@ fn main() -> ExitCode {
     // `--server` without `--daemon`: the remote end of `rsync -e ssh`, whose arguments are
     // rsync's server arguments, not ours.
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // `--version`/`-V` and `-VV`: stock's capability text and JSON, with our values.
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["--version"] | ["-V"] => {
+            print!("{}", rsyncd_rs::version::text());
+            return ExitCode::SUCCESS;
+        }
+        ["-VV"] | ["-V", "-V"] | ["--version", "--version"] => {
+            print!("{}", rsyncd_rs::version::json());
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
     if args.first().is_some_and(|a| a == "--server") && !args.iter().any(|a| a == "--daemon") {
         let code = rsyncd_rs::shell::serve(&args);
         return ExitCode::from(u8::try_from(code.0).unwrap_or(1));

@@ -294,3 +294,28 @@ fn the_reference_config_starts_and_the_bare_ignore_errors_line_is_reported() {
         }
     }
 }
+
+/// `--version` and `-VV` answer as stock's do: the capability list in stock's words and
+/// the JSON keys stock 3.5.0 prints, with our values (xattrs on, iconv off).
+#[test]
+fn version_reports_capabilities_as_stock_does() {
+    let run = |arg: &str| {
+        let out = std::process::Command::new(e2e::ours_bin())
+            .arg(arg)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{arg}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = run("--version");
+    assert!(text.contains("protocol version 32"), "{text}");
+    assert!(text.contains("\nCapabilities:\n"), "{text}");
+    assert!(
+        text.contains(" xattrs,") && text.contains("no iconv"),
+        "{text}"
+    );
+    let vv: serde_json::Value = serde_json::from_str(&run("-VV")).unwrap();
+    assert_eq!(vv["capabilities"]["xattrs"], true, "{vv:#}");
+    assert_eq!(vv["capabilities"]["iconv"], false, "{vv:#}");
+    assert_eq!(vv["checksum_list"][0], "xxh128", "{vv:#}");
+}
