@@ -2,6 +2,7 @@
 //! "need more" or "done, used n"; nothing here opens a socket or a file.
 #![forbid(unsafe_code)]
 
+pub mod acl;
 pub mod auth;
 pub mod checksum;
 pub mod codec;

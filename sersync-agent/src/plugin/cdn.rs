@@ -359,6 +359,22 @@ mod tests {
         Refresher::new(settings, ctx).unwrap()
     }
 
+    /// Runs `r` over deletions of `paths` until it has handled them all.
+    fn run_deletes(r: Refresher, paths: &[&str]) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (tx, rx) = mpsc::channel(paths.len().max(1));
+            for p in paths {
+                tx.send(Op::Delete { path: p.into() }).await.unwrap();
+            }
+            drop(tx);
+            r.run(rx).await;
+        });
+    }
+
     fn push(p: &str) -> Change {
         Change::of(&Op::Push {
             path: p.into(),
@@ -462,25 +478,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let r = refresher(d.path(), None, None, port);
         let stats = r.ctx.stats.clone();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (tx, rx) = mpsc::channel(4);
-            tx.send(Op::Delete {
-                path: "a.jpg".into(),
-            })
-            .await
-            .unwrap();
-            tx.send(Op::Delete {
-                path: "b.jpg".into(),
-            })
-            .await
-            .unwrap();
-            drop(tx);
-            r.run(rx).await;
-        });
+        run_deletes(r, &["a.jpg", "b.jpg"]);
         let seen = server.join().unwrap();
         assert_eq!(seen.len(), 2);
         assert_eq!(seen[0].1, seen[1].1, "the same batch again");
@@ -510,20 +508,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let r = refresher(d.path(), None, None, port);
         let stats = r.ctx.stats.clone();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (tx, rx) = mpsc::channel(4);
-            tx.send(Op::Delete {
-                path: "a.jpg".into(),
-            })
-            .await
-            .unwrap();
-            drop(tx);
-            r.run(rx).await;
-        });
+        run_deletes(r, &["a.jpg"]);
         assert_eq!(server.join().unwrap().len(), 1);
         assert_eq!(stats.failed.load(Ordering::Relaxed), 1);
     }

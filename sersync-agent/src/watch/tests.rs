@@ -17,7 +17,7 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 static INIT: RwLock<()> = RwLock::new(());
 
 /// Generous: only reached when a test fails.
-const PATIENCE: Duration = Duration::from_secs(5);
+pub(super) const PATIENCE: Duration = Duration::from_secs(5);
 
 fn watcher(root: &Path) -> Result<Watcher, WatchError> {
     watcher_excluding(root, |_| false)
@@ -31,9 +31,9 @@ fn watcher_excluding(
     Watcher::new(root, excluded)
 }
 
-/// Collects events until `done` says so, or fails after [`PATIENCE`].
-fn collect_until(
-    w: &mut Watcher,
+/// Collects events until `done` says so, or fails after [`PATIENCE`] (either watcher).
+pub(super) fn collect_until(
+    w: &mut impl EventSource,
     mut done: impl FnMut(&[WatchEvent]) -> bool,
 ) -> Result<Vec<WatchEvent>, String> {
     let deadline = Instant::now() + PATIENCE;

@@ -6,21 +6,33 @@
 
 use super::list::Item;
 
-/// A directory of the tree (upstream's dir_flist entry with its DIR_* links).
+/// A directory of the tree (upstream's dir_flist entry with its DIR_* links). Links are
+/// node numbers (`u32::MAX`: none), so that a huge tree's nodes stay small.
 #[derive(Debug, Clone)]
 struct DirNode {
-    item: Item,
-    parent: Option<usize>,
-    first_child: Option<usize>,
-    next_sibling: Option<usize>,
+    /// The directory's entry while something may still need it: until its sub-list is
+    /// sent (a duplicate) or finished by the receiver (the first of a group). A tree of
+    /// 200,000 directories would otherwise hold 200,000 entries for the whole session.
+    item: Option<Box<Item>>,
+    parent: u32,
+    first_child: u32,
+    next_sibling: u32,
     /// The same name as the directory before it in its list. The receiver's
     /// clean_flist() clears such an entry and refuses a sub-list for it, so its contents
     /// go in the sub-list of the first one (upstream's FLAG_DUPLICATE).
     duplicate: bool,
 }
 
-/// The directories of the lists sent, numbered as the receiver numbers them (its
-/// dir_flist keeps the entries it cleared, so duplicates keep their numbers).
+const NONE: u32 = u32::MAX;
+
+fn link(at: Option<usize>) -> u32 {
+    at.and_then(|a| u32::try_from(a).ok()).unwrap_or(NONE)
+}
+
+fn unlink(l: u32) -> Option<usize> {
+    (l != NONE).then_some(l as usize)
+}
+
 #[derive(Debug, Default)]
 pub(super) struct DirTree {
     nodes: Vec<DirNode>,
@@ -34,9 +46,17 @@ impl DirTree {
         self.nodes.len()
     }
 
-    /// Directory `d`'s entry.
+    /// Directory `d`'s entry, unless it was released.
     pub fn item(&self, d: usize) -> Option<&Item> {
-        self.nodes.get(d).map(|n| &n.item)
+        self.nodes.get(d).and_then(|n| n.item.as_deref())
+    }
+
+    /// Forgets directory `d`'s entry: nothing will ask for it again (its sub-list was
+    /// sent and, for the first of a group, finished). Its place in the tree stays.
+    pub fn release(&mut self, d: usize) {
+        if let Some(n) = self.nodes.get_mut(d) {
+            n.item = None;
+        }
     }
 
     /// Whether a sub-list is still due.
@@ -49,28 +69,28 @@ impl DirTree {
     /// duplicate: the receiver keeps the first of them.
     /// Upstream: flist.c, add_dirs_to_tree() after flist_sort_and_clean().
     pub fn add(&mut self, sorted: &[Item], parent: Option<usize>) {
-        let mut prev: Option<usize> = None;
+        let mut prev: Option<(usize, &[u8])> = None;
         for it in sorted.iter().filter(|i| i.e.is_dir()) {
             let at = self.nodes.len();
             // Sorted, equal names are neighbours; from protocol 30 (the only one with
             // incremental lists) a directory never equals a non-directory.
-            let duplicate = prev.is_some_and(|p| self.nodes[p].item.e.name == it.e.name);
+            let duplicate = prev.is_some_and(|(_, name)| name == it.e.name.as_slice());
             self.nodes.push(DirNode {
-                item: it.clone(),
-                parent,
-                first_child: None,
-                next_sibling: None,
+                item: Some(Box::new(it.clone())),
+                parent: link(parent),
+                first_child: NONE,
+                next_sibling: NONE,
                 duplicate,
             });
             if it.e.name == b"." {
                 continue;
             }
             match (prev, parent) {
-                (Some(p), _) => self.nodes[p].next_sibling = Some(at),
-                (None, Some(par)) => self.nodes[par].first_child = Some(at),
+                (Some((p, _)), _) => self.nodes[p].next_sibling = link(Some(at)),
+                (None, Some(par)) => self.nodes[par].first_child = link(Some(at)),
                 (None, None) => self.next = Some(at),
             }
-            prev = Some(at);
+            prev = Some((at, &it.e.name));
         }
     }
 
@@ -81,7 +101,7 @@ impl DirTree {
         let first = self.next?;
         let mut group = vec![first];
         let mut at = first;
-        while let Some(s) = self.nodes[at].next_sibling
+        while let Some(s) = unlink(self.nodes[at].next_sibling)
             && self.nodes[s].duplicate
         {
             group.push(s);
@@ -94,7 +114,7 @@ impl DirTree {
     /// sub-list's directories were added under. The next one due is depth first: its
     /// first child, else the next sibling of it or of its nearest ancestor that has one.
     pub fn sent(&mut self, last: usize) {
-        self.next = match self.nodes.get(last).and_then(|n| n.first_child) {
+        self.next = match self.nodes.get(last).and_then(|n| unlink(n.first_child)) {
             Some(c) => Some(c),
             None => {
                 let mut at = last;
@@ -102,10 +122,10 @@ impl DirTree {
                     let Some(n) = self.nodes.get(at) else {
                         break None;
                     };
-                    if let Some(s) = n.next_sibling {
+                    if let Some(s) = unlink(n.next_sibling) {
                         break Some(s);
                     }
-                    match n.parent {
+                    match unlink(n.parent) {
                         Some(p) => at = p,
                         None => break None,
                     }
@@ -185,6 +205,24 @@ mod tests {
         t.sent(5);
         assert_eq!(t.next_group().unwrap(), vec![3]);
         t.sent(3);
+        assert!(!t.has_next());
+    }
+
+    /// A released directory keeps its place: the walk goes on through it.
+    #[test]
+    fn released_directories_keep_the_walk() {
+        let mut t = DirTree::default();
+        t.add(&[dir("a", 0), dir("b", 0)], None);
+        assert_eq!(t.next_group().unwrap(), vec![0]);
+        t.add(&[dir("a/c", 0)], Some(0));
+        t.sent(0);
+        t.release(0);
+        assert!(t.item(0).is_none());
+        assert_eq!(names(&t, &t.next_group().unwrap()), ["a/c"]);
+        t.sent(2);
+        t.release(2);
+        assert_eq!(names(&t, &t.next_group().unwrap()), ["b"]);
+        t.sent(1);
         assert!(!t.has_next());
     }
 

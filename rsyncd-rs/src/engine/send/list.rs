@@ -159,6 +159,11 @@ impl Lister {
     pub fn finish_first(&mut self) {
         if let Some(l) = self.lists.pop_front() {
             self.file_old_total += l.items.len();
+            // Only a live list's request for its directory (the index before its first)
+            // needed that directory's entry.
+            if let Some(d) = l.parent {
+                self.dirs.release(d);
+            }
         }
     }
 
@@ -282,6 +287,10 @@ impl Lister {
             // The sub-list's directories hang under the group's last one, as upstream's.
             self.dirs.add(&list.items, Some(last));
             self.dirs.sent(last);
+            // The group's duplicates were only read for this sub-list.
+            for &g in group.iter().skip(1) {
+                self.dirs.release(g);
+            }
             if !self.dirs.has_next() {
                 self.write_eof(core)?;
             }

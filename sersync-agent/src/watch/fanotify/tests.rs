@@ -8,10 +8,9 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::watch::tests::{PATIENCE, collect_until};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-const PATIENCE: Duration = Duration::from_secs(5);
 
 /// Held for writing while `fs.fanotify.max_queued_events` is lowered (the kernel
 /// reads it when a group is created), for reading while any other group is.
@@ -40,25 +39,6 @@ fn watcher(
         }
         other => other.map(Some),
     }
-}
-
-fn collect_until(
-    w: &mut FanWatcher,
-    mut done: impl FnMut(&[WatchEvent]) -> bool,
-) -> Result<Vec<WatchEvent>, String> {
-    let deadline = Instant::now() + PATIENCE;
-    let mut seen = Vec::new();
-    while !done(&seen) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(format!("gave up waiting; saw {seen:#?}"));
-        }
-        let batch = w
-            .next_events_timeout(left.min(Duration::from_millis(100)))
-            .map_err(|e| e.to_string())?;
-        seen.extend(batch);
-    }
-    Ok(seen)
 }
 
 /// Everything that arrives within `wait`.
