@@ -837,7 +837,7 @@ impl Receiver<'_, '_> {
         partial: Option<&RelPath>,
         want: &crate::engine::tree::WantAttrs,
     ) {
-        let mut attrs = *want;
+        let mut attrs = want.clone();
         attrs.mtime = if partial.is_none() {
             Some((0, 0))
         } else {
