@@ -387,3 +387,35 @@ fn our_client_carries_acls() {
     }
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
+
+/// Under fake super with `-AX`, a file whose ACL stays while one of its xattrs changes
+/// keeps its `user.rsync.%aacl`. Stock's xattr step removes it and its ACL step, having
+/// read the ACL before, does not write it again (the spec's §5.2 quirk); ours exempts
+/// `%aacl`/`%dacl` from the removal as the spec recommends (ARCHITECTURE.md).
+#[test]
+fn fake_super_keeps_acls_through_an_xattr_change() {
+    let runs = differential_steps(no_setup, 2, |i, d, f| {
+        let src = f.dir().join("src");
+        let keep = src.join("keep.txt");
+        if i == 0 {
+            write_file(&src, "keep.txt", b"keep\n", 0o640, T0);
+            setfacl(&keep, &["-m", &format!("u:{NAMED_USER}:rwx")]);
+            xattr::set(&keep, "user.v", b"1").expect("user.v");
+        } else {
+            xattr::set(&keep, "user.v", b"2").expect("user.v");
+        }
+        set_mtime(&src, T0);
+        push(Rsync::client(), d, f, &["-a", "-i", "-A", "-X"])
+    });
+    let ours = xattr_dump(&runs[1].module_dir());
+    let stock = xattr_dump(&runs[0].module_dir());
+    let kept = |d: &BTreeMap<String, Vec<String>>| {
+        d.get("keep.txt")
+            .is_some_and(|a| a.iter().any(|l| l.starts_with("user.rsync.%aacl=")))
+    };
+    assert!(
+        kept(&ours),
+        "ours lost the stored ACL: {ours:#?}\nstock, for reference: {stock:#?}"
+    );
+    assert_eq!(runs[1].last().code, 0, "{:#?}", runs[1].last());
+}

@@ -52,6 +52,7 @@ impl Shared {
             },
             preserve: self.opts.preserve_xattrs,
             filter: has_rules.then_some(&excluded as &dyn Fn(&[u8]) -> bool),
+            keep_acls: self.acls_on(),
         };
         f(&rules)
     }
