@@ -419,3 +419,35 @@ fn fake_super_keeps_acls_through_an_xattr_change() {
     );
     assert_eq!(runs[1].last().code, 0, "{:#?}", runs[1].last());
 }
+
+/// The id lists after a non-incremental list: the client's `--numeric-ids` sends none
+/// (and a server reads none), with `-A` or only `-o`/`-g`; a push and a pull both
+/// finish as stock's do instead of waiting for lists that never come.
+#[test]
+fn numeric_ids_without_inc_recursion() {
+    run_cases(
+        [
+            &["-a", "-i", "--numeric-ids", "--no-inc-recursive"][..],
+            &["-a", "-i", "-A", "--numeric-ids", "--no-inc-recursive"][..],
+        ]
+        .map(|opts| {
+            (opts.join(" "), move || {
+                let runs = differential_steps(no_fake_super, 2, |i, d, f| {
+                    let mut c = Rsync::client().timeout(std::time::Duration::from_secs(30));
+                    c = c.args(opts.iter().copied());
+                    if i == 0 {
+                        source(&f.dir().join("src"));
+                        push(c, d, f, &[])
+                    } else {
+                        pull(c, d, f, &[])
+                    }
+                });
+                let found = step_differences(&runs, Compare::ALL);
+                assert!(found.is_empty(), "{}", found.join("\n"));
+                for s in &runs[1].steps {
+                    assert_eq!(s.outcome.code, 0, "{:#?}", s.outcome);
+                }
+            })
+        }),
+    );
+}

@@ -631,8 +631,9 @@ impl ListReceiver {
         entries: &mut [FileEntry],
     ) -> Result<(), ListError> {
         // -A sends both lists even without -o/-g (its named entries' ids are in them);
-        // --numeric-ids sends none.
-        let lists = !(cfg.preserve_acls && cfg.numeric_ids);
+        // the client's --numeric-ids sends none (a module's `numeric ids` still does:
+        // upstream's numeric_ids = -1).
+        let lists = !cfg.numeric_ids;
         if lists && (cfg.preserve_uid || cfg.preserve_acls) {
             for (id, name) in &receive_id_list(r, cfg)? {
                 self.ids.add_user(*id, name);

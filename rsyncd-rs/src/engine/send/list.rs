@@ -440,7 +440,10 @@ impl Lister {
     /// The uid and gid lists after a non-incremental list. Upstream: uidlist.c,
     /// send_id_lists().
     fn append_id_lists(&self, core: &Core, out: &mut Vec<u8>) -> Result<(), EngineError> {
-        if core.policy.numeric_ids {
+        // Only the client's --numeric-ids leaves them out; with a module's `numeric ids`
+        // they go empty (upstream's numeric_ids = -1 keeps the protocol), as the client
+        // reads them. Upstream: flist.c, send_file_list() (`numeric_ids <= 0`).
+        if core.cfg.numeric_ids {
             return Ok(());
         }
         let p = core.wire.protocol;
