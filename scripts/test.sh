@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs the whole test suite. Installs what the tests need when it is missing: the stock
 # rsync client (the end-to-end tests drive it and compare against `rsync --daemon`),
-# xattr tools, curl (the agent's metrics endpoint is read with it), and for the
+# xattr and ACL tools (getfattr, getfacl, setfacl), curl (the agent's metrics endpoint is read with it), and for the
 # packaging tests rpm tools and systemd-analyze (which verifies the units).
 set -eu
 cd "$(dirname "$0")/.."
@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 need=""
 command -v rsync >/dev/null 2>&1 || need="$need rsync"
 command -v getfattr >/dev/null 2>&1 || need="$need attr"
+command -v getfacl >/dev/null 2>&1 || need="$need acl"
 command -v rpmbuild >/dev/null 2>&1 || need="$need rpm"
 command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
 command -v curl >/dev/null 2>&1 || need="$need curl"

@@ -47,6 +47,10 @@ fn config(c: &[u8; 4]) -> FlistConfig {
             (false, false) => LinkTargets::AsSent,
         },
         flist_csum_len: [0, 8, 16, 20][usize::from(c[3] % 4)],
+        preserve_xattrs: bit(c[3], 2),
+        preserve_acls: bit(c[3], 3),
+        acl_fake_super: bit(c[3], 4),
+        numeric_ids: bit(c[3], 5),
     }
 }
 

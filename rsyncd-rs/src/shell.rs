@@ -127,7 +127,8 @@ pub fn serve_on(mut conn: Conn, args: &[String]) -> ExitCode {
             ExitCode::PROTOCOL,
             Origin {
                 file: "compat.c",
-                line: 617,
+                // Upstream's -A check comes seven lines before its -X check.
+                line: if options.preserve_acls { 610 } else { 617 },
             },
             "server",
         );

@@ -365,6 +365,69 @@ fn pull_refuses_hostile_xattr_blocks() {
     }
 }
 
+/// `-A`: an ACL block with perms outside 0..7, a named-entry count past 3.5.0's bound or
+/// a cache index past the table ends the pull as soon as it is read, with stock's words;
+/// nothing is asked for and nothing is written.
+#[test]
+fn pull_refuses_hostile_acl_blocks() {
+    fn entry_with(block: &[u8]) -> Vec<u8> {
+        let mut out = raw_entry_head(xmit::TOP_DIR, 4, b"evil");
+        put_varlong(&mut out, 6, 3);
+        put_varlong(&mut out, T0, 4);
+        put_int(&mut out, (mode::S_IFREG | 0o644) as i32);
+        out.extend_from_slice(block);
+        out
+    }
+    let mut too_many = vec![0, 0x10];
+    put_varint(&mut too_many, 65_537);
+    let mut bad_named = vec![0, 0x10, 1];
+    put_varint(&mut bad_named, 1000);
+    put_varint(&mut bad_named, (9 << 2) | 2);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "a group entry of 8",
+            vec![0, 0x02, 8],
+            "recv_acl_access: value out of range: 8",
+        ),
+        (
+            "a named entry of 9",
+            bad_named,
+            "recv_acl_access: value out of range: 9",
+        ),
+        ("a count of 65537", too_many, "ACL count out of range"),
+        (
+            "a cache index past the table",
+            vec![6],
+            "recv_acl_index: ACL_TYPE_ACCESS ACL index 6 > 1",
+        ),
+    ];
+    for (what, block, expect) in cases {
+        let sb = Sandbox::new();
+        let (r, took, t) = pull_from(&sb, "-rltA", move |p| {
+            let mut enc = rsyncd_rs::protocol::flist::FlistEncoder::new(
+                rsyncd_rs::protocol::flist::FlistConfig {
+                    preserve_acls: true,
+                    ..script::list_config(false)
+                },
+            );
+            let mut list = Vec::new();
+            enc.encode(&dir("."), 0, false, &mut list)
+                .expect("encode .");
+            list.extend_from_slice(&entry_with(&block));
+            p.start_pull(&list)?;
+            p.serve(|_| b"pwned\n".to_vec(), |_, _| Ok(()))
+        });
+        assert!(
+            t.requested.is_empty(),
+            "{what}: asked for {:?}",
+            t.requested
+        );
+        let text = refused_at_once(what, r, took);
+        assert!(text.contains(expect), "{what}: {text}");
+        assert!(!sb.dest().join("evil").exists(), "{what}: wrote the file");
+    }
+}
+
 /// Case 3, sizes no file has: three files of 2^63-1 bytes each (their sum overflows 64
 /// bits). The client asks for them and gets six bytes each.
 #[test]

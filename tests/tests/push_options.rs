@@ -6,11 +6,11 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use e2e::compare::{Run, differential, log_difference, step_differences};
+use e2e::compare::{Run, log_difference, step_differences};
 use e2e::tree::{Compare, hard_link_groups, snapshot};
 use e2e::{Fixture, Rsync, run_cases};
 
-use crate::push::{push_cmd, push_cmd_to, push_twice, source_tree, src_dir};
+use crate::push::{push_cmd, push_cmd_to, push_twice, src_dir};
 
 /// One option case.
 struct Case {
@@ -397,44 +397,6 @@ fn refuse_options_and_transfer_logging() {
             ..case("transfer logging", &["--delete"])
         },
     ]);
-}
-
-/// `-A`: rsyncd-rs does not keep ACLs yet and refuses them as a stock daemon built
-/// without that support does (`rsync: ACLs are not supported on this server`), with a
-/// usage-class exit code and nothing written. The stock daemon here is built with ACLs
-/// and takes the push, so this is not a differential case; stock's outcome is shown for
-/// reference only. (`-X` is supported: `xattrs.rs`.)
-#[test]
-fn acls_are_refused_cleanly() {
-    run_cases(
-        [("-A", "rsync: ACLs are not supported on this server")].map(|(opt, text)| {
-            (opt.to_string(), move || {
-                let [stock, ours] = differential(
-                    |_| {},
-                    |d, f| {
-                        source_tree(&src_dir(f));
-                        push_cmd(Rsync::client(), d, f, &["-a", "-i", opt])
-                    },
-                );
-                let o = &ours.outcome;
-                assert!(
-                    (1..=4).contains(&o.code) && o.stderr.contains(text),
-                    "ours: {o:#?}\nstock, for reference: {:#?}",
-                    stock.outcome
-                );
-                assert_eq!(
-                    snapshot(&ours.module_dir()).len(),
-                    1,
-                    "ours wrote into the module"
-                );
-                assert!(
-                    !ours.events.iter().any(|l| l.contains("panicked")),
-                    "{:#?}",
-                    ours.events
-                );
-            })
-        }),
-    );
 }
 
 /// A `name converter` that maps the sender's `daemon` user and `bin` group to ids no

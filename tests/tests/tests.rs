@@ -8,6 +8,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod access;
+mod acls;
 mod agent;
 mod agent_ops;
 mod agent_plugins;

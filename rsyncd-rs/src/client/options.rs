@@ -77,6 +77,8 @@ const SUPPORTED: &[&str] = &[
     "preserve_links=1",
     "preserve_links=0",
     "H",
+    "A",
+    "preserve_acls=0",
     "X",
     "preserve_xattrs=0",
     "relative_paths=1",
@@ -332,10 +334,16 @@ mod tests {
     }
 
     #[test]
+    fn acls_are_carried_and_imply_perms() {
+        let o = parse("-rA").unwrap().options;
+        assert!(o.preserve_acls && o.preserve_perms);
+        assert!(!parse("-aA --no-A").unwrap().options.preserve_acls);
+    }
+
+    #[test]
     fn what_the_client_does_not_do_is_named() {
         for (s, named) in [
             ("-a --progress", "--progress"),
-            ("-aA", "--acls"),
             ("--frobnicate", "--frobnicate"),
             ("-a somepath", "somepath"),
             ("--port=x", "--port"),

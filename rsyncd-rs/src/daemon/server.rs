@@ -159,7 +159,8 @@ pub(super) fn run(
             code: ExitCode::PROTOCOL,
             origin: Origin {
                 file: "compat.c",
-                line: 617,
+                // Upstream's -A check comes seven lines before its -X check.
+                line: if options.preserve_acls { 610 } else { 617 },
             },
             ..options_stage(&text)
         };

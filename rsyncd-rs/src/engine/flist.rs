@@ -10,6 +10,7 @@ use crate::engine::conn::ConnError;
 use crate::engine::exit::{ExitCode, Origin};
 use crate::engine::idmap::{NameConverter, NameMap};
 use crate::protocol::Decoded;
+use crate::protocol::acl::{AclError, IdKind};
 use crate::protocol::codec::get_int;
 use crate::protocol::flist::{
     FileEntry, FlistConfig, FlistDecoder, FlistError, FlistItem, HardLink, IOERR_VALID_MASK,
@@ -164,6 +165,22 @@ impl From<ConnError<FlistError>> for ListError {
 /// (the unforked "Receiver" for the first list, the "receiver" for sub-lists).
 fn overflow_exit(e: ConnError<FlistError>, sub_list: bool) -> ListError {
     match e {
+        // A bad ACL block ends the session with upstream's text and code (12 for a bad
+        // index or perms, 2 for a count out of bounds). Upstream: acls.c,
+        // recv_rsync_acl(), recv_acl_access(); io.c read_varint_bounded().
+        ConnError::Decode(FlistError::Acl(a)) => {
+            let role = if sub_list { "receiver" } else { "Receiver" };
+            let code = match a.exit_code() {
+                2 => ExitCode::PROTOCOL,
+                _ => ExitCode::STREAMIO,
+            };
+            let (msg, file, line) = match &a {
+                AclError::BadIndex { .. } => (a.to_string(), "acls.c", 971),
+                AclError::CountOutOfRange(_) => (format!("{a} [{role}]"), "io.c", 2068),
+                _ => (a.to_string(), "acls.c", 921),
+            };
+            ListError::fatal(msg, code, file, line, role)
+        }
         ConnError::Decode(o @ FlistError::NameOverflow { .. }) => {
             let role = if sub_list { "receiver" } else { "Receiver" };
             ListError::fatal(
@@ -418,6 +435,23 @@ impl ListReceiver {
         // entry with an id carries its name, later ones map through what it recorded.
         let active = self.ids.active();
         for e in &mut entries {
+            // -A: names of ACL ids that came inline join the same registry.
+            if let Some(acls) = &e.acls
+                && !acls.inline_names.is_empty()
+            {
+                for (kind, id, name) in &acls.inline_names {
+                    match kind {
+                        IdKind::User => self.ids.add_user(*id, name),
+                        IdKind::Group => self.ids.add_group(*id, name),
+                    };
+                }
+            }
+            // 3.5.0 maps user and group ids alike here (3.2.7 left a non-root
+            // receiver's user ids alone, its bug #618). Upstream: acls.c,
+            // recv_ida_entries().
+            if cfg.inc_recurse && active {
+                self.map_acl_ids(e);
+            }
             if let Some(uid) = e.uid {
                 if let Some(name) = e.user_name.take() {
                     self.ids.add_user(uid, &name);
@@ -596,23 +630,48 @@ impl ListReceiver {
         cfg: &FlistConfig,
         entries: &mut [FileEntry],
     ) -> Result<(), ListError> {
-        if cfg.preserve_uid {
+        // -A sends both lists even without -o/-g (its named entries' ids are in them);
+        // the client's --numeric-ids sends none (a module's `numeric ids` still does:
+        // upstream's numeric_ids = -1).
+        let lists = !cfg.numeric_ids;
+        if lists && (cfg.preserve_uid || cfg.preserve_acls) {
             for (id, name) in &receive_id_list(r, cfg)? {
                 self.ids.add_user(*id, name);
             }
         }
-        if cfg.preserve_gid {
+        if lists && (cfg.preserve_gid || cfg.preserve_acls) {
             for (id, name) in &receive_id_list(r, cfg)? {
                 self.ids.add_group(*id, name);
             }
         }
         if self.ids.active() {
             for e in entries.iter_mut() {
+                // Upstream: acls.c, match_acl_ids() (before owners and groups).
+                self.map_acl_ids(e);
                 e.uid = e.uid.map(|u| self.ids.uid(u));
                 e.gid = e.gid.map(|g| self.ids.gid(g));
             }
         }
         Ok(())
+    }
+}
+
+impl ListReceiver {
+    /// Maps the ids of an entry's named ACL entries to ours (a new copy only when one
+    /// changes). Upstream: uidlist.c, match_uid() and match_gid().
+    fn map_acl_ids(&self, e: &mut FileEntry) {
+        let Some(acls) = &e.acls else { return };
+        let map = |kind: IdKind, id: u32| match kind {
+            IdKind::User => self.ids.uid(id),
+            IdKind::Group => self.ids.gid(id),
+        };
+        let named = acls.access.iter().chain(acls.default.iter());
+        if named
+            .flat_map(|a| a.names.iter())
+            .any(|n| map(n.kind, n.id) != n.id)
+        {
+            e.acls = Some(Arc::new(acls.mapped(map)));
+        }
     }
 }
 

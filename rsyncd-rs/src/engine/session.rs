@@ -377,5 +377,10 @@ pub(crate) fn flist_config(
         link_targets,
         // -X travels only at protocol 30+ (both ends refuse it below).
         preserve_xattrs: o.preserve_xattrs > 0 && w.protocol >= 30,
+        // -A too (both ends refuse it below 30).
+        preserve_acls: o.preserve_acls && w.protocol >= 30,
+        // The receiving role sets this from its policy.
+        acl_fake_super: false,
+        numeric_ids: o.numeric_ids,
     }
 }

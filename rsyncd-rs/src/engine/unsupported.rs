@@ -1,14 +1,11 @@
 //! Client options this server does not implement: refused with rsync's own wording, never
 //! ignored (upstream: options.c create_refuse_error(), and the "not supported on this
-//! server" texts of a build without ACLs or xattrs).
+//! server" texts of a build without them).
 
 use crate::protocol::options::Options;
 
 /// The error text for the first option we cannot honour, if any.
 pub fn check(o: &Options) -> Option<String> {
-    if o.preserve_acls {
-        return Some("rsync: ACLs are not supported on this server\n".into());
-    }
     let refused = |name: &str| {
         Some(format!(
             "rsync: The server is configured to refuse --{name}\n"
@@ -43,7 +40,15 @@ pub fn check(o: &Options) -> Option<String> {
 /// The error text for an option the negotiated protocol cannot carry: xattrs need
 /// protocol 30 (both ends refuse them below). Upstream: compat.c, setup_protocol().
 pub fn check_protocol(o: &Options, protocol: i32) -> Option<String> {
-    (o.preserve_xattrs > 0 && protocol < 30)
+    if protocol >= 30 {
+        return None;
+    }
+    if o.preserve_acls {
+        return Some(format!(
+            "--acls requires protocol 30 or higher (negotiated {protocol}).\n"
+        ));
+    }
+    (o.preserve_xattrs > 0)
         .then(|| format!("--xattrs requires protocol 30 or higher (negotiated {protocol}).\n"))
 }
 
@@ -72,9 +77,10 @@ mod tests {
             preserve_acls: true,
             ..Options::default()
         };
+        assert_eq!(check(&o), None);
         assert_eq!(
-            check(&o).as_deref(),
-            Some("rsync: ACLs are not supported on this server\n")
+            check_protocol(&o, 29).as_deref(),
+            Some("--acls requires protocol 30 or higher (negotiated 29).\n")
         );
         let o = Options {
             fuzzy: 2,

@@ -613,7 +613,7 @@ impl Generator<'_> {
             && m.mode & mode::S_IFMT == e.mode & mode::S_IFMT
             && (!mode::is_device(e.mode) || m.rdev == rdev)
         {
-            let _ = self.set_attrs(&found.path, e, Some(m));
+            let m = self.set_attrs_of_kept(&found.path, e, m);
             self.itemize(e, ndx, Some(m), 0, None)?;
             self.hlink_leader_ready(e, ndx, &found.path)?;
             return Ok(());
@@ -784,7 +784,7 @@ impl Generator<'_> {
             {
                 let _ = sh.tree.unlink(pd);
             }
-            let _ = self.set_attrs(&found.path, &entry, Some(m));
+            let m = self.set_attrs_of_kept(&found.path, &entry, m);
             self.itemize(&entry, ndx, Some(m), 0, None)?;
             self.hlink_leader_ready(&entry, ndx, &found.path)?;
             return Ok(());
@@ -1017,7 +1017,30 @@ impl Generator<'_> {
         if o.preserve_gid && e.gid.is_some_and(|g| g != m.gid && sh.may_set_group(g)) {
             iflags |= it::REPORT_GROUP;
         }
+        // -A: the received ACLs compared with the destination's (upstream: itemize() →
+        // set_acl() with no name), or as found before the attributes were set.
+        let acl = match self.acl_seen.take() {
+            Some(seen) => seen,
+            None => self.acls_differ(e, &m),
+        };
+        if acl {
+            iflags |= it::REPORT_ACL;
+        }
         iflags
+    }
+
+    /// Whether the received ACLs differ from those of the destination entry `m`, against
+    /// the mode the entry is getting. Upstream: generator.c, acls_differ().
+    fn acls_differ(&self, e: &FileEntry, m: &Meta) -> bool {
+        let sh = self.sh;
+        if !sh.acls_on() || mode::is_lnk(e.mode) {
+            return false;
+        }
+        let (Some(acls), Ok(p)) = (&e.acls, sh.dest.path_of(&e.name)) else {
+            return false;
+        };
+        let new_mode = want_attrs(sh, e).mode.unwrap_or(m.mode) | (m.mode & !CHMOD_BITS);
+        sh.tree.acls_differ(&p, m.mode, new_mode, acls)
     }
 
     /// Sends a non-transfer item record when it is significant, and logs it.
@@ -1100,6 +1123,32 @@ impl Generator<'_> {
         self.sh
             .tree
             .set_attrs(AttrTarget::Path(path), &want_attrs(self.sh, e))
+    }
+
+    /// Applies the attributes of an entry kept as it is, before its item, as upstream
+    /// does; answers the entry as its item compares it. With `-A` that is upstream's
+    /// accident: the ACL column tells what the ACLs were before (they are read first,
+    /// into [`Generator::acl_seen`]), the permission column compares the mode an ACL
+    /// write left (upstream's set_acl() updates its stat, its chmod does not). A failure
+    /// to set the ACLs is reported as upstream's set_acl() reports it; the other steps'
+    /// failures are left to the final pass and the next run, as before ACLs.
+    /// Upstream: generator.c, recv_generator() → set_file_attrs(), then itemize().
+    fn set_attrs_of_kept(&self, path: &RelPath, e: &FileEntry, m: Meta) -> Meta {
+        if self.sh.acls_on() {
+            self.acl_seen.set(Some(self.acls_differ(e, &m)));
+        }
+        match self.set_attrs(path, e, Some(m)) {
+            Ok(changes) => Meta {
+                mode: changes.mode_after_acl.unwrap_or(m.mode),
+                ..m
+            },
+            Err(err) => {
+                if err.op().is_some_and(|op| op.contains("acl")) {
+                    self.sh.attr_error("generator", path, &err);
+                }
+                m
+            }
+        }
     }
 
     /// `--partial-dir`: an earlier partial file to use as the basis.
@@ -1370,6 +1419,12 @@ pub(super) fn want_attrs(sh: &Shared, e: &FileEntry) -> WantAttrs {
         rdev: if sh.policy.fake_super && mode::is_device(e.mode) {
             e.rdev
                 .map(|(a, b)| nix::sys::stat::makedev(u64::from(a), u64::from(b)))
+        } else {
+            None
+        },
+        // -A: a symlink has none (its entry carries no ACL blocks).
+        acls: if sh.acls_on() && !mode::is_lnk(e.mode) {
+            e.acls.clone()
         } else {
             None
         },

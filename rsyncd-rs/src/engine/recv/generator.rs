@@ -57,6 +57,9 @@ pub(super) struct Generator<'a> {
     pub deleted_count: u64,
     /// `--fuzzy`: the similar files of the directory being worked on.
     pub fuzzy: super::fuzzy::FuzzyDirs,
+    /// `-A`: the ACL column of the next item, found before its attributes were set
+    /// (upstream's stat_x keeps the ACL it read before set_file_attrs()).
+    pub acl_seen: std::cell::Cell<Option<bool>>,
 }
 
 /// How long the generator waits for the receiver before sending a keepalive.
@@ -85,6 +88,7 @@ pub(super) fn run(sh: &Shared, rx: Receiver<ToGenerator>) -> Result<(), RecvErro
         delayed: Vec::new(),
         deleted_count: 0,
         fuzzy: Default::default(),
+        acl_seen: std::cell::Cell::new(None),
     };
     let r = g.generate();
     if r.is_err() || g.aborted {

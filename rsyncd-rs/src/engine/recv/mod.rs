@@ -122,6 +122,19 @@ impl Shared {
             Some("chown") => format!("chown {name} failed"),
             Some("chmod") => format!("failed to set permissions on {name}"),
             Some("utimes") => format!("failed to set times on {name}"),
+            // -A, worded as upstream's set_acl() (the name as given, not quoted).
+            Some("set_acl_access") => format!("set_acl: sys_acl_set_file({p}, ACL_TYPE_ACCESS)"),
+            Some("set_acl_default") => {
+                format!("set_acl: sys_acl_set_file({p}, ACL_TYPE_DEFAULT)")
+            }
+            Some("delete_def_acl") => format!("set_acl: sys_acl_delete_def_file({p})"),
+            Some("set_xattr_acl_access") => {
+                format!("set_xattr_acl: lsetxattr(\"{p}\",\"user.rsync.%aacl\") failed")
+            }
+            Some("set_xattr_acl_default") => {
+                format!("set_xattr_acl: lsetxattr(\"{p}\",\"user.rsync.%dacl\") failed")
+            }
+            Some("get_acl") => format!("get_acl: sys_acl_get_file({p}, ACL_TYPE_ACCESS)"),
             _ => format!("stat {name} failed"),
         };
         self.sys_error(role, &what, err);
@@ -304,6 +317,8 @@ fn run_session(
         Side::Server => receive_filters(reader, &s.opts, s.wire.protocol)?,
         Side::Client { rules } => rules.clone(),
     };
+    let mut cfg = cfg;
+    cfg.acl_fake_super = s.policy.fake_super;
     let mut lists = ListReceiver::new(cfg.clone(), !s.policy.numeric_ids);
     lists.chmod = s.policy.incoming_chmod.clone();
     if let Side::Client { rules } = &s.side {

@@ -393,6 +393,16 @@ impl Receiver<'_, '_> {
                         &fetched,
                         None,
                     );
+                    // Then the rest of the entry's attributes, ACLs among them, as
+                    // upstream's receiver runs set_file_attrs() for such an item (with
+                    // fake super, the xattr step may have removed %aacl/%dacl).
+                    if sh.acls_on()
+                        && let Err(err) = sh
+                            .tree
+                            .set_attrs(AttrTarget::Path(&dest), &want_attrs(sh, &entry))
+                    {
+                        sh.attr_error("receiver", &dest, &err);
+                    }
                 }
                 if let Some(fmt) = &sh.policy.transfer_log_format
                     && !sh.opts.dry_run
@@ -837,7 +847,7 @@ impl Receiver<'_, '_> {
         partial: Option<&RelPath>,
         want: &crate::engine::tree::WantAttrs,
     ) {
-        let mut attrs = *want;
+        let mut attrs = want.clone();
         attrs.mtime = if partial.is_none() {
             Some((0, 0))
         } else {

@@ -24,6 +24,11 @@ impl Shared {
         self.opts.preserve_xattrs > 0 && self.wire.protocol >= 30
     }
 
+    /// Whether ACLs travel in this session (`-A` at protocol 30+).
+    pub fn acls_on(&self) -> bool {
+        self.opts.preserve_acls && self.wire.protocol >= 30
+    }
+
     /// Whether long values are asked for and sent: xattrs on and not a dry run
     /// (upstream's `do_xfers`; the hard-link optimisation is never negotiated).
     pub fn xattr_exchange(&self) -> bool {
@@ -47,6 +52,7 @@ impl Shared {
             },
             preserve: self.opts.preserve_xattrs,
             filter: has_rules.then_some(&excluded as &dyn Fn(&[u8]) -> bool),
+            keep_acls: self.acls_on(),
         };
         f(&rules)
     }

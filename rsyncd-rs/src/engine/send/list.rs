@@ -15,6 +15,7 @@ use crate::engine::error::EngineError;
 use crate::engine::exit::ExitCode;
 use crate::engine::filter::FilterSet;
 use crate::engine::tree::RelPath;
+use crate::protocol::acl::IdKind;
 use crate::protocol::codec::put_int;
 use crate::protocol::flist::{
     FileEntry, FlistEncoder, HardLink, compare_names, encode_id_list, mode,
@@ -314,8 +315,31 @@ impl Lister {
             if !core.cfg.inc_recurse {
                 self.note_ids(core, &it.e);
             }
+            // -A: the ids of named ACL entries join the same registry as owners (the
+            // owner's name goes first, as upstream sends it before the ACL).
+            let numeric = core.policy.numeric_ids;
+            let inc = core.cfg.inc_recurse;
+            let (uids, gids) = (&mut self.uids, &mut self.gids);
+            let (sent_uids, sent_gids) = (&mut self.sent_uids, &mut self.sent_gids);
+            let mut acl_ids = |kind: IdKind, id: u32| -> Option<Vec<u8>> {
+                if numeric {
+                    return None;
+                }
+                match (kind, inc) {
+                    (IdKind::User, true) => sent_uids.insert(id).then(|| user_name(id)).flatten(),
+                    (IdKind::Group, true) => sent_gids.insert(id).then(|| group_name(id)).flatten(),
+                    (IdKind::User, false) => {
+                        uids.entry(id).or_insert_with(|| user_name(id));
+                        None
+                    }
+                    (IdKind::Group, false) => {
+                        gids.entry(id).or_insert_with(|| group_name(id));
+                        None
+                    }
+                }
+            };
             self.enc
-                .encode(&it.e, ndx_start, send_names, out)
+                .encode_with_acl_ids(&it.e, ndx_start, send_names, &mut acl_ids, out)
                 .map_err(|e| EngineError::fatal(e.to_string(), ExitCode::PROTOCOL))?;
             it.e.user_name = None;
             it.e.group_name = None;
@@ -416,7 +440,10 @@ impl Lister {
     /// The uid and gid lists after a non-incremental list. Upstream: uidlist.c,
     /// send_id_lists().
     fn append_id_lists(&self, core: &Core, out: &mut Vec<u8>) -> Result<(), EngineError> {
-        if core.policy.numeric_ids {
+        // Only the client's --numeric-ids leaves them out; with a module's `numeric ids`
+        // they go empty (upstream's numeric_ids = -1 keeps the protocol), as the client
+        // reads them. Upstream: flist.c, send_file_list() (`numeric_ids <= 0`).
+        if core.cfg.numeric_ids {
             return Ok(());
         }
         let p = core.wire.protocol;
@@ -427,10 +454,12 @@ impl Lister {
         };
         let bad =
             |e: crate::protocol::WireError| EngineError::fatal(e.to_string(), ExitCode::PROTOCOL);
-        if core.cfg.preserve_uid {
+        // -A sends both lists, whether or not owners travel. Upstream: uidlist.c,
+        // send_id_lists().
+        if core.cfg.preserve_uid || core.cfg.preserve_acls {
             encode_id_list(out, p, &named(&self.uids), core.cfg.id0_names).map_err(bad)?;
         }
-        if core.cfg.preserve_gid {
+        if core.cfg.preserve_gid || core.cfg.preserve_acls {
             encode_id_list(out, p, &named(&self.gids), core.cfg.id0_names).map_err(bad)?;
         }
         Ok(())

@@ -112,6 +112,8 @@ impl Core {
                 .xattr_filter
                 .is_some()
                 .then_some(&excluded as &dyn Fn(&[u8]) -> bool),
+            // A sender removes nothing.
+            keep_acls: false,
         };
         f(&rules)
     }

@@ -367,6 +367,9 @@ impl Lister {
             content_dir: content && mode::is_dir(m.mode),
         };
         let mut item = item;
+        if cfg.preserve_acls && !self.read_acls(core, &mut item, m.mode)? {
+            return Ok(None);
+        }
         if cfg.preserve_xattrs && !self.read_xattrs(core, &mut item, m.mode)? {
             return Ok(None);
         }
@@ -384,6 +387,58 @@ impl Lister {
 }
 
 impl Lister {
+    /// Fills in an entry's ACLs (`-A`): regular files and directories, devices and
+    /// specials only when they are preserved (others send the mode's), none for a
+    /// symlink. The access ACL is condensed against the wire mode when it is encoded.
+    /// `false`: they could not be read, and the entry is left out of the list.
+    /// Upstream: flist.c, send_file_name() after get_acl(); acls.c, get_acl().
+    fn read_acls(
+        &mut self,
+        core: &Core,
+        item: &mut Item,
+        disk_mode: u32,
+    ) -> Result<bool, EngineError> {
+        let cfg = &core.cfg;
+        if mode::is_lnk(item.e.mode) {
+            return Ok(true);
+        }
+        let read = mode::is_reg(disk_mode)
+            || mode::is_dir(disk_mode)
+            || (mode::is_device(disk_mode) && cfg.preserve_devices)
+            || (mode::is_special(disk_mode) && cfg.preserve_specials);
+        let acls = if read {
+            let p = self.disk_path(item)?;
+            match core.tree.read_acls(&p, disk_mode) {
+                Ok(a) => a,
+                Err(err) => {
+                    self.io_error |= IOERR_GENERAL;
+                    core.error_xfer(&crate::engine::exit::syserr(
+                        "sender",
+                        &format!(
+                            "get_acl: sys_acl_get_file({}, ACL_TYPE_ACCESS)",
+                            self.quoted(core, item.root, &p)
+                        ),
+                        super::errno_of(&err),
+                        &err,
+                    ));
+                    return Ok(false);
+                }
+            }
+        } else {
+            crate::protocol::acl::FileAcls::default()
+        };
+        if acls.access.as_ref().map_or(0, |a| a.names.len())
+            > crate::protocol::acl::MAX_WIRE_ACL_COUNT
+            || acls.default.as_ref().map_or(0, |a| a.names.len())
+                > crate::protocol::acl::MAX_WIRE_ACL_COUNT
+        {
+            self.io_error |= IOERR_GENERAL;
+            return Ok(false);
+        }
+        item.e.acls = Some(std::sync::Arc::new(acls));
+        Ok(true)
+    }
+
     /// Fills in an entry's xattrs (a symlink's own; devices and specials only when
     /// they are preserved, others send the empty list). `false`: they could not be
     /// read, and the entry is left out of the list (upstream: flist.c,

@@ -114,7 +114,7 @@ impl Meta {
 }
 
 /// The attributes a transfer wants an entry to end up with; `None` leaves one alone.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WantAttrs {
     /// Permission bits (`0o7777`); type bits, if present, are ignored: the kind was
     /// fixed when the entry was created.
@@ -130,6 +130,9 @@ pub struct WantAttrs {
     pub atime: Option<(i64, u32)>,
     /// Device number; only used with fake super (a real node's is fixed at `mknod`).
     pub rdev: Option<u64>,
+    /// ACLs as received (`-A`), applied after ownership and times and before the final
+    /// chmod; `None` leaves them alone.
+    pub acls: Option<std::sync::Arc<crate::protocol::acl::FileAcls>>,
 }
 
 /// What [`Tree::set_attrs`] changed (upstream's `UPDATED_*` bits).
@@ -147,6 +150,11 @@ pub struct AttrChanges {
     pub mode: bool,
     /// The `user.rsync.%stat` xattr was written or removed.
     pub stat_xattr: bool,
+    /// An ACL was written or removed (`-A`).
+    pub acl: bool,
+    /// The mode the entry had once its ACLs were set, before the final chmod (what
+    /// upstream's set_acl() leaves in its stat), when an ACL was written.
+    pub mode_after_acl: Option<u32>,
     /// Times were wanted but the filesystem would not set them (upstream's
     /// `FLAG_TIME_FAILED`).
     pub time_failed: bool,
@@ -155,7 +163,13 @@ pub struct AttrChanges {
 impl AttrChanges {
     /// Something was changed (upstream's set_file_attrs() returning "updated").
     pub fn any(&self) -> bool {
-        self.owner || self.group || self.mtime || self.atime || self.mode || self.stat_xattr
+        self.owner
+            || self.group
+            || self.mtime
+            || self.atime
+            || self.mode
+            || self.stat_xattr
+            || self.acl
     }
 }
 
@@ -170,7 +184,7 @@ pub enum AttrTarget<'a> {
 
 /// The entry being changed: an open descriptor, or a name in a directory for the kinds
 /// we do not open (symlinks, devices, fifos, sockets).
-enum Handle<'a> {
+pub(super) enum Handle<'a> {
     Fd(&'a File),
     At { dir: BorrowedFd<'a>, name: &'a [u8] },
 }
@@ -205,7 +219,7 @@ impl Handle<'_> {
     /// `chmod` without following a final symlink. For a name, the C library does it
     /// through an `O_PATH` descriptor (glibc ≥ 2.32 via `/proc/self/fd`, `fchmodat2`
     /// on newer kernels); without those it answers `EOPNOTSUPP`, which we pass on.
-    fn chmod(&self, perms: u32) -> nix::Result<()> {
+    pub(super) fn chmod(&self, perms: u32) -> nix::Result<()> {
         let mode = Mode::from_bits_truncate(perms & CHMOD_BITS);
         match self {
             Handle::Fd(f) => fchmod(f, mode),
@@ -305,6 +319,27 @@ impl Tree {
 
         self.apply_times(&h, &st, want, shown, &mut changes)?;
 
+        // ACLs after ownership and times, before the final chmod; a failure is
+        // reported once the chmod is done (upstream goes on after set_acl() fails).
+        let mut acl_error = None;
+        if let Some(acls) = &want.acls
+            && st.st_mode & libc::S_IFMT != libc::S_IFLNK
+        {
+            let old_mode = if fake { before.mode } else { st.st_mode };
+            let new_mode = (old_mode & !CHMOD_BITS) | want.mode.unwrap_or(old_mode) & CHMOD_BITS;
+            match self.apply_acls(&h, old_mode, new_mode, acls, shown) {
+                Ok(wrote) => changes.acl = wrote,
+                Err(e) => acl_error = Some(e),
+            }
+            if !fake {
+                // Writing an access ACL sets the permission bits too.
+                st = h.stat().map_err(|e| TreeError::errno("stat", shown, e))?;
+                if changes.acl {
+                    changes.mode_after_acl = Some(st.st_mode);
+                }
+            }
+        }
+
         if let Some(perms) = want.mode {
             // With fake super the comparison is against the recorded mode, which the
             // xattr step above has already brought up to date.
@@ -317,6 +352,9 @@ impl Tree {
                 }
                 changes.mode = true;
             }
+        }
+        if let Some(e) = acl_error {
+            return Err(e);
         }
         Ok(changes)
     }

@@ -34,7 +34,7 @@ use super::{AttrTarget, RelPath, Tree, TreeError};
 const MAX_VALUE: usize = 128 << 20;
 
 /// An entry opened for xattr work.
-enum Handle {
+pub(super) enum Handle {
     Fd(File),
     /// `/proc/self/fd/DIR/NAME`; the directory descriptor is kept open with it.
     Proc {
@@ -68,7 +68,7 @@ impl Handle {
         Ok(names)
     }
 
-    fn get(&self, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    pub(super) fn get(&self, name: &[u8]) -> io::Result<Option<Vec<u8>>> {
         let name = OsStr::from_bytes(name);
         let v = match self {
             Handle::Fd(f) => f.get_xattr(name)?,
@@ -100,7 +100,7 @@ impl Handle {
 impl Tree {
     /// Opens `target` for xattr work; `None` when it cannot be pinned (no `/proc` for a
     /// symlink or device) and must be skipped.
-    fn xattr_handle(&self, target: AttrTarget<'_>) -> Result<Option<Handle>, TreeError> {
+    pub(super) fn xattr_handle(&self, target: AttrTarget<'_>) -> Result<Option<Handle>, TreeError> {
         let p = match target {
             AttrTarget::Temp(tmp) => {
                 let f = tmp

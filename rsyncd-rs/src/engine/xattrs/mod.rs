@@ -30,6 +30,11 @@ pub struct XattrRules<'a> {
     /// With xattr filter rules (`-f'-x NAME'`): whether a name is excluded; they then
     /// replace the namespace rules (upstream's `saw_xattr_filter`).
     pub filter: Option<XattrExcluded<'a>>,
+    /// `-A` under fake super: `user.rsync.%aacl`/`%dacl` belong to the ACL step and are
+    /// never removed here. Stock removes them (an xattr-only change then loses the
+    /// stored ACL: its ACL step compares with what it read before); the spec's
+    /// recommendation is followed instead.
+    pub keep_acls: bool,
 }
 
 impl std::fmt::Debug for XattrRules<'_> {
@@ -167,6 +172,12 @@ impl XattrRules<'_> {
     /// `system.*`), never fake super's `%stat`. Upstream: xattrs.c, rsync_xal_set().
     pub fn may_remove(&self, name: &[u8]) -> bool {
         if self.fake() && name == b"user.rsync.%stat" {
+            return false;
+        }
+        if self.fake()
+            && self.keep_acls
+            && (name == b"user.rsync.%aacl" || name == b"user.rsync.%dacl")
+        {
             return false;
         }
         match self.filter {

@@ -19,7 +19,26 @@ fn rules(am_root: i8, preserve: u8) -> XattrRules<'static> {
         am_root,
         preserve,
         filter: None,
+        keep_acls: false,
     }
+}
+
+#[test]
+fn fake_super_keeps_the_acl_xattrs_under_acls() {
+    let keep = XattrRules {
+        keep_acls: true,
+        ..rules(-1, 1)
+    };
+    for name in [
+        &b"user.rsync.%aacl"[..],
+        b"user.rsync.%dacl",
+        b"user.rsync.%stat",
+    ] {
+        assert!(!keep.may_remove(name));
+    }
+    assert!(keep.may_remove(b"user.other"));
+    // Without -A they go as stock's removal loop lets them; as root nothing is fake.
+    assert!(rules(-1, 1).may_remove(b"user.rsync.%aacl"));
 }
 
 const LOCAL: &[(&str, &str)] = &[

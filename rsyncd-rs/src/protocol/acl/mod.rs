@@ -286,6 +286,36 @@ pub fn default_acl_equal(local: &RsyncAcl, received: &RsyncAcl) -> bool {
     local == received
 }
 
+/// An entry's ACLs as a file list carries them.
+///
+/// On the sender, `access` is the full access ACL as read (`None`: none was read, the
+/// mode's is sent) and `default` a directory's default ACL (`None`: it has none). On the
+/// receiver, `access` is the condensed ACL as received (mask filled in) and `default` the
+/// default ACL as received, for a directory (empty: remove it); their named ids are the
+/// sender's until the receiver maps them, and `inline_names` are the names that rode
+/// inline with them (incremental recursion), for the receiver's id registry.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FileAcls {
+    pub access: Option<RsyncAcl>,
+    pub default: Option<RsyncAcl>,
+    pub inline_names: Vec<(IdKind, u32, Vec<u8>)>,
+}
+
+impl FileAcls {
+    /// The same ACLs with every named id mapped by `f` (the receiver's id mapping).
+    pub fn mapped(&self, mut f: impl FnMut(IdKind, u32) -> u32) -> FileAcls {
+        let mut out = FileAcls {
+            access: self.access.clone(),
+            default: self.default.clone(),
+            inline_names: Vec::new(),
+        };
+        for acl in out.access.iter_mut().chain(out.default.iter_mut()) {
+            acl.map_ids(&mut f);
+        }
+        out
+    }
+}
+
 /// Whether an entry of this mode carries ACL blocks on the wire: every type but symlinks.
 pub fn has_acl_blocks(m: u32) -> bool {
     !mode::is_lnk(m)

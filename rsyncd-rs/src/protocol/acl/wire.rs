@@ -82,7 +82,7 @@ impl<F: FnMut(IdKind, u32, Option<&[u8]>) -> u32> AclIdMap for F {
 }
 
 /// One append-only list of ACLs sent, with an index to find an identical one.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct SendCache {
     index: HashMap<RsyncAcl, usize>,
 }
@@ -104,11 +104,18 @@ impl SendCache {
 
 /// The sender's half: writes an entry's ACL blocks and keeps the two caches.
 /// Upstream: acls.c, send_acl().
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AclEncoder {
     names: AclNames,
     access: SendCache,
     default: SendCache,
+}
+
+impl Default for AclEncoder {
+    /// Ids travel in the id lists (a non-incremental list).
+    fn default() -> AclEncoder {
+        AclEncoder::new(AclNames::Listed)
+    }
 }
 
 impl AclEncoder {
@@ -236,7 +243,7 @@ pub struct EntryAcls {
 
 /// The receiver's half: reads an entry's ACL blocks into two append-only tables.
 /// Upstream: acls.c, receive_acl().
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AclDecoder {
     check_perms: bool,
     access: Vec<RsyncAcl>,
@@ -374,6 +381,19 @@ impl AclDecoder {
         for acl in self.access.iter_mut().chain(self.default.iter_mut()) {
             acl.map_ids(&mut f);
         }
+    }
+
+    /// How many ACLs each table holds: a point to go back to with [`rollback`](Self::rollback)
+    /// when the entry these blocks belong to turns out to be incomplete.
+    pub fn mark(&self) -> (usize, usize) {
+        (self.access.len(), self.default.len())
+    }
+
+    /// Forgets the ACLs added since `mark` (the caller decodes the entry again once more
+    /// bytes are in).
+    pub fn rollback(&mut self, mark: (usize, usize)) {
+        self.access.truncate(mark.0);
+        self.default.truncate(mark.1);
     }
 
     fn table(&self, kind: AclKind) -> &[RsyncAcl] {

@@ -5,6 +5,7 @@ use super::{
     FileEntry, FlistConfig, FlistError, FlistItem, HardLink, IOERR_VALID_MASK, LinkTargets,
     MAXPATHLEN, clean_received_name, mode, xmit,
 };
+use crate::protocol::acl::{AclDecoder, FileAcls, IdKind};
 use crate::protocol::codec::{get_int, get_longint, get_varint, get_varlong};
 use crate::protocol::sanitize::{dir_depth, sanitize_path};
 use crate::protocol::xattr::{XattrBlock, XattrList, decode_xattr_block};
@@ -42,6 +43,9 @@ pub struct FlistDecoder {
     /// Every xattr list received literally, in order: a later entry names one by index
     /// (the table lives as long as the session; upstream: xattrs.c `rsync_xal_l`).
     xattr_table: Vec<Arc<XattrList>>,
+    /// The ACLs received so far, by index (`-A`; upstream: acls.c, the access and default
+    /// tables).
+    acls: AclDecoder,
 }
 
 /// A cursor over the input that turns "not enough bytes" into an early `Needed`.
@@ -155,6 +159,7 @@ impl FlistDecoder {
     /// A decoder for a session with this configuration.
     pub fn new(cfg: FlistConfig) -> FlistDecoder {
         FlistDecoder {
+            acls: AclDecoder::new(cfg.acl_fake_super),
             cfg,
             prev: Prev::default(),
             xattr_table: Vec::new(),
@@ -178,9 +183,25 @@ impl FlistDecoder {
         let mut cur = Cur { buf, pos: 0 };
         let mut prev = self.prev.clone();
         let mut new_xattrs = None;
-        let r = self.decode_inner(&mut cur, &mut prev, current, ndx_start, &mut new_xattrs);
+        // The ACL tables grow as blocks are read: an entry cut short (or refused) takes
+        // back what its blocks added, and is read again whole.
+        let mut acls = std::mem::replace(&mut self.acls, AclDecoder::new(false));
+        let mark = acls.mark();
+        let r = self.decode_inner(
+            &mut cur,
+            &mut prev,
+            current,
+            ndx_start,
+            &mut new_xattrs,
+            &mut acls,
+        );
         let used = cur.pos;
-        let out = finish(r, used)?;
+        let out = finish(r, used);
+        if !matches!(out, Ok(Decoded::Done { .. })) {
+            acls.rollback(mark);
+        }
+        self.acls = acls;
+        let out = out?;
         if let Decoded::Done {
             value: FlistItem::Entry(_),
             ..
@@ -217,6 +238,7 @@ impl FlistDecoder {
         current: &[FileEntry],
         ndx_start: i32,
         new_xattrs: &mut Option<Arc<XattrList>>,
+        acls: &mut AclDecoder,
     ) -> Result<FlistItem, Stop> {
         let c = &self.cfg;
         let p = c.protocol;
@@ -313,7 +335,7 @@ impl FlistDecoder {
                     prev.atime = a;
                 }
                 // A follower's ACL and xattr blocks still travel in full.
-                self.read_xattr_block(cur, &mut e, new_xattrs)?;
+                self.read_xattr_block(cur, &mut e, new_xattrs, acls)?;
                 self.check_entry(&e)?;
                 return Ok(FlistItem::Entry(Box::new(e)));
             }
@@ -473,7 +495,7 @@ impl FlistDecoder {
                 e.checksum = Some(sum.to_vec());
             }
         }
-        self.read_xattr_block(cur, &mut e, new_xattrs)?;
+        self.read_xattr_block(cur, &mut e, new_xattrs, acls)?;
         self.check_entry(&e)?;
         Ok(FlistItem::Entry(Box::new(e)))
     }
@@ -485,9 +507,32 @@ impl FlistDecoder {
         cur: &mut Cur<'_>,
         e: &mut FileEntry,
         new_xattrs: &mut Option<Arc<XattrList>>,
+        acls: &mut AclDecoder,
     ) -> Result<(), Stop> {
-        // The ACL block (-A, not for symlinks) comes here, before the xattr block, once
-        // ACLs are supported. Upstream: flist.c, recv_file_entry() → receive_acl().
+        // The ACL blocks (-A, not for symlinks) come first. Ids stay the sender's here;
+        // names sent inline go with the entry to the receiver's id registry.
+        // Upstream: flist.c, recv_file_list() → receive_acl().
+        if self.cfg.preserve_acls && !mode::is_lnk(e.mode) {
+            let mut names = Vec::new();
+            let mut note = |kind: IdKind, id: u32, name: Option<&[u8]>| {
+                if let Some(n) = name {
+                    names.push((kind, id, n.to_vec()));
+                }
+                id
+            };
+            let d = acls
+                .decode(cur.rest(), e.mode, &mut note)
+                .map_err(FlistError::from)?;
+            if let Some(found) = cur.step(d)? {
+                let access = acls.access_acl(found.access).cloned();
+                let default = found.default.and_then(|i| acls.default_acl(i).cloned());
+                e.acls = Some(Arc::new(FileAcls {
+                    access,
+                    default,
+                    inline_names: names,
+                }));
+            }
+        }
         if self.cfg.preserve_xattrs {
             let d =
                 decode_xattr_block(cur.rest(), self.xattr_table.len()).map_err(FlistError::from)?;

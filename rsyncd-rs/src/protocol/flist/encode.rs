@@ -3,6 +3,7 @@
 
 use super::{FileEntry, FlistConfig, HardLink, mode, xmit};
 use crate::protocol::WireError;
+use crate::protocol::acl::{AclEncoder, AclIdNames, AclNames, IdKind};
 use crate::protocol::codec::{put_int, put_longint, put_shortint, put_varint, put_varlong};
 use crate::protocol::xattr::{XattrSendCache, encode_xattr_block};
 
@@ -21,6 +22,8 @@ pub struct FlistEncoder {
     dev: i64,
     /// The xattr lists sent so far (upstream: xattrs.c, find_matching_xattr()).
     xattrs: XattrSendCache,
+    /// The ACLs sent so far (upstream: acls.c, the access and default caches).
+    acls: AclEncoder,
 }
 
 fn put_varint30(out: &mut Vec<u8>, protocol: i32, v: i32) {
@@ -41,8 +44,14 @@ fn put_varlong30(out: &mut Vec<u8>, protocol: i32, v: i64, min: u8) {
 
 impl FlistEncoder {
     pub fn new(cfg: FlistConfig) -> FlistEncoder {
+        let names = if cfg.inc_recurse {
+            AclNames::Inline
+        } else {
+            AclNames::Listed
+        };
         FlistEncoder {
             cfg,
+            acls: AclEncoder::new(names),
             ..FlistEncoder::default()
         }
     }
@@ -56,6 +65,22 @@ impl FlistEncoder {
         e: &FileEntry,
         ndx_start: i32,
         send_names: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), WireError> {
+        let mut no_names = |_: IdKind, _: u32| None;
+        self.encode_with_acl_ids(e, ndx_start, send_names, &mut no_names, out)
+    }
+
+    /// [`encode`](Self::encode), with the sender's id registry for the ids of the
+    /// entry's named ACL entries (`-A`): each goes into the id lists, or its name inline
+    /// the first time it is seen (incremental recursion). Upstream: acls.c,
+    /// send_ida_entries() with uidlist.c add_uid()/add_gid().
+    pub fn encode_with_acl_ids(
+        &mut self,
+        e: &FileEntry,
+        ndx_start: i32,
+        send_names: bool,
+        acl_ids: &mut dyn AclIdNames,
         out: &mut Vec<u8>,
     ) -> Result<(), WireError> {
         let c = self.cfg.clone();
@@ -230,8 +255,7 @@ impl FlistEncoder {
             put_varint(out, first);
             if first >= ndx_start {
                 // A follower's ACL and xattr blocks still travel in full.
-                self.put_xattr_block(e, out);
-                return Ok(());
+                return self.put_xattr_block(e, acl_ids, out);
             }
         }
         put_varlong30(out, p, e.size, 3);
@@ -318,21 +342,38 @@ impl FlistEncoder {
             fixed.resize(c.flist_csum_len, 0);
             out.extend_from_slice(&fixed);
         }
-        self.put_xattr_block(e, out);
-        Ok(())
+        self.put_xattr_block(e, acl_ids, out)
     }
 
     /// Appends the entry's ACL and xattr blocks, which every entry carries when the
     /// options are on. Upstream: flist.c, send_file_name() → send_acl(), send_xattr().
-    fn put_xattr_block(&mut self, e: &FileEntry, out: &mut Vec<u8>) {
-        // The ACL block (-A, not for symlinks) goes here, before the xattr block, once
-        // ACLs are supported. Upstream: flist.c, send_file_name() → send_acl().
+    fn put_xattr_block(
+        &mut self,
+        e: &FileEntry,
+        acl_ids: &mut dyn AclIdNames,
+        out: &mut Vec<u8>,
+    ) -> Result<(), WireError> {
+        // The ACL blocks (-A, not for symlinks) go first. Upstream: flist.c,
+        // send_file_name() → send_acl().
+        if self.cfg.preserve_acls {
+            let acls = e.acls.as_deref();
+            let access = acls.and_then(|a| a.access.as_ref());
+            let default = acls.and_then(|a| a.default.as_ref());
+            self.acls
+                .encode(e.mode, access, default, acl_ids, out)
+                .map_err(|_| WireError::TooLarge {
+                    what: "ACL entry count",
+                    got: access.map_or(0, |a| a.names.len()) as u64,
+                    limit: crate::protocol::acl::MAX_WIRE_ACL_COUNT as u64,
+                })?;
+        }
         if self.cfg.preserve_xattrs {
             // Every entry carries a block; one with nothing read sends the empty list.
             let list = e.xattrs.clone().unwrap_or_default();
             let cached = self.xattrs.lookup_or_insert(&list);
             encode_xattr_block(cached, &list, out);
         }
+        Ok(())
     }
 
     /// Appends the end of a list. Upstream: flist.c, write_end_of_flist().

@@ -118,6 +118,14 @@ pub struct FlistConfig {
     pub link_targets: LinkTargets,
     /// `-X` (protocol 30+): every entry ends with an xattr block.
     pub preserve_xattrs: bool,
+    /// `-A` (protocol 30+): every entry but a symlink carries ACL blocks, before the
+    /// xattr block.
+    pub preserve_acls: bool,
+    /// The receiver is fake super: received ACL perm bits are not range-checked (they
+    /// are only stored). Upstream: acls.c, recv_acl_access() with am_root < 0.
+    pub acl_fake_super: bool,
+    /// `--numeric-ids` from the client: no id lists travel after a non-incremental list.
+    pub numeric_ids: bool,
 }
 
 /// What a receiving daemon does to the symlink targets it is sent (upstream: flist.c
@@ -175,6 +183,9 @@ pub struct FileEntry {
     /// With `-X`: the entry's xattrs as they travel (wire names, long values as
     /// digests), shared by every entry the session's cache gives the same list.
     pub xattrs: Option<std::sync::Arc<crate::protocol::xattr::XattrList>>,
+    /// With `-A`: the entry's ACLs ([`crate::protocol::acl::FileAcls`] says which form on
+    /// which side); `None` for a symlink.
+    pub acls: Option<std::sync::Arc<crate::protocol::acl::FileAcls>>,
 }
 
 impl FileEntry {
@@ -250,6 +261,8 @@ pub enum FlistError {
     Unsupported(&'static str),
     #[error("{0}")]
     Xattr(#[from] crate::protocol::xattr::XattrError),
+    #[error("{0}")]
+    Acl(#[from] crate::protocol::acl::AclError),
 }
 
 /// Cleans a received name as upstream's clean_fname(CFN_REFUSE_DOT_DOT_DIRS) does, and
@@ -280,6 +293,8 @@ pub fn clean_received_name(name: &[u8], relative: bool) -> Result<Vec<u8>, Flist
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_acls;
 #[cfg(test)]
 mod tests_links;
 #[cfg(test)]

@@ -415,6 +415,11 @@ fn arb_config() -> impl Strategy<Value = FlistConfig> {
                 (false, false) => LinkTargets::AsSent,
             },
             preserve_xattrs: f[16],
+            // ACL blocks change what the receiver holds (condensed), so they have their
+            // own tests (tests_acls.rs).
+            preserve_acls: false,
+            acl_fake_super: false,
+            numeric_ids: false,
         })
 }
 
@@ -496,6 +501,7 @@ fn arb_full_entry(protocol: i32) -> impl Strategy<Value = FileEntry> {
                         .collect();
                     std::sync::Arc::new(crate::protocol::xattr::XattrList(items))
                 }),
+                acls: None,
             }
         },
     )
