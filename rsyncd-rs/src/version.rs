@@ -51,8 +51,8 @@ const CAPABILITIES: &[(&str, &str, Value)] = &[
     ("crtimes", "crtimes", Value::Has(false)),
 ];
 
-/// Whether `-A` is carried out.
-const ACLS: bool = false;
+/// Whether `-A` is carried out (it is: `protocol/acl`, `engine/tree/acls.rs`).
+const ACLS: bool = true;
 
 /// Stock's optimizations: none of them are ours (no SIMD or assembly rolling sums, no
 /// OpenSSL).

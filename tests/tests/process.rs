@@ -296,7 +296,7 @@ fn the_reference_config_starts_and_the_bare_ignore_errors_line_is_reported() {
 }
 
 /// `--version` and `-VV` answer as stock's do: the capability list in stock's words and
-/// the JSON keys stock 3.5.0 prints, with our values (xattrs on, iconv off).
+/// the JSON keys stock 3.5.0 prints, with our values (ACLs and xattrs on, iconv off).
 #[test]
 fn version_reports_capabilities_as_stock_does() {
     let run = |arg: &str| {
@@ -316,6 +316,7 @@ fn version_reports_capabilities_as_stock_does() {
     );
     let vv: serde_json::Value = serde_json::from_str(&run("-VV")).unwrap();
     assert_eq!(vv["capabilities"]["xattrs"], true, "{vv:#}");
+    assert_eq!(vv["capabilities"]["ACLs"], true, "{vv:#}");
     assert_eq!(vv["capabilities"]["iconv"], false, "{vv:#}");
     assert_eq!(vv["checksum_list"][0], "xxh128", "{vv:#}");
 }
