@@ -411,17 +411,11 @@ impl Lister {
             match core.tree.read_acls(&p, disk_mode) {
                 Ok(a) => a,
                 Err(err) => {
-                    self.io_error |= IOERR_GENERAL;
-                    core.error_xfer(&crate::engine::exit::syserr(
-                        "sender",
-                        &format!(
-                            "get_acl: sys_acl_get_file({}, ACL_TYPE_ACCESS)",
-                            self.quoted(core, item.root, &p)
-                        ),
-                        super::errno_of(&err),
-                        &err,
-                    ));
-                    return Ok(false);
+                    let what = format!(
+                        "get_acl: sys_acl_get_file({}, ACL_TYPE_ACCESS)",
+                        self.quoted(core, item.root, &p)
+                    );
+                    return Ok(self.attrs_unreadable(core, &what, &err));
                 }
             }
         } else {
@@ -437,6 +431,24 @@ impl Lister {
         }
         item.e.acls = Some(std::sync::Arc::new(acls));
         Ok(true)
+    }
+
+    /// An entry's ACLs or xattrs could not be read: said as stock says it (`what`), an
+    /// I/O error for the session, and `false`: the entry is left out of the list.
+    fn attrs_unreadable(
+        &mut self,
+        core: &Core,
+        what: &str,
+        err: &crate::engine::tree::TreeError,
+    ) -> bool {
+        self.io_error |= IOERR_GENERAL;
+        core.error_xfer(&crate::engine::exit::syserr(
+            "sender",
+            what,
+            super::errno_of(err),
+            err,
+        ));
+        false
     }
 
     /// Fills in an entry's xattrs (a symlink's own; devices and specials only when
@@ -460,17 +472,11 @@ impl Lister {
             match core.tree.list_xattrs(&p) {
                 Ok(l) => l,
                 Err(err) => {
-                    self.io_error |= IOERR_GENERAL;
-                    core.error_xfer(&crate::engine::exit::syserr(
-                        "sender",
-                        &format!(
-                            "get_xattr_names: llistxattr({},1024) failed",
-                            self.quoted(core, item.root, &p)
-                        ),
-                        super::errno_of(&err),
-                        &err,
-                    ));
-                    return Ok(false);
+                    let what = format!(
+                        "get_xattr_names: llistxattr({},1024) failed",
+                        self.quoted(core, item.root, &p)
+                    );
+                    return Ok(self.attrs_unreadable(core, &what, &err));
                 }
             }
         } else {
