@@ -42,7 +42,9 @@ fn prepare(
             dry_run: options.dry_run,
             open_noatime: p.open_noatime == Some(true),
             insecure_links: p.insecure_links,
-            follow_read_links: options.copy_links || options.copy_unsafe_links,
+            // Only a sender reads through a final link (-L); a receiver never does.
+            follow_read_links: options.am_sender
+                && (options.copy_links || options.copy_unsafe_links),
             ..TreeOptions::default()
         },
     );

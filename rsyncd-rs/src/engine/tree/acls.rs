@@ -10,11 +10,8 @@
 //!
 //! Upstream: acls.c get_acl(), set_acl(); 3.5.0 lib/acl.c.
 
-use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use xattr::FileExt;
@@ -162,14 +159,11 @@ impl Tree {
     ) -> Result<bool, TreeError> {
         let io = match h {
             MetaHandle::Fd(f) => Io::Fd(f),
-            MetaHandle::At { dir, name } => {
-                let path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-                if !path.is_dir() {
-                    // Nothing to pin it with (no /proc): skipped, as 3.5.0 skips it.
-                    return Ok(false);
-                }
-                Io::Path(path.join(OsStr::from_bytes(name)))
-            }
+            MetaHandle::At { dir, name } => match super::xattrs::proc_entry_path(dir, name) {
+                Some(path) => Io::Path(path),
+                // Nothing to pin it with (no procfs): skipped, as 3.5.0 skips it.
+                None => return Ok(false),
+            },
         };
         let fake = self.opts.fake_super;
         let get = |name: &str| io.get(name);

@@ -97,6 +97,22 @@ impl Handle {
     }
 }
 
+/// `/proc/self/fd/DIR/NAME`: the entry `name` of the held directory `dir`, for the
+/// `l*xattr` calls, which take no descriptor. `None` where `/proc` is not procfs: in a
+/// chroot into a module, `/proc` would be the module's own (a client could have pushed
+/// `proc/self/fd/N` as a link to any directory), so it is never trusted unless the
+/// kernel says it is procfs.
+pub(super) fn proc_entry_path(dir: &impl AsRawFd, name: &[u8]) -> Option<PathBuf> {
+    use nix::sys::statfs::{PROC_SUPER_MAGIC, statfs};
+    let fds = "/proc/self/fd";
+    if !statfs(fds).is_ok_and(|fs| fs.filesystem_type() == PROC_SUPER_MAGIC) {
+        return None;
+    }
+    let mut path = PathBuf::from(format!("{fds}/{}", dir.as_raw_fd()));
+    path.push(OsStr::from_bytes(name));
+    Some(path)
+}
+
 impl Tree {
     /// Opens `target` for xattr work; `None` when it cannot be pinned (no `/proc` for a
     /// symlink or device) and must be skipped.
@@ -122,11 +138,9 @@ impl Tree {
             return Ok(Some(Handle::Fd(f)));
         }
         let dir = dir.into_owned().map_err(|e| TreeError::io("dup", p, e))?;
-        let mut path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-        if !path.is_dir() {
+        let Some(path) = proc_entry_path(&dir, name) else {
             return Ok(None);
-        }
-        path.push(OsStr::from_bytes(name));
+        };
         Ok(Some(Handle::Proc { path, _dir: dir }))
     }
 
