@@ -12,7 +12,7 @@ use std::process::Command;
 
 use e2e::compare::{Run, differential_steps, step_differences};
 use e2e::tree::{Compare, set_mtime, write_file};
-use e2e::{Daemon, Fixture, Rsync, is_root, old_client_or_skip, run_cases};
+use e2e::{Daemon, Fixture, Rsync, old_client_or_skip, run_cases};
 
 const T0: i64 = 1_700_000_000;
 
@@ -273,8 +273,7 @@ fn acls_as_module_user() {
 /// As root, ids and names as a privileged receiver maps them.
 #[test]
 fn acls_as_root() {
-    if !is_root() {
-        eprintln!("not root: skipped");
+    if !e2e::root_or_skip("a root module: ACLs of any uid") {
         return;
     }
     run_cases(ROOT_CASES.iter().map(|&(name, setup, opts)| {

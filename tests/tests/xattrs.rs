@@ -200,8 +200,7 @@ fn xattrs_as_module_user() {
 /// As root the module keeps every namespace but `system.*`, symlinks' own included.
 #[test]
 fn xattrs_as_root() {
-    if !is_root() {
-        eprintln!("not root: skipped");
+    if !e2e::root_or_skip("a root module: trusted.* xattrs") {
         return;
     }
     run_cases(ROOT_CASES.iter().map(|&(name, setup, opts)| {
